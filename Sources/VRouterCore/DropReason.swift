@@ -1,0 +1,92 @@
+// Every packet the dataplane does not transmit is counted under exactly one reason,
+// the way Tungsten Fabric's dropstats does (include/vr_pkt_droplog.h). Counters are
+// plain per-worker UInt64s; the control plane folds them across workers when asked.
+
+@frozen
+public enum DropReason: UInt8, CaseIterable, Sendable {
+    /// Shorter than its headers say (Ethernet, VLAN, IP, L4, tunnel headers).
+    case truncated = 0
+    /// Header fields that cannot be right: IP version, IHL < 5, total length < header,
+    /// bad extension-header chain, VXLAN without the I flag.
+    case invalidPacket
+    /// IPv4 header checksum does not verify.
+    case badChecksum
+    /// An EtherType or IP protocol this node does not forward (neither IPv4, IPv6 nor ARP).
+    case unsupportedProtocol
+    /// The VRF has no route to the destination (an ICMP unreachable was sent when allowed).
+    case noRoute
+    /// The route resolved to a discard nexthop.
+    case discard
+    /// TTL or hop limit reached zero (an ICMP time-exceeded was sent when allowed).
+    case ttlExpired
+    /// MPLS label not in the incoming label map.
+    case invalidLabel
+    /// VXLAN VNI not in the VNI table.
+    case invalidVNI
+    /// A pod port sent a packet whose source address is not the port's address.
+    case spoofedSource
+    /// A new flow could not be installed and the port drops new flows when the table is full.
+    case flowTableFull
+    /// Too big for the egress MTU with DF set / IPv6 (an ICMP frag-needed or packet-too-big was sent).
+    case mtuExceeded
+    /// ARP that is not an Ethernet/IPv4 request or reply, or for nobody we answer for.
+    case invalidARP
+    /// Received on a port the tables do not know, or a port that is down.
+    case invalidInterface
+    /// 802.1Q tag that the receiving port is not configured for.
+    case vlanMismatch
+    /// On the fabric: addressed to us but neither a tunnel packet, ARP, nor ICMP to us.
+    case notTunnel
+    /// The nexthop is invalid (a deleted port, an empty composite).
+    case invalidNexthop
+    /// Multicast or broadcast IP traffic, which this overlay does not carry.
+    case multicast
+    /// Neighbour discovery or ICMPv6 that the node does not answer (router solicitations…).
+    case unhandledICMP
+    /// The packet pool was empty when a fragment or ICMP error needed a buffer.
+    case noMemory
+    /// The output frame was full (a burst of fragments larger than the frame budget).
+    case txQueueFull
+    /// Fragmentation was needed and the packet cannot be fragmented (IPv4 options
+    /// with a bad layout, or the pieces would not fit the buffers).
+    case fragmentFailed
+    /// Addressed to the node itself (receive nexthop) but no one takes it.
+    case receiveNoListener
+    /// The packet came back to the port it came from through a tunnel (a loop).
+    case loop
+    /// Outer IPv4 of a tunnel packet not addressed to this node, or a fragmented outer packet.
+    case badTunnelOuter
+
+    /// Name shown by `dropstats` and used as a metric label.
+    public var name: String {
+        switch self {
+        case .truncated: "truncated"
+        case .invalidPacket: "invalid_packet"
+        case .badChecksum: "checksum_error"
+        case .unsupportedProtocol: "unsupported_protocol"
+        case .noRoute: "no_route"
+        case .discard: "discard"
+        case .ttlExpired: "ttl_expired"
+        case .invalidLabel: "invalid_label"
+        case .invalidVNI: "invalid_vni"
+        case .spoofedSource: "spoofed_source"
+        case .flowTableFull: "flow_table_full"
+        case .mtuExceeded: "mtu_exceeded"
+        case .invalidARP: "invalid_arp"
+        case .invalidInterface: "invalid_interface"
+        case .vlanMismatch: "vlan_mismatch"
+        case .notTunnel: "not_tunnel"
+        case .invalidNexthop: "invalid_nexthop"
+        case .multicast: "multicast"
+        case .unhandledICMP: "unhandled_icmp"
+        case .noMemory: "no_memory"
+        case .txQueueFull: "tx_queue_full"
+        case .fragmentFailed: "fragment_failed"
+        case .receiveNoListener: "receive_no_listener"
+        case .loop: "loop"
+        case .badTunnelOuter: "bad_tunnel_outer"
+        }
+    }
+
+    public static let count = DropReason.allCases.count
+}

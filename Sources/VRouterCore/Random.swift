@@ -1,0 +1,17 @@
+// Deterministic pseudo-random numbers for generators, tests and benchmarks. The
+// dataplane itself never needs randomness; reproducible inputs do.
+
+/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and statistically sound for this use.
+@frozen
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    @inlinable
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
