@@ -1,0 +1,43 @@
+// swift-tools-version: 6.1
+// package-benchmark suites for vRouter, in a package of their own so the benchmark
+// harness (and its malloc interposer) never slows the node software's own builds.
+//
+//   cd Benchmarks && swift package --allow-writing-to-package-directory benchmark
+//
+// Every directory here holding Swift files is one benchmark executable.
+import Foundation
+import PackageDescription
+
+let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+let suites = ((try? FileManager.default.contentsOfDirectory(atPath: here.path)) ?? [])
+    .filter { name in
+        let dir = here.appendingPathComponent(name)
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDir), isDir.boolValue,
+            !name.hasPrefix(".")
+        else { return false }
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        return files.contains { $0.hasSuffix(".swift") }
+    }
+    .sorted()
+
+let package = Package(
+    name: "vrouter-benchmarks",
+    platforms: [.macOS(.v13)],
+    dependencies: [
+        .package(path: ".."),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: suites.map { name in
+        .executableTarget(
+            name: name,
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "VRouterCore", package: "vrouter"),
+            ],
+            path: name,
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        )
+    }
+)
