@@ -21,6 +21,9 @@ let suites = ((try? FileManager.default.contentsOfDirectory(atPath: here.path)) 
     }
     .sorted()
 
+// A path dependency's identity is its directory name, which depends on the checkout.
+let root = here.deletingLastPathComponent().lastPathComponent.lowercased()
+
 let package = Package(
     name: "vrouter-benchmarks",
     platforms: [.macOS(.v13)],
@@ -33,7 +36,7 @@ let package = Package(
             name: name,
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "VRouterCore", package: "vrouter"),
+                .product(name: "VRouterCore", package: root),
             ],
             path: name,
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])],
