@@ -1,0 +1,112 @@
+// A VRF's compiled IPv4 forwarding table: built once, never changed, replaced whole
+// (`applying` makes the replacement; the control plane publishes it to the workers).
+
+/// An immutable IPv4 longest-prefix-match table from prefixes to 31-bit values.
+public final class IPv4FIB: @unchecked Sendable {  // Safe: nothing changes after init.
+    let arrays: PoptrieArrays
+    let routes: RouteList<UInt32>
+
+    /// Builds from `routes`; for a prefix given twice the last value wins.
+    /// Values must be below `LPM.maxValue`.
+    public convenience init(routes: some Sequence<(IPv4Prefix, UInt32)>) {
+        var list: [(addr: UInt32, len: UInt8, value: UInt32)] = []
+        list.reserveCapacity(routes.underestimatedCount)
+        for (p, v) in routes {
+            precondition(v < LPM.maxValue, "route value \(v) is not below LPM.maxValue")
+            list.append((p.address.value, p.length, v))
+        }
+        let rib = RouteList(unsorted: list)
+        self.init(routes: rib, arrays: .build(rib, directBits: Self.directBits(rib.count)))
+    }
+
+    /// A build with a chosen direct-pointing width (tests cover every width this way).
+    convenience init(routes: [(IPv4Prefix, UInt32)], directBits: Int) {
+        let rib = RouteList(unsorted: routes.map { ($0.0.address.value, $0.0.length, $0.1) })
+        self.init(routes: rib, arrays: .build(rib, directBits: directBits))
+    }
+
+    init(routes: RouteList<UInt32>, arrays: PoptrieArrays) {
+        self.routes = routes
+        self.arrays = arrays
+    }
+
+    deinit { arrays.deallocate() }
+
+    /// Direct-pointing width for a table size. 18 and 12 keep /24 and /18 on node
+    /// boundaries (one node level for the common /24); 2^18 entries are 1 MiB, worth it
+    /// only for big tables, while an empty VRF's table stays at 1 KiB.
+    static func directBits(_ count: Int) -> Int {
+        switch count {
+        case ..<512: 8
+        case ..<8192: 12
+        case ..<131_072: 16
+        default: 18
+        }
+    }
+
+    /// The raw pointers the packet path reads; valid while this FIB is alive.
+    public var view: IPv4FIBView {
+        IPv4FIBView(
+            direct: arrays.direct, nodes: arrays.nodes.base, leaves: arrays.leaves.base,
+            directBits: arrays.directBits)
+    }
+
+    /// Bytes of lookup structure this FIB allocated (direct array, nodes, leaves,
+    /// including garbage left by `applying` and buffer slack).
+    public var memoryBytes: Int { arrays.bytes }
+    /// Bytes of the sorted route list kept for `applying`.
+    public var ribBytes: Int { routes.bytes }
+    public var routeCount: Int { routes.count }
+
+    /// The routes, sorted by prefix.
+    public var allRoutes: [(IPv4Prefix, UInt32)] {
+        (0..<routes.count).map { i in
+            (IPv4Prefix(IPv4Address(routes.addrs[i]), length: Int(routes.lens[i]))!, routes.values[i])
+        }
+    }
+
+    /// A new FIB equal to building from scratch with `changes` applied (value nil =
+    /// delete; for a prefix changed twice the last change wins). Only the direct slots
+    /// the changes cover are rebuilt; the rest is one memcpy of the arrays. Garbage from
+    /// replaced subtrees is reclaimed by a full build once it outweighs the live part.
+    public func applying(_ changes: some Sequence<(IPv4Prefix, UInt32?)>) -> IPv4FIB {
+        var list: [(addr: UInt32, len: UInt8, value: UInt32)] = []
+        for (p, v) in changes {
+            if let v { precondition(v < LPM.maxValue, "route value \(v) is not below LPM.maxValue") }
+            list.append((p.address.value, p.length, v ?? RouteList<UInt32>.deleted))
+        }
+        if list.isEmpty { return self }
+        let delta = RouteList(unsorted: list)
+        let merged = routes.merging(delta)
+        let bits = arrays.directBits
+        if !(Self.directBits(merged.count / 2)...Self.directBits(merged.count * 2)).contains(bits)
+            || arrays.mostlyGarbage
+        {
+            return IPv4FIB(routes: merged, arrays: .build(merged, directBits: Self.directBits(merged.count)))
+        }
+        let ranges = affectedSlots(delta.addrs, delta.lens, directBits: bits)
+        return IPv4FIB(routes: merged, arrays: arrays.rebuilding(ranges, from: merged))
+    }
+}
+
+/// Direct-pointing slot ranges that changed prefixes cover, merged and sorted.
+func affectedSlots<K: FixedWidthInteger & UnsignedInteger>(
+    _ addrs: [K], _ lens: [UInt8], directBits s: Int
+) -> [(Int, Int)] {
+    var ranges: [(Int, Int)] = []
+    for i in 0..<addrs.count {
+        let lo = Int(truncatingIfNeeded: addrs[i] >> (K.bitWidth - s))
+        let l = Int(lens[i])
+        ranges.append((lo, l <= s ? lo + (1 << (s - l)) : lo + 1))
+    }
+    ranges.sort { $0.0 < $1.0 }
+    var merged: [(Int, Int)] = []
+    for r in ranges {
+        if let last = merged.last, r.0 <= last.1 {
+            merged[merged.count - 1].1 = max(last.1, r.1)
+        } else {
+            merged.append(r)
+        }
+    }
+    return merged
+}

@@ -1,0 +1,88 @@
+// A VRF's compiled IPv6 forwarding table: built once, never changed, replaced whole
+// (`applying` makes the replacement; the control plane publishes it to the workers).
+
+/// An immutable IPv6 longest-prefix-match table from prefixes to 31-bit values.
+public final class IPv6FIB: @unchecked Sendable {  // Safe: nothing changes after init.
+    let arrays: PoptrieArrays
+    let routes: RouteList<UInt128>
+
+    /// Builds from `routes`; for a prefix given twice the last value wins.
+    /// Values must be below `LPM.maxValue`.
+    public convenience init(routes: some Sequence<(IPv6Prefix, UInt32)>) {
+        var list: [(addr: UInt128, len: UInt8, value: UInt32)] = []
+        list.reserveCapacity(routes.underestimatedCount)
+        for (p, v) in routes {
+            precondition(v < LPM.maxValue, "route value \(v) is not below LPM.maxValue")
+            list.append((p.address.value, p.length, v))
+        }
+        let rib = RouteList(unsorted: list)
+        self.init(routes: rib, arrays: .build(rib, directBits: Self.directBits(rib.count)))
+    }
+
+    /// A build with a chosen direct-pointing width (tests cover every width this way).
+    convenience init(routes: [(IPv6Prefix, UInt32)], directBits: Int) {
+        let rib = RouteList(unsorted: routes.map { ($0.0.address.value, $0.0.length, $0.1) })
+        self.init(routes: rib, arrays: .build(rib, directBits: directBits))
+    }
+
+    init(routes: RouteList<UInt128>, arrays: PoptrieArrays) {
+        self.routes = routes
+        self.arrays = arrays
+    }
+
+    deinit { arrays.deallocate() }
+
+    /// Direct-pointing width for a table size: an empty VRF's table stays at 1 KiB.
+    /// Global IPv6 routes all start with 2000::/3, so direct bits buy less than in IPv4.
+    static func directBits(_ count: Int) -> Int {
+        switch count {
+        case ..<512: 8
+        case ..<8192: 12
+        default: 16
+        }
+    }
+
+    /// The raw pointers the packet path reads; valid while this FIB is alive.
+    public var view: IPv6FIBView {
+        IPv6FIBView(
+            direct: arrays.direct, nodes: arrays.nodes.base, leaves: arrays.leaves.base,
+            directBits: arrays.directBits)
+    }
+
+    /// Bytes of lookup structure this FIB allocated (direct array, nodes, leaves,
+    /// including garbage left by `applying` and buffer slack).
+    public var memoryBytes: Int { arrays.bytes }
+    /// Bytes of the sorted route list kept for `applying`.
+    public var ribBytes: Int { routes.bytes }
+    public var routeCount: Int { routes.count }
+
+    /// The routes, sorted by prefix.
+    public var allRoutes: [(IPv6Prefix, UInt32)] {
+        (0..<routes.count).map { i in
+            (IPv6Prefix(IPv6Address(routes.addrs[i]), length: Int(routes.lens[i]))!, routes.values[i])
+        }
+    }
+
+    /// A new FIB equal to building from scratch with `changes` applied (value nil =
+    /// delete; for a prefix changed twice the last change wins). Only the direct slots
+    /// the changes cover are rebuilt; the rest is one memcpy of the arrays. Garbage from
+    /// replaced subtrees is reclaimed by a full build once it outweighs the live part.
+    public func applying(_ changes: some Sequence<(IPv6Prefix, UInt32?)>) -> IPv6FIB {
+        var list: [(addr: UInt128, len: UInt8, value: UInt32)] = []
+        for (p, v) in changes {
+            if let v { precondition(v < LPM.maxValue, "route value \(v) is not below LPM.maxValue") }
+            list.append((p.address.value, p.length, v ?? RouteList<UInt128>.deleted))
+        }
+        if list.isEmpty { return self }
+        let delta = RouteList(unsorted: list)
+        let merged = routes.merging(delta)
+        let bits = arrays.directBits
+        if !(Self.directBits(merged.count / 2)...Self.directBits(merged.count * 2)).contains(bits)
+            || arrays.mostlyGarbage
+        {
+            return IPv6FIB(routes: merged, arrays: .build(merged, directBits: Self.directBits(merged.count)))
+        }
+        let ranges = affectedSlots(delta.addrs, delta.lens, directBits: bits)
+        return IPv6FIB(routes: merged, arrays: arrays.rebuilding(ranges, from: merged))
+    }
+}

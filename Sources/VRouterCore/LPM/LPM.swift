@@ -1,0 +1,42 @@
+// Longest-prefix-match tables: what is shared by the IPv4 and IPv6 FIBs.
+//
+// Each VRF holds one compiled, immutable IPv4FIB and one IPv6FIB. They follow Poptrie
+// (Asai & Ohara, SIGCOMM'15): the top `s` bits of the address index a direct-pointing
+// array; an entry there is either the answer or the root of a multiway trie whose nodes
+// consume 6 bits each. A node is two 64-bit bitmaps: `vector` marks which of the 64
+// children are nodes, `leafvec` marks where a run of identical leaves starts, so a node
+// stores one 32-bit leaf per run and its children contiguously, and a popcount turns a
+// 6-bit chunk into an index. A lookup is one load per level, usually 2-3 in total.
+
+/// Constants of the LPM tables.
+public enum LPM {
+    /// Returned when no prefix matches. Equal to `maxValue`, which a route can't carry.
+    public static let miss: UInt32 = 0x7FFF_FFFF
+    /// Route values are `0..<maxValue` (2^31 - 1 distinct values): the top bit of a
+    /// direct-pointing entry tells a node index from an answer.
+    public static let maxValue: UInt32 = 0x7FFF_FFFF
+    /// Set in a direct-pointing entry that holds a node index rather than an answer.
+    @usableFromInline static let nodeFlag: UInt32 = 0x8000_0000
+}
+
+/// One Poptrie node: 24 bytes, so most nodes sit in one cache line.
+///
+/// The child for 6-bit chunk `v` exists when `vector` bit `v` is set and is at
+/// `nodes[base1 + popcount(vector & bits 0...v) - 1]`; otherwise the answer is
+/// `leaves[base0 + popcount(leafvec & bits 0...v) - 1]`. Positions that hold children do
+/// not start leaf runs, so the leaf array has one entry per run of equal answers.
+@frozen @usableFromInline
+struct PoptrieNode {
+    @usableFromInline var vector: UInt64
+    @usableFromInline var leafvec: UInt64
+    @usableFromInline var base0: UInt32
+    @usableFromInline var base1: UInt32
+
+    @inlinable @inline(__always)
+    init(vector: UInt64, leafvec: UInt64, base0: UInt32, base1: UInt32) {
+        self.vector = vector
+        self.leafvec = leafvec
+        self.base0 = base0
+        self.base1 = base1
+    }
+}

@@ -1,0 +1,271 @@
+// Compiles a sorted route list into Poptrie arrays, for both address families (the key
+// type is the only difference). Not on the packet path: a full build of 1M IPv4 routes
+// visits each route once per trie level it crosses (2-3 times) and paints at most 64
+// leaves per node; `applying` reruns the same code over the direct-pointing slots that a
+// batch of changes touched and appends their new subtrees after a memcpy of the old ones.
+
+/// The arrays a lookup walks, owned by an IPv4FIB or IPv6FIB.
+struct PoptrieArrays {
+    /// 2^directBits entries: an answer, or `LPM.nodeFlag | root node index`.
+    var direct: UnsafeMutablePointer<UInt32>
+    let directBits: Int
+    var nodes: LPMBuffer<PoptrieNode>
+    var leaves: LPMBuffer<UInt32>
+    /// Nodes and leaves left unreachable by `applying` (their slots got new subtrees);
+    /// when they outweigh the live ones the next change rebuilds from scratch.
+    var garbageNodes = 0
+    var garbageLeaves = 0
+
+    var bytes: Int { (1 << directBits) * 4 + nodes.bytes + leaves.bytes }
+
+    func deallocate() {
+        direct.deallocate()
+        nodes.deallocate()
+        leaves.deallocate()
+    }
+
+    /// Nodes and leaves reachable from a node (for garbage accounting).
+    func subtreeSize(_ root: Int) -> (nodes: Int, leaves: Int) {
+        let n = nodes.base[root]
+        var total = (nodes: 1, leaves: n.leafvec.nonzeroBitCount)
+        var k = 0
+        while k < n.vector.nonzeroBitCount {
+            let c = subtreeSize(Int(n.base1) + k)
+            total.nodes += c.nodes
+            total.leaves += c.leaves
+            k += 1
+        }
+        return total
+    }
+}
+
+struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
+    let addrs: UnsafeBufferPointer<K>
+    let lens: UnsafeBufferPointer<UInt8>
+    let values: UnsafeBufferPointer<UInt32>
+    var arrays: PoptrieArrays
+    let s: Int
+    /// Per trie depth: 64 painted leaf values and 64 child route ranges.
+    let paint: UnsafeMutablePointer<UInt32>
+    let childStart: UnsafeMutablePointer<Int32>
+    let childEnd: UnsafeMutablePointer<Int32>
+
+    static var maxDepth: Int { K.bitWidth / 6 + 2 }
+
+    /// Runs `body` with a builder over `routes` writing into `arrays`.
+    static func with<R>(
+        _ routes: RouteList<K>, _ arrays: PoptrieArrays, _ body: (inout PoptrieBuilder) -> R
+    ) -> R {
+        let scratch = maxDepth * 64
+        let paint = UnsafeMutablePointer<UInt32>.allocate(capacity: scratch)
+        let cs = UnsafeMutablePointer<Int32>.allocate(capacity: scratch)
+        let ce = UnsafeMutablePointer<Int32>.allocate(capacity: scratch)
+        defer {
+            paint.deallocate()
+            cs.deallocate()
+            ce.deallocate()
+        }
+        return routes.addrs.withUnsafeBufferPointer { a in
+            routes.lens.withUnsafeBufferPointer { l in
+                routes.values.withUnsafeBufferPointer { v in
+                    var b = PoptrieBuilder(
+                        addrs: a, lens: l, values: v, arrays: arrays, s: arrays.directBits,
+                        paint: paint, childStart: cs, childEnd: ce)
+                    return body(&b)
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    func slot(_ addr: K) -> Int { Int(truncatingIfNeeded: addr >> (K.bitWidth - s)) }
+
+    /// The 6 bits of `addr` starting at bit `off` (from the top), zero past the end.
+    @inline(__always)
+    func chunk(_ addr: K, _ off: Int) -> Int {
+        let end = off + 6
+        if end <= K.bitWidth {
+            return Int(truncatingIfNeeded: addr >> (K.bitWidth - end)) & 63
+        }
+        return Int(truncatingIfNeeded: addr << (end - K.bitWidth)) & 63
+    }
+
+    @inline(__always)
+    func mask(_ len: Int) -> K { len == 0 ? 0 : ~K(0) << (K.bitWidth - len) }
+
+    /// First route index whose address is in slot `sl` or later.
+    func firstRoute(atSlot sl: Int) -> Int {
+        if sl >= 1 << s { return addrs.count }
+        let a = K(truncatingIfNeeded: sl) << (K.bitWidth - s)
+        var lo = 0
+        var hi = addrs.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if addrs[mid] < a { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// Rebuilds direct slots lo..<hi from the routes: paints the routes of length ≤ s,
+    /// then builds a subtree for every slot that holds longer routes. Old subtrees of
+    /// these slots become garbage (counted when `countGarbage`).
+    mutating func buildSlots(_ lo: Int, _ hi: Int, countGarbage: Bool) {
+        let direct = arrays.direct
+        if countGarbage {
+            for sl in lo..<hi where direct[sl] & LPM.nodeFlag != 0 {
+                let g = arrays.subtreeSize(Int(direct[sl] & ~LPM.nodeFlag))
+                arrays.garbageNodes += g.nodes
+                arrays.garbageLeaves += g.leaves
+            }
+        }
+        (direct + lo).update(repeating: LPM.miss, count: hi - lo)
+        // Routes that start before the range and cover its first slot (shortest first).
+        let first = K(truncatingIfNeeded: lo) << (K.bitWidth - s)
+        for l in 0...s {
+            let p = first & mask(l)
+            guard p != first else { break }
+            let i = lowerBound(p, UInt8(l))
+            if i < addrs.count && addrs[i] == p && Int(lens[i]) == l {
+                let end = min(slot(p) + (1 << (s - l)), hi)
+                (direct + lo).update(repeating: values[i], count: end - lo)
+            }
+        }
+        // Routes inside the range, in order: a prefix paints before the ones it contains.
+        var r = firstRoute(atSlot: lo)
+        let rEnd = firstRoute(atSlot: hi)
+        var longStart = -1
+        var longSlot = -1
+        // Slots with longer routes, recorded as (slot, start, end) and built after painting,
+        // because their default is the painted value.
+        var pending: [(slot: Int, start: Int, end: Int)] = []
+        while r < rEnd {
+            let l = Int(lens[r])
+            let sl = slot(addrs[r])
+            if l <= s {
+                let end = min(sl + (1 << (s - l)), hi)
+                (direct + sl).update(repeating: values[r], count: end - sl)
+            } else {
+                if sl != longSlot {
+                    if longSlot >= 0 { pending.append((longSlot, longStart, r)) }
+                    longSlot = sl
+                    longStart = r
+                }
+            }
+            r += 1
+            if longSlot >= 0 && (r == rEnd || slot(addrs[r]) != longSlot) {
+                pending.append((longSlot, longStart, r))
+                longSlot = -1
+            }
+        }
+        for p in pending {
+            let root = arrays.nodes.grow(by: 1)
+            buildNode(root, p.start, p.end, off: s, def: direct[p.slot], depth: 0)
+            direct[p.slot] = LPM.nodeFlag | UInt32(root)
+        }
+    }
+
+    func lowerBound(_ addr: K, _ len: UInt8) -> Int {
+        var lo = 0
+        var hi = addrs.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if addrs[mid] < addr || (addrs[mid] == addr && lens[mid] < len) {
+                lo = mid + 1
+            } else {
+                hi = mid
+            }
+        }
+        return lo
+    }
+
+    /// Builds the node at `index` for the block at bit offset `off` from routes lo..<hi
+    /// (all inside the block and longer than `off`); `def` answers where none matches.
+    mutating func buildNode(_ index: Int, _ lo: Int, _ hi: Int, off: Int, def: UInt32, depth: Int) {
+        // Safe: depth < maxDepth because each level consumes 6 of at most bitWidth bits.
+        let vals = paint + depth * 64
+        let cs = childStart + depth * 64
+        let ce = childEnd + depth * 64
+        vals.update(repeating: def, count: 64)
+        var vector: UInt64 = 0
+        let leafEnd = off + 6
+        var r = lo
+        while r < hi {
+            let l = Int(lens[r])
+            let v = chunk(addrs[r], off)
+            if l <= leafEnd {
+                let span = 1 << (leafEnd - l)
+                (vals + v).update(repeating: values[r], count: span)
+            } else {
+                if vector & (1 << UInt64(v)) == 0 {
+                    vector |= 1 << UInt64(v)
+                    cs[v] = Int32(r)
+                }
+                ce[v] = Int32(r + 1)
+            }
+            r += 1
+        }
+        // One leaf per run of equal answers; child positions neither start nor break runs.
+        var leafvec: UInt64 = 0
+        let base0 = arrays.leaves.count
+        var prev: UInt32 = 0
+        var any = false
+        for i in 0..<64 where vector & (1 << UInt64(i)) == 0 {
+            if !any || vals[i] != prev {
+                leafvec |= 1 << UInt64(i)
+                arrays.leaves.append(vals[i])
+                prev = vals[i]
+                any = true
+            }
+        }
+        let base1 = arrays.nodes.grow(by: vector.nonzeroBitCount)
+        arrays.nodes.base[index] = PoptrieNode(
+            vector: vector, leafvec: leafvec, base0: UInt32(base0), base1: UInt32(base1))
+        var rest = vector
+        var k = 0
+        while rest != 0 {
+            let v = rest.trailingZeroBitCount
+            rest &= rest - 1
+            buildNode(
+                base1 + k, Int(cs[v]), Int(ce[v]), off: leafEnd, def: vals[v], depth: depth + 1)
+            k += 1
+        }
+    }
+}
+
+extension PoptrieArrays {
+    /// A fresh build of `routes` with 2^directBits direct entries.
+    static func build<K>(_ routes: RouteList<K>, directBits: Int) -> PoptrieArrays {
+        let arrays = PoptrieArrays(
+            direct: .allocate(capacity: 1 << directBits), directBits: directBits,
+            nodes: LPMBuffer(capacity: routes.count / 2 + 1),
+            leaves: LPMBuffer(capacity: routes.count + 1))
+        var out = PoptrieBuilder.with(routes, arrays) { b in
+            b.buildSlots(0, 1 << directBits, countGarbage: false)
+            return b.arrays
+        }
+        out.nodes.shrinkToFit()
+        out.leaves.shrinkToFit()
+        return out
+    }
+
+    /// A copy of self with the direct slots in `ranges` rebuilt from `routes`.
+    func rebuilding<K>(_ ranges: [(Int, Int)], from routes: RouteList<K>) -> PoptrieArrays {
+        let d = UnsafeMutablePointer<UInt32>.allocate(capacity: 1 << directBits)
+        d.update(from: direct, count: 1 << directBits)
+        let extra = ranges.count * 4 + 64
+        let copy = PoptrieArrays(
+            direct: d, directBits: directBits,
+            nodes: LPMBuffer(copying: nodes, extra: extra),
+            leaves: LPMBuffer(copying: leaves, extra: extra * 8),
+            garbageNodes: garbageNodes, garbageLeaves: garbageLeaves)
+        return PoptrieBuilder.with(routes, copy) { b in
+            for (lo, hi) in ranges { b.buildSlots(lo, hi, countGarbage: true) }
+            return b.arrays
+        }
+    }
+
+    /// True when unreachable nodes and leaves outweigh the live ones.
+    var mostlyGarbage: Bool {
+        garbageNodes * 2 > nodes.count || garbageLeaves * 2 > leaves.count
+    }
+}
