@@ -110,3 +110,16 @@ func affectedSlots<K: FixedWidthInteger & UnsignedInteger>(
     }
     return merged
 }
+
+extension IPv4FIB {
+    /// Temporary: sizes of the parts.
+    public var stats: String {
+        var leafOnly = 0, runs1 = 0, vals = Set<UInt32>()
+        for i in 0..<arrays.nodes.count { let n = arrays.nodes.base[i]; if n.vector == 0 { leafOnly += 1; if n.leafvec.nonzeroBitCount <= 2 { runs1 += 1 } } }
+        var directNodes = 0
+        for i in 0..<(1 << arrays.directBits) where arrays.direct[i] & LPM.nodeFlag != 0 { directNodes += 1 }
+        for i in 0..<arrays.leaves.count { vals.insert(arrays.leaves.base[i]) }
+        return "leafOnly \(leafOnly) (<=2 runs \(runs1)) directNodes \(directNodes) distinct \(vals.count) " + statsBase
+    }
+    var statsBase: String { "direct \(4 << arrays.directBits) nodes \(arrays.nodes.count) (\(arrays.nodes.count * 24) B) leaves \(arrays.leaves.count) (\(arrays.leaves.count * 4) B)" }
+}

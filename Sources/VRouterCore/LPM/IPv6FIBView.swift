@@ -1,5 +1,7 @@
 // The IPv6 lookup itself: what the route-lookup node runs per IPv6 packet.
 
+import CVRouterShims
+
 /// Raw pointers into an IPv6FIB's arrays; trivially copyable, so a worker keeps it in
 /// registers with no reference counting. Valid while the IPv6FIB it came from is alive.
 @frozen
@@ -43,14 +45,98 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
         return leaves[Int(truncatingIfNeeded: node.base0) &+ (node.leafvec &<< (63 &- v)).nonzeroBitCount &- 1]
     }
 
-    /// Looks up `count` keys into `results`. Independent lookups run back to back so
-    /// the CPU overlaps their cache misses.
+    /// Keys looked up in lockstep by the batch lookup (see IPv4FIBView.group).
+    @usableFromInline static var group: Int { 16 }
+
+    /// Looks up `count` keys into `results`, `group` keys at a time in lockstep: each
+    /// level prefetches every key's node before using any, and the walk has no
+    /// data-dependent branch per key, so the misses of a group overlap. A group takes as
+    /// many levels as its deepest key (an answered key re-reads its own node).
     @inlinable
     public func lookup(_ keys: UnsafePointer<UInt128>, _ results: UnsafeMutablePointer<UInt32>, count: Int) {
-        var i = 0
-        while i < count {
-            results[i] = lookup(keys[i])
-            i &+= 1
+        let g = Self.group
+        withUnsafeTemporaryAllocation(of: UInt128.self, capacity: 16) { kkBuffer in
+            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 2 * 16) { scratch in
+                // Safe: group slots of shifted keys, node indices and leaf indices.
+                let kk = kkBuffer.baseAddress!
+                let cur = scratch.baseAddress!
+                let leaf = cur + g
+                var i = 0
+                while i &+ g <= count {
+                    lookupGroup(keys + i, results + i, kk, cur, leaf)
+                    i &+= g
+                }
+                while i < count {
+                    results[i] = lookup(keys[i])
+                    i &+= 1
+                }
+            }
+        }
+    }
+
+    @inlinable @inline(__always)
+    func lookupGroup(
+        _ keys: UnsafePointer<UInt128>, _ results: UnsafeMutablePointer<UInt32>,
+        _ kk: UnsafeMutablePointer<UInt128>, _ cur: UnsafeMutablePointer<UInt64>,
+        _ leaf: UnsafeMutablePointer<UInt64>
+    ) {
+        let g = Self.group
+        let shift = UInt128(128 &- directBits)
+        var anyNode: UInt32 = 0
+        var j = 0
+        while j < g {
+            vrt_prefetch(direct + Int(truncatingIfNeeded: keys[j] &>> shift))
+            j &+= 1
+        }
+        j = 0
+        while j < g {
+            let k = keys[j]
+            let d = direct[Int(truncatingIfNeeded: k &>> shift)]
+            // A direct answer walks the sentinel node 0, which never has children.
+            let isNode = d &>> 31
+            cur[j] = UInt64(d & ~LPM.nodeFlag) & (0 &- UInt64(isNode))
+            kk[j] = k &<< UInt128(directBits)
+            results[j] = d
+            anyNode |= isNode
+            j &+= 1
+        }
+        if anyNode == 0 { return }
+        var more: UInt64
+        repeat {
+            more = 0
+            j = 0
+            while j < g {
+                vrt_prefetch(nodes + Int(truncatingIfNeeded: cur[j]))
+                j &+= 1
+            }
+            j = 0
+            while j < g {
+                // Safe: cur[j] is 0 (the sentinel) or an index the builder stored.
+                let node = nodes[Int(truncatingIfNeeded: cur[j])]
+                let k = kk[j]
+                let v = UInt64(truncatingIfNeeded: k &>> 122)
+                let bit = (node.vector &>> v) & 1
+                let m = 0 &- bit
+                let child = UInt64(node.base1) &+ UInt64((node.vector &<< (63 &- v)).nonzeroBitCount) &- 1
+                cur[j] = (child & m) | (cur[j] & ~m)
+                if bit != 0 { kk[j] = k &<< 6 }
+                leaf[j] = UInt64(node.base0) &+ UInt64((node.leafvec &<< (63 &- v)).nonzeroBitCount) &- 1
+                more |= bit
+                j &+= 1
+            }
+        } while more != 0
+        j = 0
+        while j < g {
+            vrt_prefetch(leaves + Int(truncatingIfNeeded: leaf[j]))
+            j &+= 1
+        }
+        j = 0
+        while j < g {
+            let r = results[j]
+            // Safe: leaf[j] indexes the leaf run of the node the walk ended on (leaf 0 for the sentinel).
+            let l = leaves[Int(truncatingIfNeeded: leaf[j])]
+            results[j] = r & LPM.nodeFlag != 0 ? l : r
+            j &+= 1
         }
     }
 }

@@ -240,6 +240,9 @@ extension PoptrieArrays {
             nodes: LPMBuffer(capacity: routes.count / 2 + 1),
             leaves: LPMBuffer(capacity: routes.count + 1))
         var out = PoptrieBuilder.with(routes, arrays) { b in
+            // Node 0 and leaf 0: the sentinel the batch lookup walks for direct answers.
+            b.arrays.nodes.append(PoptrieNode(vector: 0, leafvec: 1, base0: 0, base1: 0))
+            b.arrays.leaves.append(LPM.miss)
             b.buildSlots(0, 1 << directBits, countGarbage: false)
             return b.arrays
         }
