@@ -1,0 +1,309 @@
+import Testing
+@testable import VRouterCore
+
+@Suite struct FlowTableTests {
+    typealias Table4 = FlowTable<IPv4FlowKey>
+    typealias Table6 = FlowTable<IPv6FlowKey>
+
+    /// Distinct keys 0..<n (documentation ranges, unique per i < 2^24).
+    static func key(_ i: Int, vrf: UInt16 = 1) -> IPv4FlowKey {
+        IPv4FlowKey(
+            vrf: vrf, proto: 17, src: 0xC612_0000 | UInt32(i & 0xFFFF), dst: 0xCB00_7100 | UInt32(i >> 16),
+            sport: 1000, dport: 4789)
+    }
+
+    static let action = FlowValue(nexthop: 5, label: 100, generation: 1)
+
+    @Test func layoutIs56BytesPerIPv4Slot() {
+        #expect(Table4.blockSize == 448)
+        #expect(Table6.blockSize == 704)
+        let t = Table4(capacity: 1 << 20)
+        defer { t.deallocate() }
+        #expect(t.slotCount == 1 << 20)
+        // Buckets dominate; per-VRF arrays and scratch are a rounding error at this size.
+        let perFlow = Double(t.memoryBytes) / Double(t.capacity)
+        #expect(perFlow >= 56 && perFlow < 56.1)
+    }
+
+    @Test func insertLookupTouchUpdate() {
+        let t = Table4(capacity: 64)
+        defer { t.deallocate() }
+        let k = Self.key(1)
+        #expect(t.lookup(k) == Table4.miss)
+        guard case .success(let slot) = t.insert(k, value: FlowValue(nexthop: 9, label: 77, generation: 3), now: 10)
+        else {
+            Issue.record("insert failed")
+            return
+        }
+        #expect(t.lookup(k) == slot)
+        #expect(t.nexthop(at: slot) == 9 && t.label(at: slot) == 77 && t.generation(at: slot) == 3)
+        t.touch(slot, bytes: 100, now: 11)
+        t.touch(slot, bytes: 60, now: 12)
+        #expect(t.value(at: slot) == FlowValue(nexthop: 9, label: 77, generation: 3, packets: 2, bytes: 160, lastSeen: 12))
+        // Re-resolve after a generation change: action replaced, counters kept.
+        t.update(slot, FlowValue(nexthop: 10, label: 78, generation: 4, packets: 999))
+        #expect(t.value(at: slot) == FlowValue(nexthop: 10, label: 78, generation: 4, packets: 2, bytes: 160, lastSeen: 12))
+        // Inserting a present key updates it in place.
+        #expect(t.insert(k, value: FlowValue(nexthop: 11), now: 20) == .success(slot))
+        #expect(t.count == 1 && t.nexthop(at: slot) == 11 && t.value(at: slot)?.lastSeen == 20)
+        t.addFlags(slot, .closing)
+        #expect(t.flags(at: slot) == .closing)
+        #expect(t.remove(slot))
+        #expect(!t.remove(slot))
+        #expect(t.lookup(k) == Table4.miss && t.count == 0 && t.count(vrf: 1) == 0)
+        let s = t.stats
+        #expect(s.inserts == 1 && s.updates == 2 && s.removed == 1 && s.lookups == 3 && s.hits == 1 && s.misses == 2)
+    }
+
+    @Test func capacityIsAHardBound() {
+        // 50 entries in 64 slots: at capacity every new flow evicts one.
+        let t = Table4(capacity: 50)
+        defer { t.deallocate() }
+        #expect(t.slotCount == 64)
+        for i in 0..<1000 {
+            guard case .success = t.insert(Self.key(i), value: Self.action, now: UInt32(i)) else {
+                Issue.record("insert \(i) failed")
+                return
+            }
+            #expect(t.count == min(i + 1, 50))
+        }
+        #expect(t.stats.inserts == 1000)
+        #expect(t.stats.evictions == 950)
+        #expect(t.stats.full == 0)
+        // LRU keeps the newest flows: the last 8 survive here (deterministic for these
+        // keys; random victim choice loses some of them).
+        for i in 992..<1000 { #expect(t.lookup(Self.key(i)) != Table4.miss) }
+    }
+
+    @Test func fillsPast95PercentWithoutEvictingAndMovesKeepEntries() {
+        let t = Table4(capacity: 1 << 14)
+        defer { t.deallocate() }
+        let n = (1 << 14) * 95 / 100
+        for i in 0..<n { _ = t.insert(Self.key(i), value: FlowValue(nexthop: UInt32(i)), now: 0) }
+        #expect(t.stats.moves > 0)
+        // Random placement: a handful of evictions near 95% is expected (0.2% in simulation).
+        #expect(t.stats.evictions < UInt64(n) / 100)
+        #expect(t.count == n - Int(t.stats.evictions))
+        var found = 0
+        for i in 0..<n {
+            let s = t.lookup(Self.key(i))
+            if s != Table4.miss {
+                found += 1
+                #expect(t.nexthop(at: s) == UInt32(i))
+            }
+        }
+        #expect(found == t.count)
+        // Most entries live in their primary bucket (what keeps lookups at one tag line).
+        var home = 0
+        t.forEach { slot, k, _ in if slot >> 3 == t.primaryBucket(t.hash(k)) { home += 1 } }
+        #expect(Double(home) / Double(t.count) > 0.8)
+    }
+
+    @Test func quotasArePerVRFAndReleased() {
+        let t = Table4(capacity: 1024, vrfLimit: 16, defaultQuota: 100)
+        defer { t.deallocate() }
+        t.setQuota(vrf: 2, max: 10)
+        #expect(t.quota(vrf: 2) == 10 && t.quota(vrf: 3) == 100)
+        var failures = 0
+        for i in 0..<20 {
+            switch t.insert(Self.key(i, vrf: 2), value: Self.action, now: 0) {
+            case .success: break
+            case .failure(let e):
+                #expect(e == .quotaExceeded)
+                failures += 1
+            }
+        }
+        #expect(failures == 10 && t.count(vrf: 2) == 10 && t.stats.quotaExceeded == 10)
+        // A noisy VRF 2 does not stop VRF 3, which has the default quota.
+        for i in 0..<150 { _ = t.insert(Self.key(i, vrf: 3), value: Self.action, now: 0) }
+        #expect(t.count(vrf: 3) == 100)
+        // Removal releases quota.
+        #expect(t.remove(Self.key(0, vrf: 2)))
+        #expect(t.remove(Self.key(1, vrf: 2)))
+        #expect((try? t.insert(Self.key(100, vrf: 2), value: Self.action, now: 0).get()) != nil)
+        #expect((try? t.insert(Self.key(101, vrf: 2), value: Self.action, now: 0).get()) != nil)
+        #expect(t.insert(Self.key(102, vrf: 2), value: Self.action, now: 0) == .failure(.quotaExceeded))
+        // Expiry releases quota.
+        #expect(t.expire(now: 1000, idleTimeout: 10, closingTimeout: 1, maxScan: t.slotCount) == 110)
+        #expect(t.count(vrf: 2) == 0 && t.count(vrf: 3) == 0)
+        for i in 0..<10 { #expect((try? t.insert(Self.key(200 + i, vrf: 2), value: Self.action, now: 1000).get()) != nil) }
+        // Back to the default quota; the default itself can change.
+        t.setQuota(vrf: 2, max: nil)
+        t.setDefaultQuota(12)
+        #expect(t.quota(vrf: 2) == 12)
+        #expect((try? t.insert(Self.key(300, vrf: 2), value: Self.action, now: 1000).get()) != nil)
+        #expect((try? t.insert(Self.key(301, vrf: 2), value: Self.action, now: 1000).get()) != nil)
+        #expect(t.insert(Self.key(302, vrf: 2), value: Self.action, now: 1000) == .failure(.quotaExceeded))
+        // removeAll(vrf:) only touches that VRF.
+        _ = t.insert(Self.key(0, vrf: 5), value: Self.action, now: 1000)
+        #expect(t.removeAll(vrf: 2) == 12)
+        #expect(t.count == 1 && t.count(vrf: 5) == 1)
+        // VRF ids beyond vrfLimit are refused, not wrapped.
+        #expect(t.insert(Self.key(0, vrf: 16), value: Self.action, now: 0) == .failure(.vrfOutOfRange))
+        #expect(t.stats.vrfOutOfRange == 1 && t.quota(vrf: 16) == 0)
+    }
+
+    @Test func closingAndDropEntriesExpireOnTheShortTimeout() {
+        let t = Table4(capacity: 256)
+        defer { t.deallocate() }
+        let live = Self.key(1), closing = Self.key(2), dropped = Self.key(3)
+        _ = t.insert(live, value: Self.action, now: 0)
+        let c = try! t.insert(closing, value: Self.action, now: 0).get()
+        t.addFlags(c, .closing)
+        _ = t.insert(dropped, value: FlowValue(nexthop: 0, flags: .drop), now: 0)
+        // At the short timeout nothing goes (strictly longer than the timeout).
+        #expect(t.expire(now: 5_000, idleTimeout: 180_000, closingTimeout: 5_000, maxScan: t.slotCount) == 0)
+        #expect(t.expire(now: 5_001, idleTimeout: 180_000, closingTimeout: 5_000, maxScan: t.slotCount) == 2)
+        #expect(t.lookup(live) != Table4.miss)
+        #expect(t.lookup(closing) == Table4.miss && t.lookup(dropped) == Table4.miss)
+        // A touched flow stays young.
+        let s = t.lookup(live)
+        t.touch(s, bytes: 1, now: 170_000)
+        #expect(t.expire(now: 200_000, idleTimeout: 180_000, closingTimeout: 5_000, maxScan: t.slotCount) == 0)
+        #expect(t.expire(now: 350_001, idleTimeout: 180_000, closingTimeout: 5_000, maxScan: t.slotCount) == 1)
+        #expect(t.count == 0 && t.stats.expired == 3)
+    }
+
+    @Test func agingIsIncrementalAndCoversEverySlot() {
+        let t = Table4(capacity: 1024)
+        defer { t.deallocate() }
+        for i in 0..<700 { _ = t.insert(Self.key(i), value: Self.action, now: 0) }
+        // 100 slots per call: each call removes only what it scanned, and slotCount/100
+        // calls (rounded up) sweep the table once.
+        var removed = 0
+        var calls = 0
+        while removed < 700 {
+            let n = t.expire(now: 1000, idleTimeout: 10, closingTimeout: 1, maxScan: 100)
+            #expect(n <= 100)
+            removed += n
+            calls += 1
+            if calls > 20 { break }
+        }
+        #expect(removed == 700 && calls <= (t.slotCount + 99) / 100)
+        #expect(t.count == 0)
+        // Clock wrap: ages are modular.
+        _ = t.insert(Self.key(1), value: Self.action, now: .max - 5)
+        #expect(t.expire(now: 4, idleTimeout: 10, closingTimeout: 1, maxScan: t.slotCount) == 0)
+        #expect(t.expire(now: 5, idleTimeout: 10, closingTimeout: 1, maxScan: t.slotCount) == 1)
+    }
+
+    /// Keys whose hashes share both the primary bucket and the 16-bit tag: the table must
+    /// tell them apart by the full key.
+    @Test func equalTagsNeverFalselyHit() {
+        let t = Table4(capacity: 16)  // 2 buckets: every key shares a bucket with half the others
+        defer { t.deallocate() }
+        var byTag: [UInt32: IPv4FlowKey] = [:]
+        var pairs: [(IPv4FlowKey, IPv4FlowKey)] = []
+        var i = 0
+        while pairs.count < 4 {
+            let k = Self.key(i)
+            let h = t.hash(k)
+            let id = UInt32(Table4.tag(h)) << 1 | t.primaryBucket(h)
+            if let other = byTag[id] { pairs.append((other, k)) } else { byTag[id] = k }
+            i += 1
+        }
+        for (a, b) in pairs {
+            #expect(a != b)
+            #expect(Table4.tag(t.hash(a)) == Table4.tag(t.hash(b)))
+            t.removeAll()
+            let sa = try! t.insert(a, value: FlowValue(nexthop: 1), now: 0).get()
+            #expect(t.lookup(b) == Table4.miss)
+            var slots: [UInt32] = [0, 0]
+            t.lookup(keys: [a, b], hashes: [t.hash(a), t.hash(b)], count: 2, slots: &slots)
+            #expect(slots == [sa, Table4.miss])
+            let sb = try! t.insert(b, value: FlowValue(nexthop: 2), now: 0).get()
+            #expect(sa != sb && t.count == 2)
+            #expect(t.nexthop(at: t.lookup(a)) == 1 && t.nexthop(at: t.lookup(b)) == 2)
+            #expect(t.remove(a))
+            #expect(t.lookup(a) == Table4.miss && t.lookup(b) == sb)
+        }
+    }
+
+    /// At 95% load many keys live in their alternate bucket: the batched lookup's second
+    /// pass must find exactly what single lookups find, for frames of every size.
+    @Test func batchedLookupEqualsSingleLookups() {
+        for (capacity, v6) in [(1 << 12, false), (1 << 11, true)] {
+            var rng = SplitMix64(seed: UInt64(capacity))
+            if v6 {
+                let t = Table6(capacity: capacity)
+                defer { t.deallocate() }
+                let keys = (0..<capacity * 2).map { i in
+                    IPv6FlowKey(
+                        vrf: UInt16(i % 3), proto: 6, src: IPv6Address("2001:db8::")!.value | UInt128(i),
+                        dst: IPv6Address("2001:db8:1::1")!.value, sport: UInt16(i % 9), dport: 80)
+                }
+                for k in keys.prefix(capacity * 95 / 100) { _ = t.insert(k, value: Self.action, now: 0) }
+                Self.compareBatches(t, keys, &rng)
+            } else {
+                let t = Table4(capacity: capacity)
+                defer { t.deallocate() }
+                let keys = (0..<capacity * 2).map { Self.key($0, vrf: UInt16($0 % 3)) }
+                for k in keys.prefix(capacity * 95 / 100) { _ = t.insert(k, value: Self.action, now: 0) }
+                Self.compareBatches(t, keys, &rng)
+            }
+        }
+    }
+
+    static func compareBatches<Key: FlowKey>(_ t: FlowTable<Key>, _ all: [Key], _ rng: inout SplitMix64) {
+        var alternates = 0
+        for n in [0, 1, 2, 7, 64, 255, 256, 257, 600] {
+            let keys = (0..<n).map { _ in all[Int(rng.next() % UInt64(all.count))] }
+            let hashes = keys.map { t.hash($0) }
+            var slots = [UInt32](repeating: 0xDEAD, count: n)
+            let before = t.stats
+            keys.withUnsafeBufferPointer { k in
+                hashes.withUnsafeBufferPointer { h in
+                    slots.withUnsafeMutableBufferPointer { s in
+                        t.lookup(
+                            keys: k.baseAddress ?? UnsafePointer(bitPattern: 8)!,
+                            hashes: h.baseAddress ?? UnsafePointer(bitPattern: 8)!, count: n,
+                            slots: s.baseAddress ?? UnsafeMutablePointer(bitPattern: 8)!,
+                            prefetchCounters: n % 2 == 0)
+                    }
+                }
+            }
+            var hits = 0
+            for i in 0..<n {
+                let single = t.find(keys[i], hash: hashes[i])
+                #expect(slots[i] == single)
+                if single != FlowTable<Key>.miss {
+                    hits += 1
+                    #expect(t.key(at: single) == keys[i])
+                    if single >> 3 != t.primaryBucket(hashes[i]) { alternates += 1 }
+                }
+            }
+            #expect(t.stats.lookups - before.lookups == UInt64(n))
+            #expect(t.stats.hits - before.hits == UInt64(hits))
+        }
+        #expect(alternates > 0, "the alternate-bucket pass was exercised")
+    }
+
+    @Test func callerProvidedMemory() {
+        let bytes = Table4.bucketBytes(capacity: 100)
+        let mem = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        defer { mem.deallocate() }
+        mem.initializeMemory(as: UInt8.self, repeating: 0xAB, count: bytes)  // garbage: init zeroes it
+        let t = Table4(capacity: 100, memory: mem)
+        defer { t.deallocate() }
+        #expect(t.count == 0 && t.lookup(Self.key(1)) == Table4.miss)
+        #expect((try? t.insert(Self.key(1), value: Self.action, now: 0).get()) != nil)
+        #expect(t.lookup(Self.key(1)) != Table4.miss)
+    }
+
+    @Test func pagingThroughAVRF() {
+        let t = Table4(capacity: 256)
+        defer { t.deallocate() }
+        for i in 0..<30 { _ = t.insert(Self.key(i, vrf: UInt16(i % 3)), value: FlowValue(nexthop: UInt32(i)), now: 0) }
+        var seen: [UInt32] = []
+        var from = 0
+        while let s = t.nextOccupied(from: from, vrf: 1) {
+            #expect(t.key(at: s)?.vrf == 1)
+            seen.append(t.nexthop(at: s))
+            from = Int(s) + 1
+        }
+        #expect(seen.sorted() == (0..<30).filter { $0 % 3 == 1 }.map(UInt32.init))
+        var all = 0
+        t.forEach { _, _, _ in all += 1 }
+        #expect(all == 30)
+    }
+}
