@@ -1,0 +1,58 @@
+// The two overlay encapsulations as template factories. Outer IPv4 has DF clear (the
+// underlay may fragment; inner packets too big with DF set get ICMP before encap), TTL 64
+// by default, and a zero UDP checksum (allowed for IPv4 by RFC 7348 §5 and RFC 7510 §3).
+
+/// VXLAN (RFC 7348): outer Ethernet (+ optional 802.1Q tag) / IPv4 / UDP (sport, 4789) /
+/// VXLAN (I flag, VNI); the inner packet is an Ethernet frame. 50 bytes, 54 tagged.
+public enum VXLANEncap {
+    public static func template(
+        sourceMAC: MACAddress, destinationMAC: MACAddress, vlanTCI: UInt16? = nil,
+        source: IPv4Address, destination: IPv4Address, tos: UInt8 = 0, ttl: UInt8 = 64,
+        destinationPort: UInt16 = UDPPort.vxlan
+    ) -> TunnelTemplate {
+        withUnsafeTemporaryAllocation(byteCount: TunnelTemplate.maxHeaderLength, alignment: 8) { buf in
+            let p = buf.baseAddress!
+            let l2 = PacketBuilder.ethernet(
+                p, destination: destinationMAC, source: sourceMAC, etherType: EtherType.ipv4, vlanTCI: vlanTCI)
+            _ = PacketBuilder.ipv4(
+                p + l2, source: source, destination: destination, proto: IPProtocol.udp, payloadLength: 0, ttl: ttl,
+                tos: tos)
+            let udp = l2 &+ HeaderSize.ipv4
+            _ = PacketBuilder.udp(p + udp, sourcePort: 0, destinationPort: destinationPort, payloadLength: 0, checksum: nil)
+            let vx = udp &+ HeaderSize.udp
+            p.setBE32(vx, UInt32(VXLANHeader.validVNIFlag) << 24)
+            p.setBE32(vx &+ 4, 0)
+            return TunnelTemplate(
+                header: UnsafeRawBufferPointer(start: p, count: vx &+ HeaderSize.vxlan), ipOffset: l2,
+                tagOffset: vx &+ 4, tagShift: 8, tagLow: 0)
+        }
+    }
+}
+
+/// MPLS over UDP (RFC 7510): outer Ethernet (+ optional tag) / IPv4 / UDP (sport, 6635) /
+/// one MPLS label stack entry (label, TC, S = 1, TTL); the inner packet is an IP packet
+/// without Ethernet. 46 bytes, 50 tagged.
+public enum MPLSoUDPEncap {
+    public static func template(
+        sourceMAC: MACAddress, destinationMAC: MACAddress, vlanTCI: UInt16? = nil,
+        source: IPv4Address, destination: IPv4Address, tos: UInt8 = 0, ttl: UInt8 = 64,
+        trafficClass: UInt8 = 0, mplsTTL: UInt8 = 64, destinationPort: UInt16 = UDPPort.mplsOverUDP
+    ) -> TunnelTemplate {
+        withUnsafeTemporaryAllocation(byteCount: TunnelTemplate.maxHeaderLength, alignment: 8) { buf in
+            let p = buf.baseAddress!
+            let l2 = PacketBuilder.ethernet(
+                p, destination: destinationMAC, source: sourceMAC, etherType: EtherType.ipv4, vlanTCI: vlanTCI)
+            _ = PacketBuilder.ipv4(
+                p + l2, source: source, destination: destination, proto: IPProtocol.udp, payloadLength: 0, ttl: ttl,
+                tos: tos)
+            let udp = l2 &+ HeaderSize.ipv4
+            _ = PacketBuilder.udp(p + udp, sourcePort: 0, destinationPort: destinationPort, payloadLength: 0, checksum: nil)
+            let mpls = udp &+ HeaderSize.udp
+            let low = MPLSLabelStackEntry.encode(label: 0, trafficClass: trafficClass, bottomOfStack: true, ttl: mplsTTL)
+            p.setBE32(mpls, low)
+            return TunnelTemplate(
+                header: UnsafeRawBufferPointer(start: p, count: mpls &+ HeaderSize.mpls), ipOffset: l2,
+                tagOffset: mpls, tagShift: 12, tagLow: low)
+        }
+    }
+}
