@@ -56,6 +56,9 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
     case loop
     /// Outer IPv4 of a tunnel packet not addressed to this node, or a fragmented outer packet.
     case badTunnelOuter
+    /// A host announcing or probing its own address (gratuitous ARP, ARP probe, IPv6 DAD,
+    /// unsolicited neighbour advertisement): consumed, never answered.
+    case selfAnnouncement
 
     /// Name shown by `dropstats` and used as a metric label.
     public var name: String {
@@ -85,6 +88,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
         case .receiveNoListener: "receive_no_listener"
         case .loop: "loop"
         case .badTunnelOuter: "bad_tunnel_outer"
+        case .selfAnnouncement: "self_announcement"
         }
     }
 
