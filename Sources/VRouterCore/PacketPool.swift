@@ -55,6 +55,8 @@ public struct PacketFlags: OptionSet, Sendable {
     public static let generated = PacketFlags(rawValue: 1 << 7)  // built by the dataplane (ICMP error)
     public static let dfSet = PacketFlags(rawValue: 1 << 8)
     public static let tcpSyn = PacketFlags(rawValue: 1 << 9)
+    /// TCP FIN or RST: the flow is ending and ages out on the short timeout.
+    public static let tcpClosing = PacketFlags(rawValue: 1 << 10)
 }
 
 /// A pool of packet buffers, as a bundle of raw pointers: trivially copyable, so the hot

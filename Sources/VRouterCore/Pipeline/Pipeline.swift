@@ -1,0 +1,180 @@
+// The forwarding pipeline of one worker: a fixed graph of nodes run over a whole frame at
+// a time, as in VPP (each node's loop stays in the i-cache for the frame, and lookups of
+// different packets overlap their cache misses):
+//
+//   ethernet-input ─┬─ ip ──→ flow-lookup ─ hit ─────────────────→ rewrite ─→ output
+//   (VLAN, ARP/ND,  │                      └ miss → route-lookup ─┘   │
+//    vxlan-decap,   ├─ arp/nd → arp-nd (proxy replies) ──────────────→ output
+//    mpls-udp-decap,└─ drop (one named counter)                       │
+//    anti-spoofing)          icmp-error (TTL, no route, MTU) → route-lookup → rewrite
+//
+// The pipeline is pure: it reads tables, packet buffers and the time it is given, and
+// writes packet buffers, the output frame and its counters. No I/O, no allocation.
+
+import CVRouterShims
+
+public struct PipelineConfig: Sendable {
+    /// Flow-cache capacity (IPv4 entries; the IPv6 table gets a quarter, at least 1024).
+    public var flowCapacity: Int = 1 << 16
+    /// Most flows one VRF may hold (nil: only the capacity bounds it).
+    public var flowQuotaPerVRF: Int? = nil
+    /// Flows idle this long are expired (milliseconds; `now` is in milliseconds).
+    public var flowIdleTimeout: UInt32 = 60_000
+    /// TCP flows that saw FIN or RST expire this soon after their last packet.
+    public var flowClosingTimeout: UInt32 = 2_000
+    /// ICMP errors generated per second (token bucket), and the burst allowed.
+    public var icmpErrorsPerSecond: UInt32 = 1_000
+    public var icmpErrorBurst: UInt32 = 200
+    /// Clamp the TCP MSS of SYNs entering a tunnel so segments fit its MTU.
+    public var clampMSS: Bool = true
+    /// Take per-node timestamps each frame (for `bench`; costs ~4 clock reads per frame).
+    public var measureNodes: Bool = false
+    /// Room in the output frame: fragments can make one packet many.
+    public var outputCapacity: Int = 1024
+    public init() {}
+}
+
+/// The output port value for packets handed to the control plane (fabric ARP replies etc.).
+extension PacketMeta {
+    public static let puntPort: UInt16 = 0xFFFE
+}
+
+public struct Pipeline: ~Copyable {
+    public let pool: PacketPool
+    public let counters: Counters
+    public let flows4: FlowTable<IPv4FlowKey>
+    public let flows6: FlowTable<IPv6FlowKey>
+    public var config: PipelineConfig
+
+    // Per-frame work lists; their storage is allocated once here.
+    @usableFromInline var ipList: Frame
+    @usableFromInline var missList: Frame
+    @usableFromInline var arpList: Frame
+    @usableFromInline var generated: Frame
+    @usableFromInline var fragments: Frame
+    // Flow keys, hashes and looked-up slots of this frame's IP packets, one set per
+    // family, by position (meta.aux holds a packet's position in its family's arrays).
+    @usableFromInline let keys4: UnsafeMutablePointer<IPv4FlowKey>
+    @usableFromInline let hashes4: UnsafeMutablePointer<UInt32>
+    @usableFromInline let slots4: UnsafeMutablePointer<UInt32>
+    @usableFromInline var count4 = 0
+    @usableFromInline let keys6: UnsafeMutablePointer<IPv6FlowKey>
+    @usableFromInline let hashes6: UnsafeMutablePointer<UInt32>
+    @usableFromInline let slots6: UnsafeMutablePointer<UInt32>
+    @usableFromInline var count6 = 0
+    @usableFromInline var icmpTokens: UInt32
+    @usableFromInline var icmpRefilledAt: UInt32 = 0
+    @usableFromInline var outerID: UInt16 = 0
+    /// The `now` of the frame being processed (ms).
+    @usableFromInline var lastNow: UInt32 = 0
+
+    public init(pool: PacketPool, config: PipelineConfig = PipelineConfig()) {
+        self.pool = pool
+        self.config = config
+        counters = .allocate()
+        flows4 = FlowTable(capacity: config.flowCapacity, vrfLimit: 1 << 16, defaultQuota: config.flowQuotaPerVRF)
+        flows6 = FlowTable(
+            capacity: max(config.flowCapacity / 4, 1024), vrfLimit: 1 << 16, defaultQuota: config.flowQuotaPerVRF)
+        ipList = .allocate()
+        missList = .allocate()
+        arpList = .allocate()
+        generated = .allocate()
+        fragments = .allocate(capacity: 64)
+        let n = Frame.defaultCapacity
+        keys4 = .allocate(capacity: n)
+        hashes4 = .allocate(capacity: n)
+        slots4 = .allocate(capacity: n)
+        keys6 = .allocate(capacity: n)
+        hashes6 = .allocate(capacity: n)
+        slots6 = .allocate(capacity: n)
+        icmpTokens = config.icmpErrorBurst
+    }
+
+    deinit {
+        counters.deallocate()
+        ipList.deallocate()
+        missList.deallocate()
+        arpList.deallocate()
+        generated.deallocate()
+        fragments.deallocate()
+        flows4.deallocate()
+        flows6.deallocate()
+        keys4.deallocate()
+        hashes4.deallocate()
+        slots4.deallocate()
+        keys6.deallocate()
+        hashes6.deallocate()
+        slots6.deallocate()
+    }
+
+    /// Forwards one frame (≤ 256 packets). Every packet of `input` ends up either appended
+    /// to `output` (with `meta.txPort` set; the caller transmits and frees it) or freed and
+    /// counted under one drop reason. `input` is empty afterwards. `now` is in milliseconds.
+    public mutating func process(
+        _ input: inout Frame, tables: UnsafePointer<ForwardingView>, now: UInt32, output: inout Frame
+    ) {
+        let view = tables.pointee
+        lastNow = now
+        let timing = config.measureNodes
+        var t0: UInt64 = timing ? vrt_monotonic_ns() : 0
+        let n = input.count
+
+        ipList.removeAll()
+        missList.removeAll()
+        arpList.removeAll()
+        generated.removeAll()
+        count4 = 0
+        count6 = 0
+
+        ethernetInput(&input, view, output: &output)
+        input.removeAll()
+        if timing { t0 = lap(.ethernetInput, t0, n) }
+
+        flowLookup(view, now: now)
+        if timing { t0 = lap(.flowLookup, t0, ipList.count) }
+
+        let misses = missList.count
+        routeLookup(view, now: now)
+        if timing { t0 = lap(.routeLookup, t0, misses) }
+
+        let toRewrite = ipList.count
+        rewrite(generated: false, view, output: &output)
+        if timing { t0 = lap(.rewrite, t0, toRewrite) }
+
+        if arpList.count > 0 {
+            let a = arpList.count
+            arpAndND(view, output: &output)
+            if timing { t0 = lap(.arp, t0, a) }
+        }
+
+        if generated.count > 0 {
+            let g = generated.count
+            forwardGenerated(view, output: &output)
+            if timing { t0 = lap(.icmp, t0, g) }
+        }
+    }
+
+    @inline(__always)
+    func lap(_ node: PipelineNode, _ start: UInt64, _ packets: Int) -> UInt64 {
+        let t = vrt_monotonic_ns()
+        let c = counters.nodes + node.rawValue
+        c.pointee.frames &+= 1
+        c.pointee.packets &+= UInt64(packets)
+        c.pointee.nanoseconds &+= t &- start
+        return t
+    }
+
+    /// Frees a packet and counts it under `reason` (and as a drop of its receiving port).
+    @inlinable @inline(__always)
+    func drop(_ idx: UInt32, _ reason: DropReason) {
+        counters.drop(reason, port: pool.metas[Int(idx)].rxPort)
+        pool.free(idx)
+    }
+
+    /// Expires idle flows, a slice of the table at a time; call between frames.
+    public func age(now: UInt32, maxScan: Int = 4096) -> Int {
+        flows4.expire(now: now, idleTimeout: config.flowIdleTimeout, closingTimeout: config.flowClosingTimeout, maxScan: maxScan)
+            + flows6.expire(
+                now: now, idleTimeout: config.flowIdleTimeout, closingTimeout: config.flowClosingTimeout, maxScan: maxScan)
+    }
+}

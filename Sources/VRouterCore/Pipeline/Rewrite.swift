@@ -1,0 +1,208 @@
+// rewrite: applies each packet's resolved nexthop. ECMP composites pick a member by the
+// flow hash (so a flow stays on one path); routed packets from pods get their TTL/hop
+// limit decremented (RFC 1624 incremental checksum); packets too big for the egress are
+// fragmented (IPv4, DF clear: the inner packet, never the outer one) or answered with
+// ICMP fragmentation-needed / packet-too-big; SYNs entering a tunnel get their MSS
+// clamped; then the L2 rewrite toward a local pod, or the VXLAN / MPLS-over-UDP
+// encapsulation toward a remote node, is written into the headroom in front of the IP
+// header, and the packet is emitted to its output port.
+
+import CVRouterShims
+
+extension Pipeline {
+    @inline(__always)
+    mutating func rewrite(generated useGenerated: Bool, _ view: ForwardingView, output: inout Frame) {
+        let pool = self.pool
+        // A copy of the list's pointer and count: nodes called below may append to the
+        // *other* list (an ICMP error made here joins `generated`), never to this one.
+        let list = useGenerated ? generated : ipList
+        let n = list.count
+        for i in 0..<n {
+            if i &+ 2 < n {
+                let ahead = list[i &+ 2]
+                vrt_prefetch_write(pool.buffer(ahead) + (Int(pool.metas[Int(ahead)].l3) &- 64))
+            }
+            let idx = list[i]
+            let m = pool.meta(idx)
+            guard var nh = view.nexthop(m.pointee.nexthop) else {
+                drop(idx, .invalidNexthop)
+                continue
+            }
+            var label = m.pointee.label
+            if nh.pointee.kind == .composite {
+                let count = nh.pointee.componentCount
+                // Multiply-shift maps the hash onto 0..<count without a division.
+                let k = Int((UInt64(m.pointee.hash) &* UInt64(count)) >> 32)
+                let member = view.components[Int(nh.pointee.componentStart) &+ k]
+                guard let mnh = view.nexthop(member.nexthop), mnh.pointee.kind != .composite else {
+                    drop(idx, .invalidNexthop)
+                    continue
+                }
+                nh = mnh
+                label = member.label
+            }
+            switch nh.pointee.kind {
+            case .encap, .tunnelVXLAN, .tunnelMPLSoUDP:
+                forward(idx, m, nh, label, view, output: &output)
+            case .discard:
+                drop(idx, .discard)
+            case .receive:
+                receive(idx, view)
+            case .composite, .invalid:
+                drop(idx, .invalidNexthop)
+            }
+        }
+        if useGenerated { generated.removeAll() } else { ipList.removeAll() }
+    }
+
+    @inline(__always)
+    mutating func forward(
+        _ idx: UInt32, _ m: UnsafeMutablePointer<PacketMeta>, _ nh: UnsafePointer<Nexthop>, _ label: UInt32,
+        _ view: ForwardingView, output: inout Frame
+    ) {
+        let p = pool.buffer(idx)
+        let l3 = Int(m.pointee.l3)
+        let flags = m.pointee.flags
+        let v4 = flags.contains(.ipv4)
+        if !flags.contains(.generated) {
+            if !flags.contains(.decapsulated) {
+                // This node routes the packet: one hop.
+                if v4 {
+                    let word = p.be16(l3 &+ 8)  // TTL | protocol
+                    guard word > 0x1FF else {
+                        icmpError(idx, .timeExceeded, view: view, now: lastNow)
+                        return
+                    }
+                    let new = word &- 0x100
+                    p.setBE16(l3 &+ 8, new)
+                    p.setBE16(l3 &+ 10, Checksum.update(p.be16(l3 &+ 10), old: word, new: new))
+                } else {
+                    let hop = p.u8(l3 &+ 7)
+                    guard hop > 1 else {
+                        icmpError(idx, .timeExceeded, view: view, now: lastNow)
+                        return
+                    }
+                    p.setU8(l3 &+ 7, hop &- 1)
+                }
+            } else if (v4 ? p.u8(l3 &+ 8) : p.u8(l3 &+ 7)) == 0 {
+                drop(idx, .ttlExpired)
+                return
+            }
+        }
+        let ipLength = v4 ? Int(p.be16(l3 &+ 2)) : 40 &+ Int(p.be16(l3 &+ 4))
+        let mtu = Int(nh.pointee.innerMTU)
+        if ipLength > mtu {
+            if v4 && !flags.contains(.dfSet) {
+                fragmentAndForward(idx, m, nh, label, view, output: &output)
+            } else {
+                icmpError(idx, .tooBig(mtu: mtu), view: view, now: lastNow)
+            }
+            return
+        }
+        if flags.contains(.tcpSyn) && config.clampMSS && nh.pointee.kind != .encap {
+            if clampMSS(p, m, mss: mtu &- (v4 ? 40 : 60)) { counters.count(.mssClamped) }
+        }
+        writeHeaders(idx, m, p, l3, ipLength, v4, nh, label, view, output: &output)
+    }
+
+    /// Writes the L2 rewrite or the tunnel encapsulation in front of the IP header at `l3`
+    /// and emits the packet.
+    @inline(__always)
+    mutating func writeHeaders(
+        _ idx: UInt32, _ m: UnsafeMutablePointer<PacketMeta>, _ p: UnsafeMutableRawPointer, _ l3: Int,
+        _ ipLength: Int, _ v4: Bool, _ nh: UnsafePointer<Nexthop>, _ label: UInt32, _ view: ForwardingView,
+        output: inout Frame
+    ) {
+        let etherType = v4 ? EtherType.ipv4 : EtherType.ipv6
+        var start: Int
+        switch nh.pointee.kind {
+        case .encap:
+            start = l3 &- 14
+            p.setBE48(start, nh.pointee.dstMAC)
+            p.setBE48(start &+ 6, nh.pointee.srcMAC)
+            p.setBE16(start &+ 12, etherType)
+            counters.count(.localDelivery)
+        case .tunnelVXLAN:
+            // Inner Ethernet toward the remote router, then outer Eth/IPv4/UDP/VXLAN.
+            let inner = l3 &- 14
+            p.setBE48(inner, nh.pointee.dstMAC)
+            p.setBE48(inner &+ 6, nh.pointee.srcMAC)
+            p.setBE16(inner &+ 12, etherType)
+            let udpPayload = 8 &+ 14 &+ ipLength
+            start = writeOuter(p, end: inner &- 8, udpPayload: udpPayload, dport: UDPPort.vxlan, m, nh, view)
+            p.setBE32(inner &- 8, 0x0800_0000)  // I flag (RFC 7348 §5)
+            p.setBE32(inner &- 4, label &<< 8)  // VNI, reserved byte 0
+            counters.count(.vxlanEncap)
+        case .tunnelMPLSoUDP:
+            let udpPayload = 4 &+ ipLength
+            start = writeOuter(p, end: l3 &- 4, udpPayload: udpPayload, dport: UDPPort.mplsOverUDP, m, nh, view)
+            // Label, TC 0, bottom of stack, TTL 64 (RFC 3032 pipe model: the tunnel is one hop).
+            p.setBE32(l3 &- 4, (label &<< 12) | 0x100 | 64)
+            counters.count(.mplsEncap)
+        default:
+            drop(idx, .invalidNexthop)
+            return
+        }
+        m.pointee.offset = UInt16(truncatingIfNeeded: start)
+        m.pointee.length = UInt16(truncatingIfNeeded: l3 &+ ipLength &- start)
+        m.pointee.txPort = nh.pointee.port
+        emit(idx, &output)
+    }
+
+    /// Outer Ethernet (+VLAN) / IPv4 / UDP ending at `end`; returns the frame start.
+    /// Outer IPv4: DF clear, TTL 64, a per-worker identification, header checksum computed
+    /// from the constant words plus the two that vary. UDP checksum 0 (RFC 7348 §5,
+    /// RFC 7510 §3 for IPv4), source port 49152 + 14 bits of the inner flow hash.
+    @inline(__always)
+    mutating func writeOuter(
+        _ p: UnsafeMutableRawPointer, end: Int, udpPayload: Int, dport: UInt16,
+        _ m: UnsafeMutablePointer<PacketMeta>, _ nh: UnsafePointer<Nexthop>, _ view: ForwardingView
+    ) -> Int {
+        let udp = end &- 8
+        let ip = udp &- 20
+        let vlan = nh.pointee.vlan
+        let eth = ip &- (vlan != 0 ? 18 : 14)
+        let fabric = view.ports[Int(nh.pointee.port)]  // Safe: compiled nexthops name existing ports.
+        p.setBE48(eth, nh.pointee.underlayMAC)
+        p.setBE48(eth &+ 6, fabric.mac)
+        if vlan != 0 {
+            p.setBE32(eth &+ 12, 0x8100_0000 | UInt32(vlan))
+            p.setBE16(eth &+ 16, EtherType.ipv4)
+        } else {
+            p.setBE16(eth &+ 12, EtherType.ipv4)
+        }
+        let total = UInt32(truncatingIfNeeded: 28 &+ udpPayload)
+        outerID &+= 1
+        let id = UInt32(outerID)
+        let src = nh.pointee.tunnelSource
+        let dst = nh.pointee.tunnelDestination
+        p.setBE32(ip, 0x4500_0000 | total)
+        p.setBE32(ip &+ 4, id &<< 16)
+        var sum: UInt32 = 0x4500 &+ total &+ id &+ 0x4011
+        sum &+= (src >> 16) &+ (src & 0xFFFF) &+ (dst >> 16) &+ (dst & 0xFFFF)
+        p.setBE32(ip &+ 8, 0x4011_0000 | UInt32(~Checksum.fold32(sum)))
+        p.setBE32(ip &+ 12, src)
+        p.setBE32(ip &+ 16, dst)
+        let sport = 49152 | (m.pointee.hash & 0x3FFF)
+        p.setBE32(udp, sport &<< 16 | UInt32(dport))
+        p.setBE32(udp &+ 4, UInt32(truncatingIfNeeded: 8 &+ udpPayload) &<< 16)
+        return eth
+    }
+
+    /// Appends a finished packet to the output frame (counting it on its port), or drops it
+    /// when the frame is full.
+    @inline(__always)
+    func emit(_ idx: UInt32, _ output: inout Frame) {
+        guard output.count < output.capacity else {
+            drop(idx, .txQueueFull)
+            return
+        }
+        let m = pool.meta(idx)
+        let tx = Int(m.pointee.txPort)
+        if tx < Counters.maxPorts {
+            counters.ports[tx].txPackets &+= 1
+            counters.ports[tx].txBytes &+= UInt64(m.pointee.length)
+        }
+        output.append(idx)
+    }
+}

@@ -1,0 +1,69 @@
+// route-lookup: for flow-cache misses, the VRF's LPM gives the (nexthop, label) the
+// destination routes to (an MPLS label already named its nexthop: no lookup), and the
+// result is installed in the flow cache so the flow's next packets skip this node.
+// No route: an ICMP destination-unreachable goes back to the source (rate-limited) and
+// the packet is dropped as `no_route`. Resolved packets join the hits on ipList.
+
+extension Pipeline {
+    @inline(__always)
+    mutating func routeLookup(_ view: ForwardingView, now: UInt32) {
+        let n = missList.count
+        guard n > 0 else { return }
+        let pool = self.pool
+        for i in 0..<n {
+            let idx = missList[i]
+            let m = pool.meta(idx)
+            if !m.pointee.flags.contains(.forcedNexthop) {
+                guard resolve(m, pool.buffer(idx), view) else {
+                    icmpError(idx, .unreachable, view: view, now: now)
+                    continue
+                }
+            }
+            install(m, view, now: now)
+            ipList.append(idx)
+        }
+    }
+
+    /// Records the resolved action in the flow cache: over the stale entry of the same key
+    /// (insert replaces an existing key's action), or as a new entry (a full table evicts
+    /// its least recently used candidate; a VRF over its quota gets no entry, and its
+    /// packets keep taking this slower path). Slots found by flow-lookup are not reused
+    /// here: an insert earlier in this loop may have moved entries between slots.
+    @inline(__always)
+    func install(_ m: UnsafeMutablePointer<PacketMeta>, _ view: ForwardingView, now: UInt32) {
+        let value = FlowValue(
+            nexthop: m.pointee.nexthop, label: m.pointee.label, generation: view.vrfs[Int(m.pointee.vrf)].generation,
+            flags: m.pointee.flags.contains(.tcpClosing) ? .closing : [])
+        let v4 = m.pointee.flags.contains(.ipv4)
+        let pos = Int(m.pointee.aux)
+        let r =
+            v4
+            ? flows4.insert(keys4[pos], hash: hashes4[pos], value: value, now: now)
+            : flows6.insert(keys6[pos], hash: hashes6[pos], value: value, now: now)
+        guard case .success(let slot) = r else {
+            m.pointee.flow = PacketMeta.noFlow
+            counters.count(.flowInstallFailed)
+            return
+        }
+        if m.pointee.flow == PacketMeta.noFlow { counters.count(.flowInstalled) }
+        m.pointee.flow = slot
+        let bytes = Int(m.pointee.length)
+        if v4 { flows4.touch(slot, bytes: bytes, now: now) } else { flows6.touch(slot, bytes: bytes, now: now) }
+    }
+
+    /// LPM in the packet's VRF; fills meta.nexthop/label. False when there is no route.
+    @inline(__always)
+    func resolve(_ m: UnsafeMutablePointer<PacketMeta>, _ p: UnsafeMutableRawPointer, _ view: ForwardingView) -> Bool {
+        let vrf = view.vrfs + Int(m.pointee.vrf)
+        let l3 = Int(m.pointee.l3)
+        let r =
+            m.pointee.flags.contains(.ipv4)
+            ? vrf.pointee.v4.lookup(p.be32(l3 &+ 16))
+            : vrf.pointee.v6.lookup(p.be128(l3 &+ 24))
+        guard r != LPM.miss, Int(r) < view.resultCount else { return false }
+        let t = view.results[Int(r)]
+        m.pointee.nexthop = t.nexthop
+        m.pointee.label = t.label
+        return true
+    }
+}
