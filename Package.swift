@@ -5,21 +5,30 @@
 // benchmark harness does not add to every build of the node software.
 import PackageDescription
 
-let hotPath: [SwiftSetting] = [
+var hotPath: [SwiftSetting] = [
     // The dataplane never touches class stored properties per packet, so dynamic
     // exclusivity checks only cost; static checks remain.
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
-    // POPCNT (every x86-64 server CPU since 2008): the LPM tries index with popcounts,
-    // which otherwise compile to a 12-instruction bit-twiddling sequence per use.
-    .unsafeFlags(["-Xcc", "-mpopcnt"]),
 ]
+
+#if arch(x86_64)
+// POPCNT (every x86-64 server CPU since 2008): the LPM tries index with popcounts,
+// which otherwise compile to a 12-instruction bit-twiddling sequence per use.
+hotPath.append(.unsafeFlags(["-Xcc", "-mpopcnt"]))
+#endif
 
 let package = Package(
     name: "vrouter",
     products: [
         .library(name: "VRouterCore", targets: ["VRouterCore"]),
+        .library(name: "VRouterIO", targets: ["VRouterIO"]),
+        .library(name: "VRouterControl", targets: ["VRouterControl"]),
+        .executable(name: "vrouterd", targets: ["vrouterd"]),
     ],
-    dependencies: [],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
     targets: [
         .systemLibrary(
             name: "CURing", path: "Sources/CURing", pkgConfig: "liburing",
@@ -33,6 +42,23 @@ let package = Package(
         .target(
             name: "VRouterCore", dependencies: ["CVRouterShims"],
             swiftSettings: hotPath),
+        .target(
+            name: "VRouterIO", dependencies: ["VRouterCore", "CVRouterShims", "CPcap", "CURing", "CNuma"],
+            swiftSettings: hotPath),
+        .target(
+            name: "VRouterControl",
+            dependencies: ["VRouterCore", "VRouterIO", .product(name: "Yams", package: "Yams")]),
+        .executableTarget(
+            name: "vrouterd",
+            dependencies: [
+                "VRouterCore", "VRouterIO", "VRouterControl",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
+            name: "vrouter-gen",
+            dependencies: [
+                "VRouterCore", "VRouterIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
         .testTarget(name: "VRouterCoreTests", dependencies: ["VRouterCore"]),
     ]
 )

@@ -1,0 +1,300 @@
+// vrouterd's configuration: the node, its interfaces (pcap, tap or AF_PACKET ports),
+// VRFs with their routes, and the remote nodes tunnels go to. `NodeConfig.load` parses
+// and validates a YAML file completely before anything is built, so a bad config is
+// one clear error and no side effects.
+
+import Foundation
+import VRouterCore
+
+public struct NodeConfig: Sendable {
+    public var name: String = "node"
+    public var routerMAC: MACAddress = .vrouter
+    public var workers: Int = 1
+    public var poolBuffers: Int = 16384
+    public var bufferSize: Int = 2048
+    public var flowCapacity: Int = 1 << 16
+    public var flowIdleTimeout: Double = 60
+    public var interfaces: [Interface] = []
+    public var vrfs: [VRF] = []
+    public var remoteNodes: [RemoteNode] = []
+    /// Where the file was (relative paths in it are resolved against this directory).
+    public var directory: String = "."
+
+    public struct Interface: Sendable {
+        public enum Kind: String, Sendable { case pod, fabric }
+        public var name: String
+        public var kind: Kind
+        public var vrf: String?
+        public var mac: MACAddress
+        public var mtu: Int = 1500
+        public var ipv4: IPv4Address?
+        public var ipv6: IPv6Address?
+        public var vlan: UInt16?
+        /// Incoming MPLS label that reaches this pod.
+        public var label: UInt32?
+        public var antiSpoofing = true
+        public var pcapIn: String?
+        public var pcapOut: String?
+        /// Live ports (the node service): an existing device for AF_PACKET, or a tap.
+        public var device: String?
+        public var tap: Tap?
+    }
+
+    public struct Tap: Sendable {
+        public var name: String
+        public var netns: String?
+        public var ifname: String?
+    }
+
+    public struct VRF: Sendable {
+        public var name: String
+        public var id: UInt16
+        public var vni: UInt32?
+        public var gateway4: IPv4Address?
+        public var gateway6: IPv6Address?
+        public var routes: [Route] = []
+        public var routesFile: String?
+    }
+
+    public struct Route: Sendable {
+        public enum Target: Sendable {
+            case interface(String)
+            case remote(node: String, tag: UInt32)
+            case ecmp([(node: String, tag: UInt32)])
+            case discard
+        }
+        public var prefix4: IPv4Prefix?
+        public var prefix6: IPv6Prefix?
+        public var target: Target
+        public var prefixText: String { prefix4?.description ?? prefix6!.description }
+    }
+
+    public struct RemoteNode: Sendable {
+        public var name: String
+        public var address: IPv4Address
+        public var mac: MACAddress?
+        public var encap: TunnelEncap
+        public var innerMAC: MACAddress = .vrouter
+    }
+
+    public init() {}
+}
+
+extension NodeConfig {
+    public static func load(path: String) throws(ConfigError) -> NodeConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError("\(path): cannot read: \((error as NSError).localizedDescription)")
+        }
+        var c = try parse(text, file: path)
+        c.directory = (path as NSString).deletingLastPathComponent
+        if c.directory.isEmpty { c.directory = "." }
+        return c
+    }
+
+    /// Resolves a path from the config relative to the config's directory.
+    public func resolve(_ path: String) -> String {
+        path.hasPrefix("/") ? path : (directory as NSString).appendingPathComponent(path)
+    }
+
+    public static func parse(_ text: String, file: String = "config") throws(ConfigError) -> NodeConfig {
+        let root = try YAMLWalker.parse(text, file: file)
+        let top = try root.mapping(allowed: ["node", "workers", "pool", "flows", "interfaces", "vrfs", "remoteNodes"])
+        var c = NodeConfig()
+        if let n = top["node"] {
+            let m = try n.mapping(allowed: ["name", "routerMAC"])
+            if let v = m["name"] { c.name = try v.string() }
+            if let v = m["routerMAC"] { c.routerMAC = try v.mac() }
+        }
+        if let v = top["workers"] { c.workers = try v.int(1...64) }
+        if let p = top["pool"] {
+            let m = try p.mapping(allowed: ["buffers", "bufferSize"])
+            if let v = m["buffers"] { c.poolBuffers = try v.int(1024...(1 << 24)) }
+            if let v = m["bufferSize"] {
+                c.bufferSize = try v.int(512...65536)
+                guard c.bufferSize.nonzeroBitCount == 1 else { throw v.fail("bufferSize must be a power of two") }
+            }
+        }
+        if let f = top["flows"] {
+            let m = try f.mapping(allowed: ["capacity", "idleTimeout"])
+            if let v = m["capacity"] { c.flowCapacity = try v.int(16...(1 << 26)) }
+            if let v = m["idleTimeout"] { c.flowIdleTimeout = try v.duration() }
+        }
+        var vrfIDs: Set<UInt16> = []
+        for (i, v) in try (top["vrfs"]?.sequence() ?? []).enumerated() {
+            let m = try v.mapping(allowed: ["name", "id", "vni", "gateway", "gateway6", "routes", "routesFile"])
+            guard let nameNode = m["name"] else { throw v.fail("a VRF needs a name") }
+            let name = try nameNode.string()
+            guard !c.vrfs.contains(where: { $0.name == name }) else { throw nameNode.fail("duplicate VRF '\(name)'") }
+            let id = try m["id"].map { n throws(ConfigError) in UInt16(try n.int(1...65534)) } ?? UInt16(i + 1)
+            guard vrfIDs.insert(id).inserted else { throw v.fail("VRF id \(id) is used twice") }
+            var vrf = VRF(name: name, id: id)
+            if let n = m["vni"] { vrf.vni = UInt32(try n.int(1...(1 << 24) - 1)) }
+            if let n = m["gateway"] { vrf.gateway4 = try n.ipv4() }
+            if let n = m["gateway6"] { vrf.gateway6 = try n.ipv6() }
+            for r in try m["routes"]?.sequence() ?? [] { vrf.routes.append(try parseRoute(r)) }
+            if let n = m["routesFile"] { vrf.routesFile = try n.string() }
+            c.vrfs.append(vrf)
+        }
+        for v in try top["remoteNodes"]?.sequence() ?? [] {
+            let m = try v.mapping(allowed: ["name", "address", "mac", "encap", "innerMAC"])
+            guard let nameNode = m["name"], let addr = m["address"], let enc = m["encap"] else {
+                throw v.fail("a remote node needs name, address and encap")
+            }
+            let name = try nameNode.string()
+            guard !c.remoteNodes.contains(where: { $0.name == name }) else { throw nameNode.fail("duplicate remote node '\(name)'") }
+            let encName = try enc.string()
+            let encap: TunnelEncap
+            switch encName {
+            case "vxlan": encap = .vxlan
+            case "mpls-udp", "mplsoudp", "mpls-over-udp": encap = .mplsOverUDP
+            default: throw enc.fail("encap '\(encName)' is not vxlan or mpls-udp")
+            }
+            var node = RemoteNode(name: name, address: try addr.ipv4(), mac: try m["mac"]?.mac(), encap: encap)
+            if let n = m["innerMAC"] { node.innerMAC = try n.mac() }
+            c.remoteNodes.append(node)
+        }
+        for v in try top["interfaces"]?.sequence() ?? [] {
+            let m = try v.mapping(allowed: [
+                "name", "kind", "vrf", "mac", "mtu", "ipv4", "ipv6", "address", "vlan", "label", "antiSpoofing",
+                "pcap", "device", "tap",
+            ])
+            guard let nameNode = m["name"], let kindNode = m["kind"], let macNode = m["mac"] else {
+                throw v.fail("an interface needs name, kind and mac")
+            }
+            let name = try nameNode.string()
+            guard !c.interfaces.contains(where: { $0.name == name }) else { throw nameNode.fail("duplicate interface '\(name)'") }
+            guard let kind = Interface.Kind(rawValue: try kindNode.string()) else {
+                throw kindNode.fail("kind must be pod or fabric")
+            }
+            var itf = Interface(name: name, kind: kind, mac: try macNode.mac())
+            if let n = m["vrf"] {
+                let vn = try n.string()
+                guard c.vrfs.contains(where: { $0.name == vn }) else { throw n.fail("no VRF named '\(vn)'") }
+                itf.vrf = vn
+            }
+            if let n = m["mtu"] { itf.mtu = try n.int(68...65000) }
+            if let n = m["ipv4"] { itf.ipv4 = try n.ipv4() }
+            if let n = m["address"] { itf.ipv4 = try n.ipv4() }
+            if let n = m["ipv6"] { itf.ipv6 = try n.ipv6() }
+            if let n = m["vlan"] { itf.vlan = UInt16(try n.int(1...4094)) }
+            if let n = m["label"] { itf.label = UInt32(try n.int(16...(1 << 20) - 1)) }
+            if let n = m["antiSpoofing"] { itf.antiSpoofing = try n.bool() }
+            if let n = m["device"] { itf.device = try n.string() }
+            if let p = m["pcap"] {
+                let pm = try p.mapping(allowed: ["in", "out"])
+                itf.pcapIn = try pm["in"]?.string()
+                itf.pcapOut = try pm["out"]?.string()
+            }
+            if let t = m["tap"] {
+                let tm = try t.mapping(allowed: ["name", "netns", "ifname"])
+                guard let tn = tm["name"] else { throw t.fail("a tap needs a name") }
+                itf.tap = Tap(name: try tn.string(), netns: try tm["netns"]?.string(), ifname: try tm["ifname"]?.string())
+            }
+            switch kind {
+            case .pod:
+                guard itf.vrf != nil else { throw v.fail("pod interface '\(name)' needs a vrf") }
+            case .fabric:
+                guard itf.ipv4 != nil else { throw v.fail("fabric interface '\(name)' needs the node's underlay address") }
+                guard itf.vrf == nil else { throw v.fail("the fabric interface belongs to no VRF") }
+            }
+            c.interfaces.append(itf)
+        }
+        guard c.interfaces.count <= Counters.maxPorts else {
+            throw root.fail("\(c.interfaces.count) interfaces is more than the limit of \(Counters.maxPorts)")
+        }
+        try c.checkReferences()
+        return c
+    }
+
+    static func parseRoute(_ r: YAMLWalker) throws(ConfigError) -> Route {
+        let m = try r.mapping(allowed: ["prefix", "interface", "via", "vni", "label", "ecmp", "discard"])
+        guard let p = m["prefix"] else { throw r.fail("a route needs a prefix") }
+        let text = try p.string()
+        var route = Route(prefix4: IPv4Prefix(text), prefix6: nil, target: .discard)
+        if route.prefix4 == nil {
+            route.prefix6 = IPv6Prefix(text)
+            guard route.prefix6 != nil else {
+                throw p.fail("'\(text)' is not a prefix (address/length, host bits zero)")
+            }
+        }
+        func member(_ mm: [String: YAMLWalker], _ at: YAMLWalker) throws(ConfigError) -> (String, UInt32) {
+            guard let via = mm["via"] else { throw at.fail("a tunnel route needs 'via: NODE'") }
+            if let v = mm["vni"] { return (try via.string(), UInt32(try v.int(1...(1 << 24) - 1))) }
+            if let l = mm["label"] { return (try via.string(), UInt32(try l.int(16...(1 << 20) - 1))) }
+            throw at.fail("a tunnel route needs a vni (VXLAN) or a label (MPLS)")
+        }
+        let targets = ["interface", "via", "ecmp", "discard"].filter { m[$0] != nil }
+        guard targets.count == 1 else { throw r.fail("a route needs exactly one of interface, via, ecmp, discard") }
+        if let i = m["interface"] {
+            route.target = .interface(try i.string())
+        } else if m["via"] != nil {
+            let (node, tag) = try member(m, r)
+            route.target = .remote(node: node, tag: tag)
+        } else if let e = m["ecmp"] {
+            var members: [(node: String, tag: UInt32)] = []
+            for x in try e.sequence() {
+                let xm = try x.mapping(allowed: ["via", "vni", "label"])
+                let (node, tag) = try member(xm, x)
+                members.append((node, tag))
+            }
+            guard (1...64).contains(members.count) else { throw e.fail("ECMP needs 1 to 64 members") }
+            route.target = .ecmp(members)
+        } else if let d = m["discard"] {
+            guard try d.bool() else { throw d.fail("discard: true is the only meaning") }
+        }
+        return route
+    }
+
+    /// Cross-references that single entries cannot check.
+    func checkReferences() throws(ConfigError) {
+        let fabrics = interfaces.filter { $0.kind == .fabric }
+        guard fabrics.count <= 1 else { throw ConfigError("interfaces: only one fabric interface is supported") }
+        if !remoteNodes.isEmpty && fabrics.isEmpty {
+            throw ConfigError("remoteNodes: tunnels need a fabric interface")
+        }
+        var labels: [UInt32: String] = [:]
+        var addrs: [String: String] = [:]
+        for i in interfaces {
+            if let l = i.label {
+                if let other = labels[l] { throw ConfigError("interfaces: label \(l) is given to both \(other) and \(i.name)") }
+                labels[l] = i.name
+            }
+            for a in [i.ipv4?.description, i.ipv6?.description].compactMap({ $0 }) {
+                let key = "\(i.vrf ?? "-")/\(a)"
+                if let other = addrs[key] {
+                    throw ConfigError("interfaces: \(i.name) and \(other) both have address \(a)")
+                }
+                addrs[key] = i.name
+            }
+        }
+        var vnis: Set<UInt32> = []
+        for v in vrfs {
+            if let n = v.vni, !vnis.insert(n).inserted { throw ConfigError("vrfs: VNI \(n) is given to two VRFs") }
+            for r in v.routes {
+                switch r.target {
+                case .interface(let n):
+                    guard let itf = interfaces.first(where: { $0.name == n }) else {
+                        throw ConfigError("vrfs.\(v.name): route \(r.prefixText): no interface named '\(n)'")
+                    }
+                    guard itf.kind == .pod else {
+                        throw ConfigError("vrfs.\(v.name): route \(r.prefixText): '\(n)' is not a pod interface")
+                    }
+                case .remote(let node, _):
+                    try checkNode(node, v, r)
+                case .ecmp(let ms):
+                    for m in ms { try checkNode(m.node, v, r) }
+                case .discard: break
+                }
+            }
+        }
+    }
+
+    func checkNode(_ node: String, _ v: VRF, _ r: Route) throws(ConfigError) {
+        guard remoteNodes.contains(where: { $0.name == node }) else {
+            throw ConfigError("vrfs.\(v.name): route \(r.prefixText): no remote node named '\(node)'")
+        }
+    }
+}
