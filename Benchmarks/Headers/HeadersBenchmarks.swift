@@ -1,8 +1,9 @@
 // Per-packet costs of the header layer: parse Eth/IPv4/UDP into a 5-tuple, apply a VXLAN
 // or MPLSoUDP tunnel template, verify and patch an IPv4 header checksum. Each benchmark
 // iteration handles 1000 packets (scalingFactor .kilo) taken round-robin from 1024
-// prebuilt 60-byte frames, so the numbers shown with `--scale` are per packet with the
-// working set in L1/L2. mallocs are per iteration and must stay 0.
+// prebuilt 60-byte frames (working set in L1/L2). With `--scale`, Throughput is packets
+// per second, so ns/packet = 1000 / Throughput(M); Time is per iteration (1000 packets).
+// Malloc (total) counts every malloc in the measured loop and must stay 0.
 //
 //   cd Benchmarks && swift package --allow-writing-to-package-directory benchmark --target Headers --scale
 
