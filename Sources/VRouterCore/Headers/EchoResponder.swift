@@ -33,6 +33,7 @@ public enum EchoResponder {
             guard ICMPv4Header(frame + parsed.l4Offset).isChecksumValid(length: icmpLength) else { return false }
             if hl > HeaderSize.ipv4 {
                 // Drop the options: move the ICMP message down onto them.
+                // Safe: the parser put hl + icmpLength = total length inside the frame.
                 (ip.base + HeaderSize.ipv4).copyMemory(from: ip.base + hl, byteCount: icmpLength)
                 ip.ihl = 5
             }

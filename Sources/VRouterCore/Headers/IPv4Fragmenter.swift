@@ -86,6 +86,9 @@ public enum IPv4Fragmenter {
             let fm = pool.meta(b)
             let start = Int(fm.pointee.offset)  // fresh: the standard headroom
             fm.pointee = m.pointee
+            // Safe: start is the fresh headroom and l2Length + laterHL + piece ≤
+            // maxFrameLength (checked above), so every copy below ends inside buffer b;
+            // the sources are inside the original frame (payload + done + piece ≤ total).
             let dst = pool.buffer(b) + start
             dst.copyMemory(from: frame, byteCount: l2Length)
             let h = IPv4Header(dst + l2Length)

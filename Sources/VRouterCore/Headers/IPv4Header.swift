@@ -99,7 +99,20 @@ public struct IPv4Header {
     @inlinable @inline(__always)
     public var isChecksumValid: Bool {
         // A valid header sums to 0xFFFF (negative zero); 0x0000 needs an all-zero header.
-        Checksum.sum(base, count: headerLength) == 0xFFFF
+        // 0xFFFF reads the same in either byte order, so the native-order sum needs no
+        // swap. Without options that is three loads and a fold, inlined (the general
+        // Checksum.sum is a call and a loop: ~5 ns instead of ~1).
+        if _fastPath(base.u8(0) == 0x45) {
+            let a = base.loadUnaligned(as: UInt64.self)
+            let b = base.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+            let c = base.loadUnaligned(fromByteOffset: 16, as: UInt32.self)
+            var s = (a & 0xFFFF_FFFF) &+ (a >> 32) &+ (b & 0xFFFF_FFFF) &+ (b >> 32) &+ UInt64(c)
+            s = (s & 0xFFFF) &+ (s >> 16)  // ≤ 5 × 0xFFFF_FFFF: three folds reach 16 bits
+            s = (s & 0xFFFF) &+ (s >> 16)
+            s = (s & 0xFFFF) &+ (s >> 16)
+            return s == 0xFFFF
+        }
+        return Checksum.sum(base, count: headerLength) == 0xFFFF
     }
 
     /// Recomputes the header checksum from scratch (after several field changes).

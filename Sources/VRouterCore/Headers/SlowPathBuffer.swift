@@ -16,6 +16,8 @@ extension PacketPool {
         let target = min(max(front, Self.headroom), bufferSize - size)
         guard target >= front, keep <= size else { return nil }
         let b = buffer(idx)
+        // Safe: target + size ≤ bufferSize and keep ≤ size; the source is the frame's
+        // own first `keep` bytes (the callers keep no more than the frame holds).
         (b + target).copyMemory(from: b + offset, byteCount: keep)
         m.pointee.offset = UInt16(target)
         return target
