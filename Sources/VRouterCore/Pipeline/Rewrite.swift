@@ -128,16 +128,10 @@ extension Pipeline {
             p.setBE48(inner, nh.pointee.dstMAC)
             p.setBE48(inner &+ 6, nh.pointee.srcMAC)
             p.setBE16(inner &+ 12, etherType)
-            let udpPayload = 8 &+ 14 &+ ipLength
-            start = writeOuter(p, end: inner &- 8, udpPayload: udpPayload, dport: UDPPort.vxlan, m, nh, view)
-            p.setBE32(inner &- 8, 0x0800_0000)  // I flag (RFC 7348 §5)
-            p.setBE32(inner &- 4, label &<< 8)  // VNI, reserved byte 0
+            start = encapsulate(p, inner, 14 &+ ipLength, m, nh, label, view)
             counters.count(.vxlanEncap)
         case .tunnelMPLSoUDP:
-            let udpPayload = 4 &+ ipLength
-            start = writeOuter(p, end: l3 &- 4, udpPayload: udpPayload, dport: UDPPort.mplsOverUDP, m, nh, view)
-            // Label, TC 0, bottom of stack, TTL 64 (RFC 3032 pipe model: the tunnel is one hop).
-            p.setBE32(l3 &- 4, (label &<< 12) | 0x100 | 64)
+            start = encapsulate(p, l3, ipLength, m, nh, label, view)
             counters.count(.mplsEncap)
         default:
             drop(idx, .invalidNexthop)
@@ -149,44 +143,24 @@ extension Pipeline {
         emit(idx, &output)
     }
 
-    /// Outer Ethernet (+VLAN) / IPv4 / UDP ending at `end`; returns the frame start.
-    /// Outer IPv4: DF clear, TTL 64, a per-worker identification, header checksum computed
-    /// from the constant words plus the two that vary. UDP checksum 0 (RFC 7348 §5,
-    /// RFC 7510 §3 for IPv4), source port 49152 + 14 bits of the inner flow hash.
+    /// Prepends the tunnel nexthop's outer headers (its precomputed template: outer
+    /// Ethernet, IPv4 with DF clear and TTL 64, UDP with checksum 0 and source port 49152 +
+    /// 14 bits of the inner flow hash, then the VNI or label) to the `length` bytes at
+    /// `inner`; returns the new frame start. The outer identification is a per-worker
+    /// counter, so outer packets are distinct if the underlay ever fragments them.
     @inline(__always)
-    mutating func writeOuter(
-        _ p: UnsafeMutableRawPointer, end: Int, udpPayload: Int, dport: UInt16,
-        _ m: UnsafeMutablePointer<PacketMeta>, _ nh: UnsafePointer<Nexthop>, _ view: ForwardingView
+    mutating func encapsulate(
+        _ p: UnsafeMutableRawPointer, _ inner: Int, _ length: Int, _ m: UnsafeMutablePointer<PacketMeta>,
+        _ nh: UnsafePointer<Nexthop>, _ label: UInt32, _ view: ForwardingView
     ) -> Int {
-        let udp = end &- 8
-        let ip = udp &- 20
-        let vlan = nh.pointee.vlan
-        let eth = ip &- (vlan != 0 ? 18 : 14)
-        let fabric = view.ports[Int(nh.pointee.port)]  // Safe: compiled nexthops name existing ports.
-        p.setBE48(eth, nh.pointee.underlayMAC)
-        p.setBE48(eth &+ 6, fabric.mac)
-        if vlan != 0 {
-            p.setBE32(eth &+ 12, 0x8100_0000 | UInt32(vlan))
-            p.setBE16(eth &+ 16, EtherType.ipv4)
-        } else {
-            p.setBE16(eth &+ 12, EtherType.ipv4)
-        }
-        let total = UInt32(truncatingIfNeeded: 28 &+ udpPayload)
+        // Safe: nh points into view.nexthops (view.nexthop(_:) returned it), so the
+        // difference is its id, and templates has one slot per nexthop id.
+        let template = view.templates + (nh - view.nexthops)
         outerID &+= 1
-        let id = UInt32(outerID)
-        let src = nh.pointee.tunnelSource
-        let dst = nh.pointee.tunnelDestination
-        p.setBE32(ip, 0x4500_0000 | total)
-        p.setBE32(ip &+ 4, id &<< 16)
-        var sum: UInt32 = 0x4500 &+ total &+ id &+ 0x4011
-        sum &+= (src >> 16) &+ (src & 0xFFFF) &+ (dst >> 16) &+ (dst & 0xFFFF)
-        p.setBE32(ip &+ 8, 0x4011_0000 | UInt32(~Checksum.fold32(sum)))
-        p.setBE32(ip &+ 12, src)
-        p.setBE32(ip &+ 16, dst)
-        let sport = 49152 | (m.pointee.hash & 0x3FFF)
-        p.setBE32(udp, sport &<< 16 | UInt32(dport))
-        p.setBE32(udp &+ 4, UInt32(truncatingIfNeeded: 8 &+ udpPayload) &<< 16)
-        return eth
+        let start = template.pointee.apply(
+            to: p + inner, innerLength: length, sourcePort: TunnelTemplate.sourcePort(hash: m.pointee.hash),
+            labelOrVNI: label, identification: outerID)
+        return start - p
     }
 
     /// Appends a finished packet to the output frame (counting it on its port), or drops it

@@ -12,6 +12,8 @@ public struct ForwardingView: @unchecked Sendable {  // Safe: read-only views of
     public let vrfCount: Int
     public let nexthops: UnsafePointer<Nexthop>
     public let nexthopCount: Int
+    /// Tunnel nexthops' precomputed outer headers, by nexthop id (unused for other kinds).
+    public let templates: UnsafePointer<TunnelTemplate>
     public let components: UnsafePointer<RouteTarget>
     /// FIB values index this: the (nexthop, label) a prefix resolves to.
     public let results: UnsafePointer<RouteTarget>
@@ -56,6 +58,7 @@ public final class ForwardingTables: @unchecked Sendable {  // Safe: never mutat
     let ports: UnsafeMutableBufferPointer<PortEntry>
     let vrfs: UnsafeMutableBufferPointer<VRFEntry>
     let nexthops: UnsafeMutableBufferPointer<Nexthop>
+    let templates: UnsafeMutableBufferPointer<TunnelTemplate>
     let components: UnsafeMutableBufferPointer<RouteTarget>
     let results: UnsafeMutableBufferPointer<RouteTarget>
     let labels: UnsafeMutableBufferPointer<UInt32>
@@ -63,7 +66,8 @@ public final class ForwardingTables: @unchecked Sendable {  // Safe: never mutat
 
     init(
         version: UInt64, routerMAC: MACAddress, fib4: [IPv4FIB?], fib6: [IPv6FIB?],
-        ports: [PortEntry], vrfs: [VRFEntry], nexthops: [Nexthop], components: [RouteTarget],
+        ports: [PortEntry], vrfs: [VRFEntry], nexthops: [Nexthop], templates: [TunnelTemplate],
+        components: [RouteTarget],
         results: [RouteTarget], labels: [UInt32], vnis: [UInt32: UInt16]
     ) {
         func copy<T>(_ a: [T], atLeast n: Int = 1, fill: T) -> UnsafeMutableBufferPointer<T> {
@@ -78,6 +82,7 @@ public final class ForwardingTables: @unchecked Sendable {  // Safe: never mutat
         self.ports = copy(ports, fill: .absent)
         self.vrfs = copy(vrfs, fill: vrfs.first ?? VRFEntry.absent)
         self.nexthops = copy(nexthops, fill: .invalid)
+        self.templates = copy(templates, fill: TunnelTemplate.unused)
         self.components = copy(components, fill: RouteTarget(nexthop: 0))
         self.results = copy(results, fill: RouteTarget(nexthop: 0))
         self.labels = copy(labels, fill: ForwardingView.noNexthop)
@@ -88,6 +93,7 @@ public final class ForwardingTables: @unchecked Sendable {  // Safe: never mutat
                 ports: UnsafePointer(self.ports.baseAddress!), portCount: ports.count,
                 vrfs: UnsafePointer(self.vrfs.baseAddress!), vrfCount: vrfs.count,
                 nexthops: UnsafePointer(self.nexthops.baseAddress!), nexthopCount: nexthops.count,
+                templates: UnsafePointer(self.templates.baseAddress!),
                 components: UnsafePointer(self.components.baseAddress!),
                 results: UnsafePointer(self.results.baseAddress!), resultCount: results.count,
                 labels: UnsafePointer(self.labels.baseAddress!), labelCount: labels.count,
@@ -99,6 +105,7 @@ public final class ForwardingTables: @unchecked Sendable {  // Safe: never mutat
         ports.deallocate()
         vrfs.deallocate()
         nexthops.deallocate()
+        templates.deallocate()
         components.deallocate()
         results.deallocate()
         labels.deallocate()
@@ -108,7 +115,7 @@ public final class ForwardingTables: @unchecked Sendable {  // Safe: never mutat
     /// Bytes of table memory this snapshot owns or shares (FIBs counted in full).
     public var memoryBytes: Int {
         var total = MemoryLayout<PortEntry>.stride * ports.count + MemoryLayout<VRFEntry>.stride * vrfs.count
-        total += MemoryLayout<Nexthop>.stride * nexthops.count
+        total += (MemoryLayout<Nexthop>.stride + MemoryLayout<TunnelTemplate>.stride) * nexthops.count
         total += MemoryLayout<RouteTarget>.stride * (components.count + results.count)
         total += 4 * labels.count + vnis.memoryBytes
         for f in fib4 { total += f?.memoryBytes ?? 0 }
@@ -129,6 +136,11 @@ extension VRFEntry {
             v4: IPv4FIB.empty.view, v6: IPv6FIB.empty.view, generation: 0, present: false,
             hasGateway4: false, hasGateway6: false, gateway4: 0, gateway6: 0)
     }
+}
+
+extension TunnelTemplate {
+    /// Fills the template slots of nexthops that are not tunnels.
+    static let unused = VXLANEncap.template(sourceMAC: .zero, destinationMAC: .zero, source: .any, destination: .any)
 }
 
 extension IPv4FIB {

@@ -327,9 +327,14 @@ public struct TableBuilder: Sendable {
 
         let nhCount = (nexthops.keys.max().map { Int($0) + 1 }) ?? 0
         var nhEntries = [Nexthop](repeating: .invalid, count: nhCount)
+        var templates = [TunnelTemplate](repeating: .unused, count: nhCount)
         var components: [RouteTarget] = []
         for (id, c) in nexthops {
-            nhEntries[Int(id)] = compile(c, components: &components)
+            let n = compile(c, components: &components)
+            nhEntries[Int(id)] = n
+            if case .tunnel(let encap, let port, _, _, _) = c {
+                templates[Int(id)] = template(encap, n, fabricMAC: ports[port]!.mac)
+            }
         }
 
         let labelCount = (labels.keys.max().map { Int($0) + 1 }) ?? 0
@@ -338,7 +343,7 @@ public struct TableBuilder: Sendable {
 
         return ForwardingTables(
             version: version, routerMAC: routerMAC, fib4: fib4, fib6: fib6, ports: portEntries,
-            vrfs: vrfEntries, nexthops: nhEntries, components: components, results: results,
+            vrfs: vrfEntries, nexthops: nhEntries, templates: templates, components: components, results: results,
             labels: labelEntries, vnis: vnis)
     }
 
@@ -348,6 +353,22 @@ public struct TableBuilder: Sendable {
         results.append(t)
         resultIndex[t] = i
         return i
+    }
+
+    /// The outer headers a tunnel nexthop prepends: from the fabric port's MAC and the
+    /// node's underlay address to the underlay next hop's MAC and the remote node.
+    private func template(_ encap: TunnelEncap, _ n: Nexthop, fabricMAC: MACAddress) -> TunnelTemplate {
+        let vlan: UInt16? = n.vlan == 0 ? nil : n.vlan
+        let src = IPv4Address(n.tunnelSource)
+        let dst = IPv4Address(n.tunnelDestination)
+        switch encap {
+        case .vxlan:
+            return VXLANEncap.template(
+                sourceMAC: fabricMAC, destinationMAC: MACAddress(n.underlayMAC), vlanTCI: vlan, source: src, destination: dst)
+        case .mplsOverUDP:
+            return MPLSoUDPEncap.template(
+                sourceMAC: fabricMAC, destinationMAC: MACAddress(n.underlayMAC), vlanTCI: vlan, source: src, destination: dst)
+        }
     }
 
     private func compile(_ c: NexthopConfig, components: inout [RouteTarget]) -> Nexthop {
