@@ -60,5 +60,7 @@ let package = Package(
                 "VRouterCore", "VRouterIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "VRouterCoreTests", dependencies: ["VRouterCore"]),
+        .testTarget(name: "VRouterIOTests", dependencies: ["VRouterIO", "VRouterCore"]),
+        .testTarget(name: "VRouterControlTests", dependencies: ["VRouterControl", "VRouterIO", "VRouterCore"]),
     ]
 )

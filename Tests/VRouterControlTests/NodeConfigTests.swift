@@ -1,0 +1,84 @@
+import Testing
+import VRouterCore
+@testable import VRouterControl
+
+@Suite struct NodeConfigTests {
+    static let good = """
+        node: { name: n1 }
+        flows: { capacity: 1024, idleTimeout: 90s }
+        remoteNodes:
+          - { name: node-a, address: 198.18.0.2, mac: "02:00:00:00:00:02", encap: vxlan }
+          - { name: node-b, address: 198.18.0.3, mac: "02:00:00:00:00:03", encap: mpls-udp }
+        vrfs:
+          - name: blue
+            vni: 1001
+            gateway: 192.0.2.1
+            gateway6: 2001:db8:1::1
+            routes:
+              - { prefix: 192.0.2.128/25, via: node-a, vni: 1001 }
+              - { prefix: 203.0.113.0/24, ecmp: [ { via: node-a, vni: 1001 }, { via: node-b, label: 300 } ] }
+              - { prefix: 2001:db8:1:1::/64, via: node-a, vni: 1001 }
+              - { prefix: 198.51.100.0/24, discard: true }
+          - name: red
+            gateway: 198.51.100.1
+        interfaces:
+          - { name: fabric0, kind: fabric, address: 198.18.0.1, mac: "02:00:00:00:00:01" }
+          - { name: blue-a, kind: pod, vrf: blue, mac: "02:00:00:01:00:0a", ipv4: 192.0.2.10, ipv6: "2001:db8:1::a", label: 16 }
+          - { name: red-a, kind: pod, vrf: red, mac: "02:00:00:02:00:0a", ipv4: 198.51.100.10 }
+        """
+
+    @Test func aGoodConfigCompilesToTables() throws {
+        let c = try NodeConfig.parse(Self.good)
+        #expect(c.name == "n1")
+        #expect(c.flowCapacity == 1024)
+        #expect(c.flowIdleTimeout == 90)
+        #expect(c.interfaces.count == 3)
+        var compiled = try c.makeTables()
+        #expect(compiled.portIDs["blue-a"] == 1)
+        #expect(compiled.vrfIDs["red"] == 2)
+        // pods' /32 and /128, gateways, and the four configured routes.
+        #expect(compiled.routeCount == 3 + 3 + 4)
+        let tables = compiled.builder.build()
+        let view = tables.view
+        let blue = view.vrfs[1]
+        let r = blue.v4.lookup(IPv4Address(203, 0, 113, 9).value)
+        #expect(r != LPM.miss)
+        #expect(view.nexthops[Int(view.results[Int(r)].nexthop)].kind == .composite)
+        #expect(view.labelTarget(16) != ForwardingView.noNexthop)
+        #expect(view.vnis.lookup(1001) == 1)
+    }
+
+    @Test(arguments: [
+        ("vrfs: [ { name: a } ]\ninterfaces: [ { name: p, kind: pod, vrf: b, mac: \"02:00:00:00:00:01\" } ]", "no VRF named 'b'"),
+        ("vrfs: [ { name: a, routes: [ { prefix: 192.0.2.1/24, discard: true } ] } ]", "not a prefix"),
+        ("vrfs: [ { name: a, routes: [ { prefix: 192.0.2.0/24, via: nowhere, vni: 5 } ] } ]", "no remote node named 'nowhere'"),
+        ("vrfs: [ { name: a, colour: red } ]", "unknown key 'colour'"),
+        ("interfaces: [ { name: f, kind: fabric, mac: \"02:00:00:00:00:01\" } ]", "needs the node's underlay address"),
+        ("interfaces: [ { name: f, kind: pod, mac: \"zz:00:00:00:00:01\", vrf: a } ]", "not a MAC address"),
+        ("vrfs: [ { name: a }, { name: a } ]", "duplicate VRF 'a'"),
+        ("workers: 0", "outside 1...64"),
+        ("flows: { idleTimeout: soon }", "not a duration"),
+        ("vrfs: [ { name: a, routes: [ { prefix: 192.0.2.0/24 } ] } ]", "exactly one of"),
+        ("vrfs: [ { name: a } ]\ninterfaces:\n  - { name: p, kind: pod, vrf: a, mac: \"02:00:00:00:00:01\", ipv4: 192.0.2.5 }\n  - { name: q, kind: pod, vrf: a, mac: \"02:00:00:00:00:02\", ipv4: 192.0.2.5 }", "both have address 192.0.2.5"),
+        ("key: [unclosed", "not valid YAML"),
+    ])
+    func badConfigsNameTheProblem(yaml: String, expected: String) {
+        do {
+            _ = try NodeConfig.parse(yaml)
+            Issue.record("accepted: \(yaml)")
+        } catch {
+            #expect(error.description.contains(expected), "\(error.description)")
+        }
+    }
+
+    @Test func routeFilesAreParsedAndCheckedLineByLine() throws {
+        let path = FileManagerHelper.temp("routes.txt")
+        try "# comment\n198.18.4.0/22 via node-a vni 7\n2001:db8:9::/48 discard\n\n198.18.8.0/24 interface blue-a\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let routes = try NodeConfig.loadRoutes(path, vrf: "blue")
+        #expect(routes.count == 3)
+        try "198.18.4.0/22 via node-a vni 7\n198.18.4.0/33 discard\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: ConfigError.self) { try NodeConfig.loadRoutes(path, vrf: "blue") }
+        do { _ = try NodeConfig.loadRoutes(path, vrf: "blue") } catch { #expect(error.description.contains(":2:")) }
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import Testing
+import VRouterCore
+@testable import VRouterIO
+
+@Suite struct PcapFileTests {
+    static func tempPath(_ name: String) -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vrt-pcap-\(getpid())")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir.appendingPathComponent(name).path
+    }
+
+    @Test func writeThenReadRoundTripsBytesAndNanosecondTimestamps() throws {
+        let path = Self.tempPath("rt.pcap")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let w = try PcapWriter(path: path)
+        var sent: [[UInt8]] = []
+        for i in 0..<100 {
+            let pkt = (0..<(60 + i * 13)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i) }
+            sent.append(pkt)
+            pkt.withUnsafeBytes { w.write($0, timestamp: 1_700_000_000_123_456_789 + UInt64(i) * 1_000) }
+        }
+        try w.close()
+        var set = PacketSet()
+        let n = try PcapFile.read(path: path, port: 7, into: &set)
+        #expect(n == 100)
+        for i in 0..<100 {
+            #expect(set.packet(i) == sent[i])
+            #expect(set.ports[i] == 7)
+            #expect(set.timestamps[i] == 1_700_000_000_123_456_789 + UInt64(i) * 1_000)
+        }
+    }
+
+    @Test func damagedFilesGetOneClearError() throws {
+        let good = Self.tempPath("good.pcap")
+        defer { try? FileManager.default.removeItem(atPath: good) }
+        let w = try PcapWriter(path: good)
+        let pkt = [UInt8](repeating: 0xAB, count: 100)
+        for _ in 0..<3 { pkt.withUnsafeBytes { w.write($0, timestamp: 1) } }
+        try w.close()
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: good))
+
+        // Truncated in the middle of the last packet.
+        let cut = Self.tempPath("cut.pcap")
+        try bytes.prefix(bytes.count - 30).write(to: URL(fileURLWithPath: cut))
+        var set = PacketSet()
+        #expect(throws: PcapError.self) { try PcapFile.read(path: cut, port: 0, into: &set) }
+        do { _ = try PcapFile.read(path: cut, port: 0, into: &set) } catch {
+            #expect(error.description.contains("cut.pcap"))
+            #expect(error.description.contains("after packet 2"))
+        }
+
+        // Not a capture at all.
+        let junk = Self.tempPath("junk.pcap")
+        try Data("this is not a pcap file, just text".utf8).write(to: URL(fileURLWithPath: junk))
+        #expect(throws: PcapError.self) { try PcapFile.read(path: junk, port: 0, into: &set) }
+
+        // Missing file.
+        do {
+            _ = try PcapFile.read(path: "/nonexistent/vrt.pcap", port: 0, into: &set)
+            Issue.record("a missing file must fail")
+        } catch {
+            #expect(error.description.contains("/nonexistent/vrt.pcap"))
+        }
+
+        // A link type other than Ethernet (DLT_RAW = 101 in the global header).
+        var raw = bytes
+        raw[20] = 101
+        raw[21] = 0
+        let rawPath = Self.tempPath("raw.pcap")
+        try raw.write(to: URL(fileURLWithPath: rawPath))
+        do {
+            _ = try PcapFile.read(path: rawPath, port: 0, into: &set)
+            Issue.record("a non-Ethernet capture must fail")
+        } catch {
+            #expect(error.description.contains("not Ethernet"))
+        }
+        for p in [cut, junk, rawPath] { try? FileManager.default.removeItem(atPath: p) }
+    }
+
+    @Test func pcapngIsReadToo() throws {
+        // Converted with editcap when available (Debian's wireshark tools); skipped otherwise.
+        let editcap = "/usr/bin/editcap"
+        guard FileManager.default.isExecutableFile(atPath: editcap) else { return }
+        let classic = Self.tempPath("c.pcap")
+        let ng = Self.tempPath("n.pcapng")
+        defer { for p in [classic, ng] { try? FileManager.default.removeItem(atPath: p) } }
+        let w = try PcapWriter(path: classic)
+        let pkt = [UInt8](repeating: 0x42, count: 64)
+        for _ in 0..<5 { pkt.withUnsafeBytes { w.write($0, timestamp: 2_000_000_000) } }
+        try w.close()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: editcap)
+        p.arguments = ["-F", "pcapng", classic, ng]
+        try p.run()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        var set = PacketSet()
+        #expect(try PcapFile.read(path: ng, port: 1, into: &set) == 5)
+        #expect(set.packet(4) == pkt)
+    }
+}
