@@ -160,8 +160,11 @@ struct GenTraffic: ParsableCommand {
             let k = Int(rng.next() % UInt64(vrfs))
             let j = Int(rng.next() % UInt64(pods))
             let sz = sizes[Int(rng.next() % UInt64(sizes.count))]
+            // Flows differ by address and source port; the destination port is discard (9),
+            // which decoders like tshark leave alone (random ports make them guess at
+            // application protocols and report the payload as malformed).
             let sport = UInt16(truncatingIfNeeded: 1024 + (rng.next() % 64000))
-            let dport = UInt16(truncatingIfNeeded: 1 + (rng.next() % 65000))
+            let dport: UInt16 = 9
             let kind = f < ingressFlows ? 1 : (f < ingressFlows + localFlows ? 2 : 0)
             // A remote host: inside one of the VRF's routes (or the far half of another subnet).
             func remoteHost() -> IPv4Address {

@@ -43,7 +43,7 @@ public enum SyntheticTraffic {
             let n = buf.withUnsafeMutableBytes {
                 writeUDP4(
                     $0.baseAddress!, size: size, srcMAC: mac, dstMAC: .vrouter, source: source, destination: dst,
-                    sport: UInt16(truncatingIfNeeded: 1024 + f % 60000), dport: UInt16(truncatingIfNeeded: rng.next() | 1))
+                    sport: UInt16(truncatingIfNeeded: 1024 &+ (f &+ Int(truncatingIfNeeded: rng.next() % 64)) % 64000), dport: 9)
             }
             set.append(Array(buf[0..<n]), port: port, timestamp: UInt64(f) * 1000)
         }
