@@ -47,7 +47,7 @@ public final class IPv4FIB: @unchecked Sendable {  // Safe: nothing changes afte
     /// The raw pointers the packet path reads; valid while this FIB is alive.
     public var view: IPv4FIBView {
         IPv4FIBView(
-            direct: arrays.direct, nodes: arrays.nodes.base, leaves: arrays.leaves.base,
+            direct: arrays.direct, nodes: arrays.nodes.base, leaves: arrays.leaves.base, inline: arrays.inline.base,
             directBits: arrays.directBits)
     }
 
@@ -121,5 +121,5 @@ extension IPv4FIB {
         for i in 0..<arrays.leaves.count { vals.insert(arrays.leaves.base[i]) }
         return "leafOnly \(leafOnly) (<=2 runs \(runs1)) directNodes \(directNodes) distinct \(vals.count) " + statsBase
     }
-    var statsBase: String { "direct \(4 << arrays.directBits) nodes \(arrays.nodes.count) (\(arrays.nodes.count * 24) B) leaves \(arrays.leaves.count) (\(arrays.leaves.count * 4) B)" }
+    var statsBase: String { "inline \(arrays.inline.count * 4) B direct \(4 << arrays.directBits) nodes \(arrays.nodes.count) (\(arrays.nodes.count * 24) B) leaves \(arrays.leaves.count) (\(arrays.leaves.count * 4) B)" }
 }

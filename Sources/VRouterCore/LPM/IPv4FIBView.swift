@@ -9,17 +9,19 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
     @usableFromInline let direct: UnsafePointer<UInt32>
     @usableFromInline let nodes: UnsafePointer<PoptrieNode>
     @usableFromInline let leaves: UnsafePointer<UInt32>
+    @usableFromInline let inline: UnsafePointer<UInt32>
     /// Bits the direct array consumes (8...18).
     @usableFromInline let directBits: UInt64
 
     @usableFromInline
     init(
         direct: UnsafePointer<UInt32>, nodes: UnsafePointer<PoptrieNode>,
-        leaves: UnsafePointer<UInt32>, directBits: Int
+        leaves: UnsafePointer<UInt32>, inline: UnsafePointer<UInt32>, directBits: Int
     ) {
         self.direct = direct
         self.nodes = nodes
         self.leaves = leaves
+        self.inline = inline
         self.directBits = UInt64(directBits)
     }
 
@@ -35,9 +37,10 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
         let d = direct[Int(truncatingIfNeeded: k &>> (64 &- directBits))]
         if d & LPM.nodeFlag == 0 { return d }
         k = k &<< directBits
+        if d >= LPM.inlineFlag { return inlineLeaf(d, k &>> 58) }
         // Safe: the builder stores only indices of nodes it allocated, and a node's
         // base0/base1 plus a popcount of its own bitmaps stay inside its leaf run / child block.
-        var node = nodes[Int(truncatingIfNeeded: d & ~LPM.nodeFlag)]
+        var node = nodes[Int(truncatingIfNeeded: d & LPM.indexMask)]
         var v = k &>> 58
         while (node.vector &>> v) & 1 != 0 {
             node = nodes[Int(truncatingIfNeeded: node.base1) &+ (node.vector &<< (63 &- v)).nonzeroBitCount &- 1]
@@ -45,6 +48,16 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
             v = k &>> 58
         }
         return leaves[Int(truncatingIfNeeded: node.base0) &+ (node.leafvec &<< (63 &- v)).nonzeroBitCount &- 1]
+    }
+
+    /// The answer at 6-bit position `v` of the leaf-only root that direct entry `d` names.
+    @inlinable @inline(__always)
+    func inlineLeaf(_ d: UInt32, _ v: UInt64) -> UInt32 {
+        // Safe: the builder stores offsets of complete inline roots (two leafvec words,
+        // then one leaf per set leafvec bit, and the bit for position 0...v is set).
+        let p = inline + Int(truncatingIfNeeded: d & LPM.indexMask)
+        let leafvec = UnsafeRawPointer(p).loadUnaligned(as: UInt64.self)
+        return p[1 &+ (leafvec &<< (63 &- v)).nonzeroBitCount]
     }
 
     /// Keys looked up in lockstep by the batch lookup: enough independent loads in
@@ -84,6 +97,7 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
     ) {
         let g = Self.group
         var anyNode: UInt32 = 0
+        var anyInline: UInt32 = 0
         var j = 0
         // Each pass first prefetches every key's next line, then uses them: the compute for
         // 16 keys is longer than the reorder window, so without this only the first few
@@ -96,13 +110,27 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
         while j < g {
             let k = UInt64(keys[j]) &<< 32
             let d = direct[Int(truncatingIfNeeded: k &>> (64 &- directBits))]
-            // A direct answer walks the sentinel node 0, which never has children.
-            let isNode = d &>> 31
-            cur[j] = UInt64(d & ~LPM.nodeFlag) & (0 &- UInt64(isNode))
             kk[j] = k &<< directBits
             results[j] = d
-            anyNode |= isNode
+            // Keys whose entry is not a node walk the sentinels at index/offset 0.
+            let kind = d &>> 30
+            let isNode = UInt64(kind == 2 ? 1 : 0)
+            let isInline = UInt64(kind == 3 ? 1 : 0)
+            cur[j] = UInt64(d & LPM.indexMask) & (0 &- isNode)
+            leaf[j] = UInt64(d & LPM.indexMask) & (0 &- isInline)
+            vrt_prefetch(inline + Int(truncatingIfNeeded: leaf[j]))
+            anyNode |= UInt32(isNode)
+            anyInline |= UInt32(isInline)
             j &+= 1
+        }
+        if anyInline != 0 {
+            j = 0
+            while j < g {
+                let answer = inlineLeaf(UInt32(truncatingIfNeeded: leaf[j]), kk[j] &>> 58)
+                let r = results[j]
+                results[j] = r >= LPM.inlineFlag ? answer : r
+                j &+= 1
+            }
         }
         if anyNode == 0 { return }
         var more: UInt64
@@ -139,7 +167,7 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
             let r = results[j]
             // Safe: leaf[j] indexes the leaf run of the node the walk ended on (leaf 0 for the sentinel).
             let l = leaves[Int(truncatingIfNeeded: leaf[j])]
-            results[j] = r & LPM.nodeFlag != 0 ? l : r
+            results[j] = r & LPM.inlineFlag == LPM.nodeFlag ? l : r
             j &+= 1
         }
     }

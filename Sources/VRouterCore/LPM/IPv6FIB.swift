@@ -45,7 +45,7 @@ public final class IPv6FIB: @unchecked Sendable {  // Safe: nothing changes afte
     /// The raw pointers the packet path reads; valid while this FIB is alive.
     public var view: IPv6FIBView {
         IPv6FIBView(
-            direct: arrays.direct, nodes: arrays.nodes.base, leaves: arrays.leaves.base,
+            direct: arrays.direct, nodes: arrays.nodes.base, leaves: arrays.leaves.base, inline: arrays.inline.base,
             directBits: arrays.directBits)
     }
 

@@ -17,6 +17,10 @@ public enum LPM {
     public static let maxValue: UInt32 = 0x7FFF_FFFF
     /// Set in a direct-pointing entry that holds a node index rather than an answer.
     @usableFromInline static let nodeFlag: UInt32 = 0x8000_0000
+    /// Both top bits set: the entry is the offset of a leaf-only root in the inline array.
+    @usableFromInline static let inlineFlag: UInt32 = 0xC000_0000
+    /// The index or offset part of a direct-pointing entry that is not an answer.
+    @usableFromInline static let indexMask: UInt32 = 0x3FFF_FFFF
 }
 
 /// One Poptrie node: 24 bytes, so most nodes sit in one cache line.

@@ -6,22 +6,33 @@
 
 /// The arrays a lookup walks, owned by an IPv4FIB or IPv6FIB.
 struct PoptrieArrays {
-    /// 2^directBits entries: an answer, or `LPM.nodeFlag | root node index`.
+    /// 2^directBits entries: an answer, `LPM.nodeFlag | root node index`, or
+    /// `LPM.inlineFlag | offset` of a leaf-only root in `inline`.
     var direct: UnsafeMutablePointer<UInt32>
     let directBits: Int
     var nodes: LPMBuffer<PoptrieNode>
     var leaves: LPMBuffer<UInt32>
+    /// Leaf-only roots, each stored as its leafvec (two words, low first) followed by
+    /// its leaves. Most direct slots of a big table hold just a run of /19-/24s, and this
+    /// way their lookup reads one line after the direct entry instead of a node and a leaf.
+    var inline: LPMBuffer<UInt32>
     /// Nodes and leaves left unreachable by `applying` (their slots got new subtrees);
     /// when they outweigh the live ones the next change rebuilds from scratch.
     var garbageNodes = 0
     var garbageLeaves = 0
+    var garbageInline = 0
 
-    var bytes: Int { (1 << directBits) * 4 + nodes.bytes + leaves.bytes }
+    var bytes: Int { (1 << directBits) * 4 + nodes.bytes + leaves.bytes + inline.bytes }
 
     func deallocate() {
         direct.deallocate()
         nodes.deallocate()
         leaves.deallocate()
+        inline.deallocate()
+    }
+
+    func inlineLeafvec(_ offset: Int) -> UInt64 {
+        UInt64(inline[offset]) | UInt64(inline[offset + 1]) << 32
     }
 
     /// Nodes and leaves reachable from a node (for garbage accounting).
@@ -113,9 +124,14 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
         let direct = arrays.direct
         if countGarbage {
             for sl in lo..<hi where direct[sl] & LPM.nodeFlag != 0 {
-                let g = arrays.subtreeSize(Int(direct[sl] & ~LPM.nodeFlag))
-                arrays.garbageNodes += g.nodes
-                arrays.garbageLeaves += g.leaves
+                let index = Int(direct[sl] & LPM.indexMask)
+                if direct[sl] & LPM.inlineFlag == LPM.inlineFlag {
+                    arrays.garbageInline += 2 + arrays.inlineLeafvec(index).nonzeroBitCount
+                } else {
+                    let g = arrays.subtreeSize(index)
+                    arrays.garbageNodes += g.nodes
+                    arrays.garbageLeaves += g.leaves
+                }
             }
         }
         (direct + lo).update(repeating: LPM.miss, count: hi - lo)
@@ -158,9 +174,7 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
             }
         }
         for p in pending {
-            let root = arrays.nodes.grow(by: 1)
-            buildNode(root, p.start, p.end, off: s, def: direct[p.slot], depth: 0)
-            direct[p.slot] = LPM.nodeFlag | UInt32(root)
+            direct[p.slot] = buildRoot(p.start, p.end, def: direct[p.slot])
         }
     }
 
@@ -178,9 +192,10 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
         return lo
     }
 
-    /// Builds the node at `index` for the block at bit offset `off` from routes lo..<hi
-    /// (all inside the block and longer than `off`); `def` answers where none matches.
-    mutating func buildNode(_ index: Int, _ lo: Int, _ hi: Int, off: Int, def: UInt32, depth: Int) {
+    /// Paints the 64 positions of the block at bit offset `off` from routes lo..<hi (all
+    /// inside the block and longer than `off`; `def` answers where none matches) into
+    /// the depth's scratch, and returns the bitmap of positions that need a child node.
+    mutating func paintNode(_ lo: Int, _ hi: Int, off: Int, def: UInt32, depth: Int) -> UInt64 {
         // Safe: depth < maxDepth because each level consumes 6 of at most bitWidth bits.
         let vals = paint + depth * 64
         let cs = childStart + depth * 64
@@ -204,31 +219,74 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
             }
             r += 1
         }
-        // One leaf per run of equal answers; child positions neither start nor break runs.
+        return vector
+    }
+
+    /// One leaf per run of equal answers; child positions neither start nor break runs.
+    /// Calls `emit` for each run's value and returns the leafvec.
+    @inline(__always)
+    func leafRuns(depth: Int, vector: UInt64, _ emit: (UInt32) -> Void) -> UInt64 {
+        let vals = paint + depth * 64
         var leafvec: UInt64 = 0
-        let base0 = arrays.leaves.count
         var prev: UInt32 = 0
         var any = false
         for i in 0..<64 where vector & (1 << UInt64(i)) == 0 {
             if !any || vals[i] != prev {
                 leafvec |= 1 << UInt64(i)
-                arrays.leaves.append(vals[i])
+                emit(vals[i])
                 prev = vals[i]
                 any = true
             }
         }
+        return leafvec
+    }
+
+    /// Builds the node at `index` for the block at bit offset `off` from routes lo..<hi.
+    mutating func buildNode(_ index: Int, _ lo: Int, _ hi: Int, off: Int, def: UInt32, depth: Int) {
+        let vector = paintNode(lo, hi, off: off, def: def, depth: depth)
+        emitNode(index, off: off, depth: depth, vector: vector)
+    }
+
+    /// Writes the node painted at `depth` into `index`, then its children.
+    mutating func emitNode(_ index: Int, off: Int, depth: Int, vector: UInt64) {
+        let base0 = arrays.leaves.count
+        var leaves = arrays.leaves
+        let leafvec = leafRuns(depth: depth, vector: vector) { leaves.append($0) }
+        arrays.leaves = leaves
         let base1 = arrays.nodes.grow(by: vector.nonzeroBitCount)
         arrays.nodes.base[index] = PoptrieNode(
             vector: vector, leafvec: leafvec, base0: UInt32(base0), base1: UInt32(base1))
+        let vals = paint + depth * 64
+        let cs = childStart + depth * 64
+        let ce = childEnd + depth * 64
         var rest = vector
         var k = 0
         while rest != 0 {
             let v = rest.trailingZeroBitCount
             rest &= rest - 1
-            buildNode(
-                base1 + k, Int(cs[v]), Int(ce[v]), off: leafEnd, def: vals[v], depth: depth + 1)
+            buildNode(base1 + k, Int(cs[v]), Int(ce[v]), off: off + 6, def: vals[v], depth: depth + 1)
             k += 1
         }
+    }
+
+    /// Builds the subtree of a direct slot and returns its direct entry: a leaf-only
+    /// root goes inline (leafvec then leaves, one cache line for most), others to `nodes`.
+    mutating func buildRoot(_ lo: Int, _ hi: Int, def: UInt32) -> UInt32 {
+        let vector = paintNode(lo, hi, off: s, def: def, depth: 0)
+        if vector == 0 {
+            let offset = arrays.inline.grow(by: 2)
+            var blob = arrays.inline
+            let leafvec = leafRuns(depth: 0, vector: 0) { blob.append($0) }
+            arrays.inline = blob
+            arrays.inline[offset] = UInt32(truncatingIfNeeded: leafvec)
+            arrays.inline[offset + 1] = UInt32(truncatingIfNeeded: leafvec >> 32)
+            precondition(offset <= LPM.indexMask, "LPM table too large")
+            return LPM.inlineFlag | UInt32(offset)
+        }
+        let root = arrays.nodes.grow(by: 1)
+        precondition(root <= LPM.indexMask, "LPM table too large")
+        emitNode(root, off: s, depth: 0, vector: vector)
+        return LPM.nodeFlag | UInt32(root)
     }
 }
 
@@ -237,17 +295,23 @@ extension PoptrieArrays {
     static func build<K>(_ routes: RouteList<K>, directBits: Int) -> PoptrieArrays {
         let arrays = PoptrieArrays(
             direct: .allocate(capacity: 1 << directBits), directBits: directBits,
-            nodes: LPMBuffer(capacity: routes.count / 2 + 1),
-            leaves: LPMBuffer(capacity: routes.count + 1))
+            nodes: LPMBuffer(capacity: routes.count / 8 + 1),
+            leaves: LPMBuffer(capacity: routes.count / 4 + 1),
+            inline: LPMBuffer(capacity: routes.count + 3))
         var out = PoptrieBuilder.with(routes, arrays) { b in
             // Node 0 and leaf 0: the sentinel the batch lookup walks for direct answers.
             b.arrays.nodes.append(PoptrieNode(vector: 0, leafvec: 1, base0: 0, base1: 0))
             b.arrays.leaves.append(LPM.miss)
+            // Inline offset 0: the same sentinel as a leaf-only root (leafvec 1, one leaf).
+            b.arrays.inline.append(1)
+            b.arrays.inline.append(0)
+            b.arrays.inline.append(LPM.miss)
             b.buildSlots(0, 1 << directBits, countGarbage: false)
             return b.arrays
         }
         out.nodes.shrinkToFit()
         out.leaves.shrinkToFit()
+        out.inline.shrinkToFit()
         return out
     }
 
@@ -260,7 +324,8 @@ extension PoptrieArrays {
             direct: d, directBits: directBits,
             nodes: LPMBuffer(copying: nodes, extra: extra),
             leaves: LPMBuffer(copying: leaves, extra: extra * 8),
-            garbageNodes: garbageNodes, garbageLeaves: garbageLeaves)
+            inline: LPMBuffer(copying: inline, extra: extra * 8),
+            garbageNodes: garbageNodes, garbageLeaves: garbageLeaves, garbageInline: garbageInline)
         return PoptrieBuilder.with(routes, copy) { b in
             for (lo, hi) in ranges { b.buildSlots(lo, hi, countGarbage: true) }
             return b.arrays
@@ -270,5 +335,6 @@ extension PoptrieArrays {
     /// True when unreachable nodes and leaves outweigh the live ones.
     var mostlyGarbage: Bool {
         garbageNodes * 2 > nodes.count || garbageLeaves * 2 > leaves.count
+            || garbageInline * 2 > inline.count
     }
 }
