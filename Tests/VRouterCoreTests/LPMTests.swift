@@ -287,6 +287,33 @@ func mismatches6(_ fib: IPv6FIB, _ ref: ReferenceLPM6, _ probes: [UInt128]) -> I
         #expect(mismatches4(fib, ref, probes4(routes, &rng, random: 5000)) == 0)
     }
 
+    /// Past 2^16 distinct values the inline leaves switch from 16-bit indices to raw
+    /// values, both in a fresh build and when `applying` brings the table over the limit.
+    @Test func manyDistinctValues() {
+        var rng = SplitMix64(seed: 61)
+        var routes = randomRoutes4(3000, &rng)
+        let narrow = IPv4FIB(routes: routes)
+        #expect(narrow.arrays.narrow)
+        let extra = (0..<70_000).map { i in
+            (IPv4Prefix(truncating: IPv4Address(UInt32(truncatingIfNeeded: rng.next())), length: 20 + Int(rng.next() % 13)),
+             UInt32(100_000 + i))
+        }
+        let wide = narrow.applying(extra.map { ($0.0, $0.1) })
+        routes += extra
+        #expect(!wide.arrays.narrow)
+        let ref = ReferenceLPM4(routes)
+        let sample = (0..<4000).map { _ in routes[Int(rng.next() % UInt64(routes.count))] }
+        #expect(mismatches4(wide, ref, probes4(sample, &rng, random: 5000)) == 0)
+        let fresh = IPv4FIB(routes: routes)
+        #expect(!fresh.arrays.narrow)
+        #expect(mismatches4(fresh, ref, probes4(sample, &rng, random: 5000)) == 0)
+        // And small changes to a wide table stay exact.
+        let changes: [(IPv4Prefix, UInt32?)] = sample.prefix(200).map { ($0.0, rng.next() % 2 == 0 ? nil : 7) }
+        var ref2 = ref
+        ref2.apply(changes)
+        #expect(mismatches4(wide.applying(changes), ref2, probes4(sample, &rng, random: 5000)) == 0)
+    }
+
     @Test func deletingEverythingLeavesAnEmptyTable() {
         var rng = SplitMix64(seed: 51)
         let routes = randomRoutes4(1000, &rng)

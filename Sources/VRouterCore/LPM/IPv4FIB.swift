@@ -48,6 +48,7 @@ public final class IPv4FIB: @unchecked Sendable {  // Safe: nothing changes afte
     public var view: IPv4FIBView {
         IPv4FIBView(
             direct: arrays.direct, nodes: arrays.nodes.base, leaves: arrays.leaves.base, inline: arrays.inline.base,
+            values: arrays.narrow ? arrays.values.base : nil,
             directBits: arrays.directBits)
     }
 
@@ -85,7 +86,11 @@ public final class IPv4FIB: @unchecked Sendable {  // Safe: nothing changes afte
             return IPv4FIB(routes: merged, arrays: .build(merged, directBits: Self.directBits(merged.count)))
         }
         let ranges = affectedSlots(delta.addrs, delta.lens, directBits: bits)
-        return IPv4FIB(routes: merged, arrays: arrays.rebuilding(ranges, from: merged))
+        let added = delta.values.filter { $0 != RouteList<UInt32>.deleted }
+        guard let rebuilt = arrays.rebuilding(ranges, from: merged, newValues: added) else {
+            return IPv4FIB(routes: merged, arrays: .build(merged, directBits: Self.directBits(merged.count)))
+        }
+        return IPv4FIB(routes: merged, arrays: rebuilt)
     }
 }
 

@@ -10,14 +10,18 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
     @usableFromInline let nodes: UnsafePointer<PoptrieNode>
     @usableFromInline let leaves: UnsafePointer<UInt32>
     @usableFromInline let inline: UnsafePointer<UInt32>
+    /// Value table of a narrow FIB (inline leaves are 16-bit indices into it), else nil.
+    @usableFromInline let values: UnsafePointer<UInt32>?
     /// Bits the direct array consumes (8...18).
     @usableFromInline let directBits: UInt64
 
     @usableFromInline
     init(
         direct: UnsafePointer<UInt32>, nodes: UnsafePointer<PoptrieNode>,
-        leaves: UnsafePointer<UInt32>, inline: UnsafePointer<UInt32>, directBits: Int
+        leaves: UnsafePointer<UInt32>, inline: UnsafePointer<UInt32>,
+        values: UnsafePointer<UInt32>?, directBits: Int
     ) {
+        self.values = values
         self.direct = direct
         self.nodes = nodes
         self.leaves = leaves
@@ -57,12 +61,19 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
         // then one leaf per set leafvec bit, and the bit for position 0...v is set).
         let p = inline + Int(truncatingIfNeeded: d & LPM.indexMask)
         let leafvec = UnsafeRawPointer(p).loadUnaligned(as: UInt64.self)
-        return p[1 &+ (leafvec &<< (63 &- v)).nonzeroBitCount]
+        let run = (leafvec &<< (63 &- v)).nonzeroBitCount
+        if let values {
+            // Run r's 16-bit index sits at byte 8 + 2(r - 1).
+            let index = UnsafeRawPointer(p).load(fromByteOffset: 6 &+ 2 &* run, as: UInt16.self)
+            // Safe: the builder stores only indices of entries of the value table.
+            return values[Int(truncatingIfNeeded: index)]
+        }
+        return p[1 &+ run]
     }
 
     /// Keys looked up in lockstep by the batch lookup: enough independent loads in
     /// flight to cover a cache miss, few enough that the state stays in registers/L1.
-    @usableFromInline static var group: Int { 16 }
+    @usableFromInline static var group: Int { 64 }
 
     /// Looks up `count` keys into `results`, `group` keys at a time in lockstep (VPP's
     /// lookup_x4 idea): each level issues every key's load before using any, and the walk
@@ -72,7 +83,7 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
     @inlinable
     public func lookup(_ keys: UnsafePointer<UInt32>, _ results: UnsafeMutablePointer<UInt32>, count: Int) {
         let g = Self.group
-        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 3 * 16) { scratch in
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 3 * 64) { scratch in
             // Safe: 3 * group slots: shifted keys, node indices, leaf indices.
             let kk = scratch.baseAddress!
             let cur = kk + g

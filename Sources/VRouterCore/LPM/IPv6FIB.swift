@@ -46,6 +46,7 @@ public final class IPv6FIB: @unchecked Sendable {  // Safe: nothing changes afte
     public var view: IPv6FIBView {
         IPv6FIBView(
             direct: arrays.direct, nodes: arrays.nodes.base, leaves: arrays.leaves.base, inline: arrays.inline.base,
+            values: arrays.narrow ? arrays.values.base : nil,
             directBits: arrays.directBits)
     }
 
@@ -83,6 +84,10 @@ public final class IPv6FIB: @unchecked Sendable {  // Safe: nothing changes afte
             return IPv6FIB(routes: merged, arrays: .build(merged, directBits: Self.directBits(merged.count)))
         }
         let ranges = affectedSlots(delta.addrs, delta.lens, directBits: bits)
-        return IPv6FIB(routes: merged, arrays: arrays.rebuilding(ranges, from: merged))
+        let added = delta.values.filter { $0 != RouteList<UInt128>.deleted }
+        guard let rebuilt = arrays.rebuilding(ranges, from: merged, newValues: added) else {
+            return IPv6FIB(routes: merged, arrays: .build(merged, directBits: Self.directBits(merged.count)))
+        }
+        return IPv6FIB(routes: merged, arrays: rebuilt)
     }
 }

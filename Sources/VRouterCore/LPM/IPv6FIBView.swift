@@ -10,14 +10,18 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
     @usableFromInline let nodes: UnsafePointer<PoptrieNode>
     @usableFromInline let leaves: UnsafePointer<UInt32>
     @usableFromInline let inline: UnsafePointer<UInt32>
+    /// Value table of a narrow FIB (inline leaves are 16-bit indices into it), else nil.
+    @usableFromInline let values: UnsafePointer<UInt32>?
     /// Bits the direct array consumes (8...16).
     @usableFromInline let directBits: UInt64
 
     @usableFromInline
     init(
         direct: UnsafePointer<UInt32>, nodes: UnsafePointer<PoptrieNode>,
-        leaves: UnsafePointer<UInt32>, inline: UnsafePointer<UInt32>, directBits: Int
+        leaves: UnsafePointer<UInt32>, inline: UnsafePointer<UInt32>,
+        values: UnsafePointer<UInt32>?, directBits: Int
     ) {
+        self.values = values
         self.direct = direct
         self.nodes = nodes
         self.leaves = leaves
@@ -55,7 +59,14 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
         // then one leaf per set leafvec bit, and the bit for position 0...v is set).
         let p = inline + Int(truncatingIfNeeded: d & LPM.indexMask)
         let leafvec = UnsafeRawPointer(p).loadUnaligned(as: UInt64.self)
-        return p[1 &+ (leafvec &<< (63 &- v)).nonzeroBitCount]
+        let run = (leafvec &<< (63 &- v)).nonzeroBitCount
+        if let values {
+            // Run r's 16-bit index sits at byte 8 + 2(r - 1).
+            let index = UnsafeRawPointer(p).load(fromByteOffset: 6 &+ 2 &* run, as: UInt16.self)
+            // Safe: the builder stores only indices of entries of the value table.
+            return values[Int(truncatingIfNeeded: index)]
+        }
+        return p[1 &+ run]
     }
 
     /// Keys looked up in lockstep by the batch lookup (see IPv4FIBView.group).

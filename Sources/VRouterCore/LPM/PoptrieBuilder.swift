@@ -16,19 +16,33 @@ struct PoptrieArrays {
     /// its leaves. Most direct slots of a big table hold just a run of /19-/24s, and this
     /// way their lookup reads one line after the direct entry instead of a node and a leaf.
     var inline: LPMBuffer<UInt32>
+    /// When the table has at most 2^16 distinct answers (a real FIB has hundreds of next
+    /// hops), inline leaves are 16-bit indices into `values` (index 0 is LPM.miss): half
+    /// the bytes of the biggest array, for one L1-resident load per lookup.
+    var narrow: Bool
+    var values: LPMBuffer<UInt32>
     /// Nodes and leaves left unreachable by `applying` (their slots got new subtrees);
     /// when they outweigh the live ones the next change rebuilds from scratch.
     var garbageNodes = 0
     var garbageLeaves = 0
     var garbageInline = 0
 
-    var bytes: Int { (1 << directBits) * 4 + nodes.bytes + leaves.bytes + inline.bytes }
+    var bytes: Int {
+        (1 << directBits) * 4 + nodes.bytes + leaves.bytes + inline.bytes + values.bytes
+    }
 
     func deallocate() {
         direct.deallocate()
         nodes.deallocate()
         leaves.deallocate()
         inline.deallocate()
+        values.deallocate()
+    }
+
+    /// Words an inline root with this leafvec occupies.
+    func inlineWords(_ leafvec: UInt64) -> Int {
+        let runs = leafvec.nonzeroBitCount
+        return 2 + (narrow ? (runs + 1) / 2 : runs)
     }
 
     func inlineLeafvec(_ offset: Int) -> UInt64 {
@@ -60,6 +74,8 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
     let paint: UnsafeMutablePointer<UInt32>
     let childStart: UnsafeMutablePointer<Int32>
     let childEnd: UnsafeMutablePointer<Int32>
+    /// Value -> index in `arrays.values` (narrow tables only).
+    var valueIndex: [UInt32: UInt16] = [:]
 
     static var maxDepth: Int { K.bitWidth / 6 + 2 }
 
@@ -126,7 +142,7 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
             for sl in lo..<hi where direct[sl] & LPM.nodeFlag != 0 {
                 let index = Int(direct[sl] & LPM.indexMask)
                 if direct[sl] & LPM.inlineFlag == LPM.inlineFlag {
-                    arrays.garbageInline += 2 + arrays.inlineLeafvec(index).nonzeroBitCount
+                    arrays.garbageInline += arrays.inlineWords(arrays.inlineLeafvec(index))
                 } else {
                     let g = arrays.subtreeSize(index)
                     arrays.garbageNodes += g.nodes
@@ -276,7 +292,21 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
         if vector == 0 {
             let offset = arrays.inline.grow(by: 2)
             var blob = arrays.inline
-            let leafvec = leafRuns(depth: 0, vector: 0) { blob.append($0) }
+            let leafvec: UInt64
+            if arrays.narrow {
+                // Two 16-bit value indices per word, the first run in the low half.
+                var pending: UInt32 = 0
+                var odd = false
+                let index = valueIndex
+                leafvec = leafRuns(depth: 0, vector: 0) { v in
+                    let i = UInt32(index[v]!)
+                    if odd { blob.append(pending | i << 16) } else { pending = i }
+                    odd.toggle()
+                }
+                if odd { blob.append(pending) }
+            } else {
+                leafvec = leafRuns(depth: 0, vector: 0) { blob.append($0) }
+            }
             arrays.inline = blob
             arrays.inline[offset] = UInt32(truncatingIfNeeded: leafvec)
             arrays.inline[offset + 1] = UInt32(truncatingIfNeeded: leafvec >> 32)
@@ -293,19 +323,36 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
 extension PoptrieArrays {
     /// A fresh build of `routes` with 2^directBits direct entries.
     static func build<K>(_ routes: RouteList<K>, directBits: Int) -> PoptrieArrays {
+        var distinct = Set<UInt32>()
+        for v in routes.values {
+            distinct.insert(v)
+            if distinct.count >= 1 << 16 { break }
+        }
+        let narrow = distinct.count < 1 << 16
+        var values = LPMBuffer<UInt32>(capacity: narrow ? distinct.count + 1 : 1)
+        var valueIndex: [UInt32: UInt16] = [:]
+        if narrow {
+            values.append(LPM.miss)
+            valueIndex[LPM.miss] = 0
+            for v in distinct.sorted() {
+                valueIndex[v] = UInt16(values.count)
+                values.append(v)
+            }
+        }
         let arrays = PoptrieArrays(
             direct: .allocate(capacity: 1 << directBits), directBits: directBits,
             nodes: LPMBuffer(capacity: routes.count / 8 + 1),
             leaves: LPMBuffer(capacity: routes.count / 4 + 1),
-            inline: LPMBuffer(capacity: routes.count + 3))
+            inline: LPMBuffer(capacity: routes.count + 3), narrow: narrow, values: values)
         var out = PoptrieBuilder.with(routes, arrays) { b in
+            b.valueIndex = valueIndex
             // Node 0 and leaf 0: the sentinel the batch lookup walks for direct answers.
             b.arrays.nodes.append(PoptrieNode(vector: 0, leafvec: 1, base0: 0, base1: 0))
             b.arrays.leaves.append(LPM.miss)
             // Inline offset 0: the same sentinel as a leaf-only root (leafvec 1, one leaf).
             b.arrays.inline.append(1)
             b.arrays.inline.append(0)
-            b.arrays.inline.append(LPM.miss)
+            b.arrays.inline.append(narrow ? 0 : LPM.miss)
             b.buildSlots(0, 1 << directBits, countGarbage: false)
             return b.arrays
         }
@@ -315,8 +362,24 @@ extension PoptrieArrays {
         return out
     }
 
-    /// A copy of self with the direct slots in `ranges` rebuilt from `routes`.
-    func rebuilding<K>(_ ranges: [(Int, Int)], from routes: RouteList<K>) -> PoptrieArrays {
+    /// A copy of self with the direct slots in `ranges` rebuilt from `routes`, or nil
+    /// when `newValues` would overflow a narrow table's 2^16 value indices.
+    func rebuilding<K>(
+        _ ranges: [(Int, Int)], from routes: RouteList<K>, newValues: [UInt32]
+    ) -> PoptrieArrays? {
+        var table = LPMBuffer(copying: values, extra: narrow ? newValues.count : 0)
+        var valueIndex: [UInt32: UInt16] = [:]
+        if narrow {
+            for i in 0..<table.count { valueIndex[table[i]] = UInt16(i) }
+            for v in newValues where valueIndex[v] == nil {
+                guard table.count < 1 << 16 else {
+                    table.deallocate()
+                    return nil
+                }
+                valueIndex[v] = UInt16(table.count)
+                table.append(v)
+            }
+        }
         let d = UnsafeMutablePointer<UInt32>.allocate(capacity: 1 << directBits)
         d.update(from: direct, count: 1 << directBits)
         let extra = ranges.count * 4 + 64
@@ -324,9 +387,10 @@ extension PoptrieArrays {
             direct: d, directBits: directBits,
             nodes: LPMBuffer(copying: nodes, extra: extra),
             leaves: LPMBuffer(copying: leaves, extra: extra * 8),
-            inline: LPMBuffer(copying: inline, extra: extra * 8),
+            inline: LPMBuffer(copying: inline, extra: extra * 8), narrow: narrow, values: table,
             garbageNodes: garbageNodes, garbageLeaves: garbageLeaves, garbageInline: garbageInline)
         return PoptrieBuilder.with(routes, copy) { b in
+            b.valueIndex = valueIndex
             for (lo, hi) in ranges { b.buildSlots(lo, hi, countGarbage: true) }
             return b.arrays
         }
