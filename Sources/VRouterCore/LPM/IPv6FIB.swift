@@ -9,12 +9,10 @@ public final class IPv6FIB: @unchecked Sendable {  // Safe: nothing changes afte
     /// Builds from `routes`; for a prefix given twice the last value wins.
     /// Values must be below `LPM.maxValue`.
     public convenience init(routes: some Sequence<(IPv6Prefix, UInt32)>) {
-        var list: [(addr: UInt128, len: UInt8, value: UInt32)] = []
-        list.reserveCapacity(routes.underestimatedCount)
-        for (p, v) in routes {
-            precondition(v < LPM.maxValue, "route value \(v) is not below LPM.maxValue")
-            list.append((p.address.value, p.length, v))
-        }
+        // Arrays iterate through their buffer: generic iteration over `some Sequence` from
+        // another module is unspecialized and would allocate per element.
+        let list =
+            routes.withContiguousStorageIfAvailable { Self.flatten($0) } ?? Self.flatten(Array(routes))
         let rib = RouteList(unsorted: list)
         self.init(routes: rib, arrays: .build(rib, directBits: Self.directBits(rib.count)))
     }
@@ -23,6 +21,28 @@ public final class IPv6FIB: @unchecked Sendable {  // Safe: nothing changes afte
     convenience init(routes: [(IPv6Prefix, UInt32)], directBits: Int) {
         let rib = RouteList(unsorted: routes.map { ($0.0.address.value, $0.0.length, $0.1) })
         self.init(routes: rib, arrays: .build(rib, directBits: directBits))
+    }
+
+    static func flatten(_ routes: UnsafeBufferPointer<(IPv6Prefix, UInt32)>) -> [(addr: UInt128, len: UInt8, value: UInt32)] {
+        routes.map { p, v in
+            precondition(v < LPM.maxValue, "route value \(v) is not below LPM.maxValue")
+            return (p.address.value, p.length, v)
+        }
+    }
+
+    static func flatten(_ changes: UnsafeBufferPointer<(IPv6Prefix, UInt32?)>) -> [(addr: UInt128, len: UInt8, value: UInt32)] {
+        changes.map { p, v in
+            if let v { precondition(v < LPM.maxValue, "route value \(v) is not below LPM.maxValue") }
+            return (p.address.value, p.length, v ?? RouteList<UInt128>.deleted)
+        }
+    }
+
+    static func flatten(_ routes: [(IPv6Prefix, UInt32)]) -> [(addr: UInt128, len: UInt8, value: UInt32)] {
+        routes.withUnsafeBufferPointer { flatten($0) }
+    }
+
+    static func flatten(_ changes: [(IPv6Prefix, UInt32?)]) -> [(addr: UInt128, len: UInt8, value: UInt32)] {
+        changes.withUnsafeBufferPointer { flatten($0) }
     }
 
     init(routes: RouteList<UInt128>, arrays: PoptrieArrays) {
@@ -69,11 +89,8 @@ public final class IPv6FIB: @unchecked Sendable {  // Safe: nothing changes afte
     /// the changes cover are rebuilt; the rest is one memcpy of the arrays. Garbage from
     /// replaced subtrees is reclaimed by a full build once it outweighs the live part.
     public func applying(_ changes: some Sequence<(IPv6Prefix, UInt32?)>) -> IPv6FIB {
-        var list: [(addr: UInt128, len: UInt8, value: UInt32)] = []
-        for (p, v) in changes {
-            if let v { precondition(v < LPM.maxValue, "route value \(v) is not below LPM.maxValue") }
-            list.append((p.address.value, p.length, v ?? RouteList<UInt128>.deleted))
-        }
+        let list =
+            changes.withContiguousStorageIfAvailable { Self.flatten($0) } ?? Self.flatten(Array(changes))
         if list.isEmpty { return self }
         let delta = RouteList(unsorted: list)
         let merged = routes.merging(delta)
