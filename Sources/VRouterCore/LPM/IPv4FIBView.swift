@@ -71,115 +71,111 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
         return p[1 &+ run]
     }
 
-    /// Keys looked up in lockstep by the batch lookup: enough independent loads in
-    /// flight to cover a cache miss, few enough that the state stays in registers/L1.
-    @usableFromInline static var group: Int { 64 }
+    /// Keys looked up together by the batch lookup: enough independent loads in flight
+    /// to cover a cache miss, few enough that the state stays in L1.
+    @usableFromInline static var group: Int { 32 }
 
-    /// Looks up `count` keys into `results`, `group` keys at a time in lockstep (VPP's
-    /// lookup_x4 idea): each level issues every key's load before using any, and the walk
-    /// has no data-dependent branch per key, so cache misses overlap instead of queueing
-    /// behind mispredicted branches. A key that is already answered re-reads its own
-    /// (L1-resident) node until the slowest key of its group is done.
+    /// Looks up `count` keys into `results`, `group` keys at a time, stage by stage (VPP's
+    /// lookup_x4 idea): every stage first prefetches the line each key needs next, then
+    /// uses them, so a group's misses overlap instead of queueing one lookup after another.
+    /// Keys are sorted into lists by what their direct entry holds (answer, inline root,
+    /// node), so each stage loops only over the keys that need it, without branches
+    /// that depend on the key.
     @inlinable
     public func lookup(_ keys: UnsafePointer<UInt32>, _ results: UnsafeMutablePointer<UInt32>, count: Int) {
         let g = Self.group
-        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 3 * 64) { scratch in
-            // Safe: 3 * group slots: shifted keys, node indices, leaf indices.
-            let kk = scratch.baseAddress!
-            let cur = kk + g
-            let leaf = cur + g
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 6 * 32) { scratch in
+            // Safe: 6 * group slots, split below.
+            let s = scratch.baseAddress!
             var i = 0
             while i &+ g <= count {
-                lookupGroup(keys + i, results + i, kk, cur, leaf)
+                lookupGroup(keys + i, results + i, g, s)
                 i &+= g
             }
-            while i < count {
-                results[i] = lookup(keys[i])
-                i &+= 1
-            }
+            if i < count { lookupGroup(keys + i, results + i, count &- i, s) }
         }
     }
 
     @inlinable @inline(__always)
     func lookupGroup(
-        _ keys: UnsafePointer<UInt32>, _ results: UnsafeMutablePointer<UInt32>,
-        _ kk: UnsafeMutablePointer<UInt64>, _ cur: UnsafeMutablePointer<UInt64>,
-        _ leaf: UnsafeMutablePointer<UInt64>
+        _ keys: UnsafePointer<UInt32>, _ results: UnsafeMutablePointer<UInt32>, _ n: Int,
+        _ scratch: UnsafeMutablePointer<UInt64>
     ) {
         let g = Self.group
-        var anyNode: UInt32 = 0
-        var anyInline: UInt32 = 0
+        let kk = scratch  // key shifted past the direct bits, per key
+        let entry = kk + g  // index/offset from the direct entry, per key
+        let inlineKeys = entry + g  // positions of keys with inline roots
+        let nodeKeys = inlineKeys + g  // positions of keys with node roots
+        let cur = nodeKeys + g  // per node key: current node
+        let leaf = cur + g  // per node key: leaf index where the walk ended
         var j = 0
-        // Each pass first prefetches every key's next line, then uses them: the compute for
-        // 16 keys is longer than the reorder window, so without this only the first few
-        // keys' misses would be in flight at once.
-        while j < g {
+        while j < n {
             vrt_prefetch(direct + Int(truncatingIfNeeded: UInt64(keys[j]) &>> (32 &- directBits)))
             j &+= 1
         }
+        var nInline = 0
+        var nNode = 0
         j = 0
-        while j < g {
+        while j < n {
             let k = UInt64(keys[j]) &<< 32
             let d = direct[Int(truncatingIfNeeded: k &>> (64 &- directBits))]
             kk[j] = k &<< directBits
             results[j] = d
-            // Keys whose entry is not a node walk the sentinels at index/offset 0.
+            let index = UInt64(d & LPM.indexMask)
+            entry[j] = index
             let kind = d &>> 30
-            let isNode = UInt64(kind == 2 ? 1 : 0)
-            let isInline = UInt64(kind == 3 ? 1 : 0)
-            cur[j] = UInt64(d & LPM.indexMask) & (0 &- isNode)
-            leaf[j] = UInt64(d & LPM.indexMask) & (0 &- isInline)
-            vrt_prefetch(inline + Int(truncatingIfNeeded: leaf[j]))
-            anyNode |= UInt32(isNode)
-            anyInline |= UInt32(isInline)
+            // Prefetch the root: inline or node (an answer prefetches the inline sentinel).
+            if kind == 2 {
+                vrt_prefetch(nodes + Int(truncatingIfNeeded: index))
+            } else {
+                vrt_prefetch(inline + Int(truncatingIfNeeded: index & (0 &- UInt64(kind &>> 1))))
+            }
+            inlineKeys[nInline] = UInt64(j)
+            nInline &+= kind == 3 ? 1 : 0
+            nodeKeys[nNode] = UInt64(j)
+            nNode &+= kind == 2 ? 1 : 0
             j &+= 1
         }
-        if anyInline != 0 {
-            j = 0
-            while j < g {
-                let answer = inlineLeaf(UInt32(truncatingIfNeeded: leaf[j]), kk[j] &>> 58)
-                let r = results[j]
-                results[j] = r >= LPM.inlineFlag ? answer : r
-                j &+= 1
-            }
+        var t = 0
+        while t < nInline {
+            let j = Int(truncatingIfNeeded: inlineKeys[t])
+            results[j] = inlineLeaf(UInt32(truncatingIfNeeded: entry[j]), kk[j] &>> 58)
+            t &+= 1
         }
-        if anyNode == 0 { return }
+        if nNode == 0 { return }
+        // Node walks in lockstep: every level loads each walking key's node, and a key
+        // that has reached its leaf re-reads its own (cached) node until all are done.
+        t = 0
+        while t < nNode {
+            cur[t] = entry[Int(truncatingIfNeeded: nodeKeys[t])]
+            t &+= 1
+        }
         var more: UInt64
         repeat {
             more = 0
-            j = 0
-            while j < g {
-                vrt_prefetch(nodes + Int(truncatingIfNeeded: cur[j]))
-                j &+= 1
-            }
-            j = 0
-            while j < g {
-                // Safe: cur[j] is 0 (the sentinel) or an index the builder stored.
-                let node = nodes[Int(truncatingIfNeeded: cur[j])]
+            t = 0
+            while t < nNode {
+                let j = Int(truncatingIfNeeded: nodeKeys[t])
+                // Safe: cur[t] is an index the builder stored.
+                let node = nodes[Int(truncatingIfNeeded: cur[t])]
                 let k = kk[j]
                 let v = k &>> 58
                 let bit = (node.vector &>> v) & 1
                 let m = 0 &- bit
                 let child = UInt64(node.base1) &+ UInt64((node.vector &<< (63 &- v)).nonzeroBitCount) &- 1
-                cur[j] = (child & m) | (cur[j] & ~m)
+                cur[t] = (child & m) | (cur[t] & ~m)
+                vrt_prefetch(nodes + Int(truncatingIfNeeded: cur[t]))
                 kk[j] = ((k &<< 6) & m) | (k & ~m)
-                leaf[j] = UInt64(node.base0) &+ UInt64((node.leafvec &<< (63 &- v)).nonzeroBitCount) &- 1
+                leaf[t] = UInt64(node.base0) &+ UInt64((node.leafvec &<< (63 &- v)).nonzeroBitCount) &- 1
                 more |= bit
-                j &+= 1
+                t &+= 1
             }
         } while more != 0
-        j = 0
-        while j < g {
-            vrt_prefetch(leaves + Int(truncatingIfNeeded: leaf[j]))
-            j &+= 1
-        }
-        j = 0
-        while j < g {
-            let r = results[j]
-            // Safe: leaf[j] indexes the leaf run of the node the walk ended on (leaf 0 for the sentinel).
-            let l = leaves[Int(truncatingIfNeeded: leaf[j])]
-            results[j] = r & LPM.inlineFlag == LPM.nodeFlag ? l : r
-            j &+= 1
+        t = 0
+        while t < nNode {
+            // Safe: leaf[t] indexes the leaf run of the node the walk ended on.
+            results[Int(truncatingIfNeeded: nodeKeys[t])] = leaves[Int(truncatingIfNeeded: leaf[t])]
+            t &+= 1
         }
     }
 }
