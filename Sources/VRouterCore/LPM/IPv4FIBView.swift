@@ -84,8 +84,8 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
     @inlinable
     public func lookup(_ keys: UnsafePointer<UInt32>, _ results: UnsafeMutablePointer<UInt32>, count: Int) {
         let g = Self.group
-        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 6 * 32) { scratch in
-            // Safe: 6 * group slots, split below.
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 7 * 32) { scratch in
+            // Safe: 7 * group slots, split below.
             let s = scratch.baseAddress!
             var i = 0
             while i &+ g <= count {
@@ -105,9 +105,7 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
         let kk = scratch  // key shifted past the direct bits, per key
         let entry = kk + g  // index/offset from the direct entry, per key
         let inlineKeys = entry + g  // positions of keys with inline roots
-        let nodeKeys = inlineKeys + g  // positions of keys with node roots
-        let cur = nodeKeys + g  // per node key: current node
-        let leaf = cur + g  // per node key: leaf index where the walk ended
+        let nodeKeys = inlineKeys + g  // positions of keys with node roots (then 3 more)
         var j = 0
         while j < n {
             vrt_prefetch(direct + Int(truncatingIfNeeded: UInt64(keys[j]) &>> (32 &- directBits)))
@@ -142,39 +140,63 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
             results[j] = inlineLeaf(UInt32(truncatingIfNeeded: entry[j]), kk[j] &>> 58)
             t &+= 1
         }
-        if nNode == 0 { return }
-        // Node walks in lockstep: every level loads each walking key's node, and a key
-        // that has reached its leaf re-reads its own (cached) node until all are done.
-        t = 0
-        while t < nNode {
+        if nNode != 0 { walkNodes(results, nNode, nodeKeys, kk, entry, nodeKeys + g) }
+    }
+
+    /// Walks the node roots of keys `nodeKeys[0..<live]` level by level: each level loads
+    /// every live key's node (prefetched the level before), and keys that reached a leaf
+    /// drop out of the live list (branch-free compaction) into the done list, whose leaves
+    /// are fetched together at the end.
+    @inlinable @inline(__always)
+    func walkNodes(
+        _ results: UnsafeMutablePointer<UInt32>, _ live: Int, _ nodeKeys: UnsafeMutablePointer<UInt64>,
+        _ kk: UnsafeMutablePointer<UInt64>, _ entry: UnsafeMutablePointer<UInt64>,
+        _ scratch: UnsafeMutablePointer<UInt64>
+    ) {
+        let g = Self.group
+        let cur = scratch
+        let doneKeys = cur + g
+        let doneLeaf = doneKeys + g
+        var live = live
+        var t = 0
+        while t < live {
             cur[t] = entry[Int(truncatingIfNeeded: nodeKeys[t])]
             t &+= 1
         }
-        var more: UInt64
+        var done = 0
         repeat {
-            more = 0
+            var w = 0
             t = 0
-            while t < nNode {
+            while t < live {
                 let j = Int(truncatingIfNeeded: nodeKeys[t])
                 // Safe: cur[t] is an index the builder stored.
                 let node = nodes[Int(truncatingIfNeeded: cur[t])]
                 let k = kk[j]
                 let v = k &>> 58
                 let bit = (node.vector &>> v) & 1
-                let m = 0 &- bit
                 let child = UInt64(node.base1) &+ UInt64((node.vector &<< (63 &- v)).nonzeroBitCount) &- 1
-                cur[t] = (child & m) | (cur[t] & ~m)
-                vrt_prefetch(nodes + Int(truncatingIfNeeded: cur[t]))
-                kk[j] = ((k &<< 6) & m) | (k & ~m)
-                leaf[t] = UInt64(node.base0) &+ UInt64((node.leafvec &<< (63 &- v)).nonzeroBitCount) &- 1
-                more |= bit
+                vrt_prefetch(nodes + Int(truncatingIfNeeded: child))
+                // Safe: w <= t, so compaction never overwrites an unread entry.
+                nodeKeys[w] = UInt64(j)
+                cur[w] = child
+                w &+= Int(truncatingIfNeeded: bit)
+                doneKeys[done] = UInt64(j)
+                doneLeaf[done] = UInt64(node.base0) &+ UInt64((node.leafvec &<< (63 &- v)).nonzeroBitCount) &- 1
+                done &+= 1 &- Int(truncatingIfNeeded: bit)
+                kk[j] = k &<< (6 &* bit)
                 t &+= 1
             }
-        } while more != 0
+            live = w
+        } while live != 0
         t = 0
-        while t < nNode {
-            // Safe: leaf[t] indexes the leaf run of the node the walk ended on.
-            results[Int(truncatingIfNeeded: nodeKeys[t])] = leaves[Int(truncatingIfNeeded: leaf[t])]
+        while t < done {
+            vrt_prefetch(leaves + Int(truncatingIfNeeded: doneLeaf[t]))
+            t &+= 1
+        }
+        t = 0
+        while t < done {
+            // Safe: doneLeaf[t] indexes the leaf run of the node the walk ended on.
+            results[Int(truncatingIfNeeded: doneKeys[t])] = leaves[Int(truncatingIfNeeded: doneLeaf[t])]
             t &+= 1
         }
     }
