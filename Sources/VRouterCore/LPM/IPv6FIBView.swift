@@ -69,114 +69,129 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
         return p[1 &+ run]
     }
 
-    /// Keys looked up in lockstep by the batch lookup (see IPv4FIBView.group).
-    @usableFromInline static var group: Int { 16 }
+    /// Keys looked up together by the batch lookup (see IPv4FIBView.group).
+    @usableFromInline static var group: Int { 32 }
 
-    /// Looks up `count` keys into `results`, `group` keys at a time in lockstep: each
-    /// level prefetches every key's node before using any, and the walk has no
-    /// data-dependent branch per key, so the misses of a group overlap. A group takes as
-    /// many levels as its deepest key (an answered key re-reads its own node).
+    /// Looks up `count` keys into `results`, `group` keys at a time, stage by stage, as
+    /// IPv4FIBView does: prefetch every key's next line, then use them; keys sorted into
+    /// inline-root and node lists; node walks drop keys as they reach their leaf.
     @inlinable
     public func lookup(_ keys: UnsafePointer<UInt128>, _ results: UnsafeMutablePointer<UInt32>, count: Int) {
         let g = Self.group
-        withUnsafeTemporaryAllocation(of: UInt128.self, capacity: 16) { kkBuffer in
-            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 2 * 16) { scratch in
-                // Safe: group slots of shifted keys, node indices and leaf indices.
+        withUnsafeTemporaryAllocation(of: UInt128.self, capacity: 32) { kkBuffer in
+            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 6 * 32) { scratch in
+                // Safe: group shifted keys; 6 * group slots split below.
                 let kk = kkBuffer.baseAddress!
-                let cur = scratch.baseAddress!
-                let leaf = cur + g
+                let s = scratch.baseAddress!
                 var i = 0
                 while i &+ g <= count {
-                    lookupGroup(keys + i, results + i, kk, cur, leaf)
+                    lookupGroup(keys + i, results + i, g, kk, s)
                     i &+= g
                 }
-                while i < count {
-                    results[i] = lookup(keys[i])
-                    i &+= 1
-                }
+                if i < count { lookupGroup(keys + i, results + i, count &- i, kk, s) }
             }
         }
     }
 
     @inlinable @inline(__always)
     func lookupGroup(
-        _ keys: UnsafePointer<UInt128>, _ results: UnsafeMutablePointer<UInt32>,
-        _ kk: UnsafeMutablePointer<UInt128>, _ cur: UnsafeMutablePointer<UInt64>,
-        _ leaf: UnsafeMutablePointer<UInt64>
+        _ keys: UnsafePointer<UInt128>, _ results: UnsafeMutablePointer<UInt32>, _ n: Int,
+        _ kk: UnsafeMutablePointer<UInt128>, _ scratch: UnsafeMutablePointer<UInt64>
     ) {
         let g = Self.group
         let shift = UInt128(128 &- directBits)
-        var anyNode: UInt32 = 0
-        var anyInline: UInt32 = 0
+        let entry = scratch  // index/offset from the direct entry, per key
+        let inlineKeys = entry + g  // positions of keys with inline roots
+        let nodeKeys = inlineKeys + g  // positions of keys with node roots (then 3 more)
         var j = 0
-        while j < g {
+        while j < n {
             vrt_prefetch(direct + Int(truncatingIfNeeded: keys[j] &>> shift))
             j &+= 1
         }
+        var nInline = 0
+        var nNode = 0
         j = 0
-        while j < g {
+        while j < n {
             let k = keys[j]
             let d = direct[Int(truncatingIfNeeded: k &>> shift)]
             kk[j] = k &<< UInt128(directBits)
             results[j] = d
-            // Keys whose entry is not a node walk the sentinels at index/offset 0.
+            let index = UInt64(d & LPM.indexMask)
+            entry[j] = index
             let kind = d &>> 30
-            let isNode = UInt64(kind == 2 ? 1 : 0)
-            let isInline = UInt64(kind == 3 ? 1 : 0)
-            cur[j] = UInt64(d & LPM.indexMask) & (0 &- isNode)
-            leaf[j] = UInt64(d & LPM.indexMask) & (0 &- isInline)
-            vrt_prefetch(inline + Int(truncatingIfNeeded: leaf[j]))
-            anyNode |= UInt32(isNode)
-            anyInline |= UInt32(isInline)
+            if kind == 2 {
+                vrt_prefetch(nodes + Int(truncatingIfNeeded: index))
+            } else {
+                vrt_prefetch(inline + Int(truncatingIfNeeded: index & (0 &- UInt64(kind &>> 1))))
+            }
+            inlineKeys[nInline] = UInt64(j)
+            nInline &+= kind == 3 ? 1 : 0
+            nodeKeys[nNode] = UInt64(j)
+            nNode &+= kind == 2 ? 1 : 0
             j &+= 1
         }
-        if anyInline != 0 {
-            j = 0
-            while j < g {
-                let v = UInt64(truncatingIfNeeded: kk[j] &>> 122)
-                let answer = inlineLeaf(UInt32(truncatingIfNeeded: leaf[j]), v)
-                let r = results[j]
-                results[j] = r >= LPM.inlineFlag ? answer : r
-                j &+= 1
-            }
+        var t = 0
+        while t < nInline {
+            let j = Int(truncatingIfNeeded: inlineKeys[t])
+            results[j] = inlineLeaf(UInt32(truncatingIfNeeded: entry[j]), UInt64(truncatingIfNeeded: kk[j] &>> 122))
+            t &+= 1
         }
-        if anyNode == 0 { return }
-        var more: UInt64
+        if nNode != 0 { walkNodes(results, nNode, nodeKeys, kk, entry, nodeKeys + g) }
+    }
+
+    /// Walks the node roots of keys `nodeKeys[0..<live]` level by level (see
+    /// IPv4FIBView.walkNodes): finished keys leave the live list without a branch.
+    @inlinable @inline(__always)
+    func walkNodes(
+        _ results: UnsafeMutablePointer<UInt32>, _ live: Int, _ nodeKeys: UnsafeMutablePointer<UInt64>,
+        _ kk: UnsafeMutablePointer<UInt128>, _ entry: UnsafeMutablePointer<UInt64>,
+        _ scratch: UnsafeMutablePointer<UInt64>
+    ) {
+        let g = Self.group
+        let cur = scratch
+        let doneKeys = cur + g
+        let doneLeaf = doneKeys + g
+        var live = live
+        var t = 0
+        while t < live {
+            cur[t] = entry[Int(truncatingIfNeeded: nodeKeys[t])]
+            t &+= 1
+        }
+        var done = 0
         repeat {
-            more = 0
-            j = 0
-            while j < g {
-                vrt_prefetch(nodes + Int(truncatingIfNeeded: cur[j]))
-                j &+= 1
-            }
-            j = 0
-            while j < g {
-                // Safe: cur[j] is 0 (the sentinel) or an index the builder stored.
-                let node = nodes[Int(truncatingIfNeeded: cur[j])]
+            var w = 0
+            t = 0
+            while t < live {
+                let j = Int(truncatingIfNeeded: nodeKeys[t])
+                // Safe: cur[t] is an index the builder stored.
+                let node = nodes[Int(truncatingIfNeeded: cur[t])]
                 let k = kk[j]
                 let v = UInt64(truncatingIfNeeded: k &>> 122)
                 let bit = (node.vector &>> v) & 1
-                let m = 0 &- bit
                 let child = UInt64(node.base1) &+ UInt64((node.vector &<< (63 &- v)).nonzeroBitCount) &- 1
-                cur[j] = (child & m) | (cur[j] & ~m)
-                if bit != 0 { kk[j] = k &<< 6 }
-                leaf[j] = UInt64(node.base0) &+ UInt64((node.leafvec &<< (63 &- v)).nonzeroBitCount) &- 1
-                more |= bit
-                j &+= 1
+                vrt_prefetch(nodes + Int(truncatingIfNeeded: child))
+                // Safe: w <= t, so compaction never overwrites an unread entry.
+                nodeKeys[w] = UInt64(j)
+                cur[w] = child
+                w &+= Int(truncatingIfNeeded: bit)
+                doneKeys[done] = UInt64(j)
+                doneLeaf[done] = UInt64(node.base0) &+ UInt64((node.leafvec &<< (63 &- v)).nonzeroBitCount) &- 1
+                done &+= 1 &- Int(truncatingIfNeeded: bit)
+                kk[j] = k &<< UInt128(6 &* bit)
+                t &+= 1
             }
-        } while more != 0
-        j = 0
-        while j < g {
-            vrt_prefetch(leaves + Int(truncatingIfNeeded: leaf[j]))
-            j &+= 1
+            live = w
+        } while live != 0
+        t = 0
+        while t < done {
+            vrt_prefetch(leaves + Int(truncatingIfNeeded: doneLeaf[t]))
+            t &+= 1
         }
-        j = 0
-        while j < g {
-            let r = results[j]
-            // Safe: leaf[j] indexes the leaf run of the node the walk ended on (leaf 0 for the sentinel).
-            let l = leaves[Int(truncatingIfNeeded: leaf[j])]
-            results[j] = r & LPM.inlineFlag == LPM.nodeFlag ? l : r
-            j &+= 1
+        t = 0
+        while t < done {
+            // Safe: doneLeaf[t] indexes the leaf run of the node the walk ended on.
+            results[Int(truncatingIfNeeded: doneKeys[t])] = leaves[Int(truncatingIfNeeded: doneLeaf[t])]
+            t &+= 1
         }
     }
 }
