@@ -53,12 +53,15 @@ public final class IPv6FIB: @unchecked Sendable {  // Safe: nothing changes afte
     deinit { arrays.deallocate() }
 
     /// Direct-pointing width for a table size: an empty VRF's table stays at 1 KiB.
-    /// Global IPv6 routes all start with 2000::/3, so direct bits buy less than in IPv4.
+    /// Global IPv6 routes all start with 2000::/3, so direct bits buy less than in IPv4,
+    /// but 18 puts /48 (about half the table) at the end of the fifth node level instead
+    /// of inside the sixth: at 200k routes 26 ns and 43 B/prefix against 42 ns and 47.
     static func directBits(_ count: Int) -> Int {
         switch count {
         case ..<512: 8
         case ..<8192: 12
-        default: 16
+        case ..<65536: 16
+        default: 18
         }
     }
 
