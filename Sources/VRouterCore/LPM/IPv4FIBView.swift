@@ -45,13 +45,21 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
         // Safe: the builder stores only indices of nodes it allocated, and a node's
         // base0/base1 plus a popcount of its own bitmaps stay inside its leaf run / child block.
         var node = nodes[Int(truncatingIfNeeded: d & LPM.indexMask)]
-        var v = k &>> 58
-        while (node.vector &>> v) & 1 != 0 {
+        while true {
+            if node.base1 >= PoptrieNode.skipFlag {
+                let length = node.leafvec
+                if k &>> (64 &- length) != node.vector { return leaves[Int(truncatingIfNeeded: node.base0)] }
+                k = k &<< length
+                node = nodes[Int(truncatingIfNeeded: node.base1 & ~PoptrieNode.skipFlag)]
+                continue
+            }
+            let v = k &>> 58
+            if (node.vector &>> v) & 1 == 0 {
+                return leaves[Int(truncatingIfNeeded: node.base0) &+ (node.leafvec &<< (63 &- v)).nonzeroBitCount &- 1]
+            }
             node = nodes[Int(truncatingIfNeeded: node.base1) &+ (node.vector &<< (63 &- v)).nonzeroBitCount &- 1]
             k = k &<< 6
-            v = k &>> 58
         }
-        return leaves[Int(truncatingIfNeeded: node.base0) &+ (node.leafvec &<< (63 &- v)).nonzeroBitCount &- 1]
     }
 
     /// The answer at 6-bit position `v` of the leaf-only root that direct entry `d` names.
@@ -173,17 +181,29 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
                 let node = nodes[Int(truncatingIfNeeded: cur[t])]
                 let k = kk[j]
                 let v = k &>> 58
-                let bit = (node.vector &>> v) & 1
-                let child = UInt64(node.base1) &+ UInt64((node.vector &<< (63 &- v)).nonzeroBitCount) &- 1
+                // Both readings of the node, then a select: a skip node compares the next
+                // `leafvec` bits with `vector`; for a normal node those values are junk.
+                let skip = node.base1 >= PoptrieNode.skipFlag
+                let length = skip ? node.leafvec : 6
+                let bit =
+                    skip
+                    ? (k &>> (64 &- node.leafvec) == node.vector ? 1 : 0) : (node.vector &>> v) & 1
+                let child =
+                    skip
+                    ? UInt64(node.base1 & ~PoptrieNode.skipFlag)
+                    : UInt64(node.base1) &+ UInt64((node.vector &<< (63 &- v)).nonzeroBitCount) &- 1
                 vrt_prefetch(nodes + Int(truncatingIfNeeded: child))
                 // Safe: w <= t, so compaction never overwrites an unread entry.
                 nodeKeys[w] = UInt64(j)
                 cur[w] = child
                 w &+= Int(truncatingIfNeeded: bit)
                 doneKeys[done] = UInt64(j)
-                doneLeaf[done] = UInt64(node.base0) &+ UInt64((node.leafvec &<< (63 &- v)).nonzeroBitCount) &- 1
+                doneLeaf[done] =
+                    skip
+                    ? UInt64(node.base0)
+                    : UInt64(node.base0) &+ UInt64((node.leafvec &<< (63 &- v)).nonzeroBitCount) &- 1
                 done &+= 1 &- Int(truncatingIfNeeded: bit)
-                kk[j] = k &<< (6 &* bit)
+                kk[j] = k &<< (length &* bit)
                 t &+= 1
             }
             live = w

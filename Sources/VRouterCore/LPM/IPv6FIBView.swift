@@ -43,13 +43,23 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
         // Safe: the builder stores only indices of nodes it allocated, and a node's
         // base0/base1 plus a popcount of its own bitmaps stay inside its leaf run / child block.
         var node = nodes[Int(truncatingIfNeeded: d & LPM.indexMask)]
-        var v = UInt64(truncatingIfNeeded: k &>> 122)
-        while (node.vector &>> v) & 1 != 0 {
+        while true {
+            if node.base1 >= PoptrieNode.skipFlag {
+                let length = UInt128(node.leafvec)
+                if UInt64(truncatingIfNeeded: k &>> (128 &- length)) != node.vector {
+                    return leaves[Int(truncatingIfNeeded: node.base0)]
+                }
+                k = k &<< length
+                node = nodes[Int(truncatingIfNeeded: node.base1 & ~PoptrieNode.skipFlag)]
+                continue
+            }
+            let v = UInt64(truncatingIfNeeded: k &>> 122)
+            if (node.vector &>> v) & 1 == 0 {
+                return leaves[Int(truncatingIfNeeded: node.base0) &+ (node.leafvec &<< (63 &- v)).nonzeroBitCount &- 1]
+            }
             node = nodes[Int(truncatingIfNeeded: node.base1) &+ (node.vector &<< (63 &- v)).nonzeroBitCount &- 1]
             k = k &<< 6
-            v = UInt64(truncatingIfNeeded: k &>> 122)
         }
-        return leaves[Int(truncatingIfNeeded: node.base0) &+ (node.leafvec &<< (63 &- v)).nonzeroBitCount &- 1]
     }
 
     /// The answer at 6-bit position `v` of the leaf-only root that direct entry `d` names.
@@ -167,17 +177,28 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
                 let node = nodes[Int(truncatingIfNeeded: cur[t])]
                 let k = kk[j]
                 let v = UInt64(truncatingIfNeeded: k &>> 122)
-                let bit = (node.vector &>> v) & 1
-                let child = UInt64(node.base1) &+ UInt64((node.vector &<< (63 &- v)).nonzeroBitCount) &- 1
+                // Both readings of the node, then a select: a skip node compares the next
+                // `leafvec` bits with `vector`; for a normal node those values are junk.
+                let skip = node.base1 >= PoptrieNode.skipFlag
+                let length = skip ? node.leafvec : 6
+                let top = UInt64(truncatingIfNeeded: k &>> UInt128(128 &- node.leafvec))
+                let bit = skip ? (top == node.vector ? 1 : 0) : (node.vector &>> v) & 1
+                let child =
+                    skip
+                    ? UInt64(node.base1 & ~PoptrieNode.skipFlag)
+                    : UInt64(node.base1) &+ UInt64((node.vector &<< (63 &- v)).nonzeroBitCount) &- 1
                 vrt_prefetch(nodes + Int(truncatingIfNeeded: child))
                 // Safe: w <= t, so compaction never overwrites an unread entry.
                 nodeKeys[w] = UInt64(j)
                 cur[w] = child
                 w &+= Int(truncatingIfNeeded: bit)
                 doneKeys[done] = UInt64(j)
-                doneLeaf[done] = UInt64(node.base0) &+ UInt64((node.leafvec &<< (63 &- v)).nonzeroBitCount) &- 1
+                doneLeaf[done] =
+                    skip
+                    ? UInt64(node.base0)
+                    : UInt64(node.base0) &+ UInt64((node.leafvec &<< (63 &- v)).nonzeroBitCount) &- 1
                 done &+= 1 &- Int(truncatingIfNeeded: bit)
-                kk[j] = k &<< UInt128(6 &* bit)
+                kk[j] = k &<< UInt128(length &* bit)
                 t &+= 1
             }
             live = w

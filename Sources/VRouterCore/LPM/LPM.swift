@@ -29,12 +29,20 @@ public enum LPM {
 /// `nodes[base1 + popcount(vector & bits 0...v) - 1]`; otherwise the answer is
 /// `leaves[base0 + popcount(leafvec & bits 0...v) - 1]`. Positions that hold children do
 /// not start leaf runs, so the leaf array has one entry per run of equal answers.
+///
+/// A skip node (`base1` has `skipFlag`) replaces a chain of single-child nodes: when the
+/// next `leafvec` bits of the key equal `vector` the walk goes on at node
+/// `base1 & ~skipFlag`, `leafvec` bits further; otherwise the answer is `leaves[base0]`.
 @frozen @usableFromInline
 struct PoptrieNode {
     @usableFromInline var vector: UInt64
     @usableFromInline var leafvec: UInt64
     @usableFromInline var base0: UInt32
     @usableFromInline var base1: UInt32
+
+    @usableFromInline static var skipFlag: UInt32 { 0x8000_0000 }
+    /// Longest key segment one skip node compares (ten 6-bit levels).
+    static var maxSkip: Int { 60 }
 
     @inlinable @inline(__always)
     init(vector: UInt64, leafvec: UInt64, base0: UInt32, base1: UInt32) {

@@ -52,6 +52,10 @@ struct PoptrieArrays {
     /// Nodes and leaves reachable from a node (for garbage accounting).
     func subtreeSize(_ root: Int) -> (nodes: Int, leaves: Int) {
         let n = nodes.base[root]
+        if n.base1 & PoptrieNode.skipFlag != 0 {
+            let c = subtreeSize(Int(n.base1 & ~PoptrieNode.skipFlag))
+            return (c.nodes + 1, c.leaves + 1)
+        }
         var total = (nodes: 1, leaves: n.leafvec.nonzeroBitCount)
         var k = 0
         while k < n.vector.nonzeroBitCount {
@@ -235,6 +239,24 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
             }
             r += 1
         }
+        // A child whose routes all carry the answer it inherits answers the same
+        // everywhere: keep it as a leaf. (Real tables announce many more-specifics with
+        // their aggregate's next hop; without this IPv6 spends a node on each.)
+        var rest = vector
+        while rest != 0 {
+            let v = rest.trailingZeroBitCount
+            rest &= rest - 1
+            var same = true
+            var i = Int(cs[v])
+            while i < Int(ce[v]) {
+                if values[i] != vals[v] {
+                    same = false
+                    break
+                }
+                i += 1
+            }
+            if same { vector &= ~(1 << UInt64(v)) }
+        }
         return vector
     }
 
@@ -263,13 +285,25 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
         emitNode(index, off: off, depth: depth, vector: vector)
     }
 
-    /// Writes the node painted at `depth` into `index`, then its children.
+    /// Writes the node painted at `depth` into `index`, then its children. A chain (one
+    /// child, every other position one answer) and the chains below it with the same
+    /// answer become one skip node: sparse IPv6 prefixes otherwise spend a node and a
+    /// dependent load per 6 bits between a /32 and a /48.
     mutating func emitNode(_ index: Int, off: Int, depth: Int, vector: UInt64) {
+        if vector.nonzeroBitCount == 1 {
+            var single: UInt32 = 0
+            let runs = leafRuns(depth: depth, vector: vector) { single = $0 }
+            if runs.nonzeroBitCount == 1 {
+                emitSkip(index, off: off, depth: depth, vector: vector, answer: single)
+                return
+            }
+        }
         let base0 = arrays.leaves.count
         var leaves = arrays.leaves
         let leafvec = leafRuns(depth: depth, vector: vector) { leaves.append($0) }
         arrays.leaves = leaves
         let base1 = arrays.nodes.grow(by: vector.nonzeroBitCount)
+        precondition(base1 < Int(PoptrieNode.skipFlag), "LPM table too large")
         arrays.nodes.base[index] = PoptrieNode(
             vector: vector, leafvec: leafvec, base0: UInt32(base0), base1: UInt32(base1))
         let vals = paint + depth * 64
@@ -285,11 +319,53 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
         }
     }
 
+    /// Emits a skip node for the chain painted at `depth` (child position `vector`,
+    /// `answer` elsewhere), extended through every chain below with the same answer.
+    mutating func emitSkip(_ index: Int, off: Int, depth: Int, vector: UInt64, answer: UInt32) {
+        var pattern = UInt64(vector.trailingZeroBitCount)
+        var length = 6
+        var d = depth
+        var o = off
+        var v = Int(pattern)
+        var next: UInt64
+        while true {
+            // Paint the child one scratch level down; stop at anything but a same-answer chain.
+            let cs = childStart + d * 64
+            let ce = childEnd + d * 64
+            let def = (paint + d * 64)[v]
+            next = paintNode(Int(cs[v]), Int(ce[v]), off: o + 6, def: def, depth: d + 1)
+            d += 1
+            o += 6
+            guard next.nonzeroBitCount == 1, length + 6 <= PoptrieNode.maxSkip else { break }
+            var single: UInt32 = 0
+            let runs = leafRuns(depth: d, vector: next) { single = $0 }
+            guard runs.nonzeroBitCount == 1, single == answer else { break }
+            v = next.trailingZeroBitCount
+            pattern = pattern << 6 | UInt64(v)
+            length += 6
+        }
+        let leaf = arrays.leaves.count
+        arrays.leaves.append(answer)
+        let child = arrays.nodes.grow(by: 1)
+        precondition(child < Int(PoptrieNode.skipFlag), "LPM table too large")
+        arrays.nodes.base[index] = PoptrieNode(
+            vector: pattern, leafvec: UInt64(length), base0: UInt32(leaf),
+            base1: PoptrieNode.skipFlag | UInt32(child))
+        emitNode(child, off: o, depth: d, vector: next)
+    }
+
     /// Builds the subtree of a direct slot and returns its direct entry: a leaf-only
     /// root goes inline (leafvec then leaves, one cache line for most), others to `nodes`.
     mutating func buildRoot(_ lo: Int, _ hi: Int, def: UInt32) -> UInt32 {
         let vector = paintNode(lo, hi, off: s, def: def, depth: 0)
         if vector == 0 {
+            var answers = 0
+            var answer: UInt32 = 0
+            _ = leafRuns(depth: 0, vector: 0) {
+                answer = $0
+                answers += 1
+            }
+            if answers == 1 { return answer }
             let offset = arrays.inline.grow(by: 2)
             var blob = arrays.inline
             let leafvec: UInt64
