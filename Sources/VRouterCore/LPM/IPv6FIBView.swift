@@ -134,9 +134,9 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
             } else {
                 vrt_prefetch(inline + Int(truncatingIfNeeded: index & (0 &- UInt64(kind &>> 1))))
             }
-            inlineKeys[nInline] = UInt64(j)
+            inlineKeys[nInline] = UInt64(truncatingIfNeeded: j)
             nInline &+= kind == 3 ? 1 : 0
-            nodeKeys[nNode] = UInt64(j)
+            nodeKeys[nNode] = UInt64(truncatingIfNeeded: j)
             nNode &+= kind == 2 ? 1 : 0
             j &+= 1
         }
@@ -176,27 +176,28 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
                 // Safe: cur[t] is an index the builder stored.
                 let node = nodes[Int(truncatingIfNeeded: cur[t])]
                 let k = kk[j]
-                let v = UInt64(truncatingIfNeeded: k &>> 122)
-                // Both readings of the node, then a select: a skip node compares the next
-                // `leafvec` bits with `vector`; for a normal node those values are junk.
-                let skip = node.base1 >= PoptrieNode.skipFlag
-                let length = skip ? node.leafvec : 6
-                let top = UInt64(truncatingIfNeeded: k &>> UInt128(128 &- node.leafvec))
-                let bit = skip ? (top == node.vector ? 1 : 0) : (node.vector &>> v) & 1
+                // The next 64 key bits: enough for a chunk and for a skip (at most 60 bits).
+                let hi = UInt64(truncatingIfNeeded: k &>> 64)
+                let v = hi &>> 58
+                // Both readings of the node, then a mask select (a branch here would
+                // mispredict): a skip node compares the next `leafvec` bits with `vector`.
+                let sm = 0 &- UInt64(node.base1 &>> 31)  // all ones for a skip node
+                let length = (node.leafvec & sm) | (6 & ~sm)
+                let skipBit: UInt64 = hi &>> (64 &- node.leafvec) == node.vector ? 1 : 0
+                let bit = (skipBit & sm) | ((node.vector &>> v) & 1 & ~sm)
+                let skipChild = UInt64(node.base1 & ~PoptrieNode.skipFlag)
                 let child =
-                    skip
-                    ? UInt64(node.base1 & ~PoptrieNode.skipFlag)
-                    : UInt64(node.base1) &+ UInt64((node.vector &<< (63 &- v)).nonzeroBitCount) &- 1
+                    (skipChild & sm)
+                    | ((UInt64(node.base1) &+ UInt64((node.vector &<< (63 &- v)).nonzeroBitCount) &- 1) & ~sm)
                 vrt_prefetch(nodes + Int(truncatingIfNeeded: child))
                 // Safe: w <= t, so compaction never overwrites an unread entry.
-                nodeKeys[w] = UInt64(j)
+                nodeKeys[w] = UInt64(truncatingIfNeeded: j)
                 cur[w] = child
                 w &+= Int(truncatingIfNeeded: bit)
-                doneKeys[done] = UInt64(j)
+                doneKeys[done] = UInt64(truncatingIfNeeded: j)
                 doneLeaf[done] =
-                    skip
-                    ? UInt64(node.base0)
-                    : UInt64(node.base0) &+ UInt64((node.leafvec &<< (63 &- v)).nonzeroBitCount) &- 1
+                    (UInt64(node.base0) & sm)
+                    | ((UInt64(node.base0) &+ UInt64((node.leafvec &<< (63 &- v)).nonzeroBitCount) &- 1) & ~sm)
                 done &+= 1 &- Int(truncatingIfNeeded: bit)
                 kk[j] = k &<< UInt128(length &* bit)
                 t &+= 1
