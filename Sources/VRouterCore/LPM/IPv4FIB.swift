@@ -67,13 +67,13 @@ public final class IPv4FIB: @unchecked Sendable {  // Safe: nothing changes afte
     /// The raw pointers the packet path reads; valid while this FIB is alive.
     public var view: IPv4FIBView {
         IPv4FIBView(
-            direct: arrays.direct, nodes: arrays.nodes.base, leaves: arrays.leaves.base, inline: arrays.inline.base,
-            values: arrays.narrow ? arrays.values.base : nil,
+            direct: arrays.direct, nodes: arrays.nodes.base, leaves: arrays.leaves.base,
+            inline: arrays.inline.base, values: arrays.narrow ? arrays.values.base : nil,
             directBits: arrays.directBits)
     }
 
-    /// Bytes of lookup structure this FIB allocated (direct array, nodes, leaves,
-    /// including garbage left by `applying` and buffer slack).
+    /// Bytes of lookup structure this FIB allocated (direct array, nodes, leaves, inline
+    /// roots, value table), including garbage left by `applying` and buffer slack.
     public var memoryBytes: Int { arrays.bytes }
     /// Bytes of the sorted route list kept for `applying`.
     public var ribBytes: Int { routes.bytes }
@@ -109,26 +109,4 @@ public final class IPv4FIB: @unchecked Sendable {  // Safe: nothing changes afte
         }
         return IPv4FIB(routes: merged, arrays: rebuilt)
     }
-}
-
-/// Direct-pointing slot ranges that changed prefixes cover, merged and sorted.
-func affectedSlots<K: FixedWidthInteger & UnsignedInteger>(
-    _ addrs: [K], _ lens: [UInt8], directBits s: Int
-) -> [(Int, Int)] {
-    var ranges: [(Int, Int)] = []
-    for i in 0..<addrs.count {
-        let lo = Int(truncatingIfNeeded: addrs[i] >> (K.bitWidth - s))
-        let l = Int(lens[i])
-        ranges.append((lo, l <= s ? lo + (1 << (s - l)) : lo + 1))
-    }
-    ranges.sort { $0.0 < $1.0 }
-    var merged: [(Int, Int)] = []
-    for r in ranges {
-        if let last = merged.last, r.0 <= last.1 {
-            merged[merged.count - 1].1 = max(last.1, r.1)
-        } else {
-            merged.append(r)
-        }
-    }
-    return merged
 }

@@ -12,7 +12,7 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
     @usableFromInline let inline: UnsafePointer<UInt32>
     /// Value table of a narrow FIB (inline leaves are 16-bit indices into it), else nil.
     @usableFromInline let values: UnsafePointer<UInt32>?
-    /// Bits the direct array consumes (8...18).
+    /// Bits the direct array consumes (8...18 as chosen by table size).
     @usableFromInline let directBits: UInt64
 
     @usableFromInline
@@ -30,8 +30,10 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
     }
 
     /// The value of the longest prefix containing `address`, or `LPM.miss`.
-    /// Cost: one load in the direct array, then one 24-byte node per 6 bits below it and
-    /// one leaf; for /24s under an 18-bit direct array that is three dependent loads.
+    /// Cost: one load in the direct array; for most addresses of a BGP table then one
+    /// inline root (leafvec and leaf, usually one line); deeper prefixes walk one 24-byte
+    /// node per 6 bits (or per skip) and a leaf. Use the batch form where you can: a
+    /// single lookup's loads are dependent and its branches depend on the address.
     @inlinable @inline(__always)
     public func lookup(_ address: UInt32) -> UInt32 {
         // The key sits at the top of a UInt64 so 6-bit chunks past bit 32 read as zeros,

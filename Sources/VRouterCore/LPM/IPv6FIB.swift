@@ -68,13 +68,13 @@ public final class IPv6FIB: @unchecked Sendable {  // Safe: nothing changes afte
     /// The raw pointers the packet path reads; valid while this FIB is alive.
     public var view: IPv6FIBView {
         IPv6FIBView(
-            direct: arrays.direct, nodes: arrays.nodes.base, leaves: arrays.leaves.base, inline: arrays.inline.base,
-            values: arrays.narrow ? arrays.values.base : nil,
+            direct: arrays.direct, nodes: arrays.nodes.base, leaves: arrays.leaves.base,
+            inline: arrays.inline.base, values: arrays.narrow ? arrays.values.base : nil,
             directBits: arrays.directBits)
     }
 
-    /// Bytes of lookup structure this FIB allocated (direct array, nodes, leaves,
-    /// including garbage left by `applying` and buffer slack).
+    /// Bytes of lookup structure this FIB allocated (direct array, nodes, leaves, inline
+    /// roots, value table), including garbage left by `applying` and buffer slack.
     public var memoryBytes: Int { arrays.bytes }
     /// Bytes of the sorted route list kept for `applying`.
     public var ribBytes: Int { routes.bytes }

@@ -12,7 +12,7 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
     @usableFromInline let inline: UnsafePointer<UInt32>
     /// Value table of a narrow FIB (inline leaves are 16-bit indices into it), else nil.
     @usableFromInline let values: UnsafePointer<UInt32>?
-    /// Bits the direct array consumes (8...16).
+    /// Bits the direct array consumes (8...18 as chosen by table size).
     @usableFromInline let directBits: UInt64
 
     @usableFromInline
@@ -30,8 +30,8 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
     }
 
     /// The value of the longest prefix containing `address`, or `LPM.miss`.
-    /// Cost: one load in the direct array, then one 24-byte node per 6 bits below it and
-    /// one leaf; a /48 under a 16-bit direct array is 6 nodes deep.
+    /// Cost: one load in the direct array, then one 24-byte node per 6 bits (or per skip)
+    /// below it and one leaf: a /48 under an 18-bit direct array is at most 5 nodes deep.
     @inlinable @inline(__always)
     public func lookup(_ address: UInt128) -> UInt32 {
         // Safe: the index has directBits bits and the array has 2^directBits entries.

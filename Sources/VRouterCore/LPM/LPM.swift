@@ -2,11 +2,24 @@
 //
 // Each VRF holds one compiled, immutable IPv4FIB and one IPv6FIB. They follow Poptrie
 // (Asai & Ohara, SIGCOMM'15): the top `s` bits of the address index a direct-pointing
-// array; an entry there is either the answer or the root of a multiway trie whose nodes
-// consume 6 bits each. A node is two 64-bit bitmaps: `vector` marks which of the 64
-// children are nodes, `leafvec` marks where a run of identical leaves starts, so a node
-// stores one 32-bit leaf per run and its children contiguously, and a popcount turns a
-// 6-bit chunk into an index. A lookup is one load per level, usually 2-3 in total.
+// array; an entry there is the answer, or the root of a multiway trie whose nodes consume
+// 6 bits each. A node is two 64-bit bitmaps: `vector` marks which of the 64 positions are
+// child nodes, `leafvec` marks where a run of identical answers starts, so a node stores
+// one leaf per run and its children contiguously, and a popcount turns a 6-bit chunk into
+// an index. Four changes to the paper's structure, each measured with Benchmarks/LPM:
+// - A root with no children (most /18 slots of a BGP table: a run of /19-/24s) is stored
+//   inline as its leafvec followed by its leaves, so the lookup after the direct entry
+//   reads one line instead of a node and then a leaf.
+// - A table with fewer than 2^16 distinct answers (a real FIB has hundreds of next hops)
+//   stores inline leaves as 16-bit indices into a small value table.
+// - A subtree whose routes all carry the answer it inherits is not built (its position
+//   is a leaf): more-specifics announced with their aggregate's next hop cost nothing.
+// - A chain of single-child nodes with one answer off the path becomes one skip node that
+//   compares up to 60 key bits at once (sparse IPv6 prefixes between /32 and /48).
+// The batch lookup works on groups of 32 keys stage by stage with prefetches and no
+// key-dependent branches (IPv4FIBView.lookup(_:_:count:)).
+//
+// At 1M BGP-like IPv4 routes this is about 4.2 bytes per route; an empty table is 1 KiB.
 
 /// Constants of the LPM tables.
 public enum LPM {
