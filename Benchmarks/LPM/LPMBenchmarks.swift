@@ -17,6 +17,8 @@ struct Tables: @unchecked Sendable {
     let fib4Uniform: IPv4FIB
     let routes6: [(IPv6Prefix, UInt32)]
     let fib6: IPv6FIB
+    let fib6Uniform: IPv6FIB
+    let keys6Uniform: [UInt128]
     let keys4Random: [UInt32]
     let keys4InTable: [UInt32]
     let keys4Uniform: [UInt32]
@@ -32,6 +34,8 @@ struct Tables: @unchecked Sendable {
         fib4Uniform = IPv4FIB(routes: uniform)
         routes6 = SyntheticRoutes.ipv6(count: 200_000, seed: 2)
         fib6 = IPv6FIB(routes: routes6)
+        let uniform6 = SyntheticRoutes.ipv6Uniform(count: 200_000, seed: 2)
+        fib6Uniform = IPv6FIB(routes: uniform6)
         keys4Random = (0..<lookupsPerIteration).map { _ in UInt32(truncatingIfNeeded: rng.next()) }
         let routes = routes4
         // A random address inside a random route: every lookup walks to a real prefix.
@@ -52,6 +56,10 @@ struct Tables: @unchecked Sendable {
             let (p, _) = r6[Int(rng.next() % UInt64(r6.count))]
             return p.address.value | (UInt128(rng.next()) << 64 | UInt128(rng.next())) & ~IPv6Prefix.mask(Int(p.length))
         }
+        keys6Uniform = (0..<lookupsPerIteration).map { _ in
+            let (p, _) = uniform6[Int(rng.next() % UInt64(uniform6.count))]
+            return p.address.value | (UInt128(rng.next()) << 64 | UInt128(rng.next())) & ~IPv6Prefix.mask(Int(p.length))
+        }
         batch10k = (0..<10_000).map { _ in
             let (p, _) = routes[Int(rng.next() % UInt64(routes.count))]
             return (p, rng.next() % 3 == 0 ? nil : UInt32(rng.next() % 256))
@@ -62,9 +70,11 @@ struct Tables: @unchecked Sendable {
 let tables = Tables()
 nonisolated(unsafe) var results = [UInt32](repeating: 0, count: lookupsPerIteration)
 
+let bytesPerPrefix = BenchmarkMetric.custom("FIB bytes/prefix x100", polarity: .prefersSmaller, useScalingFactor: false)
+
 func batched4(_ b: Benchmark, _ fib: IPv4FIB, _ keys: [UInt32]) {
     let view = fib.view
-    b.measurement(.custom("FIB bytes/prefix x100", useScalingFactor: false), fib.memoryBytes * 100 / fib.routeCount)
+    b.measurement(bytesPerPrefix, fib.memoryBytes * 100 / fib.routeCount)
     b.startMeasurement()
     keys.withUnsafeBufferPointer { k in
         results.withUnsafeMutableBufferPointer { r in
@@ -76,7 +86,7 @@ func batched4(_ b: Benchmark, _ fib: IPv4FIB, _ keys: [UInt32]) {
 
 func batched6(_ b: Benchmark, _ fib: IPv6FIB, _ keys: [UInt128]) {
     let view = fib.view
-    b.measurement(.custom("FIB bytes/prefix x100", useScalingFactor: false), fib.memoryBytes * 100 / fib.routeCount)
+    b.measurement(bytesPerPrefix, fib.memoryBytes * 100 / fib.routeCount)
     b.startMeasurement()
     keys.withUnsafeBufferPointer { k in
         results.withUnsafeMutableBufferPointer { r in
@@ -90,20 +100,26 @@ let benchmarks: @Sendable () -> Void = {
     let lookups = Benchmark.Configuration(
         metrics: [.wallClock, .throughput, .mallocCountTotal], timeUnits: .nanoseconds,
         scalingFactor: .mega, maxDuration: .seconds(3), maxIterations: 200)
+    // Batched lookups also record the FIB's size (bytes per route, times 100).
+    var sized = lookups
+    sized.metrics.append(bytesPerPrefix)
     let builds = Benchmark.Configuration(
         metrics: [.wallClock, .mallocCountTotal, .peakMemoryResident], timeUnits: .milliseconds,
         maxDuration: .seconds(5), maxIterations: 20)
 
     _ = tables.fib4.routeCount  // build everything before the first measurement
 
-    Benchmark("IPv4 1M BGP-like, random keys, batched", configuration: lookups) { b in
+    Benchmark("IPv4 1M BGP-like, random keys, batched", configuration: sized) { b in
         batched4(b, tables.fib4, tables.keys4Random)
     }
-    Benchmark("IPv4 1M BGP-like, in-table keys, batched", configuration: lookups) { b in
+    Benchmark("IPv4 1M BGP-like, in-table keys, batched", configuration: sized) { b in
         batched4(b, tables.fib4, tables.keys4InTable)
     }
-    Benchmark("IPv4 1M uniform placement, in-table keys, batched", configuration: lookups) { b in
+    Benchmark("IPv4 1M uniform placement, in-table keys, batched", configuration: sized) { b in
         batched4(b, tables.fib4Uniform, tables.keys4Uniform)
+    }
+    Benchmark("IPv4 1M uniform placement, random keys, batched", configuration: sized) { b in
+        batched4(b, tables.fib4Uniform, tables.keys4Random)
     }
     // Each key depends on the previous answer: latency, not throughput.
     Benchmark("IPv4 1M BGP-like, random keys, dependent", configuration: lookups) { b in
@@ -126,11 +142,14 @@ let benchmarks: @Sendable () -> Void = {
         }
         blackHole(r)
     }
-    Benchmark("IPv6 200k BGP-like, random keys in 2000::/3, batched", configuration: lookups) { b in
+    Benchmark("IPv6 200k BGP-like, random keys in 2000::/3, batched", configuration: sized) { b in
         batched6(b, tables.fib6, tables.keys6Random)
     }
-    Benchmark("IPv6 200k BGP-like, in-table keys, batched", configuration: lookups) { b in
+    Benchmark("IPv6 200k BGP-like, in-table keys, batched", configuration: sized) { b in
         batched6(b, tables.fib6, tables.keys6InTable)
+    }
+    Benchmark("IPv6 200k uniform placement, in-table keys, batched", configuration: sized) { b in
+        batched6(b, tables.fib6Uniform, tables.keys6Uniform)
     }
     Benchmark("IPv4 build 1M BGP-like", configuration: builds) { b in
         let routes = tables.routes4
