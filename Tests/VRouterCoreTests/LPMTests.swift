@@ -325,6 +325,32 @@ func mismatches6(_ fib: IPv6FIB, _ ref: ReferenceLPM6, _ probes: [UInt128]) -> I
         #expect(mismatches4(wide.applying(changes), ref2, probes4(sample, &rng, random: 5000)) == 0)
     }
 
+    /// Batches of any length (empty, below, at and past a group) equal single lookups.
+    @Test func batchLengthsAndTails() {
+        var rng = SplitMix64(seed: 71)
+        let fib4 = IPv4FIB(routes: randomRoutes4(2000, &rng, values: 3))
+        let fib6 = IPv6FIB(routes: randomRoutes6(2000, &rng, values: 3))
+        for n in [0, 1, 2, 31, 32, 33, 64, 65, 100] {
+            let k4 = (0..<n).map { _ in UInt32(truncatingIfNeeded: rng.next()) }
+            let k6 = (0..<n).map { _ in UInt128(rng.next()) << 64 | UInt128(rng.next()) }
+            var r4 = [UInt32](repeating: 12345, count: n + 1)
+            var r6 = [UInt32](repeating: 12345, count: n + 1)
+            k4.withUnsafeBufferPointer { k in
+                r4.withUnsafeMutableBufferPointer { r in
+                    fib4.view.lookup(k.baseAddress ?? UnsafePointer(bitPattern: 8)!, r.baseAddress!, count: n)
+                }
+            }
+            k6.withUnsafeBufferPointer { k in
+                r6.withUnsafeMutableBufferPointer { r in
+                    fib6.view.lookup(k.baseAddress ?? UnsafePointer(bitPattern: 16)!, r.baseAddress!, count: n)
+                }
+            }
+            #expect(Array(r4.prefix(n)) == k4.map { fib4.view.lookup($0) })
+            #expect(Array(r6.prefix(n)) == k6.map { fib6.view.lookup($0) })
+            #expect(r4[n] == 12345 && r6[n] == 12345, "wrote past the batch")
+        }
+    }
+
     @Test func deletingEverythingLeavesAnEmptyTable() {
         var rng = SplitMix64(seed: 51)
         let routes = randomRoutes4(1000, &rng)
