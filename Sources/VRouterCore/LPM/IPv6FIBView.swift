@@ -32,7 +32,7 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
     /// The value of the longest prefix containing `address`, or `LPM.miss`.
     /// Cost: one load in the direct array, then one 24-byte node per 6 bits (or per skip)
     /// below it and one leaf: a /48 under a 16-bit direct array is at most 6 nodes deep
-    /// (3.3 on average in a BGP-like table, skips and pruning included).
+    /// (3-4 on average in a BGP-like table, with skips and pruning).
     @inlinable @inline(__always)
     public func lookup(_ address: UInt128) -> UInt32 {
         // Safe: the index has directBits bits and the array has 2^directBits entries.
