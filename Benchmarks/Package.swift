@@ -39,7 +39,7 @@ let package = Package(
                 .product(name: "VRouterCore", package: root),
             ],
             path: name,
-            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])],
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked", "-Xcc", "-mpopcnt"])],
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         )
     }

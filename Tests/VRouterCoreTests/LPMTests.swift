@@ -41,24 +41,24 @@ struct ReferenceLPM6 {
 let v4Lengths = [0, 1, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 23, 24, 25, 26, 29, 30, 31, 32]
 let v6Lengths = [0, 1, 7, 8, 12, 14, 16, 20, 22, 28, 29, 32, 34, 40, 46, 47, 48, 52, 56, 58, 64, 65, 70, 76, 100, 112, 124, 125, 127, 128]
 
-func randomRoutes4(_ n: Int, _ rng: inout SplitMix64) -> [(IPv4Prefix, UInt32)] {
+func randomRoutes4(_ n: Int, _ rng: inout SplitMix64, values: UInt64 = 1000) -> [(IPv4Prefix, UInt32)] {
     // Half the prefixes fall under a few /10s so they nest and share nodes.
     let hubs = (0..<4).map { _ in UInt32(truncatingIfNeeded: rng.next()) & IPv4Prefix.mask(10) }
     return (0..<n).map { _ in
         let len = rng.next() % 3 == 0 ? Int(rng.next() % 33) : v4Lengths[Int(rng.next() % UInt64(v4Lengths.count))]
         var a = UInt32(truncatingIfNeeded: rng.next())
         if rng.next() % 2 == 0 { a = hubs[Int(rng.next() % 4)] | a & ~IPv4Prefix.mask(10) }
-        return (IPv4Prefix(truncating: IPv4Address(a), length: len), UInt32(rng.next() % 1000))
+        return (IPv4Prefix(truncating: IPv4Address(a), length: len), UInt32(rng.next() % values))
     }
 }
 
-func randomRoutes6(_ n: Int, _ rng: inout SplitMix64) -> [(IPv6Prefix, UInt32)] {
+func randomRoutes6(_ n: Int, _ rng: inout SplitMix64, values: UInt64 = 1000) -> [(IPv6Prefix, UInt32)] {
     let hubs = (0..<4).map { _ in (UInt128(rng.next()) << 64) & IPv6Prefix.mask(24) }
     return (0..<n).map { _ in
         let len = rng.next() % 3 == 0 ? Int(rng.next() % 129) : v6Lengths[Int(rng.next() % UInt64(v6Lengths.count))]
         var a = UInt128(rng.next()) << 64 | UInt128(rng.next())
         if rng.next() % 2 == 0 { a = hubs[Int(rng.next() % 4)] | a & ~IPv6Prefix.mask(24) }
-        return (IPv6Prefix(truncating: IPv6Address(a), length: len), UInt32(rng.next() % 1000))
+        return (IPv6Prefix(truncating: IPv6Address(a), length: len), UInt32(rng.next() % values))
     }
 }
 
@@ -81,6 +81,11 @@ func probes6(_ routes: [(IPv6Prefix, UInt32)], _ rng: inout SplitMix64, random: 
         out += [lo, hi, lo &- 1, hi &+ 1]
     }
     return out
+}
+
+/// Skip nodes in a table (to show a test exercises them).
+func skipNodes(_ a: PoptrieArrays) -> Int {
+    (0..<a.nodes.count).filter { a.nodes.base[$0].base1 >= PoptrieNode.skipFlag }.count
 }
 
 /// Checks every probe against the reference, one at a time and batched; returns mismatches.
@@ -177,23 +182,29 @@ func mismatches6(_ fib: IPv6FIB, _ ref: ReferenceLPM6, _ probes: [UInt128]) -> I
         #expect(LPM.maxValue >= 1 << 30)
     }
 
-    @Test(arguments: [(300, 1 as UInt64), (3000, 2), (20000, 3)])
-    func randomIPv4AgainstBruteForce(size: Int, seed: UInt64) {
+    /// Few distinct values make whole subtrees answer one value (pruned to leaves) and
+    /// chains of single-child nodes (skip nodes); many make neither.
+    @Test(arguments: [(300, 1 as UInt64, 1000 as UInt64), (3000, 2, 1000), (20000, 3, 1000), (3000, 7, 2), (20000, 8, 3)])
+    func randomIPv4AgainstBruteForce(size: Int, seed: UInt64, values: UInt64) {
         var rng = SplitMix64(seed: seed)
-        let routes = randomRoutes4(size, &rng)
+        let routes = randomRoutes4(size, &rng, values: values)
         let ref = ReferenceLPM4(routes)
         let fib = IPv4FIB(routes: routes)
         #expect(fib.routeCount == ref.count)
+        #expect(skipNodes(fib.arrays) > 0)
         #expect(mismatches4(fib, ref, probes4(routes, &rng, random: 20000)) == 0)
     }
 
-    @Test(arguments: [(300, 4 as UInt64), (3000, 5), (20000, 6)])
-    func randomIPv6AgainstBruteForce(size: Int, seed: UInt64) {
+    @Test(arguments: [(300, 4 as UInt64, 1000 as UInt64), (3000, 5, 1000), (20000, 6, 1000), (3000, 9, 2), (20000, 10, 3)])
+    func randomIPv6AgainstBruteForce(size: Int, seed: UInt64, values: UInt64) {
         var rng = SplitMix64(seed: seed)
-        let routes = randomRoutes6(size, &rng)
+        let routes = randomRoutes6(size, &rng, values: values)
         let ref = ReferenceLPM6(routes)
         let fib = IPv6FIB(routes: routes)
         #expect(fib.routeCount == ref.count)
+        #expect(skipNodes(fib.arrays) > 0)
+        // Chains several levels long merge into one node (long IPv6 prefixes under short ones).
+        #expect((0..<fib.arrays.nodes.count).contains { fib.arrays.nodes.base[$0].base1 >= PoptrieNode.skipFlag && fib.arrays.nodes.base[$0].leafvec > 6 })
         #expect(mismatches6(fib, ref, probes6(routes, &rng, random: 20000)) == 0)
     }
 
@@ -216,10 +227,10 @@ func mismatches6(_ fib: IPv6FIB, _ ref: ReferenceLPM6, _ probes: [UInt128]) -> I
         #expect(mismatches6(fib, ReferenceLPM6(routes), probes6(routes, &rng, random: 5000)) == 0)
     }
 
-    @Test(arguments: [(500, 21 as UInt64), (5000, 22)])
-    func applyingIPv4MatchesBruteForceAndRebuild(size: Int, seed: UInt64) {
+    @Test(arguments: [(500, 21 as UInt64, 1000 as UInt64), (5000, 22, 1000), (5000, 23, 2)])
+    func applyingIPv4MatchesBruteForceAndRebuild(size: Int, seed: UInt64, values: UInt64) {
         var rng = SplitMix64(seed: seed)
-        var routes = randomRoutes4(size, &rng)
+        var routes = randomRoutes4(size, &rng, values: values)
         var ref = ReferenceLPM4(routes)
         var fib = IPv4FIB(routes: routes)
         for round in 0..<8 {
@@ -227,9 +238,9 @@ func mismatches6(_ fib: IPv6FIB, _ ref: ReferenceLPM6, _ probes: [UInt128]) -> I
             var changes: [(IPv4Prefix, UInt32?)] = []
             for _ in 0..<(round % 3 == 0 ? 1 : size / 10) {
                 let (p, _) = routes[Int(rng.next() % UInt64(routes.count))]
-                changes.append((p, rng.next() % 2 == 0 ? nil : UInt32(rng.next() % 1000)))
+                changes.append((p, rng.next() % 2 == 0 ? nil : UInt32(rng.next() % values)))
             }
-            changes += randomRoutes4(size / 20, &rng).map { ($0.0, $0.1) }
+            changes += randomRoutes4(size / 20, &rng, values: values).map { ($0.0, $0.1) }
             if round == 5 { changes.append((IPv4Prefix("0.0.0.0/0")!, 77)) }
             if round == 6 { changes.append((IPv4Prefix("0.0.0.0/0")!, nil)) }
             routes += changes.compactMap { c in c.1.map { (c.0, $0) } }
@@ -244,19 +255,19 @@ func mismatches6(_ fib: IPv6FIB, _ ref: ReferenceLPM6, _ probes: [UInt128]) -> I
         }
     }
 
-    @Test(arguments: [(500, 31 as UInt64), (5000, 32)])
-    func applyingIPv6MatchesBruteForceAndRebuild(size: Int, seed: UInt64) {
+    @Test(arguments: [(500, 31 as UInt64, 1000 as UInt64), (5000, 32, 1000), (5000, 33, 2)])
+    func applyingIPv6MatchesBruteForceAndRebuild(size: Int, seed: UInt64, values: UInt64) {
         var rng = SplitMix64(seed: seed)
-        var routes = randomRoutes6(size, &rng)
+        var routes = randomRoutes6(size, &rng, values: values)
         var ref = ReferenceLPM6(routes)
         var fib = IPv6FIB(routes: routes)
         for round in 0..<8 {
             var changes: [(IPv6Prefix, UInt32?)] = []
             for _ in 0..<(round % 3 == 0 ? 1 : size / 10) {
                 let (p, _) = routes[Int(rng.next() % UInt64(routes.count))]
-                changes.append((p, rng.next() % 2 == 0 ? nil : UInt32(rng.next() % 1000)))
+                changes.append((p, rng.next() % 2 == 0 ? nil : UInt32(rng.next() % values)))
             }
-            changes += randomRoutes6(size / 20, &rng).map { ($0.0, $0.1) }
+            changes += randomRoutes6(size / 20, &rng, values: values).map { ($0.0, $0.1) }
             if round == 5 { changes.append((IPv6Prefix("::/0")!, 77)) }
             if round == 6 { changes.append((IPv6Prefix("::/0")!, nil)) }
             routes += changes.compactMap { c in c.1.map { (c.0, $0) } }
@@ -285,6 +296,59 @@ func mismatches6(_ fib: IPv6FIB, _ ref: ReferenceLPM6, _ probes: [UInt128]) -> I
         }
         #expect(fib.memoryBytes < fresh * 4, "\(fib.memoryBytes) vs \(fresh)")
         #expect(mismatches4(fib, ref, probes4(routes, &rng, random: 5000)) == 0)
+    }
+
+    /// Past 2^16 distinct values the inline leaves switch from 16-bit indices to raw
+    /// values, both in a fresh build and when `applying` brings the table over the limit.
+    @Test func manyDistinctValues() {
+        var rng = SplitMix64(seed: 61)
+        var routes = randomRoutes4(3000, &rng)
+        let narrow = IPv4FIB(routes: routes)
+        #expect(narrow.arrays.narrow)
+        let extra = (0..<70_000).map { i in
+            (IPv4Prefix(truncating: IPv4Address(UInt32(truncatingIfNeeded: rng.next())), length: 20 + Int(rng.next() % 13)),
+             UInt32(100_000 + i))
+        }
+        let wide = narrow.applying(extra.map { ($0.0, $0.1) })
+        routes += extra
+        #expect(!wide.arrays.narrow)
+        let ref = ReferenceLPM4(routes)
+        let sample = (0..<4000).map { _ in routes[Int(rng.next() % UInt64(routes.count))] }
+        #expect(mismatches4(wide, ref, probes4(sample, &rng, random: 5000)) == 0)
+        let fresh = IPv4FIB(routes: routes)
+        #expect(!fresh.arrays.narrow)
+        #expect(mismatches4(fresh, ref, probes4(sample, &rng, random: 5000)) == 0)
+        // And small changes to a wide table stay exact.
+        let changes: [(IPv4Prefix, UInt32?)] = sample.prefix(200).map { ($0.0, rng.next() % 2 == 0 ? nil : 7) }
+        var ref2 = ref
+        ref2.apply(changes)
+        #expect(mismatches4(wide.applying(changes), ref2, probes4(sample, &rng, random: 5000)) == 0)
+    }
+
+    /// Batches of any length (empty, below, at and past a group) equal single lookups.
+    @Test func batchLengthsAndTails() {
+        var rng = SplitMix64(seed: 71)
+        let fib4 = IPv4FIB(routes: randomRoutes4(2000, &rng, values: 3))
+        let fib6 = IPv6FIB(routes: randomRoutes6(2000, &rng, values: 3))
+        for n in [0, 1, 2, 31, 32, 33, 64, 65, 100] {
+            let k4 = (0..<n).map { _ in UInt32(truncatingIfNeeded: rng.next()) }
+            let k6 = (0..<n).map { _ in UInt128(rng.next()) << 64 | UInt128(rng.next()) }
+            var r4 = [UInt32](repeating: 12345, count: n + 1)
+            var r6 = [UInt32](repeating: 12345, count: n + 1)
+            k4.withUnsafeBufferPointer { k in
+                r4.withUnsafeMutableBufferPointer { r in
+                    fib4.view.lookup(k.baseAddress ?? UnsafePointer(bitPattern: 8)!, r.baseAddress!, count: n)
+                }
+            }
+            k6.withUnsafeBufferPointer { k in
+                r6.withUnsafeMutableBufferPointer { r in
+                    fib6.view.lookup(k.baseAddress ?? UnsafePointer(bitPattern: 16)!, r.baseAddress!, count: n)
+                }
+            }
+            #expect(Array(r4.prefix(n)) == k4.map { fib4.view.lookup($0) })
+            #expect(Array(r6.prefix(n)) == k6.map { fib6.view.lookup($0) })
+            #expect(r4[n] == 12345 && r6[n] == 12345, "wrote past the batch")
+        }
     }
 
     @Test func deletingEverythingLeavesAnEmptyTable() {

@@ -9,12 +9,10 @@ public final class IPv4FIB: @unchecked Sendable {  // Safe: nothing changes afte
     /// Builds from `routes`; for a prefix given twice the last value wins.
     /// Values must be below `LPM.maxValue`.
     public convenience init(routes: some Sequence<(IPv4Prefix, UInt32)>) {
-        var list: [(addr: UInt32, len: UInt8, value: UInt32)] = []
-        list.reserveCapacity(routes.underestimatedCount)
-        for (p, v) in routes {
-            precondition(v < LPM.maxValue, "route value \(v) is not below LPM.maxValue")
-            list.append((p.address.value, p.length, v))
-        }
+        // Arrays iterate through their buffer: generic iteration over `some Sequence` from
+        // another module is unspecialized and would allocate per element.
+        let list =
+            routes.withContiguousStorageIfAvailable { Self.flatten($0) } ?? Self.flatten(Array(routes))
         let rib = RouteList(unsorted: list)
         self.init(routes: rib, arrays: .build(rib, directBits: Self.directBits(rib.count)))
     }
@@ -23,6 +21,28 @@ public final class IPv4FIB: @unchecked Sendable {  // Safe: nothing changes afte
     convenience init(routes: [(IPv4Prefix, UInt32)], directBits: Int) {
         let rib = RouteList(unsorted: routes.map { ($0.0.address.value, $0.0.length, $0.1) })
         self.init(routes: rib, arrays: .build(rib, directBits: directBits))
+    }
+
+    static func flatten(_ routes: UnsafeBufferPointer<(IPv4Prefix, UInt32)>) -> [(addr: UInt32, len: UInt8, value: UInt32)] {
+        routes.map { p, v in
+            precondition(v < LPM.maxValue, "route value \(v) is not below LPM.maxValue")
+            return (p.address.value, p.length, v)
+        }
+    }
+
+    static func flatten(_ changes: UnsafeBufferPointer<(IPv4Prefix, UInt32?)>) -> [(addr: UInt32, len: UInt8, value: UInt32)] {
+        changes.map { p, v in
+            if let v { precondition(v < LPM.maxValue, "route value \(v) is not below LPM.maxValue") }
+            return (p.address.value, p.length, v ?? RouteList<UInt32>.deleted)
+        }
+    }
+
+    static func flatten(_ routes: [(IPv4Prefix, UInt32)]) -> [(addr: UInt32, len: UInt8, value: UInt32)] {
+        routes.withUnsafeBufferPointer { flatten($0) }
+    }
+
+    static func flatten(_ changes: [(IPv4Prefix, UInt32?)]) -> [(addr: UInt32, len: UInt8, value: UInt32)] {
+        changes.withUnsafeBufferPointer { flatten($0) }
     }
 
     init(routes: RouteList<UInt32>, arrays: PoptrieArrays) {
@@ -48,11 +68,12 @@ public final class IPv4FIB: @unchecked Sendable {  // Safe: nothing changes afte
     public var view: IPv4FIBView {
         IPv4FIBView(
             direct: arrays.direct, nodes: arrays.nodes.base, leaves: arrays.leaves.base,
+            inline: arrays.inline.base, values: arrays.narrow ? arrays.values.base : nil,
             directBits: arrays.directBits)
     }
 
-    /// Bytes of lookup structure this FIB allocated (direct array, nodes, leaves,
-    /// including garbage left by `applying` and buffer slack).
+    /// Bytes of lookup structure this FIB allocated (direct array, nodes, leaves, inline
+    /// roots, value table), including garbage left by `applying` and buffer slack.
     public var memoryBytes: Int { arrays.bytes }
     /// Bytes of the sorted route list kept for `applying`.
     public var ribBytes: Int { routes.bytes }
@@ -70,11 +91,8 @@ public final class IPv4FIB: @unchecked Sendable {  // Safe: nothing changes afte
     /// the changes cover are rebuilt; the rest is one memcpy of the arrays. Garbage from
     /// replaced subtrees is reclaimed by a full build once it outweighs the live part.
     public func applying(_ changes: some Sequence<(IPv4Prefix, UInt32?)>) -> IPv4FIB {
-        var list: [(addr: UInt32, len: UInt8, value: UInt32)] = []
-        for (p, v) in changes {
-            if let v { precondition(v < LPM.maxValue, "route value \(v) is not below LPM.maxValue") }
-            list.append((p.address.value, p.length, v ?? RouteList<UInt32>.deleted))
-        }
+        let list =
+            changes.withContiguousStorageIfAvailable { Self.flatten($0) } ?? Self.flatten(Array(changes))
         if list.isEmpty { return self }
         let delta = RouteList(unsorted: list)
         let merged = routes.merging(delta)
@@ -85,41 +103,10 @@ public final class IPv4FIB: @unchecked Sendable {  // Safe: nothing changes afte
             return IPv4FIB(routes: merged, arrays: .build(merged, directBits: Self.directBits(merged.count)))
         }
         let ranges = affectedSlots(delta.addrs, delta.lens, directBits: bits)
-        return IPv4FIB(routes: merged, arrays: arrays.rebuilding(ranges, from: merged))
-    }
-}
-
-/// Direct-pointing slot ranges that changed prefixes cover, merged and sorted.
-func affectedSlots<K: FixedWidthInteger & UnsignedInteger>(
-    _ addrs: [K], _ lens: [UInt8], directBits s: Int
-) -> [(Int, Int)] {
-    var ranges: [(Int, Int)] = []
-    for i in 0..<addrs.count {
-        let lo = Int(truncatingIfNeeded: addrs[i] >> (K.bitWidth - s))
-        let l = Int(lens[i])
-        ranges.append((lo, l <= s ? lo + (1 << (s - l)) : lo + 1))
-    }
-    ranges.sort { $0.0 < $1.0 }
-    var merged: [(Int, Int)] = []
-    for r in ranges {
-        if let last = merged.last, r.0 <= last.1 {
-            merged[merged.count - 1].1 = max(last.1, r.1)
-        } else {
-            merged.append(r)
+        let added = delta.values.filter { $0 != RouteList<UInt32>.deleted }
+        guard let rebuilt = arrays.rebuilding(ranges, from: merged, newValues: added) else {
+            return IPv4FIB(routes: merged, arrays: .build(merged, directBits: Self.directBits(merged.count)))
         }
+        return IPv4FIB(routes: merged, arrays: rebuilt)
     }
-    return merged
-}
-
-extension IPv4FIB {
-    /// Temporary: sizes of the parts.
-    public var stats: String {
-        var leafOnly = 0, runs1 = 0, vals = Set<UInt32>()
-        for i in 0..<arrays.nodes.count { let n = arrays.nodes.base[i]; if n.vector == 0 { leafOnly += 1; if n.leafvec.nonzeroBitCount <= 2 { runs1 += 1 } } }
-        var directNodes = 0
-        for i in 0..<(1 << arrays.directBits) where arrays.direct[i] & LPM.nodeFlag != 0 { directNodes += 1 }
-        for i in 0..<arrays.leaves.count { vals.insert(arrays.leaves.base[i]) }
-        return "leafOnly \(leafOnly) (<=2 runs \(runs1)) directNodes \(directNodes) distinct \(vals.count) " + statsBase
-    }
-    var statsBase: String { "direct \(4 << arrays.directBits) nodes \(arrays.nodes.count) (\(arrays.nodes.count * 24) B) leaves \(arrays.leaves.count) (\(arrays.leaves.count * 4) B)" }
 }

@@ -9,23 +9,30 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
     @usableFromInline let direct: UnsafePointer<UInt32>
     @usableFromInline let nodes: UnsafePointer<PoptrieNode>
     @usableFromInline let leaves: UnsafePointer<UInt32>
-    /// Bits the direct array consumes (8...16).
+    @usableFromInline let inline: UnsafePointer<UInt32>
+    /// Value table of a narrow FIB (inline leaves are 16-bit indices into it), else nil.
+    @usableFromInline let values: UnsafePointer<UInt32>?
+    /// Bits the direct array consumes (8...18 as chosen by table size).
     @usableFromInline let directBits: UInt64
 
     @usableFromInline
     init(
         direct: UnsafePointer<UInt32>, nodes: UnsafePointer<PoptrieNode>,
-        leaves: UnsafePointer<UInt32>, directBits: Int
+        leaves: UnsafePointer<UInt32>, inline: UnsafePointer<UInt32>,
+        values: UnsafePointer<UInt32>?, directBits: Int
     ) {
+        self.values = values
         self.direct = direct
         self.nodes = nodes
         self.leaves = leaves
+        self.inline = inline
         self.directBits = UInt64(directBits)
     }
 
     /// The value of the longest prefix containing `address`, or `LPM.miss`.
-    /// Cost: one load in the direct array, then one 24-byte node per 6 bits below it and
-    /// one leaf; a /48 under a 16-bit direct array is 6 nodes deep.
+    /// Cost: one load in the direct array, then one 24-byte node per 6 bits (or per skip)
+    /// below it and one leaf: a /48 under a 16-bit direct array is at most 6 nodes deep
+    /// (3-4 on average in a BGP-like table, with skips and pruning).
     @inlinable @inline(__always)
     public func lookup(_ address: UInt128) -> UInt32 {
         // Safe: the index has directBits bits and the array has 2^directBits entries.
@@ -33,110 +40,181 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
         if d & LPM.nodeFlag == 0 { return d }
         // Shifting the key left 6 bits per level leaves zeros past bit 128, as the builder pads.
         var k = address &<< UInt128(directBits)
+        if d >= LPM.inlineFlag { return inlineLeaf(d, UInt64(truncatingIfNeeded: k &>> 122)) }
         // Safe: the builder stores only indices of nodes it allocated, and a node's
         // base0/base1 plus a popcount of its own bitmaps stay inside its leaf run / child block.
-        var node = nodes[Int(truncatingIfNeeded: d & ~LPM.nodeFlag)]
-        var v = UInt64(truncatingIfNeeded: k &>> 122)
-        while (node.vector &>> v) & 1 != 0 {
+        var node = nodes[Int(truncatingIfNeeded: d & LPM.indexMask)]
+        while true {
+            if node.base1 >= PoptrieNode.skipFlag {
+                let length = UInt128(node.leafvec)
+                if UInt64(truncatingIfNeeded: k &>> (128 &- length)) != node.vector {
+                    return leaves[Int(truncatingIfNeeded: node.base0)]
+                }
+                k = k &<< length
+                node = nodes[Int(truncatingIfNeeded: node.base1 & ~PoptrieNode.skipFlag)]
+                continue
+            }
+            let v = UInt64(truncatingIfNeeded: k &>> 122)
+            if (node.vector &>> v) & 1 == 0 {
+                return leaves[Int(truncatingIfNeeded: node.base0) &+ (node.leafvec &<< (63 &- v)).nonzeroBitCount &- 1]
+            }
             node = nodes[Int(truncatingIfNeeded: node.base1) &+ (node.vector &<< (63 &- v)).nonzeroBitCount &- 1]
             k = k &<< 6
-            v = UInt64(truncatingIfNeeded: k &>> 122)
         }
-        return leaves[Int(truncatingIfNeeded: node.base0) &+ (node.leafvec &<< (63 &- v)).nonzeroBitCount &- 1]
     }
 
-    /// Keys looked up in lockstep by the batch lookup (see IPv4FIBView.group).
-    @usableFromInline static var group: Int { 16 }
+    /// The answer at 6-bit position `v` of the leaf-only root that direct entry `d` names.
+    @inlinable @inline(__always)
+    func inlineLeaf(_ d: UInt32, _ v: UInt64) -> UInt32 {
+        // Safe: the builder stores offsets of complete inline roots (two leafvec words,
+        // then one leaf per set leafvec bit, and the bit for position 0...v is set).
+        let p = inline + Int(truncatingIfNeeded: d & LPM.indexMask)
+        let leafvec = UnsafeRawPointer(p).loadUnaligned(as: UInt64.self)
+        let run = (leafvec &<< (63 &- v)).nonzeroBitCount
+        if let values {
+            // Run r's 16-bit index sits at byte 8 + 2(r - 1).
+            let index = UnsafeRawPointer(p).load(fromByteOffset: 6 &+ 2 &* run, as: UInt16.self)
+            // Safe: the builder stores only indices of entries of the value table.
+            return values[Int(truncatingIfNeeded: index)]
+        }
+        return p[1 &+ run]
+    }
 
-    /// Looks up `count` keys into `results`, `group` keys at a time in lockstep: each
-    /// level prefetches every key's node before using any, and the walk has no
-    /// data-dependent branch per key, so the misses of a group overlap. A group takes as
-    /// many levels as its deepest key (an answered key re-reads its own node).
+    /// Keys looked up together by the batch lookup (see IPv4FIBView.group).
+    @usableFromInline static var group: Int { 32 }
+
+    /// Looks up `count` keys into `results`, `group` keys at a time, stage by stage, as
+    /// IPv4FIBView does: prefetch every key's next line, then use them; keys sorted into
+    /// inline-root and node lists; node walks drop keys as they reach their leaf.
     @inlinable
     public func lookup(_ keys: UnsafePointer<UInt128>, _ results: UnsafeMutablePointer<UInt32>, count: Int) {
         let g = Self.group
-        withUnsafeTemporaryAllocation(of: UInt128.self, capacity: 16) { kkBuffer in
-            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 2 * 16) { scratch in
-                // Safe: group slots of shifted keys, node indices and leaf indices.
+        withUnsafeTemporaryAllocation(of: UInt128.self, capacity: 32) { kkBuffer in
+            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 6 * 32) { scratch in
+                // Safe: group shifted keys; 6 * group slots split below.
                 let kk = kkBuffer.baseAddress!
-                let cur = scratch.baseAddress!
-                let leaf = cur + g
+                let s = scratch.baseAddress!
                 var i = 0
                 while i &+ g <= count {
-                    lookupGroup(keys + i, results + i, kk, cur, leaf)
+                    lookupGroup(keys + i, results + i, g, kk, s)
                     i &+= g
                 }
-                while i < count {
-                    results[i] = lookup(keys[i])
-                    i &+= 1
-                }
+                if i < count { lookupGroup(keys + i, results + i, count &- i, kk, s) }
             }
         }
     }
 
     @inlinable @inline(__always)
     func lookupGroup(
-        _ keys: UnsafePointer<UInt128>, _ results: UnsafeMutablePointer<UInt32>,
-        _ kk: UnsafeMutablePointer<UInt128>, _ cur: UnsafeMutablePointer<UInt64>,
-        _ leaf: UnsafeMutablePointer<UInt64>
+        _ keys: UnsafePointer<UInt128>, _ results: UnsafeMutablePointer<UInt32>, _ n: Int,
+        _ kk: UnsafeMutablePointer<UInt128>, _ scratch: UnsafeMutablePointer<UInt64>
     ) {
         let g = Self.group
         let shift = UInt128(128 &- directBits)
-        var anyNode: UInt32 = 0
+        let entry = scratch  // index/offset from the direct entry, per key
+        let inlineKeys = entry + g  // positions of keys with inline roots
+        let nodeKeys = inlineKeys + g  // positions of keys with node roots (then 3 more)
         var j = 0
-        while j < g {
+        while j < n {
             vrt_prefetch(direct + Int(truncatingIfNeeded: keys[j] &>> shift))
             j &+= 1
         }
+        var nInline = 0
+        var nNode = 0
         j = 0
-        while j < g {
+        while j < n {
             let k = keys[j]
             let d = direct[Int(truncatingIfNeeded: k &>> shift)]
-            // A direct answer walks the sentinel node 0, which never has children.
-            let isNode = d &>> 31
-            cur[j] = UInt64(d & ~LPM.nodeFlag) & (0 &- UInt64(isNode))
             kk[j] = k &<< UInt128(directBits)
             results[j] = d
-            anyNode |= isNode
+            let index = UInt64(d & LPM.indexMask)
+            entry[j] = index
+            let kind = d &>> 30
+            if kind == 2 {
+                vrt_prefetch(nodes + Int(truncatingIfNeeded: index))
+            } else {
+                vrt_prefetch(inline + Int(truncatingIfNeeded: index & (0 &- UInt64(kind &>> 1))))
+            }
+            inlineKeys[nInline] = UInt64(truncatingIfNeeded: j)
+            nInline &+= kind == 3 ? 1 : 0
+            nodeKeys[nNode] = UInt64(truncatingIfNeeded: j)
+            nNode &+= kind == 2 ? 1 : 0
             j &+= 1
         }
-        if anyNode == 0 { return }
-        var more: UInt64
+        var t = 0
+        while t < nInline {
+            let j = Int(truncatingIfNeeded: inlineKeys[t])
+            results[j] = inlineLeaf(UInt32(truncatingIfNeeded: entry[j]), UInt64(truncatingIfNeeded: kk[j] &>> 122))
+            t &+= 1
+        }
+        if nNode != 0 { walkNodes(results, nNode, nodeKeys, kk, entry, nodeKeys + g) }
+    }
+
+    /// Walks the node roots of keys `nodeKeys[0..<live]` level by level (see
+    /// IPv4FIBView.walkNodes): finished keys leave the live list without a branch.
+    @inlinable @inline(__always)
+    func walkNodes(
+        _ results: UnsafeMutablePointer<UInt32>, _ live: Int, _ nodeKeys: UnsafeMutablePointer<UInt64>,
+        _ kk: UnsafeMutablePointer<UInt128>, _ entry: UnsafeMutablePointer<UInt64>,
+        _ scratch: UnsafeMutablePointer<UInt64>
+    ) {
+        let g = Self.group
+        let cur = scratch
+        let doneKeys = cur + g
+        let doneLeaf = doneKeys + g
+        var live = live
+        var t = 0
+        while t < live {
+            cur[t] = entry[Int(truncatingIfNeeded: nodeKeys[t])]
+            t &+= 1
+        }
+        var done = 0
         repeat {
-            more = 0
-            j = 0
-            while j < g {
-                vrt_prefetch(nodes + Int(truncatingIfNeeded: cur[j]))
-                j &+= 1
-            }
-            j = 0
-            while j < g {
-                // Safe: cur[j] is 0 (the sentinel) or an index the builder stored.
-                let node = nodes[Int(truncatingIfNeeded: cur[j])]
+            var w = 0
+            t = 0
+            while t < live {
+                let j = Int(truncatingIfNeeded: nodeKeys[t])
+                // Safe: cur[t] is an index the builder stored.
+                let node = nodes[Int(truncatingIfNeeded: cur[t])]
                 let k = kk[j]
-                let v = UInt64(truncatingIfNeeded: k &>> 122)
-                let bit = (node.vector &>> v) & 1
-                let m = 0 &- bit
-                let child = UInt64(node.base1) &+ UInt64((node.vector &<< (63 &- v)).nonzeroBitCount) &- 1
-                cur[j] = (child & m) | (cur[j] & ~m)
-                if bit != 0 { kk[j] = k &<< 6 }
-                leaf[j] = UInt64(node.base0) &+ UInt64((node.leafvec &<< (63 &- v)).nonzeroBitCount) &- 1
-                more |= bit
-                j &+= 1
+                // The next 64 key bits: enough for a chunk and for a skip (at most 60 bits).
+                let hi = UInt64(truncatingIfNeeded: k &>> 64)
+                let v = hi &>> 58
+                // Both readings of the node, then a mask select (a branch here would
+                // mispredict): a skip node compares the next `leafvec` bits with `vector`.
+                let sm = 0 &- UInt64(node.base1 &>> 31)  // all ones for a skip node
+                let length = (node.leafvec & sm) | (6 & ~sm)
+                let skipBit: UInt64 = hi &>> (64 &- node.leafvec) == node.vector ? 1 : 0
+                let bit = (skipBit & sm) | ((node.vector &>> v) & 1 & ~sm)
+                let skipChild = UInt64(node.base1 & ~PoptrieNode.skipFlag)
+                let child =
+                    (skipChild & sm)
+                    | ((UInt64(node.base1) &+ UInt64((node.vector &<< (63 &- v)).nonzeroBitCount) &- 1) & ~sm)
+                vrt_prefetch(nodes + Int(truncatingIfNeeded: child))
+                // Safe: w <= t, so compaction never overwrites an unread entry.
+                nodeKeys[w] = UInt64(truncatingIfNeeded: j)
+                cur[w] = child
+                w &+= Int(truncatingIfNeeded: bit)
+                doneKeys[done] = UInt64(truncatingIfNeeded: j)
+                doneLeaf[done] =
+                    (UInt64(node.base0) & sm)
+                    | ((UInt64(node.base0) &+ UInt64((node.leafvec &<< (63 &- v)).nonzeroBitCount) &- 1) & ~sm)
+                done &+= 1 &- Int(truncatingIfNeeded: bit)
+                kk[j] = k &<< UInt128(length &* bit)
+                t &+= 1
             }
-        } while more != 0
-        j = 0
-        while j < g {
-            vrt_prefetch(leaves + Int(truncatingIfNeeded: leaf[j]))
-            j &+= 1
+            live = w
+        } while live != 0
+        t = 0
+        while t < done {
+            vrt_prefetch(leaves + Int(truncatingIfNeeded: doneLeaf[t]))
+            t &+= 1
         }
-        j = 0
-        while j < g {
-            let r = results[j]
-            // Safe: leaf[j] indexes the leaf run of the node the walk ended on (leaf 0 for the sentinel).
-            let l = leaves[Int(truncatingIfNeeded: leaf[j])]
-            results[j] = r & LPM.nodeFlag != 0 ? l : r
-            j &+= 1
+        t = 0
+        while t < done {
+            // Safe: doneLeaf[t] indexes the leaf run of the node the walk ended on.
+            results[Int(truncatingIfNeeded: doneKeys[t])] = leaves[Int(truncatingIfNeeded: doneLeaf[t])]
+            t &+= 1
         }
     }
 }

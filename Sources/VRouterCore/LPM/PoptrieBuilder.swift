@@ -4,41 +4,6 @@
 // leaves per node; `applying` reruns the same code over the direct-pointing slots that a
 // batch of changes touched and appends their new subtrees after a memcpy of the old ones.
 
-/// The arrays a lookup walks, owned by an IPv4FIB or IPv6FIB.
-struct PoptrieArrays {
-    /// 2^directBits entries: an answer, or `LPM.nodeFlag | root node index`.
-    var direct: UnsafeMutablePointer<UInt32>
-    let directBits: Int
-    var nodes: LPMBuffer<PoptrieNode>
-    var leaves: LPMBuffer<UInt32>
-    /// Nodes and leaves left unreachable by `applying` (their slots got new subtrees);
-    /// when they outweigh the live ones the next change rebuilds from scratch.
-    var garbageNodes = 0
-    var garbageLeaves = 0
-
-    var bytes: Int { (1 << directBits) * 4 + nodes.bytes + leaves.bytes }
-
-    func deallocate() {
-        direct.deallocate()
-        nodes.deallocate()
-        leaves.deallocate()
-    }
-
-    /// Nodes and leaves reachable from a node (for garbage accounting).
-    func subtreeSize(_ root: Int) -> (nodes: Int, leaves: Int) {
-        let n = nodes.base[root]
-        var total = (nodes: 1, leaves: n.leafvec.nonzeroBitCount)
-        var k = 0
-        while k < n.vector.nonzeroBitCount {
-            let c = subtreeSize(Int(n.base1) + k)
-            total.nodes += c.nodes
-            total.leaves += c.leaves
-            k += 1
-        }
-        return total
-    }
-}
-
 struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
     let addrs: UnsafeBufferPointer<K>
     let lens: UnsafeBufferPointer<UInt8>
@@ -49,6 +14,8 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
     let paint: UnsafeMutablePointer<UInt32>
     let childStart: UnsafeMutablePointer<Int32>
     let childEnd: UnsafeMutablePointer<Int32>
+    /// Value -> index in `arrays.values` (narrow tables only).
+    var valueIndex: [UInt32: UInt16] = [:]
 
     static var maxDepth: Int { K.bitWidth / 6 + 2 }
 
@@ -113,9 +80,14 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
         let direct = arrays.direct
         if countGarbage {
             for sl in lo..<hi where direct[sl] & LPM.nodeFlag != 0 {
-                let g = arrays.subtreeSize(Int(direct[sl] & ~LPM.nodeFlag))
-                arrays.garbageNodes += g.nodes
-                arrays.garbageLeaves += g.leaves
+                let index = Int(direct[sl] & LPM.indexMask)
+                if direct[sl] & LPM.inlineFlag == LPM.inlineFlag {
+                    arrays.garbageInline += arrays.inlineWords(arrays.inlineLeafvec(index))
+                } else {
+                    let g = arrays.subtreeSize(index)
+                    arrays.garbageNodes += g.nodes
+                    arrays.garbageLeaves += g.leaves
+                }
             }
         }
         (direct + lo).update(repeating: LPM.miss, count: hi - lo)
@@ -158,9 +130,7 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
             }
         }
         for p in pending {
-            let root = arrays.nodes.grow(by: 1)
-            buildNode(root, p.start, p.end, off: s, def: direct[p.slot], depth: 0)
-            direct[p.slot] = LPM.nodeFlag | UInt32(root)
+            direct[p.slot] = buildRoot(p.start, p.end, def: direct[p.slot])
         }
     }
 
@@ -178,9 +148,10 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
         return lo
     }
 
-    /// Builds the node at `index` for the block at bit offset `off` from routes lo..<hi
-    /// (all inside the block and longer than `off`); `def` answers where none matches.
-    mutating func buildNode(_ index: Int, _ lo: Int, _ hi: Int, off: Int, def: UInt32, depth: Int) {
+    /// Paints the 64 positions of the block at bit offset `off` from routes lo..<hi (all
+    /// inside the block and longer than `off`; `def` answers where none matches) into
+    /// the depth's scratch, and returns the bitmap of positions that need a child node.
+    mutating func paintNode(_ lo: Int, _ hi: Int, off: Int, def: UInt32, depth: Int) -> UInt64 {
         // Safe: depth < maxDepth because each level consumes 6 of at most bitWidth bits.
         let vals = paint + depth * 64
         let cs = childStart + depth * 64
@@ -204,71 +175,159 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
             }
             r += 1
         }
-        // One leaf per run of equal answers; child positions neither start nor break runs.
+        // A child whose routes all carry the answer it inherits answers the same
+        // everywhere: keep it as a leaf. (Real tables announce many more-specifics with
+        // their aggregate's next hop; without this IPv6 spends a node on each.)
+        var rest = vector
+        while rest != 0 {
+            let v = rest.trailingZeroBitCount
+            rest &= rest - 1
+            var same = true
+            var i = Int(cs[v])
+            while i < Int(ce[v]) {
+                if values[i] != vals[v] {
+                    same = false
+                    break
+                }
+                i += 1
+            }
+            if same { vector &= ~(1 << UInt64(v)) }
+        }
+        return vector
+    }
+
+    /// One leaf per run of equal answers; child positions neither start nor break runs.
+    /// Calls `emit` for each run's value and returns the leafvec.
+    @inline(__always)
+    func leafRuns(depth: Int, vector: UInt64, _ emit: (UInt32) -> Void) -> UInt64 {
+        let vals = paint + depth * 64
         var leafvec: UInt64 = 0
-        let base0 = arrays.leaves.count
         var prev: UInt32 = 0
         var any = false
         for i in 0..<64 where vector & (1 << UInt64(i)) == 0 {
             if !any || vals[i] != prev {
                 leafvec |= 1 << UInt64(i)
-                arrays.leaves.append(vals[i])
+                emit(vals[i])
                 prev = vals[i]
                 any = true
             }
         }
+        return leafvec
+    }
+
+    /// Builds the node at `index` for the block at bit offset `off` from routes lo..<hi.
+    mutating func buildNode(_ index: Int, _ lo: Int, _ hi: Int, off: Int, def: UInt32, depth: Int) {
+        let vector = paintNode(lo, hi, off: off, def: def, depth: depth)
+        emitNode(index, off: off, depth: depth, vector: vector)
+    }
+
+    /// Writes the node painted at `depth` into `index`, then its children. A chain (one
+    /// child, every other position one answer) and the chains below it with the same
+    /// answer become one skip node: sparse IPv6 prefixes otherwise spend a node and a
+    /// dependent load per 6 bits between a /32 and a /48.
+    mutating func emitNode(_ index: Int, off: Int, depth: Int, vector: UInt64) {
+        if vector.nonzeroBitCount == 1 {
+            var single: UInt32 = 0
+            let runs = leafRuns(depth: depth, vector: vector) { single = $0 }
+            if runs.nonzeroBitCount == 1 {
+                emitSkip(index, off: off, depth: depth, vector: vector, answer: single)
+                return
+            }
+        }
+        let base0 = arrays.leaves.count
+        var leaves = arrays.leaves
+        let leafvec = leafRuns(depth: depth, vector: vector) { leaves.append($0) }
+        arrays.leaves = leaves
         let base1 = arrays.nodes.grow(by: vector.nonzeroBitCount)
+        precondition(base1 < Int(PoptrieNode.skipFlag), "LPM table too large")
         arrays.nodes.base[index] = PoptrieNode(
             vector: vector, leafvec: leafvec, base0: UInt32(base0), base1: UInt32(base1))
+        let vals = paint + depth * 64
+        let cs = childStart + depth * 64
+        let ce = childEnd + depth * 64
         var rest = vector
         var k = 0
         while rest != 0 {
             let v = rest.trailingZeroBitCount
             rest &= rest - 1
-            buildNode(
-                base1 + k, Int(cs[v]), Int(ce[v]), off: leafEnd, def: vals[v], depth: depth + 1)
+            buildNode(base1 + k, Int(cs[v]), Int(ce[v]), off: off + 6, def: vals[v], depth: depth + 1)
             k += 1
         }
     }
-}
 
-extension PoptrieArrays {
-    /// A fresh build of `routes` with 2^directBits direct entries.
-    static func build<K>(_ routes: RouteList<K>, directBits: Int) -> PoptrieArrays {
-        let arrays = PoptrieArrays(
-            direct: .allocate(capacity: 1 << directBits), directBits: directBits,
-            nodes: LPMBuffer(capacity: routes.count / 2 + 1),
-            leaves: LPMBuffer(capacity: routes.count + 1))
-        var out = PoptrieBuilder.with(routes, arrays) { b in
-            // Node 0 and leaf 0: the sentinel the batch lookup walks for direct answers.
-            b.arrays.nodes.append(PoptrieNode(vector: 0, leafvec: 1, base0: 0, base1: 0))
-            b.arrays.leaves.append(LPM.miss)
-            b.buildSlots(0, 1 << directBits, countGarbage: false)
-            return b.arrays
+    /// Emits a skip node for the chain painted at `depth` (child position `vector`,
+    /// `answer` elsewhere), extended through every chain below with the same answer.
+    mutating func emitSkip(_ index: Int, off: Int, depth: Int, vector: UInt64, answer: UInt32) {
+        var pattern = UInt64(vector.trailingZeroBitCount)
+        var length = 6
+        var d = depth
+        var o = off
+        var v = Int(pattern)
+        var next: UInt64
+        while true {
+            // Paint the child one scratch level down; stop at anything but a same-answer chain.
+            let cs = childStart + d * 64
+            let ce = childEnd + d * 64
+            let def = (paint + d * 64)[v]
+            next = paintNode(Int(cs[v]), Int(ce[v]), off: o + 6, def: def, depth: d + 1)
+            d += 1
+            o += 6
+            guard next.nonzeroBitCount == 1, length + 6 <= PoptrieNode.maxSkip else { break }
+            var single: UInt32 = 0
+            let runs = leafRuns(depth: d, vector: next) { single = $0 }
+            guard runs.nonzeroBitCount == 1, single == answer else { break }
+            v = next.trailingZeroBitCount
+            pattern = pattern << 6 | UInt64(v)
+            length += 6
         }
-        out.nodes.shrinkToFit()
-        out.leaves.shrinkToFit()
-        return out
+        let leaf = arrays.leaves.count
+        arrays.leaves.append(answer)
+        let child = arrays.nodes.grow(by: 1)
+        precondition(child < Int(PoptrieNode.skipFlag), "LPM table too large")
+        arrays.nodes.base[index] = PoptrieNode(
+            vector: pattern, leafvec: UInt64(length), base0: UInt32(leaf),
+            base1: PoptrieNode.skipFlag | UInt32(child))
+        emitNode(child, off: o, depth: d, vector: next)
     }
 
-    /// A copy of self with the direct slots in `ranges` rebuilt from `routes`.
-    func rebuilding<K>(_ ranges: [(Int, Int)], from routes: RouteList<K>) -> PoptrieArrays {
-        let d = UnsafeMutablePointer<UInt32>.allocate(capacity: 1 << directBits)
-        d.update(from: direct, count: 1 << directBits)
-        let extra = ranges.count * 4 + 64
-        let copy = PoptrieArrays(
-            direct: d, directBits: directBits,
-            nodes: LPMBuffer(copying: nodes, extra: extra),
-            leaves: LPMBuffer(copying: leaves, extra: extra * 8),
-            garbageNodes: garbageNodes, garbageLeaves: garbageLeaves)
-        return PoptrieBuilder.with(routes, copy) { b in
-            for (lo, hi) in ranges { b.buildSlots(lo, hi, countGarbage: true) }
-            return b.arrays
+    /// Builds the subtree of a direct slot and returns its direct entry: a leaf-only
+    /// root goes inline (leafvec then leaves, one cache line for most), others to `nodes`.
+    mutating func buildRoot(_ lo: Int, _ hi: Int, def: UInt32) -> UInt32 {
+        let vector = paintNode(lo, hi, off: s, def: def, depth: 0)
+        if vector == 0 {
+            var answers = 0
+            var answer: UInt32 = 0
+            _ = leafRuns(depth: 0, vector: 0) {
+                answer = $0
+                answers += 1
+            }
+            if answers == 1 { return answer }
+            let offset = arrays.inline.grow(by: 2)
+            var blob = arrays.inline
+            let leafvec: UInt64
+            if arrays.narrow {
+                // Two 16-bit value indices per word, the first run in the low half.
+                var pending: UInt32 = 0
+                var odd = false
+                let index = valueIndex
+                leafvec = leafRuns(depth: 0, vector: 0) { v in
+                    let i = UInt32(index[v]!)
+                    if odd { blob.append(pending | i << 16) } else { pending = i }
+                    odd.toggle()
+                }
+                if odd { blob.append(pending) }
+            } else {
+                leafvec = leafRuns(depth: 0, vector: 0) { blob.append($0) }
+            }
+            arrays.inline = blob
+            arrays.inline[offset] = UInt32(truncatingIfNeeded: leafvec)
+            arrays.inline[offset + 1] = UInt32(truncatingIfNeeded: leafvec >> 32)
+            precondition(offset <= LPM.indexMask, "LPM table too large")
+            return LPM.inlineFlag | UInt32(offset)
         }
-    }
-
-    /// True when unreachable nodes and leaves outweigh the live ones.
-    var mostlyGarbage: Bool {
-        garbageNodes * 2 > nodes.count || garbageLeaves * 2 > leaves.count
+        let root = arrays.nodes.grow(by: 1)
+        precondition(root <= LPM.indexMask, "LPM table too large")
+        emitNode(root, off: s, depth: 0, vector: vector)
+        return LPM.nodeFlag | UInt32(root)
     }
 }
