@@ -1,8 +1,7 @@
 // What a flow-cache hit gives the pipeline: the resolved forwarding action, so the packet
 // skips the route lookup, plus the flow's counters for `flow list`.
 
-/// Per-flow flag bits (one byte per slot, kept in the bucket's tag line so that aging
-/// decides without touching the entry).
+/// Per-flow flag bits. Four bits, stored in the entry's metadata byte beside the key.
 @frozen
 public struct FlowFlags: OptionSet, Hashable, Sendable {
     public var rawValue: UInt8
@@ -13,12 +12,15 @@ public struct FlowFlags: OptionSet, Hashable, Sendable {
     /// The cached action is a drop (no route, policy deny). Also ages on the short
     /// timeout, so a dropped flow does not hold its slot for minutes (TF held it 180 s).
     public static let drop = FlowFlags(rawValue: 1 << 1)
-    /// Bits 2...7 are free for the pipeline (NAT, mirror, ...); the table only stores them.
+    /// Bits 2 and 3 are free for the pipeline (NAT, mirror, ...); the table only stores
+    /// them. Bits 4...7 do not exist (the table drops them).
     public static let user0 = FlowFlags(rawValue: 1 << 2)
     public static let user1 = FlowFlags(rawValue: 1 << 3)
 
     /// Flags that select the short timeout.
     public static let shortLived: FlowFlags = [.closing, .drop]
+    /// Every bit the table stores.
+    public static let storable = FlowFlags(rawValue: 0x0F)
 }
 
 /// The cached result of resolving a flow, and its counters.
