@@ -31,8 +31,9 @@ extension FlowTable {
         header.pointee.stats.misses &+= UInt64(truncatingIfNeeded: count &- hits)
     }
 
-    /// One pass over n ≤ batchLimit keys; returns the number of hits.
-    @inlinable
+    /// One pass over n ≤ batchLimit keys; returns the number of hits. Always inlined so
+    /// that a constant `prefetchCounters` folds away.
+    @inlinable @inline(__always)
     func lookupPass(
         _ keys: UnsafePointer<Key>, _ hashes: UnsafePointer<UInt32>, _ n: Int,
         _ slots: UnsafeMutablePointer<UInt32>, _ prefetchCounters: Bool

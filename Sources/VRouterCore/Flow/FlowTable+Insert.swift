@@ -2,7 +2,7 @@
 //   1. a free lane in the primary bucket (its line is already in cache from the miss),
 //   2. a free lane in the alternate bucket (and the primary's overflow count goes up),
 //   3. a cuckoo path: breadth-first over residents of the two buckets and their other
-//      candidates, up to 4 moves / 30 buckets examined, to free a candidate lane,
+//      candidates, up to 4 moves / 62 buckets examined, to free a candidate lane,
 //   4. evict the least recently used of the 4 candidates.
 // At capacity (count == capacity) step 4 comes first: the new flow replaces the LRU
 // candidate (or, if all four candidates are empty, the next entry at the aging cursor),
@@ -38,43 +38,52 @@ extension FlowTable {
         insert(key, hash: hash(key), value: value, now: now)
     }
 
-    /// Inserts a batch (the misses of a frame after their routes were resolved):
-    /// requests every primary bucket first so the cache misses overlap, then inserts in
-    /// order. `slots[i]` is the slot of `keys[i]`, valid after the whole batch, or
-    /// `miss` if that insert failed (the reason is counted in `stats`). Returns how many
-    /// succeeded. Duplicate keys in a batch are fine (the later one updates).
+    /// Inserts a batch (the misses of a frame after their routes were resolved),
+    /// software-pipelined like the batched lookup: while inserting key i it requests the
+    /// lines key i + 8 will need (primary and alternate bucket, counters), so at 1M
+    /// flows the DRAM misses of consecutive inserts overlap. `slots[i]` is the slot of
+    /// `keys[i]`, valid after the whole batch, or `miss` if that insert failed (the
+    /// reason is counted in `stats`). Returns how many succeeded. Duplicate keys in a
+    /// batch are fine (the later one updates).
     @inlinable
     @discardableResult
     public func insert(
         keys: UnsafePointer<Key>, hashes: UnsafePointer<UInt32>, values: UnsafePointer<FlowValue>,
         count: Int, now: UInt32, slots: UnsafeMutablePointer<UInt32>
     ) -> Int {
-        var done = 0
+        let ahead = Self.insertPrefetchDistance
+        for i in 0..<Swift.min(ahead, count) { requestForInsert(hashes[i]) }
+        let disturbed = header.pointee.stats.moves &+ header.pointee.stats.evictions
         var ok = 0
-        while done < count {
-            let n = Swift.min(count &- done, Self.batchLimit)
-            for i in done..<done &+ n {
-                vrt_prefetch_write(bucket(primaryBucket(hashes[i])))
+        for i in 0..<count {
+            if i &+ ahead < count { requestForInsert(hashes[i &+ ahead]) }
+            switch insert(keys[i], hash: hashes[i], value: values[i], now: now) {
+            case .success(let s):
+                slots[i] = s
+                ok &+= 1
+            case .failure:
+                slots[i] = Self.miss
             }
-            let disturbed = header.pointee.stats.moves &+ header.pointee.stats.evictions
-            for i in done..<done &+ n {
-                switch insert(keys[i], hash: hashes[i], value: values[i], now: now) {
-                case .success(let s):
-                    slots[i] = s
-                    ok &+= 1
-                case .failure:
-                    slots[i] = Self.miss
-                }
+        }
+        // A later insert may have moved or evicted an earlier one of this batch.
+        if header.pointee.stats.moves &+ header.pointee.stats.evictions != disturbed {
+            for i in 0..<count where slots[i] != Self.miss {
+                slots[i] = find(keys[i], hash: hashes[i])
             }
-            // A later insert may have moved or evicted an earlier one of this batch.
-            if header.pointee.stats.moves &+ header.pointee.stats.evictions != disturbed {
-                for i in done..<done &+ n where slots[i] != Self.miss {
-                    slots[i] = find(keys[i], hash: hashes[i])
-                }
-            }
-            done &+= n
         }
         return ok
+    }
+
+    @inlinable @inline(__always)
+    func requestForInsert(_ hash: UInt32) {
+        let b1 = primaryBucket(hash)
+        let p = bucket(b1)
+        vrt_prefetch_write(p)
+        if Self.bucketBytes > 64 { vrt_prefetch_write(p + 64) }
+        vrt_prefetch_write(countersLine(b1))
+        let q = bucket(alternateBucket(hash))
+        vrt_prefetch(q)
+        if Self.bucketBytes > 64 { vrt_prefetch(q + 64) }
     }
 
     /// Insert for a key known to be absent (the caller just missed on it).
@@ -145,10 +154,11 @@ extension FlowTable {
 
     /// Breadth-first search for a chain of moves that frees a lane of `b1` or `b2`:
     /// node = a full bucket; its children are the other candidate buckets of its two
-    /// residents. On finding a child with a free lane, moves residents along the path
-    /// (deepest first) and returns the root lane it vacated. Residents' other buckets
-    /// come from rehashing their keys (no hash is stored). Nil if no path of ≤ 4 moves
-    /// exists within 30 buckets.
+    /// residents. Level by level: all children of a level are computed and requested
+    /// first, then checked, so their cache misses overlap. On finding a child with a
+    /// free lane, moves residents along the path (deepest first) and returns the root
+    /// lane it vacated. Residents' other buckets come from rehashing their keys (no hash
+    /// is stored). Nil if no path of ≤ 4 moves exists (62 buckets at most).
     @inlinable
     func cuckooPath(_ b1: UInt32, _ b2: UInt32) -> (UInt32, Int)? {
         // Node i: nodeBucket[i], parent index (or max), lane in the parent whose
@@ -160,51 +170,50 @@ extension FlowTable {
         nodeParent[0] = .max
         nodeBucket[1] = b2
         nodeParent[1] = .max
+        var levelStart = 0
         var n = 2
-        var i = 0
-        while i < n {
-            let b = nodeBucket[i]
-            var depth = 0
-            var up = nodeParent[i]
-            while up != .max {
-                depth &+= 1
-                up = nodeParent[Int(up)]
-            }
-            for lane in 0..<Self.lanes {
-                let other = otherBucket(hash(Key.load(entry(b, lane))), from: b)
-                if let free = freeLane(other) {
-                    // Move the resident out, then each ancestor's resident into the lane
-                    // its child vacated, up to a root.
-                    moveResident(from: b, lane, to: other, free)
-                    var node = i
-                    var vacatedBucket = b
-                    var vacatedLane = lane
-                    while nodeParent[node] != .max {
-                        let parent = Int(nodeParent[node])
-                        let pl = Int(nodeLane[node])
-                        moveResident(from: nodeBucket[parent], pl, to: vacatedBucket, vacatedLane)
-                        vacatedBucket = nodeBucket[parent]
-                        vacatedLane = pl
-                        node = parent
+        for _ in 1...Self.cuckooDepth {
+            let levelEnd = n
+            // Children of this level, requested together.
+            for i in levelStart..<levelEnd {
+                let b = nodeBucket[i]
+                for lane in 0..<Self.lanes where n < Self.cuckooNodes {
+                    let other = otherBucket(hash(Key.load(entry(b, lane))), from: b)
+                    // Never revisit a bucket on this node's own path (that would move a
+                    // resident twice).
+                    var onPath = false
+                    var a = UInt32(i)
+                    while a != .max {
+                        if nodeBucket[Int(a)] == other { onPath = true }
+                        a = nodeParent[Int(a)]
                     }
-                    return (vacatedBucket, vacatedLane)
+                    if onPath { continue }
+                    request(other, false)
+                    nodeBucket[n] = other
+                    nodeParent[n] = UInt32(i)
+                    nodeLane[n] = UInt32(lane)
+                    n &+= 1
                 }
-                guard depth &+ 1 < Self.cuckooDepth, n < Self.cuckooNodes else { continue }
-                // Never revisit a bucket on this node's own path (that would move a
-                // resident twice).
-                var onPath = false
-                var a = UInt32(i)
-                while a != .max {
-                    if nodeBucket[Int(a)] == other { onPath = true }
-                    a = nodeParent[Int(a)]
-                }
-                if onPath { continue }
-                nodeBucket[n] = other
-                nodeParent[n] = UInt32(i)
-                nodeLane[n] = UInt32(lane)
-                n &+= 1
             }
-            i &+= 1
+            for child in levelEnd..<n {
+                guard let free = freeLane(nodeBucket[child]) else { continue }
+                // Move the parent's resident into the free lane, then each ancestor's
+                // resident into the lane its child vacated, up to a root.
+                var node = child
+                var vacatedBucket = nodeBucket[child]
+                var vacatedLane = free
+                while nodeParent[node] != .max {
+                    let parent = Int(nodeParent[node])
+                    let pl = Int(nodeLane[node])
+                    moveResident(from: nodeBucket[parent], pl, to: vacatedBucket, vacatedLane)
+                    vacatedBucket = nodeBucket[parent]
+                    vacatedLane = pl
+                    node = parent
+                }
+                return (vacatedBucket, vacatedLane)
+            }
+            levelStart = levelEnd
+            if levelStart == n { break }
         }
         return nil
     }
