@@ -121,8 +121,9 @@ func lookups<Key: FlowKey>(_ s: Installed<Key>, touch: Bool, now: UInt32) -> UIn
 }
 
 let benchmarks: @Sendable () -> Void = {
+    let bytesPerFlowMetric = BenchmarkMetric.custom("bytes/flow", polarity: .prefersSmaller, useScalingFactor: false)
     let hits = Benchmark.Configuration(
-        metrics: [.wallClock, .throughput, .mallocCountTotal], timeUnits: .nanoseconds,
+        metrics: [.wallClock, .throughput, .mallocCountTotal, bytesPerFlowMetric], timeUnits: .nanoseconds,
         scalingFactor: .mega, maxDuration: .seconds(3), maxIterations: 100)
     let inserts = Benchmark.Configuration(
         metrics: [.wallClock, .throughput, .mallocCountTotal], timeUnits: .nanoseconds,
@@ -132,7 +133,7 @@ let benchmarks: @Sendable () -> Void = {
     _ = (flows64K.count, flows1M.count, flows1MHuge.count, flows1MV6.count, misses1M.keys)
 
     func bytesPerFlow<Key: FlowKey>(_ b: Benchmark, _ s: Installed<Key>) {
-        b.measurement(.custom("bytes/flow", useScalingFactor: false), s.bytesPerFlow)
+        b.measurement(bytesPerFlowMetric, s.bytesPerFlow)
     }
 
     Benchmark("IPv4 hits, 64K flows", configuration: hits) { b in
@@ -209,6 +210,22 @@ let benchmarks: @Sendable () -> Void = {
             let n = min(frame, s.count - off)
             t.insert(keys: s.keys + off, hashes: s.hashes + off, values: values, count: n, now: 0, slots: slots)
             off += n
+        }
+        b.stopMeasurement()
+        blackHole(t.count)
+    }
+    Benchmark(
+        "IPv4 fill an empty 64K table (65,536 inserts per iteration)",
+        configuration: .init(
+            metrics: [.wallClock, .throughput, .mallocCountTotal], timeUnits: .microseconds,
+            maxDuration: .seconds(3), maxIterations: 200)
+    ) { b in
+        let s = flows64K
+        let t = FlowTable<IPv4FlowKey>(capacity: 65_536)
+        defer { t.deallocate() }
+        b.startMeasurement()
+        for i in 0..<s.count {
+            _ = t.insert(s.keys[i], hash: s.hashes[i], value: FlowValue(nexthop: 1, label: 2), now: 0)
         }
         b.stopMeasurement()
         blackHole(t.count)

@@ -40,19 +40,29 @@ extension FlowTable {
     ) -> Int {
         let ahead = Self.prefetchDistance
         // Primary buckets, software-pipelined: request key i + ahead, compare key i.
-        for i in 0..<Swift.min(ahead, n) {
-            request(primaryBucket(hashes[i]), prefetchCounters)
+        // The request stage leaves each key's bucket number and address in scratch so
+        // the compare stage does not recompute them.
+        let bucketOf = scratchBuckets
+        let addressOf = scratchAddresses
+        @inline(__always) func stage1(_ i: Int) {
+            let b = primaryBucket(hashes[i])
+            let p = bucket(b)
+            // Safe: i < n ≤ batchLimit, the scratch size.
+            bucketOf[i] = b
+            addressOf[i] = p
+            vrt_prefetch(p)
+            if Self.bucketBytes > 64 { vrt_prefetch(p + 64) }
+            if prefetchCounters { vrt_prefetch_write(countersLine(b)) }
         }
         let pending = scratchPending
         var misses = 0
         var npending = 0
-        for i in 0..<n {
-            if i &+ ahead < n { request(primaryBucket(hashes[i &+ ahead]), prefetchCounters) }
+        @inline(__always) func stage2(_ i: Int) {
             // Which lane holds the key is a coin flip, so it is selected without a
             // branch (a mispredict costs more than the compare); the hit/miss branch is
             // predictable on real traffic.
-            let b = primaryBucket(hashes[i])
-            let p = bucket(b)
+            let b = bucketOf[i]
+            let p = addressOf[i]
             let key = keys[i]
             let d0 = key.mismatch(p)
             let d1 = key.mismatch(p + Self.entryStride)
@@ -67,6 +77,18 @@ extension FlowTable {
                     npending &+= 1
                 }
             }
+        }
+        let lead = Swift.min(ahead, n)
+        for i in 0..<lead { stage1(i) }
+        var i = 0
+        while i &+ ahead < n {
+            stage1(i &+ ahead)
+            stage2(i)
+            i &+= 1
+        }
+        while i < n {
+            stage2(i)
+            i &+= 1
         }
         var hits = n &- misses
         if npending == 0 { return hits }

@@ -17,7 +17,7 @@ extension FlowTable {
     /// Bytes this table allocated: buckets and counters (or the memory it was given),
     /// per-VRF counts and quotas, scratch and header.
     public var memoryBytes: Int {
-        Self.bucketBytes(capacity: capacity) + vrfLimit * 8 + Self.batchLimit * 2
+        Self.bucketBytes(capacity: capacity) + vrfLimit * 8 + Self.batchLimit * (2 + 4 + 8)
             + Self.cuckooNodes * 12 + MemoryLayout<FlowTableHeader>.stride
     }
 
