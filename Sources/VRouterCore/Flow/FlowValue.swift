@@ -8,19 +8,21 @@ public struct FlowFlags: OptionSet, Hashable, Sendable {
     @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
     /// TCP FIN or RST seen (the pipeline sets it): the entry ages out on the short
     /// closing timeout instead of the idle timeout.
-    public static let closing = FlowFlags(rawValue: 1 << 0)
+    @inlinable public static var closing: FlowFlags { FlowFlags(rawValue: 1 << 0) }
     /// The cached action is a drop (no route, policy deny). Also ages on the short
     /// timeout, so a dropped flow does not hold its slot for minutes (TF held it 180 s).
-    public static let drop = FlowFlags(rawValue: 1 << 1)
+    @inlinable public static var drop: FlowFlags { FlowFlags(rawValue: 1 << 1) }
     /// Bits 2 and 3 are free for the pipeline (NAT, mirror, ...); the table only stores
     /// them. Bits 4...7 do not exist (the table drops them).
-    public static let user0 = FlowFlags(rawValue: 1 << 2)
-    public static let user1 = FlowFlags(rawValue: 1 << 3)
+    @inlinable public static var user0: FlowFlags { FlowFlags(rawValue: 1 << 2) }
+    @inlinable public static var user1: FlowFlags { FlowFlags(rawValue: 1 << 3) }
 
     /// Flags that select the short timeout.
-    public static let shortLived: FlowFlags = [.closing, .drop]
+    @inlinable public static var shortLived: FlowFlags { FlowFlags(rawValue: 0x03) }  // closing, drop
+    // Computed (not `static let`): a global would cost a once-initialization check per
+    // use in the hot path.
     /// Every bit the table stores.
-    public static let storable = FlowFlags(rawValue: 0x0F)
+    @inlinable public static var storable: FlowFlags { FlowFlags(rawValue: 0x0F) }
 }
 
 /// The cached result of resolving a flow, and its counters.
