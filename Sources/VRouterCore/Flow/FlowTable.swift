@@ -220,8 +220,10 @@ public struct FlowTable<Key: FlowKey>: @unchecked Sendable {  // Safe: used by o
 
     @inlinable @inline(__always)
     func bucket(_ b: UInt32) -> UnsafeMutableRawPointer {
+        // Superblock b/2 = 2 buckets + one counters line, so bucket b starts after b
+        // buckets and b/2 counters lines (a shift-and-add, no multiply by 192).
         // Safe: b < bucketCount, so the bucket lies inside the allocation.
-        blocks + (Int(b &>> 1) &* Self.superblockBytes &+ Int(b & 1) &* Self.bucketBytes)
+        blocks + (Int(b) &* Self.bucketBytes &+ Int(b &>> 1) &* 64)
     }
 
     @inlinable @inline(__always)
@@ -229,7 +231,7 @@ public struct FlowTable<Key: FlowKey>: @unchecked Sendable {  // Safe: used by o
         bucket(b) + lane &* Self.entryStride
     }
 
-    /// The line holding the counters of buckets 2k and 2k+1.
+    /// The line holding the counters of buckets 2k and 2k+1 (the superblock's last).
     @inlinable @inline(__always)
     func countersLine(_ b: UInt32) -> UnsafeMutableRawPointer {
         blocks + (Int(b &>> 1) &* Self.superblockBytes &+ Self.countersOffset)
