@@ -8,8 +8,9 @@
 // candidate (or, if all four candidates are empty, the next entry at the aging cursor),
 // so the table never holds more than `capacity` entries.
 // Simulated with random keys (2-entry buckets, this policy): at the 80% load the sizing
-// allows, no insert needs step 4 and 31% of keys live in their alternate bucket; at 85%,
-// 0.07% of inserts evict early. Paths examine 0.4 buckets per insert on average.
+// allows, 31% of keys live in their alternate bucket and paths examine 0.4 buckets per
+// insert on average; at 85%, 0.07% of inserts evict early. Measured filling a 1M table
+// to capacity: 22 of 1,000,000 inserts (0.002%) evicted early, 14% needed moves.
 
 import CVRouterShims
 
