@@ -14,15 +14,15 @@ import Testing
 
     static let action = FlowValue(nexthop: 5, label: 100, generation: 1)
 
-    @Test func layoutIs56BytesPerIPv4Slot() {
-        #expect(Table4.blockSize == 448)
-        #expect(Table6.blockSize == 704)
+    @Test func layoutIs48BytesPerIPv4Slot() {
+        #expect(Table4.superblockBytes == 192)  // 2 buckets of 2 entries + their counters
+        #expect(Table6.superblockBytes == 320)
         let t = Table4(capacity: 1 << 20)
         defer { t.deallocate() }
-        #expect(t.slotCount == 1 << 20)
-        // Buckets dominate; per-VRF arrays and scratch are a rounding error at this size.
+        // Sized for 80% load at capacity: 1.25 slots per flow, 48 B per slot.
+        #expect(t.slotCount >= (1 << 20) * 5 / 4 && t.slotCount < (1 << 20) * 5 / 4 + 4)
         let perFlow = Double(t.memoryBytes) / Double(t.capacity)
-        #expect(perFlow >= 56 && perFlow < 56.1)
+        #expect(perFlow >= 60 && perFlow < 60.1)
     }
 
     @Test func insertLookupTouchUpdate() {
@@ -75,14 +75,15 @@ import Testing
         for i in 992..<1000 { #expect(t.lookup(Self.key(i)) != Table4.miss) }
     }
 
-    @Test func fillsPast95PercentWithoutEvictingAndMovesKeepEntries() {
+    @Test func fillsToCapacityWithoutEvictingAndMovesKeepEntries() {
         let t = Table4(capacity: 1 << 14)
         defer { t.deallocate() }
-        let n = (1 << 14) * 95 / 100
+        let n = 1 << 14
         for i in 0..<n { _ = t.insert(Self.key(i), value: FlowValue(nexthop: UInt32(i)), now: 0) }
         #expect(t.stats.moves > 0)
-        // Random placement: a handful of evictions near 95% is expected (0.2% in simulation).
-        #expect(t.stats.evictions < UInt64(n) / 100)
+        // At the 80% slot load the sizing allows, cuckoo paths always existed in
+        // simulation; allow a handful.
+        #expect(t.stats.evictions <= 4)
         #expect(t.count == n - Int(t.stats.evictions))
         var found = 0
         for i in 0..<n {
@@ -93,10 +94,10 @@ import Testing
             }
         }
         #expect(found == t.count)
-        // Most entries live in their primary bucket (what keeps lookups at one tag line).
+        // Most entries live in their primary bucket (the one a lookup reads first).
         var home = 0
-        t.forEach { slot, k, _ in if slot >> 3 == t.primaryBucket(t.hash(k)) { home += 1 } }
-        #expect(Double(home) / Double(t.count) > 0.8)
+        t.forEach { slot, k, _ in if slot >> 1 == t.primaryBucket(t.hash(k)) { home += 1 } }
+        #expect(Double(home) / Double(t.count) > 0.6)
     }
 
     @Test func quotasArePerVRFAndReleased() {
@@ -187,39 +188,54 @@ import Testing
         #expect(t.expire(now: 5, idleTimeout: 10, closingTimeout: 1, maxScan: t.slotCount) == 1)
     }
 
-    /// Keys whose hashes share both the primary bucket and the 16-bit tag: the table must
-    /// tell them apart by the full key.
-    @Test func equalTagsNeverFalselyHit() {
-        let t = Table4(capacity: 16)  // 2 buckets: every key shares a bucket with half the others
+    /// Keys that share both candidate buckets and differ in a single bit of a single
+    /// field: the full-key compare (with the metadata byte masked) tells them apart.
+    @Test func keysSharingBucketsNeverFalselyHit() {
+        let t = Table4(capacity: 3)  // 2 buckets: every key's candidates are both
         defer { t.deallocate() }
-        var byTag: [UInt32: IPv4FlowKey] = [:]
-        var pairs: [(IPv4FlowKey, IPv4FlowKey)] = []
-        var i = 0
-        while pairs.count < 4 {
-            let k = Self.key(i)
-            let h = t.hash(k)
-            let id = UInt32(Table4.tag(h)) << 1 | t.primaryBucket(h)
-            if let other = byTag[id] { pairs.append((other, k)) } else { byTag[id] = k }
-            i += 1
+        #expect(t.slotCount == 4)
+        let base = IPv4FlowKey(vrf: 1, proto: 6, src: 0xC000_0201, dst: 0xC633_6401, sport: 80, dport: 443)
+        let neighbours = [
+            IPv4FlowKey(word0: base.word0 ^ 1 << 48, word1: base.word1),  // vrf
+            IPv4FlowKey(word0: base.word0 ^ 1 << 40, word1: base.word1),  // proto
+            IPv4FlowKey(word0: base.word0 ^ 1 << 16, word1: base.word1),  // sport
+            IPv4FlowKey(word0: base.word0 ^ 1, word1: base.word1),  // dport
+            IPv4FlowKey(word0: base.word0, word1: base.word1 ^ 1 << 32),  // src
+            IPv4FlowKey(word0: base.word0, word1: base.word1 ^ 1),  // dst
+            // Bits 32...39 are not key bits: this is the same key.
+            IPv4FlowKey(word0: base.word0 | 0xFF << 32, word1: base.word1),
+        ]
+        #expect(neighbours[6] == base)
+        let slot = try! t.insert(base, value: FlowValue(nexthop: 1, flags: [.closing, .drop, .user0, .user1]), now: 0).get()
+        for k in neighbours.prefix(6) {
+            #expect(t.lookup(k) == Table4.miss, "\(k)")
+            var out: [UInt32] = [0]
+            t.lookup(keys: [k], hashes: [t.hash(k)], count: 1, slots: &out)
+            #expect(out == [Table4.miss])
         }
-        for (a, b) in pairs {
-            #expect(a != b)
-            #expect(Table4.tag(t.hash(a)) == Table4.tag(t.hash(b)))
-            t.removeAll()
-            let sa = try! t.insert(a, value: FlowValue(nexthop: 1), now: 0).get()
-            #expect(t.lookup(b) == Table4.miss)
-            var slots: [UInt32] = [0, 0]
-            t.lookup(keys: [a, b], hashes: [t.hash(a), t.hash(b)], count: 2, slots: &slots)
-            #expect(slots == [sa, Table4.miss])
-            let sb = try! t.insert(b, value: FlowValue(nexthop: 2), now: 0).get()
-            #expect(sa != sb && t.count == 2)
-            #expect(t.nexthop(at: t.lookup(a)) == 1 && t.nexthop(at: t.lookup(b)) == 2)
-            #expect(t.remove(a))
-            #expect(t.lookup(a) == Table4.miss && t.lookup(b) == sb)
+        #expect(t.lookup(neighbours[6]) == slot)
+        // The empty slots' zeroed memory is no key either, not even the all-zero key.
+        let zero = IPv4FlowKey(word0: 0, word1: 0)
+        #expect(t.lookup(zero) == Table4.miss)
+        _ = t.insert(zero, value: FlowValue(nexthop: 2), now: 0)
+        #expect(t.nexthop(at: t.lookup(zero)) == 2)
+        #expect(t.remove(zero))
+        #expect(t.lookup(zero) == Table4.miss && t.lookup(base) == slot)
+        // Fill all four slots with neighbours: each finds its own value.
+        for (i, k) in neighbours.prefix(3).enumerated() { _ = t.insert(k, value: FlowValue(nexthop: UInt32(10 + i)), now: 0) }
+        #expect(t.count == 3)  // capacity 3: the third neighbour evicted the LRU one
+        var found = 0
+        for (i, k) in neighbours.prefix(3).enumerated() {
+            let s = t.lookup(k)
+            if s != Table4.miss {
+                found += 1
+                #expect(t.nexthop(at: s) == UInt32(10 + i))
+            }
         }
+        #expect(found + (t.lookup(base) != Table4.miss ? 1 : 0) == 3)
     }
 
-    /// At 95% load many keys live in their alternate bucket: the batched lookup's second
+    /// Near capacity a third of the keys live in their alternate bucket: the batched lookup's second
     /// pass must find exactly what single lookups find, for frames of every size.
     @Test func batchedLookupEqualsSingleLookups() {
         for (capacity, v6) in [(1 << 12, false), (1 << 11, true)] {
@@ -269,7 +285,7 @@ import Testing
                 if single != FlowTable<Key>.miss {
                     hits += 1
                     #expect(t.key(at: single) == keys[i])
-                    if single >> 3 != t.primaryBucket(hashes[i]) { alternates += 1 }
+                    if single >> 1 != t.primaryBucket(hashes[i]) { alternates += 1 }
                 }
             }
             #expect(t.stats.lookups - before.lookups == UInt64(n))

@@ -2,8 +2,8 @@
 // default, a full scan every 45 s), so dead and dropped flows held their slots for minutes
 // and a stuck agent froze them. Here the worker calls `expire` with a small `maxScan`
 // between frames; a cursor walks the slots round-robin, so the cost per call is bounded
-// and a full sweep takes slotCount / maxScan calls. The decision reads only the tag
-// line (tag, lastSeen, flags); the entry is read only for entries being removed.
+// and a full sweep takes slotCount / maxScan calls. Entries are read in address order
+// (sequential lines, prefetcher-friendly); counters are not touched.
 
 extension FlowTable {
     /// Examines up to `maxScan` slots from the aging cursor and removes entries idle for
@@ -15,22 +15,23 @@ extension FlowTable {
     @discardableResult
     public func expire(now: UInt32, idleTimeout: UInt32, closingTimeout: UInt32, maxScan: Int) -> Int {
         let total = slotCount
-        var cursor = header.pointee.cursor & (total &- 1)
+        var cursor = header.pointee.cursor < total ? header.pointee.cursor : 0
         var removed = 0
         let short = FlowFlags.shortLived.rawValue
         for _ in 0..<Swift.max(0, Swift.min(maxScan, total)) {
-            let bucket = UInt32(truncatingIfNeeded: cursor &>> 3)
-            let lane = cursor & 7
-            let blk = block(bucket)
-            if Self.tagAt(blk, lane) != 0 {
-                let age = now &- Self.lastSeen(blk, lane)
-                let timeout = Self.flagsAt(blk, lane) & short != 0 ? closingTimeout : idleTimeout
-                if age > timeout {
-                    removeEntry(bucket, lane)
+            let b = UInt32(truncatingIfNeeded: cursor &>> 1)
+            let lane = cursor & 1
+            let e = entry(b, lane)
+            let m = Self.meta(e)
+            if m & FlowEntryMeta.occupied != 0 {
+                let age = now &- Self.lastSeen(e)
+                if age > (m & short != 0 ? closingTimeout : idleTimeout) {
+                    removeEntry(b, lane)
                     removed &+= 1
                 }
             }
-            cursor = (cursor &+ 1) & (total &- 1)
+            cursor &+= 1
+            if cursor == total { cursor = 0 }
         }
         header.pointee.cursor = cursor
         header.pointee.stats.expired &+= UInt64(removed)

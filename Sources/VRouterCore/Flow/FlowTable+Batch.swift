@@ -1,10 +1,12 @@
-// Batched lookup over a frame, stage by stage ("loop and jump", as DPDK's bulk hash
-// lookup and VPP's nodes do): first request every packet's tag line, then match tags and
-// request the one entry each hit needs, then compare keys. Each stage only touches lines
-// the previous stage requested, so up to a frame's worth of cache misses are in flight at
-// once instead of one at a time: at 1M flows (tables in DRAM) this is what turns ~100 ns
-// per lookup into a few ns. A frame's lines (≤256 tag lines + 256 entries, 32 KiB)
-// stay within L1/L2 between the stages.
+// Batched lookup over a frame, software-pipelined (VPP/DPDK style): while comparing key
+// i it requests the bucket line of key i + 20 (and, for a following `touch`, that key's
+// counters line, for writing), so ~20 cache misses are in flight while the CPU compares.
+// Measured against the alternatives on this VM: one-key-at-a-time lookups ~5M/s at 1M
+// flows (each miss ~200 ns); "loop and jump" (request a pass of 32–256, then compare the
+// pass) 25–32M/s, because the memory system idles while each pass is compared and the
+// first line of each pass is a full round trip; pipelined ~50M/s. Keys that missed in a
+// primary whose overflow count is nonzero get the same treatment on their alternate
+// buckets after the frame's primaries.
 
 import CVRouterShims
 
@@ -31,92 +33,97 @@ extension FlowTable {
         header.pointee.stats.misses &+= UInt64(truncatingIfNeeded: count &- hits)
     }
 
-    /// One pass over n ≤ batchLimit keys; returns the number of hits.
-    @inlinable
+    /// One pass over n ≤ batchLimit keys; returns the number of hits. Always inlined so
+    /// that a constant `prefetchCounters` folds away.
+    @inlinable @inline(__always)
     func lookupPass(
         _ keys: UnsafePointer<Key>, _ hashes: UnsafePointer<UInt32>, _ n: Int,
         _ slots: UnsafeMutablePointer<UInt32>, _ prefetchCounters: Bool
     ) -> Int {
-        let masks = scratchMasks
-        let pending = scratchPending
-        let mask = bucketMask
-
-        // Stage 1: request every primary tag line.
-        for i in 0..<n {
-            vrt_prefetch(block(hashes[i] & mask))
-        }
-        // Stage 2: match tags; request the first matching entry (a second match is a
-        // 1-in-8000 tag collision and simply misses the cache).
-        for i in 0..<n {
-            let h = hashes[i]
-            let blk = block(h & mask)
-            let m = Self.matchLanes(blk, Self.tag(h))
+        let ahead = Self.prefetchDistance
+        // Primary buckets, software-pipelined: request key i + ahead, compare key i.
+        // The request stage leaves each key's bucket number and address in scratch so
+        // the compare stage does not recompute them.
+        let bucketOf = scratchBuckets
+        let addressOf = scratchAddresses
+        @inline(__always) func stage1(_ i: Int) {
+            let b = primaryBucket(hashes[i])
+            let p = bucket(b)
             // Safe: i < n ≤ batchLimit, the scratch size.
-            masks[i] = m
-            if m != 0 {
-                let lane = Self.lane(ofBit: m.trailingZeroBitCount)
-                vrt_prefetch(entry(blk, lane))
-                if prefetchCounters { vrt_prefetch_write(counters(blk, lane)) }
-            }
+            bucketOf[i] = b
+            addressOf[i] = p
+            vrt_prefetch(p)
+            if Self.bucketBytes > 64 { vrt_prefetch(p + 64) }
+            if prefetchCounters { vrt_prefetch_write(countersLine(b)) }
         }
-        // Stage 3: compare keys. Misses whose primary has spilled keys go to `pending`.
-        var hits = 0
+        let pending = scratchPending
+        var misses = 0
         var npending = 0
-        for i in 0..<n {
-            let h = hashes[i]
-            let bucket = h & mask
-            let blk = block(bucket)
-            var m = masks[i]
-            var slot = Self.miss
-            while m != 0 {
-                let lane = Self.lane(ofBit: m.trailingZeroBitCount)
-                if Self.key(entry(blk, lane)) == keys[i] {
-                    slot = bucket &<< 3 | UInt32(lane)
-                    break
+        @inline(__always) func stage2(_ i: Int) {
+            // Which lane holds the key is a coin flip, so it is selected without a
+            // branch (a mispredict costs more than the compare); the hit/miss branch is
+            // predictable on real traffic.
+            let b = bucketOf[i]
+            let p = addressOf[i]
+            let key = keys[i]
+            let d0 = key.mismatch(p)
+            let d1 = key.mismatch(p + Self.entryStride)
+            if Swift.min(d0, d1) == 0 {
+                slots[i] = b &<< 1 | (d0 != 0 ? 1 : 0)
+            } else {
+                slots[i] = Self.miss
+                misses &+= 1
+                if Self.hasOverflow(p) {
+                    // Safe: npending ≤ i < n ≤ batchLimit, the scratch size.
+                    pending[npending] = UInt16(truncatingIfNeeded: i)
+                    npending &+= 1
                 }
-                m &= m &- 1
-            }
-            slots[i] = slot
-            if slot != Self.miss {
-                hits &+= 1
-            } else if Self.overflow(blk) != 0 {
-                pending[npending] = UInt16(truncatingIfNeeded: i)
-                npending &+= 1
             }
         }
+        let lead = Swift.min(ahead, n)
+        for i in 0..<lead { stage1(i) }
+        var i = 0
+        while i &+ ahead < n {
+            stage1(i &+ ahead)
+            stage2(i)
+            i &+= 1
+        }
+        while i < n {
+            stage2(i)
+            i &+= 1
+        }
+        var hits = n &- misses
         if npending == 0 { return hits }
 
-        // The same three stages over the alternate buckets of the pending keys.
-        for p in 0..<npending {
-            vrt_prefetch(block(alternateBucket(hashes[Int(pending[p])])))
+        // Alternate buckets of the keys that missed in a primary with spilled keys.
+        for p in 0..<Swift.min(ahead, npending) {
+            request(alternateBucket(hashes[Int(pending[p])]), prefetchCounters)
         }
         for p in 0..<npending {
-            let h = hashes[Int(pending[p])]
-            let blk = block(alternateBucket(h))
-            let m = Self.matchLanes(blk, Self.tag(h))
-            masks[p] = m
-            if m != 0 {
-                let lane = Self.lane(ofBit: m.trailingZeroBitCount)
-                vrt_prefetch(entry(blk, lane))
-                if prefetchCounters { vrt_prefetch_write(counters(blk, lane)) }
+            if p &+ ahead < npending {
+                request(alternateBucket(hashes[Int(pending[p &+ ahead])]), prefetchCounters)
             }
-        }
-        for p in 0..<npending {
             let i = Int(pending[p])
-            let bucket = alternateBucket(hashes[i])
-            let blk = block(bucket)
-            var m = masks[p]
-            while m != 0 {
-                let lane = Self.lane(ofBit: m.trailingZeroBitCount)
-                if Self.key(entry(blk, lane)) == keys[i] {
-                    slots[i] = bucket &<< 3 | UInt32(lane)
-                    hits &+= 1
-                    break
-                }
-                m &= m &- 1
+            let b = alternateBucket(hashes[i])
+            let q = bucket(b)
+            let d0 = keys[i].mismatch(q)
+            let d1 = keys[i].mismatch(q + Self.entryStride)
+            if Swift.min(d0, d1) == 0 {
+                slots[i] = b &<< 1 | (d0 != 0 ? 1 : 0)
+                hits &+= 1
             }
         }
         return hits
+    }
+
+    /// Prefetches a bucket's lines (one for IPv4, two for IPv6) and optionally its
+    /// counters line for writing.
+    @inlinable @inline(__always)
+    func request(_ b: UInt32, _ counters: Bool) {
+        let p = bucket(b)
+        vrt_prefetch(p)
+        if Self.bucketBytes > 64 { vrt_prefetch(p + 64) }
+        if counters { vrt_prefetch_write(countersLine(b)) }
     }
 
     /// `touch` for every hit of a batch (`slots[i] != miss`), with per-packet byte counts.

@@ -14,11 +14,11 @@ extension FlowTable {
 
     public func resetStats() { header.pointee.stats = FlowTableStats() }
 
-    /// Bytes this table allocated: buckets (or the memory it was given), per-VRF counts
-    /// and quotas, batch scratch and header.
+    /// Bytes this table allocated: buckets and counters (or the memory it was given),
+    /// per-VRF counts and quotas, scratch and header.
     public var memoryBytes: Int {
-        (Int(bucketMask) + 1) * Self.blockSize + vrfLimit * 8 + Self.batchLimit * (8 + 2)
-            + MemoryLayout<FlowTableHeader>.stride
+        Self.bucketBytes(capacity: capacity) + vrfLimit * 8 + Self.batchLimit * (2 + 4 + 8)
+            + Self.cuckooNodes * 12 + MemoryLayout<FlowTableHeader>.stride
     }
 
     /// First occupied slot at or after `slot` (optionally of one VRF), or nil. Lets the
@@ -26,19 +26,9 @@ extension FlowTable {
     public func nextOccupied(from slot: Int, vrf: UInt16? = nil) -> UInt32? {
         var s = Swift.max(0, slot)
         while s < slotCount {
-            let bucket = UInt32(s >> 3)
-            let blk = block(bucket)
-            var lanes = Self.occupiedLanes(blk)
-            var best = -1
-            while lanes != 0 {
-                let lane = Self.lane(ofBit: lanes.trailingZeroBitCount)
-                lanes &= lanes &- 1
-                guard lane >= s & 7, best < 0 || lane < best else { continue }
-                if let vrf, Self.key(entry(blk, lane)).vrf != vrf { continue }
-                best = lane
-            }
-            if best >= 0 { return bucket << 3 | UInt32(best) }
-            s = (s | 7) + 1
+            let e = entry(UInt32(s >> 1), s & 1)
+            if Self.isOccupied(e) && (vrf == nil || Key.load(e).vrf == vrf!) { return UInt32(s) }
+            s += 1
         }
         return nil
     }

@@ -1,30 +1,33 @@
 // The flow cache: a per-worker exact-match table from FlowKey to FlowValue, allocated
 // once at a fixed capacity. Single-threaded (one table per worker), so nothing is atomic.
 //
-// Layout: 2^k buckets of 8 slots. A bucket is one contiguous block:
+// Layout: buckets of 2 entries; a bucket is exactly one cache line for IPv4 (2 × 32 B)
+// and two for IPv6 (2 × 64 B). Two buckets and the line holding their 4 counters form a
+// superblock, so a flow's entry and counters are 64–128 bytes apart (same page):
 //
-//   line 0   tags      8 × UInt16   0 = empty, else 16 high bits of the hash (never 0)
-//            lastSeen  8 × UInt32   caller ticks at the last packet
-//            flags     8 × UInt8    FlowFlags
-//            overflow  UInt16       keys whose primary bucket is this one but which
-//                                   live in their alternate bucket (sticky at 0xFFFF)
-//   entries  8 × entryStride        key | nexthop | label | generation | hash
-//                                   (IPv4: 32 B, two per line; IPv6: 64 B, one line)
-//   counters 8 × 16 B               packets, bytes
+//   superblock  bucket 2k      entry 0 | entry 1
+//               bucket 2k+1    entry 0 | entry 1
+//               counters       4 × (packets: UInt64, bytes: UInt64)
+//   entry       key (word0 carries the metadata byte) | nexthop | label | generation | lastSeen
+//   metadata    bit 7 occupied · bits 0–3 FlowFlags · bits 4–6: 3 bits of the bucket's
+//               overflow count (entry 0 low, entry 1 high; 6 bits, sticky at 63)
 //
-// IPv4: 64 + 256 + 128 = 448 B per 8 slots = 56 B per slot. IPv6: 704 B = 88 B per slot.
-// A hit reads the tag line and one entry (2 lines); `touch` writes lastSeen in the tag
-// line and the counters (one more line, prefetched for write by the batched lookup).
-// Keeping the three parts of a bucket in one block puts them in the same 4 KiB page
-// most of the time, so a lookup at 1M flows costs one TLB miss, not three.
+// IPv4: 192 B per 4 slots = 48 B per slot; IPv6: 320 B per 4 slots = 80 B per slot.
+// Why no tag line: this VM's DRAM sustains ~90M random line fetches/s per core, so at
+// 1M flows the number of lines per lookup is the throughput. Comparing two full keys
+// in one line costs a few xors; the 8-way bucket with a 16-bit tag line we built first
+// (DPDK/SMC style) added a second, dependent line to every hit and topped out at ~25M
+// hits/s at 1M flows. A hit reads 1 line (1.3 on average at 80% load, counting keys
+// that live in their alternate bucket); `touch` adds the counters line.
 //
-// Placement: two candidate buckets per key (primary = hash & mask, alternate = primary
-// xor an odd function of the hash). Inserts prefer the primary, then the alternate, then
-// try to move one resident of either bucket to its other candidate (one cuckoo step),
-// and only then evict the least recently used of the 16 candidates. Preferring the
-// primary keeps ~95% of keys there at 75% load, and the overflow count lets a lookup
-// skip the alternate bucket unless some key actually spilled from this primary: most
-// hits and most misses touch a single tag line. See FlowTable+Insert.swift.
+// Placement: two candidate buckets per key (primary from the hash's high bits by
+// multiply-shift, alternate a different bucket derived from a remix), any bucket count
+// (not a power of two, so the table is sized to the capacity: slots = 1.25 × capacity,
+// ≤ 60 B per IPv4 flow at capacity). Inserts prefer the primary, then the alternate,
+// then a breadth-first cuckoo path of up to 4 moves, and only then evict the least
+// recently used of the 4 candidates. The overflow count tells a lookup whether any key
+// of this primary lives elsewhere, so a miss usually reads one line too.
+// See FlowTable+Insert.swift for the measured load behaviour.
 
 /// Why an insert did not install the flow.
 @frozen
@@ -73,8 +76,8 @@ struct FlowTableHeader {
 /// A fixed-capacity flow cache, as a bundle of raw pointers: trivially copyable, so the
 /// hot path keeps it in registers with no retain/release. Whoever made it calls
 /// `deallocate()` once, after every copy is done with it. Slot indices (UInt32) name an
-/// entry until the next insert, remove or expire on this table; `FlowTable.miss` names
-/// none.
+/// entry until the next insert, remove or expire on this table (an insert may move or
+/// evict other entries); `FlowTable.miss` names none.
 @frozen
 public struct FlowTable<Key: FlowKey>: @unchecked Sendable {  // Safe: used by one worker at a time.
     @usableFromInline let blocks: UnsafeMutableRawPointer
@@ -82,11 +85,13 @@ public struct FlowTable<Key: FlowKey>: @unchecked Sendable {  // Safe: used by o
     @usableFromInline let vrfCounts: UnsafeMutablePointer<UInt32>
     /// Per-VRF limit, or UInt32.max for "the default quota" (itself UInt32.max for none).
     @usableFromInline let vrfQuotas: UnsafeMutablePointer<UInt32>
-    /// Scratch for the batched lookup (tag-match masks and the pending list): owned by
-    /// the table so a batch allocates nothing.
-    @usableFromInline let scratchMasks: UnsafeMutablePointer<UInt64>
+    /// Scratch owned by the table so that nothing allocates after init: the batched
+    /// lookup's pending list, and the cuckoo search's nodes (bucket, parent, lane).
     @usableFromInline let scratchPending: UnsafeMutablePointer<UInt16>
-    @usableFromInline let bucketMask: UInt32
+    @usableFromInline let scratchBuckets: UnsafeMutablePointer<UInt32>
+    @usableFromInline let scratchAddresses: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    @usableFromInline let scratchPath: UnsafeMutablePointer<UInt32>
+    @usableFromInline let bucketCount: UInt32
     @usableFromInline let ownsBlocks: Bool
     /// Most entries the table holds; inserts beyond it evict.
     public let capacity: Int
@@ -95,37 +100,42 @@ public struct FlowTable<Key: FlowKey>: @unchecked Sendable {  // Safe: used by o
     /// The seed every hash given to this table was computed with (`key.flowHash(seed:)`).
     public let hashSeed: UInt64
 
-    /// Slot value meaning "no entry".
+    /// Slot value meaning "no entry" (equal to PacketMeta.noFlow).
     @inlinable public static var miss: UInt32 { .max }
-    /// Most packets one batched-lookup pass handles; larger batches are split.
+    /// Most packets one batched pass handles; larger batches are split.
     @inlinable public static var batchLimit: Int { 256 }
+    /// How many keys ahead the batched lookup requests buckets: enough lines in flight
+    /// to cover DRAM latency (~200 ns on this VM) at ~10–20 ns per lookup. Measured at
+    /// 1M flows: 8 → 38M/s, 16–32 → ~50M/s; at 64K flows 8–32 are alike.
+    @inlinable static var prefetchDistance: Int { 20 }
+    /// The same for batched inserts, which do ~4x the work per key.
+    @inlinable static var insertPrefetchDistance: Int { 8 }
 
     // MARK: Layout constants (folded at compile time once Key is known)
 
-    @inlinable static var lanes: Int { 8 }
-    @inlinable static var lastSeenOffset: Int { 16 }
-    @inlinable static var flagsOffset: Int { 48 }
-    @inlinable static var overflowOffset: Int { 56 }
-    @inlinable static var entriesOffset: Int { 64 }
+    @inlinable static var lanes: Int { 2 }
     @inlinable static var entryStride: Int { Key.entryStride }
-    /// Offset of nexthop/label/generation/hash inside an entry.
+    @inlinable static var bucketBytes: Int { 2 &* Key.entryStride }
+    @inlinable static var countersOffset: Int { 4 &* Key.entryStride }
+    @inlinable static var superblockBytes: Int { 4 &* Key.entryStride &+ 64 }
+    /// Offset of nexthop, label, generation, lastSeen (4 × UInt32) inside an entry.
     @inlinable static var actionOffset: Int { MemoryLayout<Key>.size }
-    @inlinable static var countersOffset: Int { 64 &+ 8 &* Key.entryStride }
-    @inlinable static var blockSize: Int { countersOffset &+ 8 &* 16 }
+    @inlinable static var lastSeenOffset: Int { actionOffset &+ 12 }
+    /// Metadata byte: byte 4 of word0 (little-endian bits 32...39).
+    @inlinable static var metaOffset: Int { 4 }
+    @inlinable static var cuckooNodes: Int { 62 }
+    @inlinable static var cuckooDepth: Int { 4 }
 
-    /// Buckets for a capacity: enough 8-slot buckets for every entry, a power of two, ≥ 2
-    /// (so the two candidate buckets of a key always differ).
+    /// Buckets for a capacity: slots = 2 × buckets ≥ 1.25 × capacity, so the table is at
+    /// most 80% full, where a cuckoo path of ≤ 4 moves practically always exists.
     public static func bucketCount(capacity: Int) -> Int {
-        precondition(capacity > 0 && capacity <= 1 << 31, "flow table capacity out of range")
-        let needed = (capacity + lanes - 1) / lanes
-        var b = 2
-        while b < needed { b <<= 1 }
-        return b
+        precondition(capacity > 0 && capacity <= 1 << 30, "flow table capacity out of range")
+        return Swift.max(2, (capacity * 5 + 7) / 8)
     }
 
     /// Bytes of bucket memory a table of this capacity needs (for `init(memory:)`).
     public static func bucketBytes(capacity: Int) -> Int {
-        bucketCount(capacity: capacity) * blockSize
+        (bucketCount(capacity: capacity) + 1) / 2 * superblockBytes
     }
 
     /// Allocates a table. `defaultQuota` is the most flows a VRF may hold unless
@@ -164,10 +174,10 @@ public struct FlowTable<Key: FlowKey>: @unchecked Sendable {  // Safe: used by o
     ) {
         precondition(vrfLimit > 0 && vrfLimit <= 1 << 16, "vrfLimit must be 1...65536")
         let buckets = Self.bucketCount(capacity: capacity)
-        memory.initializeMemory(as: UInt8.self, repeating: 0, count: buckets * Self.blockSize)
+        memory.initializeMemory(as: UInt8.self, repeating: 0, count: Self.bucketBytes(capacity: capacity))
         blocks = memory
         ownsBlocks = owns
-        bucketMask = UInt32(buckets - 1)
+        bucketCount = UInt32(buckets)
         self.capacity = capacity
         self.vrfLimit = vrfLimit
         self.hashSeed = hashSeed
@@ -179,10 +189,14 @@ public struct FlowTable<Key: FlowKey>: @unchecked Sendable {  // Safe: used by o
         vrfCounts.initialize(repeating: 0, count: vrfLimit)
         vrfQuotas = .allocate(capacity: vrfLimit)
         vrfQuotas.initialize(repeating: .max, count: vrfLimit)
-        scratchMasks = .allocate(capacity: Self.batchLimit)
-        scratchMasks.initialize(repeating: 0, count: Self.batchLimit)
         scratchPending = .allocate(capacity: Self.batchLimit)
         scratchPending.initialize(repeating: 0, count: Self.batchLimit)
+        scratchBuckets = .allocate(capacity: Self.batchLimit)
+        scratchBuckets.initialize(repeating: 0, count: Self.batchLimit)
+        scratchAddresses = .allocate(capacity: Self.batchLimit)
+        scratchAddresses.initialize(repeating: memory, count: Self.batchLimit)
+        scratchPath = .allocate(capacity: 3 * Self.cuckooNodes)
+        scratchPath.initialize(repeating: 0, count: 3 * Self.cuckooNodes)
     }
 
     public func deallocate() {
@@ -190,12 +204,14 @@ public struct FlowTable<Key: FlowKey>: @unchecked Sendable {  // Safe: used by o
         header.deallocate()
         vrfCounts.deallocate()
         vrfQuotas.deallocate()
-        scratchMasks.deallocate()
         scratchPending.deallocate()
+        scratchBuckets.deallocate()
+        scratchAddresses.deallocate()
+        scratchPath.deallocate()
     }
 
-    /// Number of slots (buckets × 8); slot indices are below it.
-    @inlinable public var slotCount: Int { (Int(bucketMask) &+ 1) &* Self.lanes }
+    /// Number of slots (buckets × 2); slot indices are below it.
+    @inlinable public var slotCount: Int { Int(bucketCount) &* Self.lanes }
 
     /// The hash this table expects for `key`.
     @inlinable @inline(__always)
@@ -204,130 +220,105 @@ public struct FlowTable<Key: FlowKey>: @unchecked Sendable {  // Safe: used by o
     // MARK: Addressing
 
     @inlinable @inline(__always)
-    func block(_ bucket: UInt32) -> UnsafeMutableRawPointer {
-        // Safe: bucket ≤ bucketMask, so the block lies inside the allocation.
-        blocks + Int(bucket) &* Self.blockSize
+    func bucket(_ b: UInt32) -> UnsafeMutableRawPointer {
+        // Superblock b/2 = 2 buckets + one counters line, so bucket b starts after b
+        // buckets and b/2 counters lines (a shift-and-add, no multiply by 192).
+        // Safe: b < bucketCount, so the bucket lies inside the allocation.
+        blocks + (Int(b) &* Self.bucketBytes &+ Int(b &>> 1) &* 64)
     }
 
     @inlinable @inline(__always)
-    func entry(_ block: UnsafeMutableRawPointer, _ lane: Int) -> UnsafeMutableRawPointer {
-        block + (Self.entriesOffset &+ lane &* Self.entryStride)
+    func entry(_ b: UInt32, _ lane: Int) -> UnsafeMutableRawPointer {
+        bucket(b) + lane &* Self.entryStride
+    }
+
+    /// The line holding the counters of buckets 2k and 2k+1 (the superblock's last).
+    @inlinable @inline(__always)
+    func countersLine(_ b: UInt32) -> UnsafeMutableRawPointer {
+        blocks + (Int(b &>> 1) &* Self.superblockBytes &+ Self.countersOffset)
     }
 
     @inlinable @inline(__always)
-    func counters(_ block: UnsafeMutableRawPointer, _ lane: Int) -> UnsafeMutableRawPointer {
-        block + (Self.countersOffset &+ lane &* 16)
+    func counters(_ b: UInt32, _ lane: Int) -> UnsafeMutableRawPointer {
+        countersLine(b) + (Int(b & 1) &* 32 &+ lane &* 16)
     }
 
-    /// Block and lane of a slot index the table handed out (bucket = slot / 8).
+    /// Bucket and lane of a slot. A slot beyond the table maps to bucket 0 so that a
+    /// stale or garbage slot can never address memory outside the table.
     @inlinable @inline(__always)
-    func locate(_ slot: UInt32) -> (UnsafeMutableRawPointer, Int) {
-        (block((slot &>> 3) & bucketMask), Int(slot & 7))
+    func locate(_ slot: UInt32) -> (UInt32, Int) {
+        let b = slot &>> 1
+        return (b < bucketCount ? b : 0, Int(slot & 1))
     }
 
+    /// Multiply-shift range reduction: uniform over any bucket count, no division.
     @inlinable @inline(__always)
-    func primaryBucket(_ hash: UInt32) -> UInt32 { hash & bucketMask }
+    func primaryBucket(_ hash: UInt32) -> UInt32 {
+        UInt32(truncatingIfNeeded: (UInt64(hash) &* UInt64(bucketCount)) &>> 32)
+    }
 
-    /// Primary xor an odd number: always a different bucket (there are ≥ 2).
+    /// A bucket other than the primary: primary + 1 + (remix of the hash mod count − 1).
     @inlinable @inline(__always)
     func alternateBucket(_ hash: UInt32) -> UInt32 {
-        let spread = UInt32(truncatingIfNeeded: (UInt64(hash) &* 0x9E37_79B9_7F4A_7C15) &>> 32)
-        return (hash ^ (spread | 1)) & bucketMask
+        let remix = (UInt64(hash) &* 0x9E37_79B9_7F4A_7C15) &>> 32
+        let step = UInt32(truncatingIfNeeded: (remix &* UInt64(bucketCount &- 1)) &>> 32) &+ 1
+        let b = primaryBucket(hash) &+ step
+        return b >= bucketCount ? b &- bucketCount : b
     }
 
-    /// The other candidate bucket of a key whose hash is `hash`, seen from `bucket`.
+    /// The other candidate bucket of a key whose hash is `hash`, seen from `b`.
     @inlinable @inline(__always)
-    func otherBucket(_ hash: UInt32, from bucket: UInt32) -> UInt32 {
-        bucket == primaryBucket(hash) ? alternateBucket(hash) : primaryBucket(hash)
+    func otherBucket(_ hash: UInt32, from b: UInt32) -> UInt32 {
+        let home = primaryBucket(hash)
+        return b == home ? alternateBucket(hash) : home
     }
 
-    /// 16-bit tag from the high hash bits; 0 marks an empty slot, so a 0 tag becomes 1.
+    // MARK: Entry metadata
+
     @inlinable @inline(__always)
-    static func tag(_ hash: UInt32) -> UInt16 {
-        let t = UInt16(truncatingIfNeeded: hash &>> 16)
-        return t | (t == 0 ? 1 : 0)
-    }
-
-    // MARK: Tag line
-
-    /// Lanes whose tag equals `tag`, as bits: lane k < 4 at bit 16k, lane 4+k at bit
-    /// 16k+8 (decode with `lane(ofBit:)`). SWAR over two 64-bit words, exact (no false
-    /// lane matches), ~12 ALU ops, no SIMD needed on the baseline x86-64 target.
-    @inlinable @inline(__always)
-    static func matchLanes(_ block: UnsafeRawPointer, _ tag: UInt16) -> UInt64 {
-        let pattern = UInt64(tag) &* 0x0001_0001_0001_0001
-        let w0 = block.load(as: UInt64.self) ^ pattern
-        let w1 = block.load(fromByteOffset: 8, as: UInt64.self) ^ pattern
-        return (zeroLanes(w0) &>> 15) | (zeroLanes(w1) &>> 7)
-    }
-
-    /// High bit of each 16-bit lane that is zero.
-    @inlinable @inline(__always)
-    static func zeroLanes(_ x: UInt64) -> UInt64 {
-        let low: UInt64 = 0x7FFF_7FFF_7FFF_7FFF
-        return ~(((x & low) &+ low) | x) & ~low
-    }
-
-    /// Every lane bit `matchLanes` can set.
-    @inlinable static var allLaneBits: UInt64 { 0x0101_0101_0101_0101 }
-
-    /// Lanes holding an entry, in `matchLanes` form.
-    @inlinable @inline(__always)
-    static func occupiedLanes(_ block: UnsafeRawPointer) -> UInt64 {
-        ~matchLanes(block, 0) & allLaneBits
+    static func meta(_ e: UnsafeRawPointer) -> UInt8 {
+        e.load(fromByteOffset: metaOffset, as: UInt8.self)
     }
 
     @inlinable @inline(__always)
-    static func lane(ofBit bit: Int) -> Int { (bit &>> 4) | ((bit &>> 1) & 4) }
-
-    @inlinable @inline(__always)
-    static func tagAt(_ block: UnsafeRawPointer, _ lane: Int) -> UInt16 {
-        block.load(fromByteOffset: lane &* 2, as: UInt16.self)
+    static func setMeta(_ e: UnsafeMutableRawPointer, _ m: UInt8) {
+        e.storeBytes(of: m, toByteOffset: metaOffset, as: UInt8.self)
     }
 
     @inlinable @inline(__always)
-    static func setTag(_ block: UnsafeMutableRawPointer, _ lane: Int, _ tag: UInt16) {
-        block.storeBytes(of: tag, toByteOffset: lane &* 2, as: UInt16.self)
+    static func isOccupied(_ e: UnsafeRawPointer) -> Bool { meta(e) & FlowEntryMeta.occupied != 0 }
+
+    /// Bits of the metadata byte that belong to the bucket (its overflow count).
+    @inlinable static var overflowBits: UInt8 { 0x70 }
+
+    @inlinable @inline(__always)
+    static func overflow(_ bucket: UnsafeRawPointer) -> UInt8 {
+        let m0 = meta(bucket)
+        let m1 = meta(bucket + entryStride)
+        return (m0 &>> 4) & 7 | ((m1 &>> 4) & 7) &<< 3
+    }
+
+    /// Whether any key whose primary is this bucket lives in its alternate.
+    @inlinable @inline(__always)
+    static func hasOverflow(_ bucket: UnsafeRawPointer) -> Bool {
+        (meta(bucket) | meta(bucket + entryStride)) & overflowBits != 0
     }
 
     @inlinable @inline(__always)
-    static func lastSeen(_ block: UnsafeRawPointer, _ lane: Int) -> UInt32 {
-        block.load(fromByteOffset: lastSeenOffset &+ lane &* 4, as: UInt32.self)
+    static func setOverflow(_ bucket: UnsafeMutableRawPointer, _ v: UInt8) {
+        let e1 = bucket + entryStride
+        setMeta(bucket, meta(bucket) & ~overflowBits | (v & 7) &<< 4)
+        setMeta(e1, meta(e1) & ~overflowBits | ((v &>> 3) & 7) &<< 4)
     }
 
     @inlinable @inline(__always)
-    static func setLastSeen(_ block: UnsafeMutableRawPointer, _ lane: Int, _ t: UInt32) {
-        block.storeBytes(of: t, toByteOffset: lastSeenOffset &+ lane &* 4, as: UInt32.self)
+    static func lastSeen(_ e: UnsafeRawPointer) -> UInt32 {
+        e.load(fromByteOffset: lastSeenOffset, as: UInt32.self)
     }
 
     @inlinable @inline(__always)
-    static func flagsAt(_ block: UnsafeRawPointer, _ lane: Int) -> UInt8 {
-        block.load(fromByteOffset: flagsOffset &+ lane, as: UInt8.self)
-    }
-
-    @inlinable @inline(__always)
-    static func setFlags(_ block: UnsafeMutableRawPointer, _ lane: Int, _ f: UInt8) {
-        block.storeBytes(of: f, toByteOffset: flagsOffset &+ lane, as: UInt8.self)
-    }
-
-    @inlinable @inline(__always)
-    static func overflow(_ block: UnsafeRawPointer) -> UInt16 {
-        block.load(fromByteOffset: overflowOffset, as: UInt16.self)
-    }
-
-    @inlinable @inline(__always)
-    static func setOverflow(_ block: UnsafeMutableRawPointer, _ v: UInt16) {
-        block.storeBytes(of: v, toByteOffset: overflowOffset, as: UInt16.self)
-    }
-
-    // MARK: Entry fields
-
-    @inlinable @inline(__always)
-    static func key(_ entry: UnsafeRawPointer) -> Key { entry.load(as: Key.self) }
-
-    @inlinable @inline(__always)
-    static func storedHash(_ entry: UnsafeRawPointer) -> UInt32 {
-        entry.load(fromByteOffset: actionOffset &+ 12, as: UInt32.self)
+    static func setLastSeen(_ e: UnsafeMutableRawPointer, _ t: UInt32) {
+        e.storeBytes(of: t, toByteOffset: lastSeenOffset, as: UInt32.self)
     }
 
     // MARK: Single lookup
@@ -335,25 +326,16 @@ public struct FlowTable<Key: FlowKey>: @unchecked Sendable {  // Safe: used by o
     /// Slot of `key`, or `miss`. Counts nothing (used by insert and remove).
     @inlinable
     func find(_ key: Key, hash: UInt32) -> UInt32 {
-        let tag = Self.tag(hash)
         let b1 = primaryBucket(hash)
-        let blk1 = block(b1)
-        var m = Self.matchLanes(blk1, tag)
-        while m != 0 {
-            let lane = Self.lane(ofBit: m.trailingZeroBitCount)
-            if Self.key(entry(blk1, lane)) == key { return b1 &<< 3 | UInt32(lane) }
-            m &= m &- 1
-        }
+        let p = bucket(b1)
+        if key.matches(p) { return b1 &<< 1 }
+        if key.matches(p + Self.entryStride) { return b1 &<< 1 | 1 }
         // Nothing ever spilled from this primary: the alternate cannot hold the key.
-        if Self.overflow(blk1) == 0 { return Self.miss }
+        if !Self.hasOverflow(p) { return Self.miss }
         let b2 = alternateBucket(hash)
-        let blk2 = block(b2)
-        m = Self.matchLanes(blk2, tag)
-        while m != 0 {
-            let lane = Self.lane(ofBit: m.trailingZeroBitCount)
-            if Self.key(entry(blk2, lane)) == key { return b2 &<< 3 | UInt32(lane) }
-            m &= m &- 1
-        }
+        let q = bucket(b2)
+        if key.matches(q) { return b2 &<< 1 }
+        if key.matches(q + Self.entryStride) { return b2 &<< 1 | 1 }
         return Self.miss
     }
 

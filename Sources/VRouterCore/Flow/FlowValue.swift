@@ -1,24 +1,28 @@
 // What a flow-cache hit gives the pipeline: the resolved forwarding action, so the packet
 // skips the route lookup, plus the flow's counters for `flow list`.
 
-/// Per-flow flag bits (one byte per slot, kept in the bucket's tag line so that aging
-/// decides without touching the entry).
+/// Per-flow flag bits. Four bits, stored in the entry's metadata byte beside the key.
 @frozen
 public struct FlowFlags: OptionSet, Hashable, Sendable {
     public var rawValue: UInt8
     @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
     /// TCP FIN or RST seen (the pipeline sets it): the entry ages out on the short
     /// closing timeout instead of the idle timeout.
-    public static let closing = FlowFlags(rawValue: 1 << 0)
+    @inlinable public static var closing: FlowFlags { FlowFlags(rawValue: 1 << 0) }
     /// The cached action is a drop (no route, policy deny). Also ages on the short
     /// timeout, so a dropped flow does not hold its slot for minutes (TF held it 180 s).
-    public static let drop = FlowFlags(rawValue: 1 << 1)
-    /// Bits 2...7 are free for the pipeline (NAT, mirror, ...); the table only stores them.
-    public static let user0 = FlowFlags(rawValue: 1 << 2)
-    public static let user1 = FlowFlags(rawValue: 1 << 3)
+    @inlinable public static var drop: FlowFlags { FlowFlags(rawValue: 1 << 1) }
+    /// Bits 2 and 3 are free for the pipeline (NAT, mirror, ...); the table only stores
+    /// them. Bits 4...7 do not exist (the table drops them).
+    @inlinable public static var user0: FlowFlags { FlowFlags(rawValue: 1 << 2) }
+    @inlinable public static var user1: FlowFlags { FlowFlags(rawValue: 1 << 3) }
 
     /// Flags that select the short timeout.
-    public static let shortLived: FlowFlags = [.closing, .drop]
+    @inlinable public static var shortLived: FlowFlags { FlowFlags(rawValue: 0x03) }  // closing, drop
+    // Computed (not `static let`): a global would cost a once-initialization check per
+    // use in the hot path.
+    /// Every bit the table stores.
+    @inlinable public static var storable: FlowFlags { FlowFlags(rawValue: 0x0F) }
 }
 
 /// The cached result of resolving a flow, and its counters.
