@@ -48,7 +48,7 @@ extension Pipeline {
     }
 
     @inline(__always)
-    func classify(_ idx: UInt32, _ view: ForwardingView) -> Disposition {
+    mutating func classify(_ idx: UInt32, _ view: ForwardingView) -> Disposition {
         let m = pool.meta(idx)
         let rx = m.pointee.rxPort
         guard let port = view.port(rx), port.pointee.kind != .none, port.pointee.flags.contains(.up) else {
@@ -98,7 +98,7 @@ extension Pipeline {
     /// Validates an IPv4 header at `off` and records it in the metadata; trims Ethernet
     /// padding from `end` (and the frame length). Returns a drop reason when invalid.
     @inline(__always)
-    func parseIPv4(
+    mutating func parseIPv4(
         _ p: UnsafeMutableRawPointer, _ off: Int, _ end: inout Int, _ m: UnsafeMutablePointer<PacketMeta>
     ) -> DropReason? {
         guard end &- off >= 20 else { return .truncated }
@@ -110,7 +110,7 @@ extension Pipeline {
         let total = Int(p.be16(off &+ 2))
         guard total >= ihl else { return .invalidPacket }
         guard off &+ total <= end else { return .truncated }
-        guard Checksum.sum(p + off, count: ihl) == 0xFFFF else { return .badChecksum }
+        guard IPv4Header(p + off).isChecksumValid else { return .badChecksum }
         if off &+ total < end {
             // Ethernet padding after a short IP packet is not part of it.
             m.pointee.length &-= UInt16(truncatingIfNeeded: end &- (off &+ total))
@@ -151,7 +151,7 @@ extension Pipeline {
     /// Validates an IPv6 header at `off`, walks its extension headers to the transport
     /// header, and records it. Returns a drop reason when invalid.
     @inline(__always)
-    func parseIPv6(
+    mutating func parseIPv6(
         _ p: UnsafeMutableRawPointer, _ off: Int, _ end: inout Int, _ m: UnsafeMutablePointer<PacketMeta>
     ) -> DropReason? {
         guard end &- off >= 40 else { return .truncated }
@@ -217,7 +217,7 @@ extension Pipeline {
 
     /// IPv4 from a pod: anti-spoofing, then routed in the port's VRF.
     @inline(__always)
-    func podIPv4(_ p: UnsafeMutableRawPointer, _ m: UnsafeMutablePointer<PacketMeta>, _ port: UnsafePointer<PortEntry>) -> Disposition {
+    mutating func podIPv4(_ p: UnsafeMutableRawPointer, _ m: UnsafeMutablePointer<PacketMeta>, _ port: UnsafePointer<PortEntry>) -> Disposition {
         let l3 = Int(m.pointee.l3)
         let src = p.be32(l3 &+ 12)
         let dst = p.be32(l3 &+ 16)
@@ -233,7 +233,7 @@ extension Pipeline {
 
     /// IPv6 from a pod: neighbour discovery to arp-nd, anti-spoofing, then routed.
     @inline(__always)
-    func podIPv6(_ p: UnsafeMutableRawPointer, _ m: UnsafeMutablePointer<PacketMeta>, _ port: UnsafePointer<PortEntry>) -> Disposition {
+    mutating func podIPv6(_ p: UnsafeMutableRawPointer, _ m: UnsafeMutablePointer<PacketMeta>, _ port: UnsafePointer<PortEntry>) -> Disposition {
         let l3 = Int(m.pointee.l3)
         let src = p.be128(l3 &+ 8)
         let dst = p.be128(l3 &+ 24)
@@ -254,7 +254,7 @@ extension Pipeline {
     /// IPv4 on the fabric: tunnel packets to our underlay address are decapsulated; echo
     /// requests to it are answered; anything else is not ours.
     @inline(__always)
-    func fabricIPv4(
+    mutating func fabricIPv4(
         _ idx: UInt32, _ p: UnsafeMutableRawPointer, _ m: UnsafeMutablePointer<PacketMeta>, _ end: inout Int,
         _ port: UnsafePointer<PortEntry>, _ view: ForwardingView
     ) -> Disposition {
@@ -324,7 +324,7 @@ extension Pipeline {
 
     /// Decapsulated packets are unicast IP for a pod; multicast is not carried.
     @inline(__always)
-    func innerDestinationCheck(_ p: UnsafeMutableRawPointer, _ m: UnsafeMutablePointer<PacketMeta>) -> Disposition {
+    mutating func innerDestinationCheck(_ p: UnsafeMutableRawPointer, _ m: UnsafeMutablePointer<PacketMeta>) -> Disposition {
         let l3 = Int(m.pointee.l3)
         if m.pointee.flags.contains(.ipv4) {
             let dst = p.be32(l3 &+ 16)
@@ -338,7 +338,7 @@ extension Pipeline {
     /// An echo request to the node's underlay address becomes its reply, in place, sent
     /// back where it came from (operators ping nodes).
     @inline(never)
-    func reflectEcho(
+    mutating func reflectEcho(
         _ idx: UInt32, _ p: UnsafeMutableRawPointer, _ m: UnsafeMutablePointer<PacketMeta>, _ end: Int
     ) -> Disposition {
         guard EchoResponder.reply(pool: pool, idx) else { return .drop(.notTunnel) }

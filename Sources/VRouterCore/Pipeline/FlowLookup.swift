@@ -65,18 +65,12 @@ extension Pipeline {
             let v4 = m.pointee.flags.contains(.ipv4)
             let slot = v4 ? slots4[Int(m.pointee.aux)] : slots6[Int(m.pointee.aux)]
             if slot != PacketMeta.noFlow {
+                let bytes = Int(m.pointee.length)
+                let h = v4 ? flows4.hit(slot, bytes: bytes, now: now) : flows6.hit(slot, bytes: bytes, now: now)
                 // Safe: the VRF came from a validated port, VNI or label of this snapshot.
-                let current = view.vrfs[Int(m.pointee.vrf)].generation
-                if (v4 ? flows4.generation(at: slot) : flows6.generation(at: slot)) == current {
-                    if v4 {
-                        m.pointee.nexthop = flows4.nexthop(at: slot)
-                        m.pointee.label = flows4.label(at: slot)
-                        flows4.touch(slot, bytes: Int(m.pointee.length), now: now)
-                    } else {
-                        m.pointee.nexthop = flows6.nexthop(at: slot)
-                        m.pointee.label = flows6.label(at: slot)
-                        flows6.touch(slot, bytes: Int(m.pointee.length), now: now)
-                    }
+                if h.generation == view.vrfs[Int(m.pointee.vrf)].generation {
+                    m.pointee.nexthop = h.nexthop
+                    m.pointee.label = h.label
                     m.pointee.flow = slot
                     if m.pointee.flags.contains(.tcpClosing) { markClosing(slot, v4) }
                     hits &+= 1
@@ -100,7 +94,7 @@ extension Pipeline {
 
     /// A TCP FIN or RST was seen: the flow ages out on the short timeout.
     @inline(never)
-    func markClosing(_ slot: UInt32, _ v4: Bool) {
+    mutating func markClosing(_ slot: UInt32, _ v4: Bool) {
         if v4 { flows4.addFlags(slot, .closing) } else { flows6.addFlags(slot, .closing) }
     }
 }

@@ -155,7 +155,7 @@ public struct Pipeline: ~Copyable {
     }
 
     @inline(__always)
-    func lap(_ node: PipelineNode, _ start: UInt64, _ packets: Int) -> UInt64 {
+    mutating func lap(_ node: PipelineNode, _ start: UInt64, _ packets: Int) -> UInt64 {
         let t = vrt_monotonic_ns()
         let c = counters.nodes + node.rawValue
         c.pointee.frames &+= 1
@@ -166,13 +166,13 @@ public struct Pipeline: ~Copyable {
 
     /// Frees a packet and counts it under `reason` (and as a drop of its receiving port).
     @inlinable @inline(__always)
-    func drop(_ idx: UInt32, _ reason: DropReason) {
+    mutating func drop(_ idx: UInt32, _ reason: DropReason) {
         counters.drop(reason, port: pool.metas[Int(idx)].rxPort)
         pool.free(idx)
     }
 
     /// Expires idle flows, a slice of the table at a time; call between frames.
-    public func age(now: UInt32, maxScan: Int = 4096) -> Int {
+    public mutating func age(now: UInt32, maxScan: Int = 4096) -> Int {
         flows4.expire(now: now, idleTimeout: config.flowIdleTimeout, closingTimeout: config.flowClosingTimeout, maxScan: maxScan)
             + flows6.expire(
                 now: now, idleTimeout: config.flowIdleTimeout, closingTimeout: config.flowClosingTimeout, maxScan: maxScan)

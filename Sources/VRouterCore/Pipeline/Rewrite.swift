@@ -166,7 +166,7 @@ extension Pipeline {
     /// Appends a finished packet to the output frame (counting it on its port), or drops it
     /// when the frame is full.
     @inline(__always)
-    func emit(_ idx: UInt32, _ output: inout Frame) {
+    mutating func emit(_ idx: UInt32, _ output: inout Frame) {
         guard output.count < output.capacity else {
             drop(idx, .txQueueFull)
             return

@@ -30,7 +30,7 @@ extension Pipeline {
     /// packets keep taking this slower path). Slots found by flow-lookup are not reused
     /// here: an insert earlier in this loop may have moved entries between slots.
     @inline(__always)
-    func install(_ m: UnsafeMutablePointer<PacketMeta>, _ view: ForwardingView, now: UInt32) {
+    mutating func install(_ m: UnsafeMutablePointer<PacketMeta>, _ view: ForwardingView, now: UInt32) {
         let value = FlowValue(
             nexthop: m.pointee.nexthop, label: m.pointee.label, generation: view.vrfs[Int(m.pointee.vrf)].generation,
             flags: m.pointee.flags.contains(.tcpClosing) ? .closing : [])
@@ -45,15 +45,18 @@ extension Pipeline {
             counters.count(.flowInstallFailed)
             return
         }
-        if m.pointee.flow == PacketMeta.noFlow { counters.count(.flowInstalled) }
+        let fresh = m.pointee.flow == PacketMeta.noFlow
         m.pointee.flow = slot
+        // A stale entry's packet was counted by flow-lookup's hit already.
+        guard fresh else { return }
+        counters.count(.flowInstalled)
         let bytes = Int(m.pointee.length)
         if v4 { flows4.touch(slot, bytes: bytes, now: now) } else { flows6.touch(slot, bytes: bytes, now: now) }
     }
 
     /// LPM in the packet's VRF; fills meta.nexthop/label. False when there is no route.
     @inline(__always)
-    func resolve(_ m: UnsafeMutablePointer<PacketMeta>, _ p: UnsafeMutableRawPointer, _ view: ForwardingView) -> Bool {
+    mutating func resolve(_ m: UnsafeMutablePointer<PacketMeta>, _ p: UnsafeMutableRawPointer, _ view: ForwardingView) -> Bool {
         let vrf = view.vrfs + Int(m.pointee.vrf)
         let l3 = Int(m.pointee.l3)
         let r =

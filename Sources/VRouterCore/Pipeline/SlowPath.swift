@@ -67,7 +67,7 @@ extension Pipeline {
     /// packet of a decapsulated frame, and cuts VLAN tags and padding away. The header's
     /// addresses are placeholders: whatever is sent gets a fresh L2 rewrite.
     @inline(__always)
-    func focusOnInnerPacket(_ idx: UInt32, _ view: ForwardingView) {
+    mutating func focusOnInnerPacket(_ idx: UInt32, _ view: ForwardingView) {
         let m = pool.meta(idx)
         let p = pool.buffer(idx)
         let l3 = Int(m.pointee.l3)
@@ -165,7 +165,7 @@ extension Pipeline {
     }
 
     @inline(__always)
-    func clampMSS(_ p: UnsafeMutableRawPointer, _ m: UnsafeMutablePointer<PacketMeta>, mss: Int) -> Bool {
+    mutating func clampMSS(_ p: UnsafeMutableRawPointer, _ m: UnsafeMutablePointer<PacketMeta>, mss: Int) -> Bool {
         let l4 = Int(m.pointee.l4)
         let l3 = Int(m.pointee.l3)
         let end =
