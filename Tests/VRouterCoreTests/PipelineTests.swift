@@ -185,7 +185,32 @@ typealias Topo = SampleTopology
         let out2 = h.run(Packets.udp6(from: Topo.blueAMAC, Topo.blueAIPv6, IPv6Address("2001:db8:1:1::5")!), from: Topo.blueA)
         #expect(out2.first?.port == Topo.fabricPort)
         #expect(out2.first?.parsed.destinationPort == 4789)
+        #expect(out2.first.map { Array($0.bytes[62..<64]) } == [0x86, 0xDD])  // inner EtherType IPv6
         #expect(h.counters.totalDrops == 0)
+    }
+
+    @Test func aTaggedFabricCarriesTheVLANOnTheOuterHeader() throws {
+        let h = PipelineHarness()
+        try h.topology.builder.setPort(
+            Topo.fabricPort,
+            PortConfig(kind: .fabric, name: "fabric0", mac: Topo.nodeMAC, ipv4: Topo.underlay, vlan: 100))
+        h.rebuild()
+        let pkt = Packets.udp4(from: Topo.blueAMAC, Topo.blueAIP, IPv4Address(192, 0, 2, 200))
+        let out = h.run(pkt, from: Topo.blueA)
+        #expect(out.count == 1)
+        guard let o = out.first else { return }
+        #expect(o.bytes.count == pkt.count + 54)
+        #expect(Array(o.bytes[12..<18]) == [0x81, 0x00, 0x00, 0x64, 0x08, 0x00])
+        #expect(Array(o.bytes[54..<60]) == [0x00, 0x00, 0x5E, 0x00, 0x01, 0x00])  // inner Ethernet to the remote router
+        #expect(Array(o.bytes[66..<68]) == [0x08, 0x00])
+        #expect(Packets.ipv4Checksum(o.bytes, at: 18))
+        // Tunnel packets coming back tagged are decapsulated; untagged ones do not match the port.
+        let inner = Packets.udp4(from: .zero, IPv4Address(192, 0, 2, 130), Topo.blueAIP)
+        var tagged = Packets.vxlan(inner, vni: Topo.vniBlue)
+        tagged.insert(contentsOf: [0x81, 0x00, 0x00, 0x64], at: 12)
+        #expect(h.run(tagged, from: Topo.fabricPort).first?.port == Topo.blueA)
+        _ = h.run(Packets.vxlan(inner, vni: Topo.vniBlue), from: Topo.fabricPort)
+        #expect(h.drops(.vlanMismatch) == 1)
     }
 
     @Test func proxyARPAnswersWithTheVRouterMAC() {

@@ -8,7 +8,7 @@ public enum VXLANEncap {
     public static func template(
         sourceMAC: MACAddress, destinationMAC: MACAddress, vlanTCI: UInt16? = nil,
         source: IPv4Address, destination: IPv4Address, tos: UInt8 = 0, ttl: UInt8 = 64,
-        destinationPort: UInt16 = UDPPort.vxlan
+        destinationPort: UInt16 = UDPPort.vxlan, innerEthernet: (destination: MACAddress, source: MACAddress)? = nil
     ) -> TunnelTemplate {
         withUnsafeTemporaryAllocation(byteCount: TunnelTemplate.maxHeaderLength, alignment: 8) { buf in
             let p = buf.baseAddress!
@@ -22,8 +22,15 @@ public enum VXLANEncap {
             let vx = udp &+ HeaderSize.udp
             p.setBE32(vx, UInt32(VXLANHeader.validVNIFlag) << 24)
             p.setBE32(vx &+ 4, 0)
+            var end = vx &+ HeaderSize.vxlan
+            if let inner = innerEthernet {
+                // The inner Ethernet header (EtherType IPv4; the caller patches it for IPv6)
+                // rides in the template, so an L3 packet is encapsulated in one apply:
+                // 64 bytes untagged, the template's limit.
+                end &+= PacketBuilder.ethernet(p + end, destination: inner.destination, source: inner.source, etherType: EtherType.ipv4)
+            }
             return TunnelTemplate(
-                header: UnsafeRawBufferPointer(start: p, count: vx &+ HeaderSize.vxlan), ipOffset: l2,
+                header: UnsafeRawBufferPointer(start: p, count: end), ipOffset: l2,
                 tagOffset: vx &+ 4, tagShift: 8, tagLow: 0)
         }
     }

@@ -124,11 +124,16 @@ extension Pipeline {
             counters.count(.localDelivery)
         case .tunnelVXLAN:
             // Inner Ethernet toward the remote router, then outer Eth/IPv4/UDP/VXLAN.
-            let inner = l3 &- 14
-            p.setBE48(inner, nh.pointee.dstMAC)
-            p.setBE48(inner &+ 6, nh.pointee.srcMAC)
-            p.setBE16(inner &+ 12, etherType)
-            start = encapsulate(p, inner, 14 &+ ipLength, m, nh, label, view)
+            if nh.pointee.flags & Nexthop.innerEthernetInTemplate != 0 {
+                start = encapsulate(p, l3, ipLength, m, nh, label, view)
+                if !v4 { p.setBE16(l3 &- 2, EtherType.ipv6) }
+            } else {
+                let inner = l3 &- 14
+                p.setBE48(inner, nh.pointee.dstMAC)
+                p.setBE48(inner &+ 6, nh.pointee.srcMAC)
+                p.setBE16(inner &+ 12, etherType)
+                start = encapsulate(p, inner, 14 &+ ipLength, m, nh, label, view)
+            }
             counters.count(.vxlanEncap)
         case .tunnelMPLSoUDP:
             start = encapsulate(p, l3, ipLength, m, nh, label, view)

@@ -81,6 +81,9 @@ public struct Nexthop: Sendable {
     public var reserved: UInt16
     public var reserved2: UInt32
 
+    /// flags: the VXLAN template carries the inner Ethernet header too.
+    public static let innerEthernetInTemplate: UInt8 = 1
+
     public static let invalid = Nexthop(
         kind: .invalid, flags: 0, port: 0, vrf: 0, innerMTU: 0, dstMAC: 0, srcMAC: 0,
         underlayMAC: 0, tunnelSource: 0, tunnelDestination: 0, componentStart: 0, componentCount: 0,

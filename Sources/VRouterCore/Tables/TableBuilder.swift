@@ -363,8 +363,10 @@ public struct TableBuilder: Sendable {
         let dst = IPv4Address(n.tunnelDestination)
         switch encap {
         case .vxlan:
+            // Untagged, the inner Ethernet header fits in the template too (50 + 14 = 64).
             return VXLANEncap.template(
-                sourceMAC: fabricMAC, destinationMAC: MACAddress(n.underlayMAC), vlanTCI: vlan, source: src, destination: dst)
+                sourceMAC: fabricMAC, destinationMAC: MACAddress(n.underlayMAC), vlanTCI: vlan, source: src, destination: dst,
+                innerEthernet: vlan == nil ? (MACAddress(n.dstMAC), MACAddress(n.srcMAC)) : nil)
         case .mplsOverUDP:
             return MPLSoUDPEncap.template(
                 sourceMAC: fabricMAC, destinationMAC: MACAddress(n.underlayMAC), vlanTCI: vlan, source: src, destination: dst)
@@ -399,6 +401,7 @@ public struct TableBuilder: Sendable {
             n.tunnelSource = p.ipv4?.value ?? 0
             n.underlayMAC = underlayMAC.value
             n.vlan = p.vlan ?? 0
+            if encap == .vxlan && n.vlan == 0 { n.flags |= Nexthop.innerEthernetInTemplate }
         case .composite(let members):
             n.kind = .composite
             n.componentStart = UInt32(components.count)
