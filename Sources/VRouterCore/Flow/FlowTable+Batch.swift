@@ -25,7 +25,12 @@ extension FlowTable {
         var hits = 0
         while done < count {
             let n = Swift.min(count &- done, Self.batchLimit)
-            hits &+= lookupPass(keys + done, hashes + done, n, slots + done, prefetchCounters)
+            // Two inlined copies, so the flag is not tested per key.
+            if prefetchCounters {
+                hits &+= lookupPass(keys + done, hashes + done, n, slots + done, true)
+            } else {
+                hits &+= lookupPass(keys + done, hashes + done, n, slots + done, false)
+            }
             done &+= n
         }
         header.pointee.stats.lookups &+= UInt64(truncatingIfNeeded: count)
@@ -34,7 +39,7 @@ extension FlowTable {
     }
 
     /// One pass over n ≤ batchLimit keys; returns the number of hits. Always inlined so
-    /// that a constant `prefetchCounters` folds away.
+    /// that the constant `prefetchCounters` of each call site folds away.
     @inlinable @inline(__always)
     func lookupPass(
         _ keys: UnsafePointer<Key>, _ hashes: UnsafePointer<UInt32>, _ n: Int,

@@ -29,6 +29,10 @@
 // of this primary lives elsewhere, so a miss usually reads one line too.
 // See FlowTable+Insert.swift for the measured load behaviour.
 
+/// The two tables a worker keeps (IPv4 and IPv6 keys have separate layouts).
+public typealias IPv4FlowTable = FlowTable<IPv4FlowKey>
+public typealias IPv6FlowTable = FlowTable<IPv6FlowKey>
+
 /// Why an insert did not install the flow.
 @frozen
 public enum FlowInsertError: Error, Hashable, Sendable {
