@@ -38,12 +38,16 @@ let package = Package(
         .systemLibrary(
             name: "CNuma", path: "Sources/CNuma", pkgConfig: "numa",
             providers: [.apt(["libnuma-dev"])]),
+        // rtnetlink for the live ports (links, addresses, routes, namespaces).
+        .systemLibrary(
+            name: "CMnl", path: "Sources/CMnl", pkgConfig: "libmnl",
+            providers: [.apt(["libmnl-dev"])]),
         .target(name: "CVRouterShims", path: "Sources/CVRouterShims"),
         .target(
             name: "VRouterCore", dependencies: ["CVRouterShims"],
             swiftSettings: hotPath),
         .target(
-            name: "VRouterIO", dependencies: ["VRouterCore", "CVRouterShims", "CPcap", "CURing", "CNuma"],
+            name: "VRouterIO", dependencies: ["VRouterCore", "CVRouterShims", "CPcap", "CURing", "CNuma", "CMnl"],
             swiftSettings: hotPath),
         .target(
             name: "VRouterControl",
