@@ -19,7 +19,13 @@ public final class Netlink {
     static let receiveBufferSize = 64 * 1024
 
     /// Opens a NETLINK_ROUTE socket in `namespace` (the process's own by default).
-    public init(namespace: NetworkNamespace = .current) throws(SystemError) {
+    public convenience init(namespace: NetworkNamespace = .current) throws(SystemError) {
+        try self.init(namespace: namespace, onThisThread: namespace == .current)
+    }
+
+    /// With `onThisThread`, the socket is opened in the calling thread's namespace, which
+    /// the caller (a namespace thread) says is `namespace`.
+    init(namespace: NetworkNamespace, onThisThread: Bool) throws(SystemError) {
         self.namespace = namespace
         let object = namespace.description
         let open = { () throws(SystemError) -> OpaquePointer in
@@ -28,7 +34,7 @@ public final class Netlink {
             }
             return s
         }
-        let s = namespace == .current ? try open() : try namespace.run(open)
+        let s = onThisThread ? try open() : try namespace.run(open)
         guard mnl_socket_bind(s, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
             let e = errno
             mnl_socket_close(s)

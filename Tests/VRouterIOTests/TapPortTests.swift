@@ -1,0 +1,217 @@
+import Foundation
+import Glibc
+import Testing
+import VRouterCore
+@testable import VRouterIO
+
+@Suite(.enabled(if: isRoot, "needs root for namespaces and taps"), .serialized)
+struct TapPortTests {
+    static let podMAC = MACAddress("02:00:5e:20:00:02")!
+    static let podAddress = InterfaceAddress("203.0.113.2/32")!
+    static let gateway = IPAddress("192.0.2.1")!
+
+    /// The pod's view: eth0 with a /32, a default route to a gateway only reachable onlink.
+    static func podConfiguration(_ name: String = "eth0") -> TapPort.Configuration {
+        TapPort.Configuration(
+            name: name, mac: podMAC, mtu: 1400, addresses: [podAddress],
+            routes: [Route(.defaultIPv4, via: gateway, onlink: true)])
+    }
+
+    @Test func pingThroughATapAnsweredByTheIOLoop() throws {
+        let s = Scratch("t")
+        let pool = PacketPool.allocate(count: 1024)
+        defer { pool.deallocate() }
+        var loop: IOLoop? = nil
+        var tap: TapPort? = nil
+        defer {
+            loop?.close()
+            try? tap?.delete()
+            s.cleanup()
+            #expect(s.leftovers().isEmpty)
+        }
+        let ns = try s.namespace("P")
+        tap = try TapPort.create(name: s.name("t"))
+        let t = tap!
+        try t.move(to: ns, Self.podConfiguration())
+        #expect(t.name == "eth0")
+        #expect(t.namespace == ns)
+
+        // The pod sees eth0 exactly as configured.
+        let nl = try ns.netlink()
+        let eth0 = try nl.link("eth0")
+        #expect(eth0.kind == "tun")
+        #expect(eth0.mac == Self.podMAC)
+        #expect(eth0.mtu == 1400)
+        #expect(eth0.isUp)
+        #expect(try nl.addresses(of: "eth0").map(\.address).contains(Self.podAddress))
+        #expect(try nl.routes().contains(Route(.defaultIPv4, via: Self.gateway, device: "eth0", onlink: true)))
+        #expect(try !Netlink().links().contains { $0.name == s.name("t") })
+
+        loop = try IOLoop(pool: pool)
+        let l = loop!
+        try l.add(t, as: 1)
+        var rxFrame = Frame.allocate()
+        var txFrame = Frame.allocate()
+        defer {
+            pool.free(&rxFrame)
+            rxFrame.deallocate()
+            txFrame.deallocate()
+        }
+
+        let ping = try BackgroundProcess(ipTool, inNamespace(ns, ["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.51.100.7"]))
+        defer { ping.kill() }
+        var firstIPv4OrARP: (etherType: UInt16, arpOp: UInt16, target: IPv4Address)? = nil
+        var arpReplies = 0
+        var echoReplies = 0
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ping.isRunning && ContinuousClock.now < deadline {
+            _ = l.rx(into: &rxFrame, maxWait: .milliseconds(50))
+            for i in 0..<rxFrame.count {
+                let idx = rxFrame[i]
+                #expect(pool.meta(idx).pointee.rxPort == 1)
+                let p = pool.packet(idx)
+                let type = p.be16(12)
+                if firstIPv4OrARP == nil && (type == 0x0806 || type == 0x0800) {
+                    firstIPv4OrARP = (type, type == 0x0806 ? p.be16(20) : 0, IPv4Address(type == 0x0806 ? p.be32(38) : 0))
+                }
+                if ARPResponder.reply(pool: pool, idx, mac: .vrouter) {
+                    arpReplies += 1
+                } else if EchoResponder.reply(pool: pool, idx) {
+                    echoReplies += 1
+                } else {
+                    pool.free(idx)  // IPv6 router solicitations and the like
+                    continue
+                }
+                pool.meta(idx).pointee.txPort = 1
+                txFrame.append(idx)
+            }
+            rxFrame.removeAll()
+            l.tx(&txFrame)
+        }
+        let result = ping.finish()
+        #expect(result.status == 0, "ping: \(result.output) \(result.error)")
+        #expect(result.output.contains("3 packets transmitted, 3 received"))
+        #expect(firstIPv4OrARP?.etherType == 0x0806, "the pod's first IPv4 frame should be its ARP for the gateway")
+        #expect(firstIPv4OrARP?.arpOp == ARPHeader.request)
+        #expect(firstIPv4OrARP?.target == IPv4Address("192.0.2.1")!)
+        #expect(arpReplies >= 1)
+        #expect(echoReplies == 3)
+        let c = l.counters(port: 1)
+        #expect(c.rxPackets >= 4)
+        #expect(c.txPackets == UInt64(arpReplies + echoReplies))
+        #expect(c.rxErrors == 0 && c.txErrors == 0)
+        // Every buffer is back once the loop lets go of the tap.
+        l.remove(port: 1)
+        #expect(pool.available == pool.count)
+    }
+
+    @Test func persistentTapSurvivesItsFdAndReattachesInsideTheNamespace() throws {
+        let s = Scratch("p")
+        let pool = PacketPool.allocate(count: 256)
+        defer { pool.deallocate() }
+        var taps: [TapPort] = []
+        defer {
+            for t in taps { try? t.delete() }
+            s.cleanup()
+            #expect(s.leftovers().isEmpty)
+        }
+        let ns = try s.namespace("P")
+        let nl = try ns.netlink()
+
+        // Made directly in the pod's namespace, persistent, configured, then the fd closed
+        // (vrouterd exits): the device and its configuration stay.
+        let first = try TapPort.create(name: "eth0", in: ns, persistent: true)
+        taps.append(first)
+        try first.configure(Self.podConfiguration())
+        #expect(first.isPersistent)
+        first.close()
+        let kept = try nl.link("eth0")
+        #expect(kept.kind == "tun")
+        #expect(kept.mac == Self.podMAC)
+        #expect(try nl.addresses(of: "eth0").map(\.address).contains(Self.podAddress))
+        #expect(try nl.routes().contains(Route(.defaultIPv4, via: Self.gateway, device: "eth0", onlink: true)))
+
+        // vrouterd restarts: re-attach by the name the pod sees, from a namespace thread.
+        let again = try TapPort.attach(name: "eth0", in: ns)
+        taps.append(again)
+        #expect(again.isOpen)
+        #expect(try nl.link("eth0").index == kept.index)
+        // The re-attached fd carries the pod's traffic: its ARP for the gateway arrives.
+        let loop = try IOLoop(pool: pool)
+        defer { loop.close() }
+        try loop.add(again, as: 3)
+        let ping = try BackgroundProcess(ipTool, inNamespace(ns, ["ping", "-c", "2", "-i", "0.3", "-W", "1", "198.51.100.7"]))
+        defer { ping.kill() }
+        var frame = Frame.allocate()
+        defer { frame.deallocate() }
+        var sawARP = false
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !sawARP && ContinuousClock.now < deadline {
+            _ = loop.rx(into: &frame, maxWait: .milliseconds(50))
+            for i in 0..<frame.count where pool.packet(frame[i]).be16(12) == 0x0806 { sawARP = true }
+            pool.free(&frame)
+            loop.tx(&frame)
+        }
+        #expect(sawARP)
+        _ = ping.finish()
+        loop.remove(port: 3)
+
+        // A second attach to a single-queue tap that is already attached is refused.
+        #expect(throws: SystemError.self) { _ = try TapPort.attach(name: "eth0", in: ns) }
+
+        // Nothing to attach to: a clear error, and no device made by accident.
+        do {
+            _ = try TapPort.attach(name: "net9", in: ns)
+            Issue.record("attach to a missing tap succeeded")
+        } catch {
+            #expect(error.errno == ENODEV)
+            #expect(error.description.contains("net9"))
+            #expect(error.description.contains("netns \(ns.name!)"))
+        }
+        #expect(throws: SystemError.self) { try nl.link("net9") }
+        // Not a tap.
+        try nl.createVeth(s.name("v"), peer: s.name("w"))
+        #expect(throws: SystemError.self) { _ = try TapPort.attach(name: s.name("v"), in: ns) }
+
+        // CNI DEL: clear persistence and remove.
+        try again.delete()
+        #expect(throws: SystemError.self) { try nl.link("eth0") }
+        // Idempotent, also by name with no fd.
+        try again.delete()
+        try TapPort.delete(name: "eth0", in: ns)
+
+        // Without TUNSETPERSIST the device goes with its fd.
+        let transient = try TapPort.create(name: "net1", in: ns, persistent: false)
+        taps.append(transient)
+        #expect(try nl.link("net1").kind == "tun")
+        transient.close()
+        #expect(throws: SystemError.self) { try nl.link("net1") }
+    }
+
+    @Test func tapNamesAreCheckedAndClashesRefused() throws {
+        let s = Scratch("c")
+        defer {
+            s.cleanup()
+            #expect(s.leftovers().isEmpty)
+        }
+        let ns = try s.namespace("P")
+        #expect(throws: SystemError.self) { _ = try TapPort.create(name: "eth0/x", in: ns) }
+        let t = try TapPort.create(name: "eth0", in: ns)
+        defer { try? t.delete() }
+        do {
+            _ = try TapPort.create(name: "eth0", in: ns)
+            Issue.record("a second eth0 was created")
+        } catch {
+            #expect(error.errno == EEXIST)
+            #expect(error.description.contains("tap eth0 in netns \(ns.name!)"))
+        }
+        // Moving into a namespace that does not exist names it.
+        do {
+            try t.move(to: .named(s.name("gone")), Self.podConfiguration("eth1"))
+            Issue.record("move to a missing namespace succeeded")
+        } catch {
+            #expect(error.errno == ENOENT)
+            #expect(error.description.contains(s.name("gone")))
+        }
+    }
+}
