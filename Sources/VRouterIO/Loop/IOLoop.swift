@@ -63,11 +63,13 @@ public final class IOLoop {
     private var closed = false
     @usableFromInline var closing = false
 
-    public init(pool: PacketPool, configuration: Configuration = Configuration()) throws(SystemError) {
+    /// A loop over `pool` (whose buffers it reads into and frees). `waker` lets another
+    /// thread interrupt a waiting `rx`; one is made when not given.
+    public init(pool: PacketPool, waker: IOLoopWaker? = nil, configuration: Configuration = Configuration()) throws(SystemError) {
         precondition(configuration.maxPorts > 0 && configuration.maxPorts <= 65535)
         self.pool = pool
         self.configuration = configuration
-        waker = try IOLoopWaker()
+        if let waker { self.waker = waker } else { self.waker = try IOLoopWaker() }
         ring = .allocate(capacity: 1)
         ring.initialize(to: io_uring())
         var params = io_uring_params()

@@ -7,7 +7,8 @@ import Glibc
 public final class IOLoopWaker: Sendable {
     let fd: CInt
 
-    init() throws(SystemError) {
+    /// A waker the control side can keep; hand it to `IOLoop.init(pool:waker:)`.
+    public init() throws(SystemError) {
         fd = try Sys.eventfd(object: "IOLoop waker")
     }
 
