@@ -63,6 +63,8 @@ let package = Package(
             dependencies: [
                 "VRouterCore", "VRouterIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // Port-layer speed on this machine, against tools/iobench/ref.c (see its header).
+        .executableTarget(name: "vrouter-iobench", dependencies: ["VRouterIO", "VRouterCore", "CVRouterShims"]),
         .testTarget(name: "VRouterCoreTests", dependencies: ["VRouterCore"]),
         .testTarget(name: "VRouterIOTests", dependencies: ["VRouterIO", "VRouterCore"]),
         .testTarget(name: "VRouterControlTests", dependencies: ["VRouterControl", "VRouterIO", "VRouterCore"]),

@@ -214,4 +214,103 @@ struct TapPortTests {
             #expect(error.description.contains(s.name("gone")))
         }
     }
+
+    @Test func podNamespaceDeletedUnderARunningLoop() throws {
+        let s = Scratch("d")
+        let pool = PacketPool.allocate(count: 256)
+        defer { pool.deallocate() }
+        defer {
+            s.cleanup()
+            #expect(s.leftovers().isEmpty)
+        }
+        let ns = try s.namespace("P")
+        // Made in the host and moved, as the CNI does: the fd's socket then holds the host's
+        // namespace, not the pod's (an fd opened inside the pod's namespace would keep it
+        // alive after its name is gone; see TapPort).
+        let tap = try TapPort.create(name: s.name("t"), persistent: true)
+        try tap.move(to: ns, Self.podConfiguration())
+        let loop = try IOLoop(pool: pool)
+        defer { loop.close() }
+        try loop.add(tap, as: 5)
+        var frame = Frame.allocate()
+        defer { frame.deallocate() }
+        _ = loop.rx(into: &frame, maxWait: .milliseconds(10))
+        pool.free(&frame)
+        #expect(!loop.isDead(port: 5))
+
+        // The pod goes away with vrouterd still holding the tap: the device is destroyed
+        // with its namespace, the outstanding reads fail, the port is marked dead.
+        try ns.delete()
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !loop.isDead(port: 5) && ContinuousClock.now < deadline {
+            _ = loop.rx(into: &frame, maxWait: .milliseconds(20))
+            pool.free(&frame)
+        }
+        #expect(loop.isDead(port: 5))
+        #expect(loop.counters(port: 5).rxErrors > 0)
+        // Writes to it are dropped and counted, not sent.
+        let idx = pool.alloc()!
+        pool.meta(idx).pointee.length = 60
+        pool.meta(idx).pointee.txPort = 5
+        frame.append(idx)
+        loop.tx(&frame)
+        #expect(loop.counters(port: 5).txDrops == 1)
+        // A frame for a port the loop does not have is dropped and counted too.
+        let other = pool.alloc()!
+        pool.meta(other).pointee.length = 60
+        pool.meta(other).pointee.txPort = 77
+        frame.append(other)
+        loop.tx(&frame)
+        #expect(loop.counters.txNoPort == 1)
+        loop.remove(port: 5)
+        #expect(pool.available == pool.count)
+        // Deleting what is already gone is not an error (CNI DEL after the pod's netns).
+        try tap.delete()
+    }
+
+    @Test func multiQueueTapGivesOneFdPerQueue() throws {
+        let s = Scratch("m")
+        let pool = PacketPool.allocate(count: 512)
+        defer { pool.deallocate() }
+        var tap: TapPort? = nil
+        defer {
+            try? tap?.delete()
+            s.cleanup()
+            #expect(s.leftovers().isEmpty)
+        }
+        let ns = try s.namespace("P")
+        tap = try TapPort.create(name: "eth0", in: ns, persistent: true, queues: 2)
+        let t = tap!
+        #expect(t.fds.count == 2)
+        #expect(Set(t.fds).count == 2)
+        try t.configure(Self.podConfiguration())
+        // Two loops (two workers), one queue each; the pod's ARP reaches one of them.
+        let loops = [try IOLoop(pool: pool), try IOLoop(pool: pool)]
+        defer { for l in loops { l.close() } }
+        try loops[0].add(t, as: 1, queue: 0)
+        try loops[1].add(t, as: 1, queue: 1)
+        #expect(throws: SystemError.self) { try loops[1].add(t, as: 2, queue: 2) }
+        let ping = try BackgroundProcess(ipTool, inNamespace(ns, ["ping", "-c", "2", "-i", "0.3", "-W", "1", "198.51.100.7"]))
+        defer { ping.kill() }
+        var frame = Frame.allocate()
+        defer { frame.deallocate() }
+        var arps = 0
+        let deadline = ContinuousClock.now + .seconds(10)
+        while arps == 0 && ContinuousClock.now < deadline {
+            for l in loops {
+                _ = l.rx(into: &frame, maxWait: .milliseconds(20))
+                for i in 0..<frame.count where pool.packet(frame[i]).be16(12) == 0x0806 { arps += 1 }
+                pool.free(&frame)
+                l.tx(&frame)
+            }
+        }
+        #expect(arps > 0)
+        _ = ping.finish()
+        // A detached multi-queue tap re-attaches with all its queues.
+        for l in loops { l.remove(port: 1) }
+        t.close()
+        let again = try TapPort.attach(name: "eth0", in: ns, queues: 2)
+        #expect(again.fds.count == 2)
+        tap = again
+    }
 }

@@ -37,6 +37,9 @@ public final class AFPacketPort: @unchecked Sendable {  // Safe: immutable after
         /// Join fanout group `id` (PACKET_FANOUT_HASH) so several sockets share the device.
         public var fanoutGroup: UInt16? = nil
         public var promiscuous: Bool = false
+        /// false: a transmit-only socket (no RX ring; bound with protocol 0 so the kernel
+        /// never copies received frames to it). For traffic generators and TX fan-out.
+        public var receives: Bool = true
 
         public init() {}
     }
@@ -83,14 +86,16 @@ public final class AFPacketPort: @unchecked Sendable {  // Safe: immutable after
             // Drop malformed TX frames instead of stalling the ring on them.
             try Sys.setsockopt(fd, SOL_PACKET, PACKET_LOSS, Int32(1), call: "PACKET_LOSS", object: object)
             try Sys.setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, Int32(1), call: "PACKET_IGNORE_OUTGOING", object: object)
-            var rx = tpacket_req3()
-            rx.tp_block_size = UInt32(c.rxBlockSize)
-            rx.tp_block_nr = UInt32(c.rxBlockCount)
-            rx.tp_frame_size = 2048
-            rx.tp_frame_nr = UInt32(c.rxBlockSize / 2048 * c.rxBlockCount)
-            rx.tp_retire_blk_tov = UInt32(c.rxBlockTimeoutMilliseconds)
-            rx.tp_feature_req_word = UInt32(TP_FT_REQ_FILL_RXHASH)
-            try Sys.setsockopt(fd, SOL_PACKET, PACKET_RX_RING, rx, call: "PACKET_RX_RING", object: object)
+            if c.receives {
+                var rx = tpacket_req3()
+                rx.tp_block_size = UInt32(c.rxBlockSize)
+                rx.tp_block_nr = UInt32(c.rxBlockCount)
+                rx.tp_frame_size = 2048
+                rx.tp_frame_nr = UInt32(c.rxBlockSize / 2048 * c.rxBlockCount)
+                rx.tp_retire_blk_tov = UInt32(c.rxBlockTimeoutMilliseconds)
+                rx.tp_feature_req_word = UInt32(TP_FT_REQ_FILL_RXHASH)
+                try Sys.setsockopt(fd, SOL_PACKET, PACKET_RX_RING, rx, call: "PACKET_RX_RING", object: object)
+            }
             // TX: frames must not straddle blocks; one page-multiple block holds whole frames.
             let framesPerBlock = max(1, (page * 16) / c.txFrameSize)
             let txBlockSize = framesPerBlock * c.txFrameSize
@@ -105,15 +110,15 @@ public final class AFPacketPort: @unchecked Sendable {  // Safe: immutable after
             if c.qdiscBypass {
                 try Sys.setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, Int32(1), call: "PACKET_QDISC_BYPASS", object: object)
             }
-            let rxLength = c.rxBlockSize * c.rxBlockCount
+            let rxLength = c.receives ? c.rxBlockSize * c.rxBlockCount : 0
             mapLength = rxLength + blockBytes * txBlocks
             mapped = try Sys.mmap(mapLength, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, object: object)
             var sll = sockaddr_ll()
             sll.sll_family = UInt16(AF_PACKET)
-            sll.sll_protocol = UInt16(ETH_P_ALL).bigEndian
+            sll.sll_protocol = c.receives ? UInt16(ETH_P_ALL).bigEndian : 0
             sll.sll_ifindex = index
             try Sys.bind(fd, sll, object: object)
-            if let group = c.fanoutGroup {
+            if let group = c.fanoutGroup, c.receives {
                 let arg = Int32(group) | Int32(PACKET_FANOUT_HASH) << 16
                 try Sys.setsockopt(fd, SOL_PACKET, PACKET_FANOUT, arg, call: "PACKET_FANOUT", object: object)
             }
@@ -193,7 +198,7 @@ public final class AFPacketPort: @unchecked Sendable {  // Safe: immutable after
     /// The raw geometry the IOLoop walks: trivially copyable, no reference to the port.
     var rings: AFPacketRings {
         AFPacketRings(
-            rx: map, rxBlockSize: configuration.rxBlockSize, rxBlockCount: configuration.rxBlockCount,
+            rx: map, rxBlockSize: configuration.rxBlockSize, rxBlockCount: configuration.receives ? configuration.rxBlockCount : 0,
             tx: map + rxLength, txBlockSize: txBlockSize, txFramesPerBlock: txFramesPerBlock, txFrameSize: configuration.txFrameSize,
             txFrameCount: txFrameCount)
     }

@@ -66,7 +66,7 @@ extension IOLoop {
                 slot.pointee.kickAgain = false
                 kick(port, slot)
             }
-            if !slot.pointee.pollArmed, let sqe = nextSQE() {
+            if !slot.pointee.pollArmed, (slot.pointee.rings?.rxBlockCount ?? 0) > 0, let sqe = nextSQE() {
                 io_uring_prep_poll_add(sqe, slot.pointee.fd, UInt32(POLLIN))
                 io_uring_sqe_set_data64(sqe, UserData.make(.afPoll, port: port, buffer: 0))
                 slot.pointee.pollArmed = true
@@ -89,7 +89,7 @@ extension IOLoop {
 
     func walkRing(_ port: UInt16, into f: UnsafeMutablePointer<Frame>) {
         let slot = slots + Int(port)
-        guard slot.pointee.state == .active, let r = slot.pointee.rings else { return }
+        guard slot.pointee.state == .active, let r = slot.pointee.rings, r.rxBlockCount > 0 else { return }
         var block = slot.pointee.rxBlock
         var left = slot.pointee.rxLeft
         var next = slot.pointee.rxNext

@@ -59,8 +59,12 @@ extension IOLoop {
         for j in 0..<afCount {
             let port = afList[j]
             let slot = slots + Int(port)
-            if slot.pointee.txQueued > 0 {
+            // Also re-kick after a failed kick: tpacket_snd stops at the first frame the
+            // device refuses (ENOBUFS when the peer's queue is full) and leaves the rest
+            // marked SEND_REQUEST; nothing else would send them.
+            if slot.pointee.txQueued > 0 || slot.pointee.kickAgain {
                 slot.pointee.txQueued = 0
+                slot.pointee.kickAgain = false
                 kick(port, slot)
             }
         }

@@ -94,6 +94,16 @@ extension Netlink {
         try perform(nlh, call: "RTM_NEWLINK(mtu \(mtu))", object: object("link \(name)"))
     }
 
+    /// IFLA_TXQLEN: for a tap, the frames queued toward the reader before the kernel drops.
+    public func setTxQueueLength(_ name: String, _ length: Int) throws(SystemError) {
+        let index = try linkIndex(name)
+        let nlh = message(Int(RTM_NEWLINK), flags: 0, header: ifinfomsg.self) { nlh, ifm in
+            ifm.pointee.ifi_index = index
+            mnl_attr_put_u32(nlh, UInt16(IFLA_TXQLEN), UInt32(truncatingIfNeeded: length))
+        }
+        try perform(nlh, call: "RTM_NEWLINK(txqueuelen \(length))", object: object("link \(name)"))
+    }
+
     public func setUp(_ name: String, _ up: Bool = true) throws(SystemError) {
         let index = try linkIndex(name)
         let nlh = message(Int(RTM_NEWLINK), flags: 0, header: ifinfomsg.self) { _, ifm in
@@ -150,6 +160,19 @@ extension Netlink {
                 // The kernel leaves this out when it equals the link's own index, even for
                 // a veth whose peer has the same index in another namespace.
                 info.peerIndex = data.loadUnaligned(as: Int32.self)
+            case Int(IFLA_TXQLEN) where len >= 4:
+                info.txQueueLength = data.loadUnaligned(as: UInt32.self)
+            case Int(IFLA_STATS64) where len >= 64:
+                let q = { (i: Int) in data.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) }
+                info.statistics = LinkStatistics()
+                info.statistics.rxPackets = q(0)
+                info.statistics.txPackets = q(1)
+                info.statistics.rxBytes = q(2)
+                info.statistics.txBytes = q(3)
+                info.statistics.rxErrors = q(4)
+                info.statistics.txErrors = q(5)
+                info.statistics.rxDropped = q(6)
+                info.statistics.txDropped = q(7)
             case Int(IFLA_LINKINFO):
                 forEachAttribute(data, length: len) { t, d, l in
                     if Int(t) == Int(IFLA_INFO_KIND) { info.kind = string(d, l) }

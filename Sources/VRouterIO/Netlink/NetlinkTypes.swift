@@ -171,6 +171,10 @@ public struct LinkInfo: Hashable, Sendable, CustomStringConvertible {
     /// IFLA_LINK: for a veth, its peer's index (in the peer's namespace); nil when the
     /// kernel leaves it out because it equals `index`.
     public var peerIndex: Int32?
+    /// IFLA_TXQLEN (for a tap: how many frames wait for the reader before drops).
+    public var txQueueLength: UInt32 = 0
+    /// IFLA_STATS64, as the kernel counts for this device.
+    public var statistics = LinkStatistics()
 
     public var isUp: Bool { flags & 1 != 0 }
 
@@ -181,6 +185,19 @@ public struct LinkInfo: Hashable, Sendable, CustomStringConvertible {
         s += " mtu \(mtu) \(isUp ? "up" : "down")"
         return s
     }
+}
+
+/// The device counters from IFLA_STATS64 (rtnl_link_stats64's first eight fields).
+public struct LinkStatistics: Hashable, Sendable {
+    public var rxPackets: UInt64 = 0
+    public var txPackets: UInt64 = 0
+    public var rxBytes: UInt64 = 0
+    public var txBytes: UInt64 = 0
+    public var rxErrors: UInt64 = 0
+    public var txErrors: UInt64 = 0
+    public var rxDropped: UInt64 = 0
+    public var txDropped: UInt64 = 0
+    public init() {}
 }
 
 /// One address as RTM_GETADDR reports it.

@@ -8,6 +8,14 @@
 // same from us — no TCP superframes to segment on the way to the fabric. The cost is
 // one read per MTU-sized packet for pod TCP (see the port layer's notes in DESIGN).
 //
+// Namespace lifetime: a tap fd is a socket of the namespace /dev/net/tun was opened in,
+// and holds a reference on it. A tap made in the host and moved into the pod (`create` +
+// `move`, the CNI ADD path) leaves the pod's namespace free to die with the pod; the
+// device dies with it and IOLoop marks the port dead. An fd opened inside the pod's
+// namespace (`create(in:)`, and necessarily `attach` after a restart) keeps that namespace
+// alive, device included, until the fd is closed — so CNI DEL must reach vrouterd, or the
+// port must be closed when the pod's namespace name disappears.
+//
 // Reads and writes go through IOLoop (io_uring); the fds are non-blocking so that an
 // io_uring read with nothing queued waits on the tap's poll queue instead of occupying an
 // io-wq worker thread.
@@ -74,7 +82,8 @@ public final class TapPort: Sendable {
     // MARK: create, attach
 
     /// Creates a tap called `name` in `namespace` (the host's by default) with `queues`
-    /// queues, persistent or not. Fails with EEXIST if a link of that name exists (TUNSETIFF
+    /// queues, persistent or not. (Made in another namespace, its fds pin that namespace;
+    /// see the top of this file.) Fails with EEXIST if a link of that name exists (TUNSETIFF
     /// alone would attach to an existing tap, or fail obscurely on another kind).
     public static func create(
         name: String, in namespace: NetworkNamespace = .current, persistent: Bool = false, queues: Int = 1
