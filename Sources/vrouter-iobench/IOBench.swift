@@ -66,16 +66,22 @@ struct IOBench {
             case "--gen-cpu": o.genCPU = Int(args.popFirst() ?? "") ?? o.genCPU
             case "--ref": o.ref = args.popFirst()
             case "-h", "--help":
-                print("usage: vrouter-iobench [--seconds S] [--runs N] [--cpu C] [--gen-cpu G] [--ref PATH] [tap-tx tap-rx tap-reflect af-rx af-tx]")
+                print(
+                    "usage: vrouter-iobench [--seconds S] [--runs N] [--cpu C] [--gen-cpu G] [--ref PATH] [tap-tx tap-rx tap-reflect af-rx af-tx]"
+                )
                 return
             default: o.modes.append(a)
             }
         }
         if o.modes.isEmpty {
-            o.modes = ["tap-tx", "tap-rx", "tap-reflect", "tap-rx-drain", "tap-reflect-drain", "af-rx", "af-rx-drain", "af-tx"]
+            o.modes = [
+                "tap-tx", "tap-rx", "tap-reflect", "tap-rx-drain", "tap-reflect-drain", "af-rx", "af-rx-drain", "af-tx",
+            ]
         }
         setvbufLineBuffered()
-        print("mode               impl  run    Mpps   cpu  ns/pkt(cpu)  enters/pkt  peer-Mpps    packets   seconds  generated")
+        print(
+            "mode               impl  run    Mpps   cpu  ns/pkt(cpu)  enters/pkt  peer-Mpps    packets   seconds  generated"
+        )
         for mode in o.modes {
             for impl in o.ref == nil ? ["swift"] : ["swift", "c"] {
                 for run in 1...o.runs {
@@ -84,9 +90,18 @@ struct IOBench {
                         let nsPerPkt = r.packets > 0 ? r.cpuSeconds * 1e9 / Double(r.packets) : 0
                         let enters = impl == "swift" && r.packets > 0 ? Double(r.enters) / Double(r.packets) : .nan
                         print(
-                            pad(mode, 18), pad(impl, 5), pad("\(run)", 3), fmt(r.mpps, 7, 3), fmt(r.cpuSeconds / r.seconds, 5, 2),
-                            fmt(nsPerPkt, 12, 0), fmt(enters, 11, 4), fmt(Double(r.peer) / r.seconds / 1e6, 10, 3),
-                            fmt(Double(r.packets), 10, 0), fmt(r.seconds, 9, 3), fmt(Double(r.generated), 10, 0))
+                            pad(mode, 18),
+                            pad(impl, 5),
+                            pad("\(run)", 3),
+                            fmt(r.mpps, 7, 3),
+                            fmt(r.cpuSeconds / r.seconds, 5, 2),
+                            fmt(nsPerPkt, 12, 0),
+                            fmt(enters, 11, 4),
+                            fmt(Double(r.peer) / r.seconds / 1e6, 10, 3),
+                            fmt(Double(r.packets), 10, 0),
+                            fmt(r.seconds, 9, 3),
+                            fmt(Double(r.generated), 10, 0)
+                        )
                     } catch {
                         print("\(mode) \(impl): \(error)")
                     }
@@ -95,7 +110,9 @@ struct IOBench {
         }
     }
 
-    static func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+    static func pad(_ s: String, _ n: Int) -> String {
+        s.count >= n ? s : s + String(repeating: " ", count: n - s.count)
+    }
     static func fmt(_ v: Double, _ width: Int, _ decimals: Int) -> String {
         if v.isNaN { return String(repeating: " ", count: width - 1) + "-" }
         var p = 1.0
@@ -141,10 +158,14 @@ struct IOBench {
             let nl = try pod.netlink()
             try nl.setTxQueueLength("eth0", drain ? 60_000 : 4096)
             if drain {
-                let fill = { () throws -> UInt64 in try Generator.burst(50_000, interface: "eth0", in: pod, cpu: o.genCPU) }
+                let fill = { () throws -> UInt64 in
+                    try Generator.burst(50_000, interface: "eth0", in: pod, cpu: o.genCPU)
+                }
                 if impl == "swift" {
                     let port = tap
-                    return try runDrain(cpu: o.cpu, reflect: mode == "tap-reflect", fill: fill) { loop in try loop.add(port, as: 1) }
+                    return try runDrain(cpu: o.cpu, reflect: mode == "tap-reflect", fill: fill) { loop in
+                        try loop.add(port, as: 1)
+                    }
                 }
                 tap.close()
                 return try runReferenceDrain(o.ref!, fullMode, "eth0", in: pod, o, fill: fill)
@@ -155,7 +176,12 @@ struct IOBench {
             var r: Result
             if impl == "swift" {
                 let port = tap
-                r = try runLoop(cpu: o.cpu, seconds: o.seconds, reflect: mode == "tap-reflect", transmitOnly: mode == "tap-tx") { loop in
+                r = try runLoop(
+                    cpu: o.cpu,
+                    seconds: o.seconds,
+                    reflect: mode == "tap-reflect",
+                    transmitOnly: mode == "tap-tx"
+                ) { loop in
                     try loop.add(port, as: 1)
                 }
             } else {
@@ -178,7 +204,9 @@ struct IOBench {
             try nlA.setUp("vrtb-a")
             try nlB.setUp("vrtb-b")
             if drain {
-                let fill = { () throws -> UInt64 in try Generator.burst(40_000, interface: "vrtb-a", in: a, cpu: o.genCPU) }
+                let fill = { () throws -> UInt64 in
+                    try Generator.burst(40_000, interface: "vrtb-a", in: a, cpu: o.genCPU)
+                }
                 if impl == "swift" {
                     return try runDrain(cpu: o.cpu, reflect: false, fill: fill) { loop in
                         // Blocks retire full, not on the 1 ms timer, so the burst fits.
@@ -214,7 +242,11 @@ struct IOBench {
 
     /// The measured side: a pinned worker running an IOLoop with port 1 for `seconds`.
     static func runLoop(
-        cpu: Int, seconds: Double, reflect: Bool, transmitOnly: Bool, setup: @escaping @Sendable (IOLoop) throws -> Void
+        cpu: Int,
+        seconds: Double,
+        reflect: Bool,
+        transmitOnly: Bool,
+        setup: @escaping @Sendable (IOLoop) throws -> Void
     ) throws -> Result {
         let result = Mutex<Result?>(nil)
         let failure = Mutex<String?>(nil)
@@ -225,7 +257,9 @@ struct IOBench {
                 let pool = local.pool
                 // Every buffer holds the test frame: transmit-only runs just set lengths.
                 for i in 0..<pool.count {
-                    frame.withUnsafeBytes { (pool.buffer(UInt32(i)) + PacketPool.headroom).copyMemory(from: $0.baseAddress!, byteCount: 64) }
+                    frame.withUnsafeBytes {
+                        (pool.buffer(UInt32(i)) + PacketPool.headroom).copyMemory(from: $0.baseAddress!, byteCount: 64)
+                    }
                 }
                 let loop = try IOLoop(pool: pool)
                 defer { loop.close() }
@@ -281,14 +315,19 @@ struct IOBench {
             }
         }
         worker.join()
-        if let f = failure.withLock({ $0 }) { throw SystemError(call: "benchmark loop", object: "cpu \(cpu)", errno: 0, detail: f) }
+        if let f = failure.withLock({ $0 }) {
+            throw SystemError(call: "benchmark loop", object: "cpu \(cpu)", errno: 0, detail: f)
+        }
         return result.withLock { $0! }
     }
 
     /// Capacity run: the loop's port is attached, `fill` queues a burst while the loop does
     /// not read, then the loop drains until 200 ms pass without a frame.
     static func runDrain(
-        cpu: Int, reflect: Bool, fill: () throws -> UInt64, setup: @escaping @Sendable (IOLoop) throws -> Void
+        cpu: Int,
+        reflect: Bool,
+        fill: () throws -> UInt64,
+        setup: @escaping @Sendable (IOLoop) throws -> Void
     ) throws -> Result {
         final class Gate: Sendable {
             let ready = Atomic<Int>(0)  // 1 ready, -1 failed
@@ -360,7 +399,9 @@ struct IOBench {
         }
         gate.go.store(true, ordering: .releasing)
         worker.join()
-        if let f = gate.failure.withLock({ $0 }) { throw SystemError(call: "benchmark loop", object: "cpu \(cpu)", errno: 0, detail: f) }
+        if let f = gate.failure.withLock({ $0 }) {
+            throw SystemError(call: "benchmark loop", object: "cpu \(cpu)", errno: 0, detail: f)
+        }
         var r = gate.result.withLock { $0! }
         r.generated = generated
         return r
@@ -368,11 +409,21 @@ struct IOBench {
 
     /// The C reference's drain mode: it says "ready", we fill, we say "go".
     static func runReferenceDrain(
-        _ path: String, _ mode: String, _ ifname: String, in ns: NetworkNamespace, _ o: Options, fill: () throws -> UInt64
+        _ path: String,
+        _ mode: String,
+        _ ifname: String,
+        in ns: NetworkNamespace,
+        _ o: Options,
+        fill: () throws -> UInt64
     ) throws -> Result {
         let child = try Child(["/usr/sbin/ip", "netns", "exec", ns.name!, path, mode, ifname, "\(o.cpu)", "3600"])
         guard child.readLine() == "ready" else {
-            throw SystemError(call: "reference", object: path, errno: 0, detail: "did not get ready: \(child.finish().1)")
+            throw SystemError(
+                call: "reference",
+                object: path,
+                errno: 0,
+                detail: "did not get ready: \(child.finish().1)"
+            )
         }
         let generated = try fill()
         usleep(200_000)
@@ -381,7 +432,12 @@ struct IOBench {
         var r = parseResult(text)
         r.generated = generated
         guard r.seconds > 0 else {
-            throw SystemError(call: "reference", object: path, errno: 0, detail: "no result (exit status \(status)): \(text)")
+            throw SystemError(
+                call: "reference",
+                object: path,
+                errno: 0,
+                detail: "no result (exit status \(status)): \(text)"
+            )
         }
         return r
     }
@@ -402,12 +458,25 @@ struct IOBench {
     }
 
     /// The C reference in the same namespace, same CPU.
-    static func runReference(_ path: String, _ mode: String, _ ifname: String, in ns: NetworkNamespace, _ o: Options) throws -> Result {
-        let child = try Child(["/usr/sbin/ip", "netns", "exec", ns.name!, path, mode, ifname, "\(o.cpu)", "\(o.seconds)"])
+    static func runReference(
+        _ path: String,
+        _ mode: String,
+        _ ifname: String,
+        in ns: NetworkNamespace,
+        _ o: Options
+    ) throws -> Result {
+        let child = try Child([
+            "/usr/sbin/ip", "netns", "exec", ns.name!, path, mode, ifname, "\(o.cpu)", "\(o.seconds)",
+        ])
         let (status, text) = child.finish()
         let r = parseResult(text)
         guard r.seconds > 0 else {
-            throw SystemError(call: "reference", object: path, errno: 0, detail: "no result (exit status \(status)): \(text)")
+            throw SystemError(
+                call: "reference",
+                object: path,
+                errno: 0,
+                detail: "no result (exit status \(status)): \(text)"
+            )
         }
         return r
     }
@@ -423,7 +492,9 @@ final class Child {
     init(_ argv: [String]) throws {
         var inPipe: [Int32] = [0, 0]
         var outPipe: [Int32] = [0, 0]
-        guard pipe(&inPipe) == 0, pipe(&outPipe) == 0 else { throw SystemError(call: "pipe", object: argv[0], errno: errno) }
+        guard pipe(&inPipe) == 0, pipe(&outPipe) == 0 else {
+            throw SystemError(call: "pipe", object: argv[0], errno: errno)
+        }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
@@ -499,11 +570,14 @@ final class Generator: Sendable {
         let shared = shared
         let frame = IOBench.frame64
         worker = try WorkerThread.start(name: "vrt-gen", cpu: cpu) {
-            guard let local = try? LocalPacketPool(count: 2048, nearCPU: cpu), let loop = try? IOLoop(pool: local.pool) else { return }
+            guard let local = try? LocalPacketPool(count: 2048, nearCPU: cpu), let loop = try? IOLoop(pool: local.pool)
+            else { return }
             defer { loop.close() }
             let pool = local.pool
             for i in 0..<pool.count {
-                frame.withUnsafeBytes { (pool.buffer(UInt32(i)) + PacketPool.headroom).copyMemory(from: $0.baseAddress!, byteCount: 64) }
+                frame.withUnsafeBytes {
+                    (pool.buffer(UInt32(i)) + PacketPool.headroom).copyMemory(from: $0.baseAddress!, byteCount: 64)
+                }
             }
             try? loop.add(port, as: 0)
             var tx = Frame.allocate()
@@ -536,11 +610,14 @@ final class Generator: Sendable {
         let sent = Mutex<UInt64>(0)
         let frame = IOBench.frame64
         let worker = try WorkerThread.start(name: "vrt-gen", cpu: cpu) {
-            guard let local = try? LocalPacketPool(count: 2048, nearCPU: cpu), let loop = try? IOLoop(pool: local.pool) else { return }
+            guard let local = try? LocalPacketPool(count: 2048, nearCPU: cpu), let loop = try? IOLoop(pool: local.pool)
+            else { return }
             defer { loop.close() }
             let pool = local.pool
             for i in 0..<pool.count {
-                frame.withUnsafeBytes { (pool.buffer(UInt32(i)) + PacketPool.headroom).copyMemory(from: $0.baseAddress!, byteCount: 64) }
+                frame.withUnsafeBytes {
+                    (pool.buffer(UInt32(i)) + PacketPool.headroom).copyMemory(from: $0.baseAddress!, byteCount: 64)
+                }
             }
             try? loop.add(port, as: 0)
             var tx = Frame.allocate()

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 import VRouterCore
+
 @testable import VRouterIO
 
 @Suite(.enabled(if: isRoot, "needs root for namespaces and AF_PACKET"), .serialized)
@@ -15,10 +16,17 @@ struct AFPacketPortTests {
         let a = try s.namespace("A")
         let b = try s.namespace("B")
         for ns in [a, b] {
-            let r = try runProgram(ipTool, inNamespace(ns, ["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]))
+            let r = try runProgram(
+                ipTool,
+                inNamespace(
+                    ns,
+                    ["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]
+                )
+            )
             #expect(r.status == 0, "\(r.error)")
         }
-        let ea = s.name("a"), eb = s.name("b")
+        let ea = s.name("a")
+        let eb = s.name("b")
         let nlA = try a.netlink()
         let nlB = try b.netlink()
         try nlA.createVeth(ea, peer: eb, peerNamespace: b)
@@ -29,7 +37,9 @@ struct AFPacketPortTests {
         return (a, b, ea, eb)
     }
 
-    static func bytes(_ mac: MACAddress) -> [UInt8] { (0..<6).map { UInt8(truncatingIfNeeded: mac.value >> UInt64(40 - 8 * $0)) } }
+    static func bytes(_ mac: MACAddress) -> [UInt8] {
+        (0..<6).map { UInt8(truncatingIfNeeded: mac.value >> UInt64(40 - 8 * $0)) }
+    }
 
     /// Test frame `i`: to B's MAC (or broadcast every 7th), EtherType 0x88B5, marker, index,
     /// a pattern; 60...1514 bytes. Every 10th is 802.1Q-tagged (VLAN 100).
@@ -84,8 +94,10 @@ struct AFPacketPortTests {
                 s.send(bytes.fromhex(line.strip()))
             """
         let r = try runProgram(
-            ipTool, inNamespace(f.a, [systemPython, "-c", sender, f.ea]),
-            input: sent.map { $0.map { String(format: "%02x", $0) }.joined() }.joined(separator: "\n") + "\n")
+            ipTool,
+            inNamespace(f.a, [systemPython, "-c", sender, f.ea]),
+            input: sent.map { $0.map { String(format: "%02x", $0) }.joined() }.joined(separator: "\n") + "\n"
+        )
         #expect(r.status == 0, "\(r.error)")
 
         var received: [[UInt8]] = []
@@ -159,7 +171,10 @@ struct AFPacketPortTests {
                     got.append(d.hex())
             print("\\n".join(got))
             """
-        let rx = try BackgroundProcess(ipTool, inNamespace(f.a, [systemPython, "-c", receiver, f.ea, ready, String(n)]))
+        let rx = try BackgroundProcess(
+            ipTool,
+            inNamespace(f.a, [systemPython, "-c", receiver, f.ea, ready, String(n)])
+        )
         defer { rx.kill() }
         let waitUntil = ContinuousClock.now + .seconds(10)
         while access(ready, F_OK) != 0 && ContinuousClock.now < waitUntil { usleep(10_000) }
@@ -241,7 +256,10 @@ struct AFPacketPortTests {
                 s.send(dst + src + b"\\x08\\x00" + ip + udp)
             """
         let hex = { (m: MACAddress) in Self.bytes(m).map { String(format: "%02x", $0) }.joined() }
-        let r = try runProgram(ipTool, inNamespace(f.a, [systemPython, "-c", sender, f.ea, hex(Self.macB), hex(Self.macA)]))
+        let r = try runProgram(
+            ipTool,
+            inNamespace(f.a, [systemPython, "-c", sender, f.ea, hex(Self.macB), hex(Self.macA)])
+        )
         #expect(r.status == 0, "\(r.error)")
         var counts = [0, 0]
         var frame = Frame.allocate()

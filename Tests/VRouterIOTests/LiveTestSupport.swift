@@ -4,6 +4,7 @@
 import Foundation
 import Glibc
 import VRouterCore
+
 @testable import VRouterIO
 
 let isRoot = geteuid() == 0
@@ -82,8 +83,10 @@ func runProgram(_ path: String, _ args: [String], input: String? = nil) throws -
     g.wait()
     p.waitUntilExit()
     return ProcessResult(
-        status: p.terminationStatus, output: String(decoding: outData, as: UTF8.self),
-        error: String(decoding: errData, as: UTF8.self))
+        status: p.terminationStatus,
+        output: String(decoding: outData, as: UTF8.self),
+        error: String(decoding: errData, as: UTF8.self)
+    )
 }
 
 /// A program started in the background; `finish()` waits for it and collects its output.
@@ -121,8 +124,10 @@ final class BackgroundProcess: @unchecked Sendable {  // Safe: the data fields a
         process.waitUntilExit()
         group.wait()
         return ProcessResult(
-            status: process.terminationStatus, output: String(decoding: outData, as: UTF8.self),
-            error: String(decoding: errData, as: UTF8.self))
+            status: process.terminationStatus,
+            output: String(decoding: outData, as: UTF8.self),
+            error: String(decoding: errData, as: UTF8.self)
+        )
     }
 
     func kill() { if process.isRunning { process.terminate() } }

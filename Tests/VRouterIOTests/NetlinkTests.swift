@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 import VRouterCore
+
 @testable import VRouterIO
 
 @Suite(.enabled(if: isRoot, "needs root for namespaces and links"), .serialized)
@@ -41,7 +42,8 @@ struct NetlinkTests {
         let b = try s.namespace("B")
         let nlA = try a.netlink()
         let nlB = try b.netlink()
-        let ea = s.name("a"), eb = s.name("b")
+        let ea = s.name("a")
+        let eb = s.name("b")
         // A first pair in A only, so that the two ends below get different indices (the
         // kernel omits IFLA_LINK when the peer's index equals the link's own).
         try nlA.createVeth(s.name("d"), peer: s.name("e"))
@@ -95,7 +97,11 @@ struct NetlinkTests {
         // Routes, read back: ours with their flags, plus the kernel's connected route.
         let listed = try nlA.routes()
         for r in routesA { #expect(listed.contains(r), "route \(r) missing from \(listed)") }
-        #expect(listed.contains { $0.destination == IPPrefix("198.18.0.0/24")! && $0.proto == Route.protoKernel && $0.device == ea })
+        #expect(
+            listed.contains {
+                $0.destination == IPPrefix("198.18.0.0/24")! && $0.proto == Route.protoKernel && $0.device == ea
+            }
+        )
 
         // iproute2 agrees (outside oracle).
         let ipr = try runProgram(ipTool, ["-n", a.name!, "route", "show", "198.51.100.0/24"])
@@ -192,7 +198,9 @@ struct NetlinkTests {
             #expect(error.detail != nil, "no extended ack text: \(error)")
         }
         // A route that is not there.
-        #expect(throws: SystemError.self) { try nl.removeRoute(Route(IPPrefix("203.0.113.0/24")!, via: IPAddress("198.18.1.7")!)) }
+        #expect(throws: SystemError.self) {
+            try nl.removeRoute(Route(IPPrefix("203.0.113.0/24")!, via: IPAddress("198.18.1.7")!))
+        }
         // Nothing half-made remains: only the one veth pair we made on purpose.
         #expect(try nl.links().filter { $0.name.hasPrefix(s.tag) }.map(\.name).sorted() == [s.name("a"), s.name("b")])
     }

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 import VRouterCore
+
 @testable import VRouterIO
 
 @Suite(.enabled(if: isRoot, "needs root for namespaces and taps"), .serialized)
@@ -13,8 +14,12 @@ struct TapPortTests {
     /// The pod's view: eth0 with a /32, a default route to a gateway only reachable onlink.
     static func podConfiguration(_ name: String = "eth0") -> TapPort.Configuration {
         TapPort.Configuration(
-            name: name, mac: podMAC, mtu: 1400, addresses: [podAddress],
-            routes: [Route(.defaultIPv4, via: gateway, onlink: true)])
+            name: name,
+            mac: podMAC,
+            mtu: 1400,
+            addresses: [podAddress],
+            routes: [Route(.defaultIPv4, via: gateway, onlink: true)]
+        )
     }
 
     @Test func pingThroughATapAnsweredByTheIOLoop() throws {
@@ -58,7 +63,10 @@ struct TapPortTests {
             txFrame.deallocate()
         }
 
-        let ping = try BackgroundProcess(ipTool, inNamespace(ns, ["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.51.100.7"]))
+        let ping = try BackgroundProcess(
+            ipTool,
+            inNamespace(ns, ["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.51.100.7"])
+        )
         defer { ping.kill() }
         var firstIPv4OrARP: (etherType: UInt16, arpOp: UInt16, target: IPv4Address)? = nil
         var arpReplies = 0
@@ -72,7 +80,9 @@ struct TapPortTests {
                 let p = pool.packet(idx)
                 let type = p.be16(12)
                 if firstIPv4OrARP == nil && (type == 0x0806 || type == 0x0800) {
-                    firstIPv4OrARP = (type, type == 0x0806 ? p.be16(20) : 0, IPv4Address(type == 0x0806 ? p.be32(38) : 0))
+                    firstIPv4OrARP = (
+                        type, type == 0x0806 ? p.be16(20) : 0, IPv4Address(type == 0x0806 ? p.be32(38) : 0)
+                    )
                 }
                 if ARPResponder.reply(pool: pool, idx, mac: .vrouter) {
                     arpReplies += 1
@@ -140,7 +150,10 @@ struct TapPortTests {
         let loop = try IOLoop(pool: pool)
         defer { loop.close() }
         try loop.add(again, as: 3)
-        let ping = try BackgroundProcess(ipTool, inNamespace(ns, ["ping", "-c", "2", "-i", "0.3", "-W", "1", "198.51.100.7"]))
+        let ping = try BackgroundProcess(
+            ipTool,
+            inNamespace(ns, ["ping", "-c", "2", "-i", "0.3", "-W", "1", "198.51.100.7"])
+        )
         defer { ping.kill() }
         var frame = Frame.allocate()
         defer { frame.deallocate() }
@@ -290,7 +303,10 @@ struct TapPortTests {
         try loops[0].add(t, as: 1, queue: 0)
         try loops[1].add(t, as: 1, queue: 1)
         #expect(throws: SystemError.self) { try loops[1].add(t, as: 2, queue: 2) }
-        let ping = try BackgroundProcess(ipTool, inNamespace(ns, ["ping", "-c", "2", "-i", "0.3", "-W", "1", "198.51.100.7"]))
+        let ping = try BackgroundProcess(
+            ipTool,
+            inNamespace(ns, ["ping", "-c", "2", "-i", "0.3", "-W", "1", "198.51.100.7"])
+        )
         defer { ping.kill() }
         var frame = Frame.allocate()
         defer { frame.deallocate() }

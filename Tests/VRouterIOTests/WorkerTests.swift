@@ -3,6 +3,7 @@ import Glibc
 import Synchronization
 import Testing
 import VRouterCore
+
 @testable import VRouterIO
 
 @Suite struct WorkerTests {
@@ -66,8 +67,12 @@ import VRouterCore
         try tap.move(
             to: ns,
             .init(
-                name: "eth0", mac: MACAddress("02:00:5e:40:00:02")!, addresses: [InterfaceAddress("203.0.113.9/32")!],
-                routes: [Route(.defaultIPv4, via: IPAddress("192.0.2.1")!, onlink: true)]))
+                name: "eth0",
+                mac: MACAddress("02:00:5e:40:00:02")!,
+                addresses: [InterfaceAddress("203.0.113.9/32")!],
+                routes: [Route(.defaultIPv4, via: IPAddress("192.0.2.1")!, onlink: true)]
+            )
+        )
 
         let waker = try IOLoopWaker()
         let stop = Atomic<Bool>(false)

@@ -61,16 +61,24 @@ public final class AFPacketPort: @unchecked Sendable {  // Safe: immutable after
     /// Opens the port on `interface` (in `namespace`; the socket is made there, so it sees
     /// that namespace's device) and maps its rings.
     public static func open(
-        interface: String, in namespace: NetworkNamespace = .current, configuration: Configuration = Configuration()
+        interface: String,
+        in namespace: NetworkNamespace = .current,
+        configuration: Configuration = Configuration()
     ) throws(SystemError) -> AFPacketPort {
         try Sys.checkInterfaceName(interface, call: "AF_PACKET")
         let c = configuration
         let object = "AF_PACKET \(interface) in \(namespace)"
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        guard c.rxBlockSize % page == 0, c.rxBlockSize >= page, c.rxBlockCount >= 2, c.txFrameSize % Int(TPACKET_ALIGNMENT) == 0,
+        guard c.rxBlockSize % page == 0, c.rxBlockSize >= page, c.rxBlockCount >= 2,
+            c.txFrameSize % Int(TPACKET_ALIGNMENT) == 0,
             c.txFrameSize >= Int(VRT_TPACKET3_HDRLEN) + 64, c.txFrameSize <= page * 16, c.txFrameCount >= 1
         else {
-            throw SystemError(call: "AF_PACKET", object: object, errno: EINVAL, detail: "ring geometry: blocks must be whole pages, frames TPACKET_ALIGNMENT-aligned")
+            throw SystemError(
+                call: "AF_PACKET",
+                object: object,
+                errno: EINVAL,
+                detail: "ring geometry: blocks must be whole pages, frames TPACKET_ALIGNMENT-aligned"
+            )
         }
         let (fd, index) = try namespace.runHere { () throws(SystemError) -> (CInt, Int32) in
             let index = try Netlink(namespace: namespace, onThisThread: true).linkIndex(interface)
@@ -82,10 +90,24 @@ public final class AFPacketPort: @unchecked Sendable {  // Safe: immutable after
         var mapped: UnsafeMutableRawPointer? = nil
         var mapLength = 0
         do throws(SystemError) {
-            try Sys.setsockopt(fd, SOL_PACKET, PACKET_VERSION, Int32(TPACKET_V3.rawValue), call: "PACKET_VERSION", object: object)
+            try Sys.setsockopt(
+                fd,
+                SOL_PACKET,
+                PACKET_VERSION,
+                Int32(TPACKET_V3.rawValue),
+                call: "PACKET_VERSION",
+                object: object
+            )
             // Drop malformed TX frames instead of stalling the ring on them.
             try Sys.setsockopt(fd, SOL_PACKET, PACKET_LOSS, Int32(1), call: "PACKET_LOSS", object: object)
-            try Sys.setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, Int32(1), call: "PACKET_IGNORE_OUTGOING", object: object)
+            try Sys.setsockopt(
+                fd,
+                SOL_PACKET,
+                PACKET_IGNORE_OUTGOING,
+                Int32(1),
+                call: "PACKET_IGNORE_OUTGOING",
+                object: object
+            )
             if c.receives {
                 var rx = tpacket_req3()
                 rx.tp_block_size = UInt32(c.rxBlockSize)
@@ -108,7 +130,14 @@ public final class AFPacketPort: @unchecked Sendable {  // Safe: immutable after
             tx.tp_frame_nr = UInt32(blockBytes / c.txFrameSize * txBlocks)
             try Sys.setsockopt(fd, SOL_PACKET, PACKET_TX_RING, tx, call: "PACKET_TX_RING", object: object)
             if c.qdiscBypass {
-                try Sys.setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, Int32(1), call: "PACKET_QDISC_BYPASS", object: object)
+                try Sys.setsockopt(
+                    fd,
+                    SOL_PACKET,
+                    PACKET_QDISC_BYPASS,
+                    Int32(1),
+                    call: "PACKET_QDISC_BYPASS",
+                    object: object
+                )
             }
             let rxLength = c.receives ? c.rxBlockSize * c.rxBlockCount : 0
             mapLength = rxLength + blockBytes * txBlocks
@@ -126,14 +155,30 @@ public final class AFPacketPort: @unchecked Sendable {  // Safe: immutable after
                 var mr = packet_mreq()
                 mr.mr_ifindex = index
                 mr.mr_type = UInt16(PACKET_MR_PROMISC)
-                try Sys.setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, mr, call: "PACKET_ADD_MEMBERSHIP(PROMISC)", object: object)
+                try Sys.setsockopt(
+                    fd,
+                    SOL_PACKET,
+                    PACKET_ADD_MEMBERSHIP,
+                    mr,
+                    call: "PACKET_ADD_MEMBERSHIP(PROMISC)",
+                    object: object
+                )
             }
             try Sys.setNonBlocking(fd, object: object)
             // TX frames in the ring: each is laid out at frameSize strides within blocks.
             let port = AFPacketPort(
-                interface: interface, namespace: namespace, index: index, configuration: c, fd: fd, map: mapped!,
-                mapLength: mapLength, rxLength: rxLength, txBlockSize: blockBytes, txFramesPerBlock: blockBytes / c.txFrameSize,
-                txFrameCount: Int(tx.tp_frame_nr))
+                interface: interface,
+                namespace: namespace,
+                index: index,
+                configuration: c,
+                fd: fd,
+                map: mapped!,
+                mapLength: mapLength,
+                rxLength: rxLength,
+                txBlockSize: blockBytes,
+                txFramesPerBlock: blockBytes / c.txFrameSize,
+                txFrameCount: Int(tx.tp_frame_nr)
+            )
             return port
         } catch {
             if let mapped { Sys.munmap(mapped, mapLength) }
@@ -148,8 +193,17 @@ public final class AFPacketPort: @unchecked Sendable {  // Safe: immutable after
     public let txFrameCount: Int
 
     private init(
-        interface: String, namespace: NetworkNamespace, index: Int32, configuration: Configuration, fd: CInt,
-        map: UnsafeMutableRawPointer, mapLength: Int, rxLength: Int, txBlockSize: Int, txFramesPerBlock: Int, txFrameCount: Int
+        interface: String,
+        namespace: NetworkNamespace,
+        index: Int32,
+        configuration: Configuration,
+        fd: CInt,
+        map: UnsafeMutableRawPointer,
+        mapLength: Int,
+        rxLength: Int,
+        txBlockSize: Int,
+        txFramesPerBlock: Int,
+        txFrameCount: Int
     ) {
         self.interface = interface
         self.namespace = namespace
@@ -198,9 +252,15 @@ public final class AFPacketPort: @unchecked Sendable {  // Safe: immutable after
     /// The raw geometry the IOLoop walks: trivially copyable, no reference to the port.
     var rings: AFPacketRings {
         AFPacketRings(
-            rx: map, rxBlockSize: configuration.rxBlockSize, rxBlockCount: configuration.receives ? configuration.rxBlockCount : 0,
-            tx: map + rxLength, txBlockSize: txBlockSize, txFramesPerBlock: txFramesPerBlock, txFrameSize: configuration.txFrameSize,
-            txFrameCount: txFrameCount)
+            rx: map,
+            rxBlockSize: configuration.rxBlockSize,
+            rxBlockCount: configuration.receives ? configuration.rxBlockCount : 0,
+            tx: map + rxLength,
+            txBlockSize: txBlockSize,
+            txFramesPerBlock: txFramesPerBlock,
+            txFrameSize: configuration.txFrameSize,
+            txFrameCount: txFrameCount
+        )
     }
 }
 

@@ -65,7 +65,11 @@ public final class IOLoop {
 
     /// A loop over `pool` (whose buffers it reads into and frees). `waker` lets another
     /// thread interrupt a waiting `rx`; one is made when not given.
-    public init(pool: PacketPool, waker: IOLoopWaker? = nil, configuration: Configuration = Configuration()) throws(SystemError) {
+    public init(
+        pool: PacketPool,
+        waker: IOLoopWaker? = nil,
+        configuration: Configuration = Configuration()
+    ) throws(SystemError) {
         precondition(configuration.maxPorts > 0 && configuration.maxPorts <= 65535)
         self.pool = pool
         self.configuration = configuration
@@ -87,7 +91,11 @@ public final class IOLoop {
         }
         if r < 0 {
             ring.deallocate()
-            throw SystemError(call: "io_uring_queue_init", object: "IOLoop (\(configuration.submissionEntries) entries)", errno: -r)
+            throw SystemError(
+                call: "io_uring_queue_init",
+                object: "IOLoop (\(configuration.submissionEntries) entries)",
+                errno: -r
+            )
         }
         // Saves an fget/fput per io_uring_enter (5.18+); harmless when refused.
         _ = io_uring_register_ring_fd(ring)
@@ -151,7 +159,12 @@ public final class IOLoop {
     public func add(_ tap: TapPort, as port: UInt16, queue: Int = 0) throws(SystemError) {
         let fds = tap.fds
         guard queue < fds.count else {
-            throw SystemError(call: "IOLoop.add", object: tap.object, errno: EBADF, detail: "no queue \(queue) (the port has \(fds.count))")
+            throw SystemError(
+                call: "IOLoop.add",
+                object: tap.object,
+                errno: EBADF,
+                detail: "no queue \(queue) (the port has \(fds.count))"
+            )
         }
         try claim(port, object: tap.object)
         let slot = slots + Int(port)
@@ -180,9 +193,16 @@ public final class IOLoop {
     }
 
     private func claim(_ port: UInt16, object: String) throws(SystemError) {
-        guard !closed else { throw SystemError(call: "IOLoop.add", object: object, errno: EBADF, detail: "loop is closed") }
+        guard !closed else {
+            throw SystemError(call: "IOLoop.add", object: object, errno: EBADF, detail: "loop is closed")
+        }
         guard Int(port) < maxPorts else {
-            throw SystemError(call: "IOLoop.add", object: object, errno: ERANGE, detail: "port id \(port) ≥ maxPorts \(maxPorts)")
+            throw SystemError(
+                call: "IOLoop.add",
+                object: object,
+                errno: ERANGE,
+                detail: "port id \(port) ≥ maxPorts \(maxPorts)"
+            )
         }
         guard slots[Int(port)].kind == .none else {
             throw SystemError(call: "IOLoop.add", object: object, errno: EEXIST, detail: "port id \(port) is in use")

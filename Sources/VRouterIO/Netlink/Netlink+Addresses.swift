@@ -8,7 +8,13 @@ extension Netlink {
     /// default (`noDAD`), so they are usable at once instead of "tentative" for ~1 s.
     public func addAddress(_ address: InterfaceAddress, to name: String, noDAD: Bool = true) throws(SystemError) {
         let index = try linkIndex(name)
-        let nlh = addressMessage(Int(RTM_NEWADDR), flags: NLM_F_CREATE | NLM_F_EXCL, address, index: index, noDAD: noDAD)
+        let nlh = addressMessage(
+            Int(RTM_NEWADDR),
+            flags: NLM_F_CREATE | NLM_F_EXCL,
+            address,
+            index: index,
+            noDAD: noDAD
+        )
         try perform(nlh, call: "RTM_NEWADDR(\(address))", object: object("link \(name)"))
     }
 
@@ -19,7 +25,11 @@ extension Netlink {
     }
 
     private func addressMessage(
-        _ type: Int, flags: Int32, _ address: InterfaceAddress, index: Int32, noDAD: Bool
+        _ type: Int,
+        flags: Int32,
+        _ address: InterfaceAddress,
+        index: Int32,
+        noDAD: Bool
     ) -> UnsafeMutablePointer<nlmsghdr> {
         var bytes = address.address.bytes
         return message(type, flags: flags, header: ifaddrmsg.self) { nlh, ifa in
@@ -39,7 +49,8 @@ extension Netlink {
         let only = try name.map { n throws(SystemError) in try linkIndex(n) }
         var result: [AddressInfo] = []
         try dump(
-            { message(Int(RTM_GETADDR), flags: 0, header: ifaddrmsg.self) { _, _ in } }, call: "RTM_GETADDR(dump)",
+            { message(Int(RTM_GETADDR), flags: 0, header: ifaddrmsg.self) { _, _ in } },
+            call: "RTM_GETADDR(dump)",
             object: object("addresses")
         ) { nlh in
             guard Int(nlh.pointee.nlmsg_type) == Int(RTM_NEWADDR) else { return }
@@ -56,8 +67,12 @@ extension Netlink {
             guard let a = local ?? peer else { return }
             result.append(
                 AddressInfo(
-                    interfaceIndex: index, interface: names[index] ?? "#\(index)",
-                    address: InterfaceAddress(a, prefixLength: Int(ifa.ifa_prefixlen)), scope: ifa.ifa_scope))
+                    interfaceIndex: index,
+                    interface: names[index] ?? "#\(index)",
+                    address: InterfaceAddress(a, prefixLength: Int(ifa.ifa_prefixlen)),
+                    scope: ifa.ifa_scope
+                )
+            )
         }
         return result
     }

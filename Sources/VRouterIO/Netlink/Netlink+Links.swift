@@ -8,7 +8,10 @@ extension Netlink {
     /// A veth pair: `name` in this namespace, `peer` in `peerNamespace` (this one when nil).
     /// Both ends start down.
     public func createVeth(
-        _ name: String, peer: String, peerNamespace: NetworkNamespace? = nil, mtu: Int? = nil
+        _ name: String,
+        peer: String,
+        peerNamespace: NetworkNamespace? = nil,
+        mtu: Int? = nil
     ) throws(SystemError) {
         try Sys.checkInterfaceName(name, call: "RTM_NEWLINK(veth)")
         try Sys.checkInterfaceName(peer, call: "RTM_NEWLINK(veth)")
@@ -136,7 +139,8 @@ extension Netlink {
     public func links() throws(SystemError) -> [LinkInfo] {
         var result: [LinkInfo] = []
         try dump(
-            { message(Int(RTM_GETLINK), flags: 0, header: ifinfomsg.self) { _, _ in } }, call: "RTM_GETLINK(dump)",
+            { message(Int(RTM_GETLINK), flags: 0, header: ifinfomsg.self) { _, _ in } },
+            call: "RTM_GETLINK(dump)",
             object: object("links")
         ) { nlh in
             if let l = Self.parseLink(nlh) { result.append(l) }
@@ -147,7 +151,15 @@ extension Netlink {
     static func parseLink(_ nlh: UnsafeMutablePointer<nlmsghdr>) -> LinkInfo? {
         guard Int(nlh.pointee.nlmsg_type) == Int(RTM_NEWLINK) else { return nil }
         let ifm = mnl_nlmsg_get_payload(nlh)!.assumingMemoryBound(to: ifinfomsg.self).pointee
-        var info = LinkInfo(index: ifm.ifi_index, name: "", kind: nil, mac: nil, mtu: 0, flags: ifm.ifi_flags, peerIndex: nil)
+        var info = LinkInfo(
+            index: ifm.ifi_index,
+            name: "",
+            kind: nil,
+            mac: nil,
+            mtu: 0,
+            flags: ifm.ifi_flags,
+            peerIndex: nil
+        )
         forEachAttribute(nlh, headerSize: MemoryLayout<ifinfomsg>.size) { type, data, len in
             switch Int(type) {
             case Int(IFLA_IFNAME): info.name = string(data, len)

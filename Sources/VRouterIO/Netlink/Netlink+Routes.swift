@@ -18,9 +18,19 @@ extension Netlink {
         try perform(nlh, call: "RTM_DELROUTE", object: object("route \(route)"))
     }
 
-    private func routeMessage(_ type: Int, flags: Int32, _ r: Route, delete: Bool) throws(SystemError) -> UnsafeMutablePointer<nlmsghdr> {
+    private func routeMessage(
+        _ type: Int,
+        flags: Int32,
+        _ r: Route,
+        delete: Bool
+    ) throws(SystemError) -> UnsafeMutablePointer<nlmsghdr> {
         if let g = r.gateway, g.isIPv4 != r.destination.isIPv4 {
-            throw SystemError(call: delete ? "RTM_DELROUTE" : "RTM_NEWROUTE", object: object("route \(r)"), errno: EINVAL, detail: "gateway and destination are of different families")
+            throw SystemError(
+                call: delete ? "RTM_DELROUTE" : "RTM_NEWROUTE",
+                object: object("route \(r)"),
+                errno: EINVAL,
+                detail: "gateway and destination are of different families"
+            )
         }
         let oif = try r.device.map { d throws(SystemError) in try linkIndex(d) }
         var dst = r.destination.address.bytes
@@ -54,7 +64,8 @@ extension Netlink {
         let names = Dictionary(uniqueKeysWithValues: try links().map { ($0.index, $0.name) })
         var result: [Route] = []
         try dump(
-            { message(Int(RTM_GETROUTE), flags: 0, header: rtmsg.self) { _, _ in } }, call: "RTM_GETROUTE(dump)",
+            { message(Int(RTM_GETROUTE), flags: 0, header: rtmsg.self) { _, _ in } },
+            call: "RTM_GETROUTE(dump)",
             object: object("routes")
         ) { nlh in
             guard Int(nlh.pointee.nlmsg_type) == Int(RTM_NEWROUTE) else { return }
@@ -86,9 +97,16 @@ extension Netlink {
             }
             result.append(
                 Route(
-                    prefix, via: gateway, device: oif.map { names[$0] ?? "#\($0)" },
-                    onlink: rtm.rtm_flags & UInt32(RTNH_F_ONLINK) != 0, preferredSource: source, metric: metric,
-                    table: tableID, proto: rtm.rtm_protocol))
+                    prefix,
+                    via: gateway,
+                    device: oif.map { names[$0] ?? "#\($0)" },
+                    onlink: rtm.rtm_flags & UInt32(RTNH_F_ONLINK) != 0,
+                    preferredSource: source,
+                    metric: metric,
+                    table: tableID,
+                    proto: rtm.rtm_protocol
+                )
+            )
         }
         return result
     }

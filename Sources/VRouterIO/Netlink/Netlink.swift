@@ -62,7 +62,9 @@ public final class Netlink {
     /// Starts a request in the send buffer: header, then `Header` zeroed as the family
     /// header (ifinfomsg, ifaddrmsg, rtmsg), which `fill` sets along with attributes.
     func message<Header>(
-        _ type: Int, flags: Int32, header: Header.Type,
+        _ type: Int,
+        flags: Int32,
+        header: Header.Type,
         _ fill: (UnsafeMutablePointer<nlmsghdr>, UnsafeMutablePointer<Header>) -> Void
     ) -> UnsafeMutablePointer<nlmsghdr> {
         sendBuffer.initializeMemory(as: UInt8.self, repeating: 0, count: Self.sendBufferSize)
@@ -78,24 +80,37 @@ public final class Netlink {
     }
 
     /// Sends a request built by `message` with NLM_F_ACK and waits for its ack.
-    func perform(_ nlh: UnsafeMutablePointer<nlmsghdr>, call: String, object: @autoclosure () -> String) throws(SystemError) {
+    func perform(
+        _ nlh: UnsafeMutablePointer<nlmsghdr>,
+        call: String,
+        object: @autoclosure () -> String
+    ) throws(SystemError) {
         try request(nlh, call: call, object: object(), each: { _ in })
     }
 
     /// Sends with NLM_F_ACK and hands each reply before the ack (a GET's answer) to `each`.
     func request(
-        _ nlh: UnsafeMutablePointer<nlmsghdr>, call: String, object: @autoclosure () -> String,
+        _ nlh: UnsafeMutablePointer<nlmsghdr>,
+        call: String,
+        object: @autoclosure () -> String,
         each: (UnsafeMutablePointer<nlmsghdr>) -> Void
     ) throws(SystemError) {
         nlh.pointee.nlmsg_flags |= UInt16(NLM_F_ACK)
         try send(nlh, call: call, object: object())
-        try receive(sequence: nlh.pointee.nlmsg_seq, call: call, object: object(), each: { m throws(SystemError) in each(m) })
+        try receive(
+            sequence: nlh.pointee.nlmsg_seq,
+            call: call,
+            object: object(),
+            each: { m throws(SystemError) in each(m) }
+        )
     }
 
     /// Sends a dump request and calls `each` for every message of the answer. Restarts the
     /// dump (up to 3 times) when the kernel says it was interrupted by a change.
     func dump(
-        _ build: () -> UnsafeMutablePointer<nlmsghdr>, call: String, object: @autoclosure () -> String,
+        _ build: () -> UnsafeMutablePointer<nlmsghdr>,
+        call: String,
+        object: @autoclosure () -> String,
         each: (UnsafeMutablePointer<nlmsghdr>) throws(SystemError) -> Void
     ) throws(SystemError) {
         var attempts = 0
@@ -117,7 +132,9 @@ public final class Netlink {
     /// Returns whether a dump was flagged NLM_F_DUMP_INTR.
     @discardableResult
     private func receive(
-        sequence: UInt32, call: String, object: String,
+        sequence: UInt32,
+        call: String,
+        object: String,
         each: (UnsafeMutablePointer<nlmsghdr>) throws(SystemError) -> Void
     ) throws(SystemError) -> Bool {
         var interrupted = false
@@ -130,7 +147,8 @@ public final class Netlink {
             while mnl_nlmsg_ok(nlh, left) {
                 defer { nlh = mnl_nlmsg_next(nlh, &left) }
                 // Stale answers to an earlier request (after an error we stopped reading).
-                guard nlh.pointee.nlmsg_seq == sequence, nlh.pointee.nlmsg_pid == portID || nlh.pointee.nlmsg_pid == 0 else { continue }
+                guard nlh.pointee.nlmsg_seq == sequence, nlh.pointee.nlmsg_pid == portID || nlh.pointee.nlmsg_pid == 0
+                else { continue }
                 if Int32(nlh.pointee.nlmsg_flags) & NLM_F_DUMP_INTR != 0 { interrupted = true }
                 switch Int32(nlh.pointee.nlmsg_type) {
                 case NLMSG_DONE:
@@ -174,7 +192,9 @@ public final class Netlink {
 
     /// Walks the attributes in [start, start+length): (type without nest flags, payload, payload length).
     static func forEachAttribute(
-        _ start: UnsafeMutableRawPointer, length: Int, _ body: (UInt16, UnsafeMutableRawPointer, Int) -> Void
+        _ start: UnsafeMutableRawPointer,
+        length: Int,
+        _ body: (UInt16, UnsafeMutableRawPointer, Int) -> Void
     ) {
         var attr = start.assumingMemoryBound(to: nlattr.self)
         var left = Int32(length)
@@ -190,7 +210,9 @@ public final class Netlink {
 
     /// Attributes of a message after its family header of `headerSize` bytes.
     static func forEachAttribute(
-        _ nlh: UnsafeMutablePointer<nlmsghdr>, headerSize: Int, _ body: (UInt16, UnsafeMutableRawPointer, Int) -> Void
+        _ nlh: UnsafeMutablePointer<nlmsghdr>,
+        headerSize: Int,
+        _ body: (UInt16, UnsafeMutableRawPointer, Int) -> Void
     ) {
         let start = mnl_nlmsg_get_payload_offset(nlh, headerSize)!
         let end = mnl_nlmsg_get_payload_tail(nlh)!

@@ -9,7 +9,13 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
     case v6(IPv6Address)
 
     public init?(_ text: some StringProtocol) {
-        if let a = IPv4Address(text) { self = .v4(a) } else if let a = IPv6Address(text) { self = .v6(a) } else { return nil }
+        if let a = IPv4Address(text) {
+            self = .v4(a)
+        } else if let a = IPv6Address(text) {
+            self = .v6(a)
+        } else {
+            return nil
+        }
     }
 
     public var description: String {
@@ -54,7 +60,13 @@ public enum IPPrefix: Hashable, Sendable, CustomStringConvertible {
 
     /// "198.51.100.0/24", "2001:db8::/32", or a bare address (a host route).
     public init?(_ text: some StringProtocol) {
-        if let p = IPv4Prefix(text) { self = .v4(p) } else if let p = IPv6Prefix(text) { self = .v6(p) } else { return nil }
+        if let p = IPv4Prefix(text) {
+            self = .v4(p)
+        } else if let p = IPv6Prefix(text) {
+            self = .v6(p)
+        } else {
+            return nil
+        }
     }
 
     public var description: String {
@@ -88,7 +100,10 @@ public struct InterfaceAddress: Hashable, Sendable, CustomStringConvertible {
     public var prefixLength: UInt8
 
     public init(_ address: IPAddress, prefixLength: Int) {
-        precondition(prefixLength >= 0 && prefixLength <= address.bitWidth, "prefix length \(prefixLength) too long for \(address)")
+        precondition(
+            prefixLength >= 0 && prefixLength <= address.bitWidth,
+            "prefix length \(prefixLength) too long for \(address)"
+        )
         self.address = address
         self.prefixLength = UInt8(prefixLength)
     }
@@ -131,8 +146,13 @@ public struct Route: Hashable, Sendable, CustomStringConvertible {
     public static let protoStatic: UInt8 = 4
 
     public init(
-        _ destination: IPPrefix, via gateway: IPAddress? = nil, device: String? = nil, onlink: Bool = false,
-        preferredSource: IPAddress? = nil, metric: UInt32? = nil, table: UInt32 = Route.mainTable,
+        _ destination: IPPrefix,
+        via gateway: IPAddress? = nil,
+        device: String? = nil,
+        onlink: Bool = false,
+        preferredSource: IPAddress? = nil,
+        metric: UInt32? = nil,
+        table: UInt32 = Route.mainTable,
         proto: UInt8 = Route.protoStatic
     ) {
         self.destination = destination

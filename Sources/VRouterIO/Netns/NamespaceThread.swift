@@ -46,14 +46,17 @@ enum NamespaceThread {
             let box = Box(entry: entry) { () throws(SystemError) in result = try body() }
             var tid = pthread_t()
             let rc = pthread_create(
-                &tid, nil,
+                &tid,
+                nil,
                 { arg in
                     // Safe: the creator holds the box until after pthread_join.
                     let box = Unmanaged<Box>.fromOpaque(arg!).takeUnretainedValue()
                     _ = vrt_set_thread_name("vrt-netns")
                     box.main()
                     return nil
-                }, Unmanaged.passUnretained(box).toOpaque())
+                },
+                Unmanaged.passUnretained(box).toOpaque()
+            )
             if rc != 0 {
                 return SystemError(call: "pthread_create", object: "namespace thread", errno: rc)
             }

@@ -95,11 +95,16 @@ public struct NetworkNamespace: Sendable, Hashable, CustomStringConvertible {
     /// are destroyed then, persistent or not.
     public func delete() throws(SystemError) {
         guard name != nil else {
-            throw SystemError(call: "delete", object: description, errno: EINVAL, detail: "only namespaces under \(Self.runDirectory) can be deleted")
+            throw SystemError(
+                call: "delete",
+                object: description,
+                errno: EINVAL,
+                detail: "only namespaces under \(Self.runDirectory) can be deleted"
+            )
         }
         do {
             try Sys.umount(path, detach: true, object: description)
-        } catch where error.errno == EINVAL {
+        } catch  where error.errno == EINVAL {
             // Not a mount point (half-made by someone else): still remove the file.
         }
         try Sys.unlink(path)
@@ -107,7 +112,12 @@ public struct NetworkNamespace: Sendable, Hashable, CustomStringConvertible {
 
     static func checkName(_ name: String) throws(SystemError) {
         guard !name.isEmpty, name != ".", name != "..", !name.contains("/"), name.utf8.count < 256 else {
-            throw SystemError(call: "create", object: "netns \"\(name)\"", errno: EINVAL, detail: "a namespace name is a single path component")
+            throw SystemError(
+                call: "create",
+                object: "netns \"\(name)\"",
+                errno: EINVAL,
+                detail: "a namespace name is a single path component"
+            )
         }
     }
 
@@ -122,7 +132,7 @@ public struct NetworkNamespace: Sendable, Hashable, CustomStringConvertible {
             do {
                 try Sys.mount("", runDirectory, "none", UInt(MS_SHARED | MS_REC), object: runDirectory)
                 return
-            } catch where error.errno == EINVAL && !madeMountPoint {
+            } catch  where error.errno == EINVAL && !madeMountPoint {
                 try Sys.mount(runDirectory, runDirectory, "none", UInt(MS_BIND | MS_REC), object: runDirectory)
                 madeMountPoint = true
             }

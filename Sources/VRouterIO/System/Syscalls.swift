@@ -11,7 +11,9 @@ enum Sys {
     /// Runs `body` until it returns something other than -1/EINTR.
     @inline(__always)
     static func retrying<T: FixedWidthInteger>(
-        _ call: @autoclosure () -> String, _ object: @autoclosure () -> String, _ body: () -> T
+        _ call: @autoclosure () -> String,
+        _ object: @autoclosure () -> String,
+        _ body: () -> T
     ) throws(SystemError) -> T {
         while true {
             let r = body()
@@ -22,7 +24,12 @@ enum Sys {
         }
     }
 
-    static func open(_ path: String, _ flags: Int32, mode: mode_t = 0, object: String? = nil) throws(SystemError) -> CInt {
+    static func open(
+        _ path: String,
+        _ flags: Int32,
+        mode: mode_t = 0,
+        object: String? = nil
+    ) throws(SystemError) -> CInt {
         try retrying("open", object ?? path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
     }
 
@@ -33,7 +40,13 @@ enum Sys {
         precondition(r == 0 || errno != EBADF, "close(\(fd)): EBADF, descriptor closed twice")
     }
 
-    static func ioctl(_ fd: CInt, _ request: UInt, _ arg: UnsafeMutableRawPointer, call: String, object: String) throws(SystemError) {
+    static func ioctl(
+        _ fd: CInt,
+        _ request: UInt,
+        _ arg: UnsafeMutableRawPointer,
+        call: String,
+        object: String
+    ) throws(SystemError) {
         _ = try retrying(call, object) { Glibc.ioctl(fd, request, arg) }
     }
 
@@ -46,7 +59,12 @@ enum Sys {
     }
 
     static func setsockopt<T: BitwiseCopyable>(
-        _ fd: CInt, _ level: Int32, _ name: Int32, _ value: T, call: String, object: String
+        _ fd: CInt,
+        _ level: Int32,
+        _ name: Int32,
+        _ value: T,
+        call: String,
+        object: String
     ) throws(SystemError) {
         var v = value
         _ = try retrying("setsockopt(\(call))", object) {
@@ -55,7 +73,12 @@ enum Sys {
     }
 
     static func getsockopt<T: BitwiseCopyable>(
-        _ fd: CInt, _ level: Int32, _ name: Int32, _ value: inout T, call: String, object: String
+        _ fd: CInt,
+        _ level: Int32,
+        _ name: Int32,
+        _ value: inout T,
+        call: String,
+        object: String
     ) throws(SystemError) {
         var len = socklen_t(MemoryLayout<T>.size)
         _ = try retrying("getsockopt(\(call))", object) { Glibc.getsockopt(fd, level, name, &value, &len) }
@@ -72,7 +95,13 @@ enum Sys {
         }
     }
 
-    static func mmap(_ length: Int, _ prot: Int32, _ flags: Int32, _ fd: CInt, object: String) throws(SystemError) -> UnsafeMutableRawPointer {
+    static func mmap(
+        _ length: Int,
+        _ prot: Int32,
+        _ flags: Int32,
+        _ fd: CInt,
+        object: String
+    ) throws(SystemError) -> UnsafeMutableRawPointer {
         let p = Glibc.mmap(nil, length, prot, flags, fd, 0)
         guard let p, p != MAP_FAILED else {
             throw SystemError(call: "mmap(\(length) bytes)", object: object, errno: errno)
@@ -84,7 +113,12 @@ enum Sys {
         _ = Glibc.munmap(p, length)
     }
 
-    static func read(_ fd: CInt, _ buf: UnsafeMutableRawPointer, _ count: Int, object: String) throws(SystemError) -> Int {
+    static func read(
+        _ fd: CInt,
+        _ buf: UnsafeMutableRawPointer,
+        _ count: Int,
+        object: String
+    ) throws(SystemError) -> Int {
         try retrying("read", object) { Glibc.read(fd, buf, count) }
     }
 
@@ -97,7 +131,11 @@ enum Sys {
     }
 
     static func mount(
-        _ source: String, _ target: String, _ type: String?, _ flags: UInt, object: String
+        _ source: String,
+        _ target: String,
+        _ type: String?,
+        _ flags: UInt,
+        object: String
     ) throws(SystemError) {
         _ = try retrying("mount", object) { Glibc.mount(source, target, type, flags, nil) }
     }
@@ -132,12 +170,16 @@ enum Sys {
     /// or whitespace (dev_valid_name). Checked here so the error names the bad name.
     static func checkInterfaceName(_ name: String, call: String) throws(SystemError) {
         let bytes = Array(name.utf8)
-        let ok = !bytes.isEmpty && bytes.count < Int(IFNAMSIZ) && name != "." && name != ".."
+        let ok =
+            !bytes.isEmpty && bytes.count < Int(IFNAMSIZ) && name != "." && name != ".."
             && !bytes.contains { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") || $0 <= 0x20 || $0 == 0x7F }
         guard ok else {
             throw SystemError(
-                call: call, object: "interface name \"\(name)\"", errno: EINVAL,
-                detail: "an interface name is 1 to \(IFNAMSIZ - 1) bytes without '/', ':' or whitespace")
+                call: call,
+                object: "interface name \"\(name)\"",
+                errno: EINVAL,
+                detail: "an interface name is 1 to \(IFNAMSIZ - 1) bytes without '/', ':' or whitespace"
+            )
         }
     }
 }

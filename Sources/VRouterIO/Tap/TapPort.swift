@@ -37,8 +37,12 @@ public final class TapPort: Sendable {
         public var up: Bool
 
         public init(
-            name: String, mac: MACAddress? = nil, mtu: Int? = nil, addresses: [InterfaceAddress] = [],
-            routes: [Route] = [], up: Bool = true
+            name: String,
+            mac: MACAddress? = nil,
+            mtu: Int? = nil,
+            addresses: [InterfaceAddress] = [],
+            routes: [Route] = [],
+            up: Bool = true
         ) {
             self.name = name
             self.mac = mac
@@ -86,7 +90,10 @@ public final class TapPort: Sendable {
     /// see the top of this file.) Fails with EEXIST if a link of that name exists (TUNSETIFF
     /// alone would attach to an existing tap, or fail obscurely on another kind).
     public static func create(
-        name: String, in namespace: NetworkNamespace = .current, persistent: Bool = false, queues: Int = 1
+        name: String,
+        in namespace: NetworkNamespace = .current,
+        persistent: Bool = false,
+        queues: Int = 1
     ) throws(SystemError) -> TapPort {
         try Sys.checkInterfaceName(name, call: "TUNSETIFF")
         precondition(queues >= 1 && queues <= 256)
@@ -94,12 +101,19 @@ public final class TapPort: Sendable {
         let fds = try namespace.runHere { () throws(SystemError) -> [CInt] in
             let nl = try Netlink(namespace: namespace, onThisThread: true)
             if (try? nl.link(name)) != nil {
-                throw SystemError(call: "TUNSETIFF", object: object, errno: EEXIST, detail: "a link with this name already exists")
+                throw SystemError(
+                    call: "TUNSETIFF",
+                    object: object,
+                    errno: EEXIST,
+                    detail: "a link with this name already exists"
+                )
             }
             var fds: [CInt] = []
             do throws(SystemError) {
                 for _ in 0..<queues { fds.append(try openQueue(name, multiQueue: queues > 1, object: object)) }
-                if persistent { try Sys.ioctl(fds[0], VRT_TUNSETPERSIST, 1, call: "ioctl(TUNSETPERSIST)", object: object) }
+                if persistent {
+                    try Sys.ioctl(fds[0], VRT_TUNSETPERSIST, 1, call: "ioctl(TUNSETPERSIST)", object: object)
+                }
             } catch {
                 for fd in fds { Sys.close(fd) }
                 throw error
@@ -112,13 +126,22 @@ public final class TapPort: Sendable {
     /// Re-attaches to the persistent tap `name` in `namespace` (after a vrouterd restart).
     /// Refuses (ENODEV) when there is no such device or it is not a persistent tap —
     /// TUNSETIFF on a missing name would silently create a new, unconfigured device.
-    public static func attach(name: String, in namespace: NetworkNamespace, queues: Int = 1) throws(SystemError) -> TapPort {
+    public static func attach(
+        name: String,
+        in namespace: NetworkNamespace,
+        queues: Int = 1
+    ) throws(SystemError) -> TapPort {
         try Sys.checkInterfaceName(name, call: "TUNSETIFF(attach)")
         let object = "tap \(name) in \(namespace)"
         let fds = try namespace.runHere { () throws(SystemError) -> [CInt] in
             let link = try Netlink(namespace: namespace, onThisThread: true).link(name)
             guard link.kind == "tun" else {
-                throw SystemError(call: "TUNSETIFF(attach)", object: object, errno: ENODEV, detail: "link is a \(link.kind ?? "device without a kind"), not a tap")
+                throw SystemError(
+                    call: "TUNSETIFF(attach)",
+                    object: object,
+                    errno: ENODEV,
+                    detail: "link is a \(link.kind ?? "device without a kind"), not a tap"
+                )
             }
             var fds: [CInt] = []
             do throws(SystemError) {
@@ -127,7 +150,12 @@ public final class TapPort: Sendable {
                 // fresh one: it would not be persistent.
                 let flags = try getFlags(fds[0], object: object)
                 guard flags & Int32(IFF_PERSIST) != 0 else {
-                    throw SystemError(call: "TUNSETIFF(attach)", object: object, errno: ENODEV, detail: "the tap is not persistent")
+                    throw SystemError(
+                        call: "TUNSETIFF(attach)",
+                        object: object,
+                        errno: ENODEV,
+                        detail: "the tap is not persistent"
+                    )
                 }
             } catch {
                 for fd in fds { Sys.close(fd) }
@@ -173,7 +201,9 @@ public final class TapPort: Sendable {
     /// Sets or clears TUNSETPERSIST: a persistent device survives the last fd closing.
     public func setPersistent(_ on: Bool) throws(SystemError) {
         let fd = self.fd
-        guard fd >= 0 else { throw SystemError(call: "ioctl(TUNSETPERSIST)", object: object, errno: EBADF, detail: "port is closed") }
+        guard fd >= 0 else {
+            throw SystemError(call: "ioctl(TUNSETPERSIST)", object: object, errno: EBADF, detail: "port is closed")
+        }
         try Sys.ioctl(fd, VRT_TUNSETPERSIST, on ? 1 : 0, call: "ioctl(TUNSETPERSIST)", object: object)
         state.withLock { $0.persistent = on }
     }
@@ -243,11 +273,16 @@ public final class TapPort: Sendable {
         let nl = try Netlink(namespace: namespace)
         guard let link = try? nl.link(name) else { return }
         guard link.kind == "tun" else {
-            throw SystemError(call: "RTM_DELLINK", object: "tap \(name) in \(namespace)", errno: EINVAL, detail: "link is a \(link.kind ?? "device without a kind"), not a tap")
+            throw SystemError(
+                call: "RTM_DELLINK",
+                object: "tap \(name) in \(namespace)",
+                errno: EINVAL,
+                detail: "link is a \(link.kind ?? "device without a kind"), not a tap"
+            )
         }
         do {
             try nl.deleteLink(name)
-        } catch where error.errno == ENODEV {
+        } catch  where error.errno == ENODEV {
         }
     }
 }

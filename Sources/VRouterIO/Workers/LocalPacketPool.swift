@@ -18,7 +18,12 @@ public final class LocalPacketPool: @unchecked Sendable {  // Safe: the pool is 
 
     /// `count` buffers of `bufferSize` bytes near `cpu` (the worker's CPU; its node is
     /// looked up), or on node `node` when given.
-    public init(count: Int, bufferSize: Int = 2048, nearCPU cpu: Int? = nil, node explicitNode: Int? = nil) throws(SystemError) {
+    public init(
+        count: Int,
+        bufferSize: Int = 2048,
+        nearCPU cpu: Int? = nil,
+        node explicitNode: Int? = nil
+    ) throws(SystemError) {
         precondition(bufferSize.nonzeroBitCount == 1 && bufferSize >= 512 && bufferSize <= 65536)
         precondition(count > 0 && count < Int(UInt32.max))
         let bytes = count * bufferSize

@@ -34,12 +34,17 @@ public final class WorkerThread: Sendable {
     /// Starts `body` on a new thread pinned to `cpu` (unpinned when nil). Returns once the
     /// thread runs on its CPU; throws (and no thread remains) when pinning fails — a CPU
     /// outside the process's affinity mask, say.
-    public static func start(name: String, cpu: Int?, body: @escaping @Sendable () -> Void) throws(SystemError) -> WorkerThread {
+    public static func start(
+        name: String,
+        cpu: Int?,
+        body: @escaping @Sendable () -> Void
+    ) throws(SystemError) -> WorkerThread {
         let start = Start(name: name, cpu: cpu, body: body)
         let retained = Unmanaged.passRetained(start)
         var tid = pthread_t()
         let rc = pthread_create(
-            &tid, nil,
+            &tid,
+            nil,
             { arg in
                 let start = Unmanaged<Start>.fromOpaque(arg!).takeRetainedValue()
                 _ = start.name.withCString { vrt_set_thread_name($0) }
@@ -50,7 +55,9 @@ public final class WorkerThread: Sendable {
                 start.status.store(1, ordering: .releasing)
                 start.body()
                 return nil
-            }, retained.toOpaque())
+            },
+            retained.toOpaque()
+        )
         if rc != 0 {
             retained.release()
             throw SystemError(call: "pthread_create", object: "worker \(name)", errno: rc)
