@@ -265,7 +265,7 @@ public final class AFPacketPort: @unchecked Sendable {  // Safe: immutable after
 }
 
 /// Ring geometry as plain pointers and sizes.
-@usableFromInline
+
 struct AFPacketRings {
     let rx: UnsafeMutableRawPointer
     let rxBlockSize: Int

@@ -8,7 +8,7 @@ import VRouterCore
 
 extension IOLoop {
     /// Errors in a row after which a tap is declared dead instead of re-armed forever.
-    @usableFromInline static let deadAfterErrors: Int32 = 16
+    static let deadAfterErrors: Int32 = 16
 
     /// Processes completions until the CQ is empty or `frame` is full. With `dropping`,
     /// reads that complete while `frame` is full are freed (counted) instead of left queued.
@@ -98,7 +98,6 @@ extension IOLoop {
         }
     }
 
-    @usableFromInline
     func readFailed(_ port: UInt16, _ slot: UnsafeMutablePointer<IOPortSlot>, _ res: Int32) {
         guard slot.pointee.state == .active else { return }
         if res == -ECANCELED { return }
@@ -134,7 +133,7 @@ extension IOLoop {
     }
 
     /// Re-arms reads that failed for lack of buffers, now that some may be free.
-    @usableFromInline
+
     func refillReads() {
         for i in 0..<portCount {
             let port = portList[i]

@@ -41,7 +41,6 @@ extension IOLoop {
         if readDeficit > 0 { refillReads() }
     }
 
-    @usableFromInline
     func takeStash(into f: UnsafeMutablePointer<Frame>) {
         let s = stash
         var i = 0
@@ -56,7 +55,7 @@ extension IOLoop {
     }
 
     /// Before sleeping: a poll on every empty AF_PACKET ring, and TX kicks that failed.
-    @usableFromInline
+
     func prepareToWait() {
         for i in 0..<afCount {
             let port = afList[i]

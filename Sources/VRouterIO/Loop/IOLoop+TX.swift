@@ -99,7 +99,7 @@ extension IOLoop {
     }
 
     /// A 0-byte send: the kernel transmits every SEND_REQUEST frame of the ring.
-    @usableFromInline
+
     func kick(_ port: UInt16, _ slot: UnsafeMutablePointer<IOPortSlot>) {
         guard let sqe = nextSQE() else {
             slot.pointee.kickAgain = true

@@ -42,26 +42,26 @@ public final class IOLoop {
     public private(set) var usesRegisteredBuffers = false
     public internal(set) var counters = LoopCounters()
 
-    @usableFromInline let ring: UnsafeMutablePointer<io_uring>
-    @usableFromInline let slots: UnsafeMutablePointer<IOPortSlot>
-    @usableFromInline let maxPorts: Int
+    let ring: UnsafeMutablePointer<io_uring>
+    let slots: UnsafeMutablePointer<IOPortSlot>
+    let maxPorts: Int
     /// Ports in the loop, and the AF_PACKET ones among them (walked every rx).
-    @usableFromInline let portList: UnsafeMutablePointer<UInt16>
-    @usableFromInline var portCount = 0
-    @usableFromInline let afList: UnsafeMutablePointer<UInt16>
-    @usableFromInline var afCount = 0
+    let portList: UnsafeMutablePointer<UInt16>
+    var portCount = 0
+    let afList: UnsafeMutablePointer<UInt16>
+    var afCount = 0
     /// Packets received while a port removal drained the completion queue; rx hands them out first.
-    @usableFromInline let stash: UnsafeMutablePointer<Frame>
+    let stash: UnsafeMutablePointer<Frame>
     /// SQEs prepared and not yet submitted.
-    @usableFromInline var pending = 0
+    var pending = 0
     /// Tap reads that could not be re-armed (pool empty); retried every rx.
-    @usableFromInline var readDeficit = 0
-    @usableFromInline var wakePending = false
-    @usableFromInline var wakeArmed = false
+    var readDeficit = 0
+    var wakePending = false
+    var wakeArmed = false
     let wakeBuffer: UnsafeMutablePointer<UInt64>
     private var owners: [UInt16: AnyObject] = [:]
     private var closed = false
-    @usableFromInline var closing = false
+    var closing = false
 
     /// A loop over `pool` (whose buffers it reads into and frees). `waker` lets another
     /// thread interrupt a waiting `rx`; one is made when not given.
@@ -278,7 +278,7 @@ public final class IOLoop {
 
     /// Submits queued SQEs (one io_uring_enter). A full completion queue (EBUSY) is
     /// drained into the stash and the submission retried.
-    @usableFromInline
+
     func submit() {
         guard pending > 0 else { return }
         var attempts = 0
@@ -297,7 +297,7 @@ public final class IOLoop {
     }
 
     /// Submits and waits up to `nanoseconds` for at least one completion, then reaps.
-    @usableFromInline
+
     func waitAndReap(into frame: UnsafeMutablePointer<Frame>, dropping: Bool, nanoseconds: Int64 = 1_000_000_000) {
         var ts = __kernel_timespec(tv_sec: nanoseconds / 1_000_000_000, tv_nsec: nanoseconds % 1_000_000_000)
         var cqe: UnsafeMutablePointer<io_uring_cqe>? = nil
@@ -317,9 +317,9 @@ public final class IOLoop {
 }
 
 /// io_uring user_data: what completed, for which port, with which buffer.
-@usableFromInline
+
 enum UserData {
-    @usableFromInline
+
     enum Kind: UInt8 {
         case tapRead = 1, tapWrite, afPoll, afKick, wake, cancel
     }
@@ -331,36 +331,36 @@ enum UserData {
 }
 
 /// A port's state inside one loop: plain values, stored in a flat array indexed by port id.
-@usableFromInline
+
 struct IOPortSlot {
-    @usableFromInline enum Kind: UInt8 { case none, tap, afPacket }
-    @usableFromInline enum State: UInt8 { case active, removing, dead }
+    enum Kind: UInt8 { case none, tap, afPacket }
+    enum State: UInt8 { case active, removing, dead }
 
-    @usableFromInline var kind: Kind = .none
-    @usableFromInline var state: State = .active
-    @usableFromInline var fd: CInt = -1
+    var kind: Kind = .none
+    var state: State = .active
+    var fd: CInt = -1
     // tap
-    @usableFromInline var readsTarget: Int32 = 0
-    @usableFromInline var readsOutstanding: Int32 = 0
-    @usableFromInline var writesOutstanding: Int32 = 0
-    @usableFromInline var deficit: Int32 = 0
-    @usableFromInline var consecutiveErrors: Int32 = 0
+    var readsTarget: Int32 = 0
+    var readsOutstanding: Int32 = 0
+    var writesOutstanding: Int32 = 0
+    var deficit: Int32 = 0
+    var consecutiveErrors: Int32 = 0
     // AF_PACKET
-    @usableFromInline var rings: AFPacketRings? = nil
-    @usableFromInline var rxBlock = 0
+    var rings: AFPacketRings? = nil
+    var rxBlock = 0
     /// Packets left in the block being walked (0: no block open).
-    @usableFromInline var rxLeft = 0
-    @usableFromInline var rxNext: UnsafeMutableRawPointer? = nil
-    @usableFromInline var txHead = 0
-    @usableFromInline var txQueued = 0
-    @usableFromInline var kickAgain = false
-    @usableFromInline var pollArmed = false
-    @usableFromInline var kicksOutstanding: Int32 = 0
-    @usableFromInline var counters = PortCounters()
+    var rxLeft = 0
+    var rxNext: UnsafeMutableRawPointer? = nil
+    var txHead = 0
+    var txQueued = 0
+    var kickAgain = false
+    var pollArmed = false
+    var kicksOutstanding: Int32 = 0
+    var counters = PortCounters()
 
-    @usableFromInline init() {}
+    init() {}
 
-    @usableFromInline var inFlight: Int32 {
+    var inFlight: Int32 {
         readsOutstanding &+ writesOutstanding &+ kicksOutstanding &+ (pollArmed ? 1 : 0)
     }
 }

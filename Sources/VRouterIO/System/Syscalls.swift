@@ -6,7 +6,6 @@
 import CVRouterShims
 import Glibc
 
-@usableFromInline
 enum Sys {
     /// Runs `body` until it returns something other than -1/EINTR.
     @inline(__always)
