@@ -2,7 +2,7 @@
 // VRouterIO's IOLoop and, with --ref, through a C program making the same kernel calls
 // (tools/iobench/ref.c). Builds its own namespaces (vrtb…) and removes them.
 //
-//   vrouter-iobench [--seconds 5] [--runs 3] [--cpu 1] [--gen-cpu 0] [--ref PATH] [MODE...]
+//   vrouter-iobench [--seconds 5] [--runs 3] [--cpu 1] [--gen-cpu 0] [--ref PATH] [--reads N] [MODE...]
 //   modes: tap-tx tap-rx tap-reflect af-rx af-tx, and tap-rx-drain tap-reflect-drain
 //          af-rx-drain   (default: all)
 //
@@ -32,6 +32,7 @@ struct Options {
     var cpu = 1
     var genCPU = 0
     var ref: String? = nil
+    var reads = IOLoop.Configuration().readsPerTap
     var modes: [String] = []
 }
 
@@ -65,6 +66,7 @@ struct IOBench {
             case "--cpu": o.cpu = Int(args.popFirst() ?? "") ?? o.cpu
             case "--gen-cpu": o.genCPU = Int(args.popFirst() ?? "") ?? o.genCPU
             case "--ref": o.ref = args.popFirst()
+            case "--reads": o.reads = Int(args.popFirst() ?? "") ?? o.reads
             case "-h", "--help":
                 print(
                     "usage: vrouter-iobench [--seconds S] [--runs N] [--cpu C] [--gen-cpu G] [--ref PATH] [tap-tx tap-rx tap-reflect af-rx af-tx]"
@@ -163,7 +165,8 @@ struct IOBench {
                 }
                 if impl == "swift" {
                     let port = tap
-                    return try runDrain(cpu: o.cpu, reflect: mode == "tap-reflect", fill: fill) { loop in
+                    return try runDrain(cpu: o.cpu, reads: o.reads, reflect: mode == "tap-reflect", fill: fill) {
+                        loop in
                         try loop.add(port, as: 1)
                     }
                 }
@@ -178,6 +181,7 @@ struct IOBench {
                 let port = tap
                 r = try runLoop(
                     cpu: o.cpu,
+                    reads: o.reads,
                     seconds: o.seconds,
                     reflect: mode == "tap-reflect",
                     transmitOnly: mode == "tap-tx"
@@ -208,7 +212,7 @@ struct IOBench {
                     try Generator.burst(40_000, interface: "vrtb-a", in: a, cpu: o.genCPU)
                 }
                 if impl == "swift" {
-                    return try runDrain(cpu: o.cpu, reflect: false, fill: fill) { loop in
+                    return try runDrain(cpu: o.cpu, reads: o.reads, reflect: false, fill: fill) { loop in
                         // Blocks retire full, not on the 1 ms timer, so the burst fits.
                         var c = AFPacketPort.Configuration()
                         c.rxBlockTimeoutMilliseconds = 100
@@ -222,7 +226,13 @@ struct IOBench {
             let before = try nlA.link("vrtb-a").statistics
             var r: Result
             if impl == "swift" {
-                r = try runLoop(cpu: o.cpu, seconds: o.seconds, reflect: false, transmitOnly: mode == "af-tx") { loop in
+                r = try runLoop(
+                    cpu: o.cpu,
+                    reads: o.reads,
+                    seconds: o.seconds,
+                    reflect: false,
+                    transmitOnly: mode == "af-tx"
+                ) { loop in
                     var c = AFPacketPort.Configuration()
                     c.receives = mode == "af-rx"
                     let port = try AFPacketPort.open(interface: "vrtb-b", in: b, configuration: c)
@@ -243,6 +253,7 @@ struct IOBench {
     /// The measured side: a pinned worker running an IOLoop with port 1 for `seconds`.
     static func runLoop(
         cpu: Int,
+        reads: Int,
         seconds: Double,
         reflect: Bool,
         transmitOnly: Bool,
@@ -261,7 +272,9 @@ struct IOBench {
                         (pool.buffer(UInt32(i)) + PacketPool.headroom).copyMemory(from: $0.baseAddress!, byteCount: 64)
                     }
                 }
-                let loop = try IOLoop(pool: pool)
+                var lc = IOLoop.Configuration()
+                lc.readsPerTap = reads
+                let loop = try IOLoop(pool: pool, configuration: lc)
                 defer { loop.close() }
                 try setup(loop)
                 var rx = Frame.allocate()
@@ -325,6 +338,7 @@ struct IOBench {
     /// not read, then the loop drains until 200 ms pass without a frame.
     static func runDrain(
         cpu: Int,
+        reads: Int,
         reflect: Bool,
         fill: () throws -> UInt64,
         setup: @escaping @Sendable (IOLoop) throws -> Void
@@ -340,7 +354,9 @@ struct IOBench {
             do {
                 let local = try LocalPacketPool(count: 8192, nearCPU: cpu)
                 let pool = local.pool
-                let loop = try IOLoop(pool: pool)
+                var lc = IOLoop.Configuration()
+                lc.readsPerTap = reads
+                let loop = try IOLoop(pool: pool, configuration: lc)
                 defer { loop.close() }
                 try setup(loop)
                 var rx = Frame.allocate()
