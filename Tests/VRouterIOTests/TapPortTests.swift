@@ -329,4 +329,67 @@ struct TapPortTests {
         #expect(again.fds.count == 2)
         tap = again
     }
+
+    @Test func framesLargerThanAPoolBufferAreDroppedNotTruncated() throws {
+        let s = Scratch("j")
+        let pool = PacketPool.allocate(count: 256)  // 2048-byte buffers: frames up to 1919 bytes
+        defer { pool.deallocate() }
+        var tap: TapPort? = nil
+        defer {
+            try? tap?.delete()
+            s.cleanup()
+            #expect(s.leftovers().isEmpty)
+        }
+        let ns = try s.namespace("P")
+        tap = try TapPort.create(name: s.name("t"))
+        // A pod MTU the pool cannot hold.
+        var config = Self.podConfiguration()
+        config.mtu = 3000
+        try tap!.move(to: ns, config)
+        var lc = IOLoop.Configuration()
+        lc.submissionEntries = 32
+        lc.completionEntries = 64
+        let loop = try IOLoop(pool: pool, configuration: lc)
+        defer { loop.close() }
+        try loop.add(tap!, as: 1)
+        // The loop refuses more reads than its completion queue can take.
+        let second = try TapPort.create(name: s.name("u"))
+        defer { try? second.delete() }
+        do {
+            try loop.add(second, as: 2)
+            Issue.record("a second tap fit into a 64-entry completion queue")
+        } catch {
+            #expect(error.errno == ENOSPC)
+            #expect(error.description.contains("completionEntries"))
+        }
+
+        let sender = """
+            import socket
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            s.bind(("eth0", 0))
+            s.send(b"\\x02" * 12 + b"\\x88\\xb5" + b"BIG" + bytes(2500))
+            s.send(b"\\x02" * 12 + b"\\x88\\xb5" + b"SMALL" + bytes(60))
+            """
+        let r = try runProgram(ipTool, inNamespace(ns, [systemPython, "-c", sender]))
+        #expect(r.status == 0, "\(r.error)")
+        var frame = Frame.allocate()
+        defer { frame.deallocate() }
+        var small = 0
+        var big = 0
+        let deadline = ContinuousClock.now + .seconds(5)
+        while small == 0 && ContinuousClock.now < deadline {
+            _ = loop.rx(into: &frame, maxWait: .milliseconds(20))
+            for i in 0..<frame.count {
+                let p = pool.bytes(frame[i])
+                if p.count > 17 && p[14] == UInt8(ascii: "S") { small += 1 }
+                if p.count > 17 && p[14] == UInt8(ascii: "B") { big += 1 }
+            }
+            pool.free(&frame)
+            loop.tx(&frame)
+        }
+        #expect(small == 1)
+        #expect(big == 0)
+        #expect(loop.counters(port: 1).rxDrops == 1)
+        #expect(!loop.isDead(port: 1))
+    }
 }

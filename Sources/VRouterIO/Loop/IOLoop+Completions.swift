@@ -44,7 +44,13 @@ extension IOLoop {
                 slot.pointee.consecutiveErrors = 0
                 slot.pointee.counters.rxPackets &+= 1
                 slot.pointee.counters.rxBytes &+= UInt64(res)
-                if frame.pointee.isFull {
+                if Int(res) >= pool.maxFrameLength {
+                    // tun truncates a frame to the read's length without saying so: a read
+                    // that filled the buffer may have lost the frame's tail (a pod MTU larger
+                    // than the pool's buffers). Dropped, counted.
+                    pool.free(idx)
+                    slot.pointee.counters.rxDrops &+= 1
+                } else if frame.pointee.isFull {
                     pool.free(idx)
                     slot.pointee.counters.rxDrops &+= 1
                     counters.stashDrops &+= 1
@@ -104,6 +110,7 @@ extension IOLoop {
         slot.pointee.counters.rxErrors &+= 1
         slot.pointee.consecutiveErrors &+= 1
         // EBADFD: the device is gone (its namespace was deleted); 0: nothing will come.
+        // Other errors re-arm, but a port failing every read is stopped rather than spun on.
         if res == -EBADFD || res == -EBADF || res == 0 || slot.pointee.consecutiveErrors >= Self.deadAfterErrors {
             slot.pointee.state = .dead
             return

@@ -14,6 +14,7 @@ extension IOLoop {
 
     public func rx(into frame: inout Frame, maxWait: Duration = .zero) -> Int {
         let start = frame.count
+        guard !frame.isFull else { return 0 }
         withUnsafeMutablePointer(to: &frame) { f in
             gather(into: f)
             if f.pointee.count > start { return }

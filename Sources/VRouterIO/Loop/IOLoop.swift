@@ -26,7 +26,9 @@ public final class IOLoop {
         /// Submission queue entries. The completion queue gets `completionEntries`.
         public var submissionEntries: Int = 1024
         public var completionEntries: Int = 8192
-        /// Reads kept outstanding per tap queue (each holds one pool buffer).
+        /// Reads kept outstanding per tap queue (each holds one pool buffer). The loop takes
+        /// taps while their reads fit in half the completion queue (128 taps by default);
+        /// size the pool for taps × readsPerTap plus the frames in flight.
         public var readsPerTap: Int = 32
         /// Register the pool's memory with io_uring (READ_FIXED/WRITE_FIXED).
         public var registerBuffers: Bool = true
@@ -71,6 +73,15 @@ public final class IOLoop {
         configuration: Configuration = Configuration()
     ) throws(SystemError) {
         precondition(configuration.maxPorts > 0 && configuration.maxPorts <= 65535)
+        guard configuration.completionEntries >= configuration.submissionEntries else {
+            throw SystemError(
+                call: "io_uring_queue_init",
+                object: "IOLoop",
+                errno: EINVAL,
+                detail:
+                    "completionEntries (\(configuration.completionEntries)) below submissionEntries (\(configuration.submissionEntries))"
+            )
+        }
         self.pool = pool
         self.configuration = configuration
         if let waker { self.waker = waker } else { self.waker = try IOLoopWaker() }
@@ -167,6 +178,19 @@ public final class IOLoop {
             )
         }
         try claim(port, object: tap.object)
+        // Every outstanding read completes into the CQ: keep them within half of it so
+        // writes and kicks of a full batch always fit too (overflow would only slow us, the
+        // kernel keeps overflowed completions, but it means the loop is mis-sized).
+        let reads = (0..<portCount).reduce(0) { $0 + Int(slots[Int(portList[$1])].readsTarget) }
+        let cqSize = Int(ring.pointee.cq.ring_entries)
+        guard reads + configuration.readsPerTap <= cqSize / 2 else {
+            throw SystemError(
+                call: "IOLoop.add",
+                object: tap.object,
+                errno: ENOSPC,
+                detail: "\(reads) reads already outstanding; raise completionEntries (\(cqSize)) or lower readsPerTap"
+            )
+        }
         let slot = slots + Int(port)
         slot.initialize(to: IOPortSlot())
         slot.pointee.kind = .tap
