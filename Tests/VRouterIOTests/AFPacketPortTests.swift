@@ -278,6 +278,23 @@ struct AFPacketPortTests {
         #expect(counts[0] > 0 && counts[1] > 0, "fanout split \(counts)")
     }
 
+    @Test func promiscuousMembershipLastsAsLongAsTheSocket() throws {
+        let s = Scratch("m")
+        defer {
+            s.cleanup()
+            #expect(s.leftovers().isEmpty)
+        }
+        let f = try Self.makeFabric(s)
+        let nl = try f.b.netlink()
+        #expect(try nl.link(f.eb).promiscuity == 0)
+        var c = AFPacketPort.Configuration()
+        c.promiscuous = true
+        let port = try AFPacketPort.open(interface: f.eb, in: f.b, configuration: c)
+        #expect(try nl.link(f.eb).promiscuity == 1)
+        port.close()
+        #expect(try nl.link(f.eb).promiscuity == 0)
+    }
+
     @Test func openErrorsNameTheDeviceAndNamespace() throws {
         let s = Scratch("o")
         defer {

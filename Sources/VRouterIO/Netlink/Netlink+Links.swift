@@ -172,6 +172,8 @@ extension Netlink {
                 // The kernel leaves this out when it equals the link's own index, even for
                 // a veth whose peer has the same index in another namespace.
                 info.peerIndex = data.loadUnaligned(as: Int32.self)
+            case Int(IFLA_PROMISCUITY) where len >= 4:
+                info.promiscuity = data.loadUnaligned(as: UInt32.self)
             case Int(IFLA_TXQLEN) where len >= 4:
                 info.txQueueLength = data.loadUnaligned(as: UInt32.self)
             case Int(IFLA_STATS64) where len >= 64:

@@ -191,6 +191,9 @@ public struct LinkInfo: Hashable, Sendable, CustomStringConvertible {
     /// IFLA_LINK: for a veth, its peer's index (in the peer's namespace); nil when the
     /// kernel leaves it out because it equals `index`.
     public var peerIndex: Int32?
+    /// IFLA_PROMISCUITY: how many holders want the device promiscuous (PACKET_MR_PROMISC
+    /// memberships count here; the IFF_PROMISC bit in `flags` is only `ip link set promisc`).
+    public var promiscuity: UInt32 = 0
     /// IFLA_TXQLEN (for a tap: how many frames wait for the reader before drops).
     public var txQueueLength: UInt32 = 0
     /// IFLA_STATS64, as the kernel counts for this device.
