@@ -145,7 +145,9 @@ public final class TapPort: Sendable {
             }
             var fds: [CInt] = []
             do throws(SystemError) {
-                for _ in 0..<queues { fds.append(try openQueue(name, multiQueue: queues > 1, object: object)) }
+                for _ in 0..<queues {
+                    fds.append(try openQueueRetryingBusy(name, multiQueue: queues > 1, object: object))
+                }
                 // If the device vanished between the check and TUNSETIFF we just created a
                 // fresh one: it would not be persistent.
                 let flags = try getFlags(fds[0], object: object)
@@ -164,6 +166,21 @@ public final class TapPort: Sendable {
             return fds
         }
         return TapPort(name: name, namespace: namespace, fds: fds, persistent: true)
+    }
+
+    /// EBUSY means another fd is still attached to the (single-queue) tap. Right after the
+    /// previous owner closed it that can be a process forked meanwhile, still holding a copy
+    /// of the fd until its exec closes it: wait up to a second before believing it.
+    static func openQueueRetryingBusy(_ name: String, multiQueue: Bool, object: String) throws(SystemError) -> CInt {
+        var attempt = 0
+        while true {
+            do {
+                return try openQueue(name, multiQueue: multiQueue, object: object)
+            } catch  where error.errno == EBUSY && attempt < 20 {
+                attempt += 1
+                usleep(50_000)
+            }
+        }
     }
 
     static func openQueue(_ name: String, multiQueue: Bool, object: String) throws(SystemError) -> CInt {
