@@ -30,7 +30,9 @@ struct TapPortTests {
         )
     }
 
-    @Test func pingThroughATapAnsweredByTheIOLoop() throws {
+    /// With the pool registered (READ_FIXED/WRITE_FIXED) and without (plain READ/WRITE).
+    @Test(arguments: [true, false])
+    func pingThroughATapAnsweredByTheIOLoop(registered: Bool) throws {
         let s = Scratch("t")
         let pool = PacketPool.allocate(count: 1024)
         defer { pool.deallocate() }
@@ -60,8 +62,11 @@ struct TapPortTests {
         #expect(try nl.routes().contains(Route(.defaultIPv4, via: Self.gateway, device: "eth0", onlink: true)))
         #expect(try !Netlink().links().contains { $0.name == s.name("t") })
 
-        loop = try IOLoop(pool: pool)
+        var lc = IOLoop.Configuration()
+        lc.registerBuffers = registered
+        loop = try IOLoop(pool: pool, configuration: lc)
         let l = loop!
+        #expect(l.usesRegisteredBuffers == registered)
         try l.add(t, as: 1)
         var rxFrame = Frame.allocate()
         var txFrame = Frame.allocate()
