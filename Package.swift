@@ -40,12 +40,16 @@ let package = Package(
         .systemLibrary(
             name: "CNuma", path: "Sources/CNuma", pkgConfig: "numa",
             providers: [.apt(["libnuma-dev"])]),
+        // rtnetlink for the live ports (links, addresses, routes, namespaces).
+        .systemLibrary(
+            name: "CMnl", path: "Sources/CMnl", pkgConfig: "libmnl",
+            providers: [.apt(["libmnl-dev"])]),
         .target(name: "CVRouterShims", path: "Sources/CVRouterShims"),
         .target(
             name: "VRouterCore", dependencies: ["CVRouterShims"],
             swiftSettings: hotPath),
         .target(
-            name: "VRouterIO", dependencies: ["VRouterCore", "CVRouterShims", "CPcap", "CURing", "CNuma"],
+            name: "VRouterIO", dependencies: ["VRouterCore", "CVRouterShims", "CPcap", "CURing", "CNuma", "CMnl"],
             swiftSettings: hotPath),
         .target(
             name: "VRouterControl",
@@ -61,6 +65,8 @@ let package = Package(
             dependencies: [
                 "VRouterCore", "VRouterIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // Port-layer speed on this machine, against tools/iobench/ref.c (see its header).
+        .executableTarget(name: "vrouter-iobench", dependencies: ["VRouterIO", "VRouterCore", "CVRouterShims"]),
         .testTarget(name: "VRouterCoreTests", dependencies: ["VRouterCore"]),
         .testTarget(name: "VRouterIOTests", dependencies: ["VRouterIO", "VRouterCore"]),
         .testTarget(name: "VRouterControlTests", dependencies: ["VRouterControl", "VRouterIO", "VRouterCore"]),

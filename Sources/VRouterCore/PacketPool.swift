@@ -212,12 +212,21 @@ public struct PacketPool: @unchecked Sendable {  // Safe: a pool is used by one 
 }
 
 extension PacketMeta {
-    public static let zero = PacketMeta(
-        offset: 0, length: 0, rxPort: 0, txPort: 0, vrf: 0, l3: 0, l4: 0, flags: [], proto: 0,
-        dropReason: 0, next: 0, spare: 0, hash: 0, nexthop: 0, label: 0, flow: 0, aux: 0,
-        timestamp: 0, scratch0: 0, scratch1: 0)
-    public static let fresh = PacketMeta(
-        offset: UInt16(PacketPool.headroom), length: 0, rxPort: noPort, txPort: noPort, vrf: 0,
-        l3: 0, l4: 0, flags: [], proto: 0, dropReason: 0, next: 0, spare: 0, hash: 0,
-        nexthop: 0, label: 0, flow: noFlow, aux: 0, timestamp: 0, scratch0: 0, scratch1: 0)
+    /// All fields zero.
+    @inlinable public init() {
+        offset = 0; length = 0; rxPort = 0; txPort = 0; vrf = 0; l3 = 0; l4 = 0; flags = []
+        proto = 0; dropReason = 0; next = 0; spare = 0; hash = 0; nexthop = 0; label = 0; flow = 0
+        aux = 0; timestamp = 0; scratch0 = 0; scratch1 = 0
+    }
+    @inlinable public static var zero: PacketMeta { PacketMeta() }
+    /// A freshly allocated buffer's metadata. Computed, not a stored static, so allocating
+    /// makes no lazy-initialisation call.
+    @inlinable public static var fresh: PacketMeta {
+        var m = PacketMeta()
+        m.offset = UInt16(PacketPool.headroom)
+        m.rxPort = noPort
+        m.txPort = noPort
+        m.flow = noFlow
+        return m
+    }
 }

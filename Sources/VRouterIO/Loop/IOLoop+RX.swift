@@ -1,0 +1,163 @@
+// Receiving: completed tap reads, then the AF_PACKET RX rings, into one frame.
+
+import CURing
+import CVRouterShims
+import Glibc
+import VRouterCore
+
+extension IOLoop {
+    /// Appends received frames from every port to `frame` (meta: offset, length, rxPort;
+    /// AF_PACKET frames also carry the kernel's timestamp) and returns how many. When
+    /// nothing is ready it waits up to `maxWait` for traffic or a wakeup (`takeWakeup()`);
+    /// `.zero` never blocks. No syscall when packets are ready; the re-armed reads are
+    /// submitted by the next `tx` (call it every round, even with an empty frame).
+
+    public func rx(into frame: inout Frame, maxWait: Duration = .zero) -> Int {
+        let start = frame.count
+        guard !frame.isFull else { return 0 }
+        withUnsafeMutablePointer(to: &frame) { f in
+            gather(into: f)
+            if f.pointee.count > start { return }
+            if maxWait <= .zero {
+                if pending > 0 {
+                    submit()
+                    gather(into: f)
+                }
+                return
+            }
+            prepareToWait()
+            let (s, atto) = maxWait.components
+            waitAndReap(into: f, dropping: false, nanoseconds: s &* 1_000_000_000 &+ atto / 1_000_000_000)
+            walkRings(into: f)
+            if readDeficit > 0 { refillReads() }
+        }
+        return frame.count &- start
+    }
+
+    @inline(__always)
+    func gather(into f: UnsafeMutablePointer<Frame>) {
+        if !stash.pointee.isEmpty { takeStash(into: f) }
+        reap(into: f, dropping: false)
+        walkRings(into: f)
+        if readDeficit > 0 { refillReads() }
+    }
+
+    func takeStash(into f: UnsafeMutablePointer<Frame>) {
+        let s = stash
+        var i = 0
+        while i < s.pointee.count && !f.pointee.isFull {
+            f.pointee.append(s.pointee[i])
+            i += 1
+        }
+        // Keep the rest, in order.
+        let left = s.pointee.count - i
+        if left > 0 { s.pointee.slots.update(from: s.pointee.slots + i, count: left) }
+        s.pointee.count = left
+    }
+
+    /// Before sleeping: a poll on every empty AF_PACKET ring, and TX kicks that failed.
+
+    func prepareToWait() {
+        for i in 0..<afCount {
+            let port = afList[i]
+            let slot = slots + Int(port)
+            guard slot.pointee.state == .active else { continue }
+            if slot.pointee.kickAgain {
+                slot.pointee.kickAgain = false
+                kick(port, slot)
+            }
+            if !slot.pointee.pollArmed, (slot.pointee.rings?.rxBlockCount ?? 0) > 0, let sqe = nextSQE() {
+                io_uring_prep_poll_add(sqe, slot.pointee.fd, UInt32(POLLIN))
+                io_uring_sqe_set_data64(sqe, UserData.make(.afPoll, port: port, buffer: 0))
+                slot.pointee.pollArmed = true
+            }
+        }
+    }
+
+    @inline(__always)
+    func walkRings(into f: UnsafeMutablePointer<Frame>) {
+        for i in 0..<afCount {
+            if f.pointee.isFull { return }
+            walkRing(afList[i], into: f)
+        }
+    }
+
+    /// Copies frames out of the port's retired RX blocks into pool buffers, returning each
+    /// block to the kernel once walked. Stops (keeping its place) when the frame is full or
+    /// the pool is empty — the ring then fills and the kernel counts drops, which is the
+    /// backpressure we want.
+
+    func walkRing(_ port: UInt16, into f: UnsafeMutablePointer<Frame>) {
+        let slot = slots + Int(port)
+        guard slot.pointee.state == .active, let r = slot.pointee.rings, r.rxBlockCount > 0 else { return }
+        var block = slot.pointee.rxBlock
+        var left = slot.pointee.rxLeft
+        var next = slot.pointee.rxNext
+        var packets: UInt64 = 0
+        var bytes: UInt64 = 0
+        var drops: UInt64 = 0
+        let maxLength = pool.maxFrameLength
+        while !f.pointee.isFull {
+            let desc = r.rx + block &* r.rxBlockSize
+            if left == 0 {
+                // Safe: the kernel fills a block before its release store of TP_STATUS_USER.
+                let status = vrt_load_acquire_u32(desc + VRT_TPACKET_BLOCK_STATUS_OFFSET)
+                if status & UInt32(TP_STATUS_USER) == 0 { break }
+                left = Int(desc.load(fromByteOffset: VRT_TPACKET_BLOCK_NUM_PKTS_OFFSET, as: UInt32.self))
+                next = desc + Int(desc.load(fromByteOffset: VRT_TPACKET_BLOCK_FIRST_PKT_OFFSET, as: UInt32.self))
+                if left == 0 {
+                    vrt_store_release_u32(desc + VRT_TPACKET_BLOCK_STATUS_OFFSET, UInt32(TP_STATUS_KERNEL))
+                    block = block &+ 1 == r.rxBlockCount ? 0 : block &+ 1
+                    continue
+                }
+            }
+            // Safe: `next` points at a tpacket3_hdr inside the retired block (the kernel
+            // wrote num_pkts headers chained by tp_next_offset).
+            let h = next!.assumingMemoryBound(to: tpacket3_hdr.self)
+            let snap = Int(h.pointee.tp_snaplen)
+            let vlan = h.pointee.tp_status & UInt32(TP_STATUS_VLAN_VALID) != 0
+            let length = vlan ? snap &+ 4 : snap
+            if snap != Int(h.pointee.tp_len) || length > maxLength || snap < 14 {
+                drops &+= 1
+            } else {
+                guard let idx = pool.alloc() else { break }
+                let dst = pool.buffer(idx) + PacketPool.headroom
+                let src = UnsafeRawPointer(next!) + Int(h.pointee.tp_mac)
+                if vlan {
+                    // The device stripped the 802.1Q tag into the header: put it back so
+                    // the pipeline sees the frame as it was on the wire.
+                    let tci = next!.load(fromByteOffset: VRT_TPACKET3_VLAN_TCI_OFFSET, as: UInt16.self)
+                    var tpid = next!.load(fromByteOffset: VRT_TPACKET3_VLAN_TPID_OFFSET, as: UInt16.self)
+                    if h.pointee.tp_status & UInt32(TP_STATUS_VLAN_TPID_VALID) == 0 || tpid == 0 { tpid = 0x8100 }
+                    dst.copyMemory(from: src, byteCount: 12)
+                    (dst + 12).storeBytes(of: tpid.bigEndian, as: UInt16.self)
+                    (dst + 14).storeBytes(of: tci.bigEndian, as: UInt16.self)
+                    (dst + 16).copyMemory(from: src + 12, byteCount: snap &- 12)
+                } else {
+                    dst.copyMemory(from: src, byteCount: snap)
+                }
+                let m = pool.meta(idx)
+                m.pointee.offset = UInt16(PacketPool.headroom)
+                m.pointee.length = UInt16(truncatingIfNeeded: length)
+                m.pointee.rxPort = port
+                m.pointee.timestamp = UInt64(h.pointee.tp_sec) &* 1_000_000_000 &+ UInt64(h.pointee.tp_nsec)
+                f.pointee.append(idx)
+                packets &+= 1
+                bytes &+= UInt64(length)
+            }
+            left &-= 1
+            if left > 0 {
+                next = next! + Int(h.pointee.tp_next_offset)
+            } else {
+                vrt_store_release_u32(desc + VRT_TPACKET_BLOCK_STATUS_OFFSET, UInt32(TP_STATUS_KERNEL))
+                block = block &+ 1 == r.rxBlockCount ? 0 : block &+ 1
+            }
+        }
+        slot.pointee.rxBlock = block
+        slot.pointee.rxLeft = left
+        slot.pointee.rxNext = next
+        slot.pointee.counters.rxPackets &+= packets
+        slot.pointee.counters.rxBytes &+= bytes
+        slot.pointee.counters.rxDrops &+= drops
+    }
+}

@@ -1,0 +1,112 @@
+// Transmitting: tap writes through io_uring (buffer freed on completion), AF_PACKET frames
+// copied into the TX ring (buffer freed at once) and the ring kicked once per batch.
+
+import CURing
+import CVRouterShims
+import Glibc
+import VRouterCore
+
+extension IOLoop {
+    /// Sends every packet of `frame` to the port its `meta.txPort` names, then submits
+    /// everything queued (this batch's writes and kicks, and rx's re-armed reads) with one
+    /// io_uring_submit. Empties the frame; every buffer is freed (now, or when its write
+    /// completes). Frames for unknown ports are dropped and counted (`counters.txNoPort`).
+
+    public func tx(_ frame: inout Frame) {
+        let n = frame.count
+        var i = 0
+        while i < n {
+            let idx = frame[i]
+            i &+= 1
+            let m = pool.meta(idx)
+            let port = m.pointee.txPort
+            guard Int(port) < maxPorts else {
+                pool.free(idx)
+                counters.txNoPort &+= 1
+                continue
+            }
+            let slot = slots + Int(port)
+            guard slot.pointee.state == .active else {
+                pool.free(idx)
+                if slot.pointee.kind == .none { counters.txNoPort &+= 1 } else { slot.pointee.counters.txDrops &+= 1 }
+                continue
+            }
+            switch slot.pointee.kind {
+            case .tap:
+                guard let sqe = nextSQE() else {
+                    pool.free(idx)
+                    slot.pointee.counters.txDrops &+= 1
+                    continue
+                }
+                let buf = pool.buffer(idx) + Int(m.pointee.offset)
+                let len = UInt32(m.pointee.length)
+                if usesRegisteredBuffers {
+                    io_uring_prep_write_fixed(sqe, slot.pointee.fd, buf, len, 0, 0)
+                } else {
+                    io_uring_prep_write(sqe, slot.pointee.fd, buf, len, 0)
+                }
+                io_uring_sqe_set_data64(sqe, UserData.make(.tapWrite, port: port, buffer: idx))
+                slot.pointee.writesOutstanding &+= 1
+            case .afPacket:
+                queueTXRing(slot, idx, m)
+                pool.free(idx)
+            case .none:
+                pool.free(idx)
+                counters.txNoPort &+= 1
+            }
+        }
+        frame.count = 0
+        for j in 0..<afCount {
+            let port = afList[j]
+            let slot = slots + Int(port)
+            // Also re-kick after a failed kick: tpacket_snd stops at the first frame the
+            // device refuses (ENOBUFS when the peer's queue is full) and leaves the rest
+            // marked SEND_REQUEST; nothing else would send them.
+            if slot.pointee.txQueued > 0 || slot.pointee.kickAgain {
+                slot.pointee.txQueued = 0
+                slot.pointee.kickAgain = false
+                kick(port, slot)
+            }
+        }
+        if pending > 0 { submit() }
+    }
+
+    /// Copies one packet into the next TX ring frame, or drops it when that frame is still
+    /// owned by the kernel (ring full).
+    @inline(__always)
+    func queueTXRing(_ slot: UnsafeMutablePointer<IOPortSlot>, _ idx: UInt32, _ m: UnsafeMutablePointer<PacketMeta>) {
+        let r = slot.pointee.rings!
+        let head = slot.pointee.txHead
+        let f = r.txFrame(head)
+        let h = f.assumingMemoryBound(to: tpacket3_hdr.self)
+        let len = Int(m.pointee.length)
+        // Safe: tp_status is the word the kernel release-stores when it is done with a frame.
+        let status = vrt_load_acquire_u32(f + MemoryLayout<tpacket3_hdr>.offset(of: \.tp_status)!)
+        guard status == UInt32(TP_STATUS_AVAILABLE), len &+ VRT_TPACKET3_TX_DATA_OFFSET <= r.txFrameSize else {
+            slot.pointee.counters.txDrops &+= 1
+            return
+        }
+        // Safe: the length check above keeps the copy inside this frame.
+        (f + VRT_TPACKET3_TX_DATA_OFFSET).copyMemory(from: pool.buffer(idx) + Int(m.pointee.offset), byteCount: len)
+        h.pointee.tp_next_offset = 0
+        h.pointee.tp_len = UInt32(len)
+        h.pointee.tp_snaplen = UInt32(len)
+        vrt_store_release_u32(f + MemoryLayout<tpacket3_hdr>.offset(of: \.tp_status)!, UInt32(TP_STATUS_SEND_REQUEST))
+        slot.pointee.txHead = head &+ 1 == r.txFrameCount ? 0 : head &+ 1
+        slot.pointee.txQueued &+= 1
+        slot.pointee.counters.txPackets &+= 1
+        slot.pointee.counters.txBytes &+= UInt64(len)
+    }
+
+    /// A 0-byte send: the kernel transmits every SEND_REQUEST frame of the ring.
+
+    func kick(_ port: UInt16, _ slot: UnsafeMutablePointer<IOPortSlot>) {
+        guard let sqe = nextSQE() else {
+            slot.pointee.kickAgain = true
+            return
+        }
+        io_uring_prep_send(sqe, slot.pointee.fd, nil, 0, Int32(MSG_DONTWAIT))
+        io_uring_sqe_set_data64(sqe, UserData.make(.afKick, port: port, buffer: 0))
+        slot.pointee.kicksOutstanding &+= 1
+    }
+}
