@@ -30,6 +30,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -53,12 +54,16 @@ let package = Package(
             swiftSettings: hotPath),
         .target(
             name: "VRouterControl",
-            dependencies: ["VRouterCore", "VRouterIO", .product(name: "Yams", package: "Yams")]),
+            dependencies: [
+                "VRouterCore", "VRouterIO", "CVRouterShims", .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .executableTarget(
             name: "vrouterd",
             dependencies: [
                 "VRouterCore", "VRouterIO", "VRouterControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
             name: "vrouter-gen",

@@ -59,6 +59,8 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
     /// A host announcing or probing its own address (gratuitous ARP, ARP probe, IPv6 DAD,
     /// unsolicited neighbour advertisement): consumed, never answered.
     case selfAnnouncement
+    /// The tunnel's underlay next hop has no resolved MAC yet (ARP pending or failing).
+    case unresolvedNeighbour
 
     /// Name shown by `dropstats` and used as a metric label.
     public var name: String {
@@ -89,6 +91,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
         case .loop: "loop"
         case .badTunnelOuter: "bad_tunnel_outer"
         case .selfAnnouncement: "self_announcement"
+        case .unresolvedNeighbour: "unresolved_neighbour"
         }
     }
 

@@ -6,13 +6,15 @@ import Foundation
 import VRouterControl
 import VRouterCore
 import VRouterIO
+import Logging
+import Glibc
 
 @main
 struct VRouterd: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vrouterd",
         abstract: "A userspace vRouter dataplane for Kubernetes nodes.",
-        subcommands: [Replay.self, Bench.self])
+        subcommands: [Run.self, Replay.self, Bench.self])
 }
 
 /// Prints one clear error line and exits non-zero.
@@ -121,4 +123,57 @@ struct Bench: ParsableCommand {
 
 func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
     s.count >= width ? s + " " : (right ? String(repeating: " ", count: width - s.count) + s : s + String(repeating: " ", count: width - s.count))
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the node service: forward between the configured tap and AF_PACKET ports until SIGTERM/SIGINT.")
+
+    @Option(name: .long, help: "Node config (YAML) whose interfaces name taps (pods) and a device (fabric).")
+    var config: String
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() throws {
+        guard let level = Logger.Level(rawValue: logLevel) else { fail("--log-level: '\(logLevel)' is not a level") }
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let log = Logger(label: "vrouterd")
+        let nodeConfig: NodeConfig
+        do { nodeConfig = try NodeConfig.load(path: config) } catch { fail(error.description) }
+        // Block the stop signals in every thread (workers inherit the mask); this thread
+        // waits for them.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        let service: NodeService
+        do {
+            service = try NodeService(config: nodeConfig, logger: log)
+            try service.start()
+        } catch {
+            fail(error.description)
+        }
+        log.info("vrouterd running", metadata: ["node": "\(nodeConfig.name)", "pid": "\(getpid())"])
+        var sig: Int32 = 0
+        var waited = 0
+        while true {
+            var timeout = timespec(tv_sec: 1, tv_nsec: 0)
+            let r = sigtimedwait(&set, nil, &timeout)
+            if r > 0 {
+                sig = r
+                break
+            }
+            waited += 1
+            if waited % 10 == 0 { log.debug("\(service.statsLine())") }
+        }
+        log.info("stopping", metadata: ["signal": "\(sig == SIGTERM ? "SIGTERM" : "SIGINT")"])
+        service.stop()
+        log.info("stopped")
+    }
 }

@@ -29,6 +29,15 @@ public struct NodeConfig: Sendable {
         public var mtu: Int = 1500
         public var ipv4: IPv4Address?
         public var ipv6: IPv6Address?
+        /// Prefix lengths the pod side gets with its addresses ("192.0.2.10/24"); /32 and
+        /// /128 when not given. Every destination is routed by the vRouter either way.
+        public var ipv4PrefixLength = 32
+        public var ipv6PrefixLength = 128
+        /// Fabric: the underlay gateway (remote nodes outside the fabric's subnet are
+        /// reached through it).
+        public var gateway: IPv4Address?
+        /// Pod: install a default route through the VRF's gateway inside the pod.
+        public var defaultRoute = true
         public var vlan: UInt16?
         /// Incoming MPLS label that reaches this pod.
         public var label: UInt32?
@@ -44,6 +53,8 @@ public struct NodeConfig: Sendable {
         public var name: String
         public var netns: String?
         public var ifname: String?
+        /// Survives vrouterd (TUNSETPERSIST): re-attached on start, kept on stop.
+        public var persistent = false
     }
 
     public struct VRF: Sendable {
@@ -159,7 +170,7 @@ extension NodeConfig {
         for v in try top["interfaces"]?.sequence() ?? [] {
             let m = try v.mapping(allowed: [
                 "name", "kind", "vrf", "mac", "mtu", "ipv4", "ipv6", "address", "vlan", "label", "antiSpoofing",
-                "pcap", "device", "tap",
+                "pcap", "device", "tap", "gateway", "defaultRoute",
             ])
             guard let nameNode = m["name"], let kindNode = m["kind"], let macNode = m["mac"] else {
                 throw v.fail("an interface needs name, kind and mac")
@@ -176,9 +187,19 @@ extension NodeConfig {
                 itf.vrf = vn
             }
             if let n = m["mtu"] { itf.mtu = try n.int(68...65000) }
-            if let n = m["ipv4"] { itf.ipv4 = try n.ipv4() }
-            if let n = m["address"] { itf.ipv4 = try n.ipv4() }
-            if let n = m["ipv6"] { itf.ipv6 = try n.ipv6() }
+            for key in ["ipv4", "address"] {
+                guard let n = m[key] else { continue }
+                let (a, len) = try n.addressWithLength(32) { IPv4Address($0) }
+                itf.ipv4 = a
+                itf.ipv4PrefixLength = len
+            }
+            if let n = m["ipv6"] {
+                let (a, len) = try n.addressWithLength(128) { IPv6Address($0) }
+                itf.ipv6 = a
+                itf.ipv6PrefixLength = len
+            }
+            if let n = m["gateway"] { itf.gateway = try n.ipv4() }
+            if let n = m["defaultRoute"] { itf.defaultRoute = try n.bool() }
             if let n = m["vlan"] { itf.vlan = UInt16(try n.int(1...4094)) }
             if let n = m["label"] { itf.label = UInt32(try n.int(16...(1 << 20) - 1)) }
             if let n = m["antiSpoofing"] { itf.antiSpoofing = try n.bool() }
@@ -189,9 +210,13 @@ extension NodeConfig {
                 itf.pcapOut = try pm["out"]?.string()
             }
             if let t = m["tap"] {
-                let tm = try t.mapping(allowed: ["name", "netns", "ifname"])
+                let tm = try t.mapping(allowed: ["name", "netns", "ifname", "persistent"])
                 guard let tn = tm["name"] else { throw t.fail("a tap needs a name") }
-                itf.tap = Tap(name: try tn.string(), netns: try tm["netns"]?.string(), ifname: try tm["ifname"]?.string())
+                let tapName = try tn.string()
+                guard !tapName.isEmpty, tapName.utf8.count <= 15 else { throw tn.fail("'\(tapName)' is not a valid interface name (1-15 bytes)") }
+                itf.tap = Tap(
+                    name: tapName, netns: try tm["netns"]?.string(), ifname: try tm["ifname"]?.string(),
+                    persistent: try tm["persistent"]?.bool() ?? false)
             }
             switch kind {
             case .pod:

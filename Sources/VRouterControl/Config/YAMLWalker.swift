@@ -85,6 +85,18 @@ struct YAMLWalker {
         return a
     }
 
+    /// "ADDRESS" or "ADDRESS/LENGTH" (an interface address with its prefix length).
+    func addressWithLength<A>(_ maxLength: Int, _ parse: (Substring) -> A?) throws(ConfigError) -> (A, Int) {
+        let s = try string()
+        let parts = s.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let a = parse(parts[0]) else { throw fail("'\(s)' is not an address") }
+        guard parts.count == 2 else { return (a, maxLength) }
+        guard let len = Int(parts[1]), (0...maxLength).contains(len) else {
+            throw fail("'\(s)': prefix length must be 0...\(maxLength)")
+        }
+        return (a, len)
+    }
+
     func mac() throws(ConfigError) -> MACAddress {
         let s = try string()
         guard let a = MACAddress(s) else { throw fail("'\(s)' is not a MAC address (aa:bb:cc:dd:ee:ff)") }

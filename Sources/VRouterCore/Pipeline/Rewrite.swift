@@ -43,6 +43,10 @@ extension Pipeline {
             }
             switch nh.pointee.kind {
             case .encap, .tunnelVXLAN, .tunnelMPLSoUDP:
+                if nh.pointee.flags & Nexthop.unresolved != 0 {
+                    drop(idx, .unresolvedNeighbour)
+                    continue
+                }
                 forward(idx, m, nh, label, view, output: &output)
             case .discard:
                 drop(idx, .discard)

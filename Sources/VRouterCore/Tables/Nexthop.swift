@@ -83,6 +83,8 @@ public struct Nexthop: Sendable {
 
     /// flags: the VXLAN template carries the inner Ethernet header too.
     public static let innerEthernetInTemplate: UInt8 = 1
+    /// flags: the underlay next hop's MAC is not known yet; packets are dropped, counted.
+    public static let unresolved: UInt8 = 2
 
     public static let invalid = Nexthop(
         kind: .invalid, flags: 0, port: 0, vrf: 0, innerMTU: 0, dstMAC: 0, srcMAC: 0,

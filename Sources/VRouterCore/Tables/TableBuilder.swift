@@ -402,6 +402,7 @@ public struct TableBuilder: Sendable {
             n.underlayMAC = underlayMAC.value
             n.vlan = p.vlan ?? 0
             if encap == .vxlan && n.vlan == 0 { n.flags |= Nexthop.innerEthernetInTemplate }
+            if underlayMAC.value == 0 { n.flags |= Nexthop.unresolved }
         case .composite(let members):
             n.kind = .composite
             n.componentStart = UInt32(components.count)

@@ -1,0 +1,140 @@
+// Underlay neighbours: the fabric device has no address in the kernel, so vrouterd
+// resolves the MACs of remote nodes (or of the underlay gateway, for nodes outside the
+// fabric's subnet) itself, by ARP on its own raw socket. Entries are refreshed every
+// 30 s and forgotten after 90 s without an answer; a change republishes the tables (the
+// tunnel templates carry the MAC). Peers' own requests teach us their MAC too.
+
+import Foundation
+import Logging
+import Synchronization
+import VRouterCore
+import VRouterIO
+
+final class NeighbourResolver: @unchecked Sendable {  // Safe: `entries` is used by the resolver thread only.
+    unowned let service: NodeService
+    let fabric: NodeConfig.Interface
+    let fabricPort: UInt16
+    private let running = Atomic<Bool>(false)
+    private var thread: Thread?
+    private let done = DispatchSemaphore(value: 0)
+
+    static let refresh: TimeInterval = 30
+    static let forget: TimeInterval = 90
+    static let retry: TimeInterval = 1
+
+    struct Entry {
+        var mac: MACAddress?
+        var confirmed: Date?
+        var asked: Date?
+    }
+    private var entries: [IPv4Address: Entry] = [:]
+    /// Remote nodes whose MAC we resolve, by the address we ARP for.
+    private var nodesByNextHop: [IPv4Address: [NodeConfig.RemoteNode]] = [:]
+
+    init(service: NodeService, fabric: NodeConfig.Interface) {
+        self.service = service
+        self.fabric = fabric
+        fabricPort = service.portIDs[fabric.name]!
+        let own = fabric.ipv4!
+        let mask = IPv4Prefix.mask(fabric.ipv4PrefixLength)
+        for node in service.config.remoteNodes where node.mac == nil {
+            let onLink = fabric.ipv4PrefixLength == 32 || node.address.value & mask == own.value & mask
+            let hop = onLink || fabric.gateway == nil ? node.address : fabric.gateway!
+            nodesByNextHop[hop, default: []].append(node)
+            entries[hop] = Entry()
+        }
+    }
+
+    func start() {
+        guard !entries.isEmpty else { return }
+        running.store(true, ordering: .releasing)
+        let t = Thread { [self] in
+            run()
+            done.signal()
+        }
+        t.name = "vrt-arp"
+        thread = t
+        t.start()
+    }
+
+    func stop() {
+        guard thread != nil else { return }
+        running.store(false, ordering: .releasing)
+        done.wait()
+        thread = nil
+    }
+
+    private func run() {
+        let socket: RawPacketSocket
+        do {
+            socket = try RawPacketSocket.open(interface: fabric.device!, etherType: EtherType.arp)
+        } catch {
+            service.log.error("neighbour resolution disabled", metadata: ["error": "\(error)"])
+            return
+        }
+        defer { socket.close() }
+        while running.load(ordering: .acquiring) {
+            let now = Date()
+            for (ip, e) in entries {
+                let stale = e.confirmed.map { now.timeIntervalSince($0) > Self.refresh } ?? true
+                let due = e.asked.map { now.timeIntervalSince($0) > Self.retry } ?? true
+                if stale && due {
+                    try? socket.send(request(for: ip))
+                    entries[ip]?.asked = now
+                }
+                if let c = e.confirmed, now.timeIntervalSince(c) > Self.forget, e.mac != nil {
+                    service.log.warning("underlay neighbour stopped answering", metadata: ["address": "\(ip)"])
+                    entries[ip]?.mac = nil
+                    entries[ip]?.confirmed = nil
+                    publish(ip, nil)
+                }
+            }
+            guard let frame = socket.receive(timeoutMilliseconds: 200) else { continue }
+            learn(frame)
+        }
+    }
+
+    private func request(for ip: IPv4Address) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: 60)  // padded to the Ethernet minimum
+        _ = bytes.withUnsafeMutableBytes {
+            PacketBuilder.arpRequestFrame($0.baseAddress!, senderMAC: fabric.mac, senderIP: fabric.ipv4!, targetIP: ip)
+        }
+        return bytes
+    }
+
+    private func learn(_ frame: [UInt8]) {
+        guard frame.count >= 42 else { return }
+        let (sender, mac) = frame.withUnsafeBytes { b -> (IPv4Address, MACAddress) in
+            let a = ARPHeader(b.baseAddress! + 14)
+            return (a.senderIP, a.senderMAC)
+        }
+        guard entries[sender] != nil else { return }
+        let changed = entries[sender]?.mac != mac
+        entries[sender]?.mac = mac
+        entries[sender]?.confirmed = Date()
+        if changed {
+            service.log.info("underlay neighbour resolved", metadata: ["address": "\(sender)", "mac": "\(mac)"])
+            publish(sender, mac)
+        }
+    }
+
+    /// Rewrites the tunnel nexthops of the nodes behind `hop` with its MAC (zero: unresolved).
+    private func publish(_ hop: IPv4Address, _ mac: MACAddress?) {
+        let nodes = nodesByNextHop[hop] ?? []
+        let fabricPort = self.fabricPort
+        do {
+            try service.update { builder, compiled in
+                for node in nodes {
+                    guard let nh = compiled.nodeNexthops[node.name] else { continue }
+                    try builder.setNexthop(
+                        nh,
+                        .tunnel(
+                            node.encap, port: fabricPort, destination: node.address, underlayMAC: mac ?? .zero,
+                            innerMAC: node.innerMAC))
+                }
+            }
+        } catch {
+            service.log.error("publishing a neighbour change failed", metadata: ["error": "\(error)"])
+        }
+    }
+}

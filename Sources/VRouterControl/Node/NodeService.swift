@@ -1,0 +1,213 @@
+// `vrouterd run`: the node service. It builds the tables from the config, makes each
+// pod's tap (moved into the pod's namespace under the name the pod sees, with its MAC,
+// MTU, addresses and default route), opens the fabric's AF_PACKET rings, and starts one
+// pinned worker per configured core, each with a NUMA-local pool, its own io_uring loop,
+// its own flow cache and a queue of every port. The control side resolves underlay
+// neighbours by ARP and publishes new tables when they change. Everything set up is
+// undone on a failed start and on stop.
+
+import CVRouterShims
+import Foundation
+import Logging
+import Synchronization
+import VRouterCore
+import VRouterIO
+
+public struct ServiceError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+public final class NodeService: @unchecked Sendable {  // Safe: mutable state is behind `state` or owned by one thread.
+    public let config: NodeConfig
+    let log: Logger
+    public let publication: TablePublication
+    let state: Mutex<ControlState>
+    let portIDs: [String: UInt16]
+    let stopping = Atomic<Bool>(false)
+    private var taps: [(NodeConfig.Interface, TapPort)] = []
+    private var workers: [Worker] = []
+    private var resolver: NeighbourResolver?
+
+    struct ControlState {
+        var builder: TableBuilder
+        var compiled: CompiledNode
+    }
+
+    public init(config: NodeConfig, logger: Logger) throws(ServiceError) {
+        self.config = config
+        log = logger
+        for itf in config.interfaces {
+            switch itf.kind {
+            case .pod where itf.tap == nil:
+                throw ServiceError("interfaces.\(itf.name): a pod interface needs a tap (name, netns, ifname) to run live")
+            case .fabric where itf.device == nil:
+                throw ServiceError("interfaces.\(itf.name): the fabric interface needs a device to run live")
+            default: break
+            }
+            if let ns = itf.tap?.netns, !NetworkNamespace.named(ns).exists {
+                throw ServiceError("interfaces.\(itf.name): network namespace '\(ns)' does not exist")
+            }
+        }
+        let compiled: CompiledNode
+        do { compiled = try config.makeTables() } catch { throw ServiceError(error.description) }
+        var builder = compiled.builder
+        publication = TablePublication(builder.build())
+        portIDs = compiled.portIDs
+        state = Mutex(ControlState(builder: builder, compiled: compiled))
+    }
+
+    /// Makes the ports and starts the workers. On failure everything made is undone.
+    public func start() throws(ServiceError) {
+        do {
+            try startPorts()
+            try startWorkers()
+            startResolver()
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    // MARK: Ports
+
+    private func startPorts() throws(ServiceError) {
+        let queues = config.workers
+        for itf in config.interfaces where itf.kind == .pod {
+            let t = itf.tap!
+            let ns = t.netns.map { NetworkNamespace.named($0) } ?? .current
+            let ifname = t.ifname ?? t.name
+            let tap: TapPort
+            do {
+                if t.persistent, let existing = try? TapPort.attach(name: ifname, in: ns, queues: queues) {
+                    tap = existing
+                    log.info("re-attached persistent tap", metadata: ["interface": "\(itf.name)", "netns": "\(ns)"])
+                    try tap.configure(tapConfiguration(itf, name: ifname))
+                } else {
+                    tap = try TapPort.create(name: t.name, persistent: t.persistent, queues: queues)
+                    taps.append((itf, tap))
+                    if ns == .current && ifname == t.name {
+                        try tap.configure(tapConfiguration(itf, name: ifname))
+                    } else {
+                        try tap.move(to: ns, tapConfiguration(itf, name: ifname))
+                    }
+                    log.info("tap ready", metadata: ["interface": "\(itf.name)", "netns": "\(ns)", "ifname": "\(ifname)"])
+                    continue
+                }
+            } catch {
+                throw ServiceError("interfaces.\(itf.name): \(error.description)")
+            }
+            taps.append((itf, tap))
+        }
+        if let fabric = config.interfaces.first(where: { $0.kind == .fabric }), let device = fabric.device {
+            do {
+                let nl = try NetworkNamespace.current.netlink()
+                let link = try nl.link(device)
+                if link.mac != fabric.mac { try nl.setMAC(device, fabric.mac) }
+                if link.mtu != UInt32(fabric.mtu) { try nl.setMTU(device, fabric.mtu) }
+                try nl.setUp(device)
+            } catch {
+                throw ServiceError("interfaces.\(fabric.name): device \(device): \(error.description)")
+            }
+        }
+    }
+
+    private func tapConfiguration(_ itf: NodeConfig.Interface, name: String) -> TapPort.Configuration {
+        var addresses: [InterfaceAddress] = []
+        var routes: [Route] = []
+        let vrf = config.vrfs.first { $0.name == itf.vrf }
+        if let a = itf.ipv4 { addresses.append(InterfaceAddress(.v4(a), prefixLength: itf.ipv4PrefixLength)) }
+        if let a = itf.ipv6 { addresses.append(InterfaceAddress(.v6(a), prefixLength: itf.ipv6PrefixLength)) }
+        if itf.defaultRoute {
+            if itf.ipv4 != nil, let g = vrf?.gateway4 { routes.append(Route(.defaultIPv4, via: .v4(g), onlink: true)) }
+            if itf.ipv6 != nil, let g = vrf?.gateway6 { routes.append(Route(.defaultIPv6, via: .v6(g), onlink: true)) }
+        }
+        return TapPort.Configuration(name: name, mac: itf.mac, mtu: itf.mtu, addresses: addresses, routes: routes)
+    }
+
+    // MARK: Workers
+
+    private func startWorkers() throws(ServiceError) {
+        let cpus = CPU.allowed
+        let fabric = config.interfaces.first { $0.kind == .fabric }
+        for w in 0..<config.workers {
+            // Leave the first CPU to the control thread when there is more than one.
+            let cpu = cpus.count > 1 ? cpus[(w + 1) % cpus.count] : cpus.first
+            var tapQueues: [(UInt16, TapPort, Int)] = []
+            for (itf, tap) in taps { tapQueues.append((portIDs[itf.name]!, tap, w)) }
+            var af: (UInt16, AFPacketPort)?
+            if let fabric, let device = fabric.device {
+                do {
+                    var c = AFPacketPort.Configuration()
+                    if config.workers > 1 { c.fanoutGroup = UInt16(truncatingIfNeeded: getpid()) }
+                    af = (portIDs[fabric.name]!, try AFPacketPort.open(interface: device, configuration: c))
+                } catch {
+                    throw ServiceError("interfaces.\(fabric.name): \(error.description)")
+                }
+            }
+            do {
+                let worker = try Worker.start(
+                    index: w, cpu: cpu, service: self, taps: tapQueues, fabric: af)
+                workers.append(worker)
+            } catch {
+                throw ServiceError("worker \(w): \(error.description)")
+            }
+        }
+        log.info("forwarding", metadata: ["workers": "\(config.workers)", "ports": "\(portIDs.count)"])
+    }
+
+    private func startResolver() {
+        guard let fabric = config.interfaces.first(where: { $0.kind == .fabric }), fabric.device != nil,
+            !config.remoteNodes.isEmpty
+        else { return }
+        resolver = NeighbourResolver(service: self, fabric: fabric)
+        resolver?.start()
+    }
+
+    /// Stops the workers and resolver, closes the ports, removes non-persistent taps.
+    public func stop() {
+        stopping.store(true, ordering: .releasing)
+        resolver?.stop()
+        resolver = nil
+        for w in workers { w.stop() }
+        for w in workers { w.join() }
+        workers.removeAll()
+        for (itf, tap) in taps {
+            if itf.tap?.persistent == true {
+                tap.close()
+            } else {
+                do { try tap.delete() } catch { log.warning("removing tap failed", metadata: ["error": "\(error)"]) }
+            }
+        }
+        taps.removeAll()
+    }
+
+    /// Applies a change to the model and publishes the new tables to the workers.
+    func update(_ change: (inout TableBuilder, CompiledNode) throws -> Void) rethrows {
+        try state.withLock { s in
+            try change(&s.builder, s.compiled)
+            publication.publish(s.builder.build())
+        }
+    }
+
+    /// Every worker's counters (read while they run: plain per-worker values).
+    public var workerCounters: [Counters] { workers.map(\.counters) }
+
+    /// One line of totals per port and drop reason, summed over the workers (for logs).
+    public func statsLine() -> String {
+        let cs = workerCounters
+        var parts: [String] = []
+        for itf in config.interfaces {
+            let id = Int(portIDs[itf.name]!)
+            let rx = cs.reduce(UInt64(0)) { $0 + $1.ports[id].rxPackets }
+            let tx = cs.reduce(UInt64(0)) { $0 + $1.ports[id].txPackets }
+            let dr = cs.reduce(UInt64(0)) { $0 + $1.ports[id].drops }
+            parts.append("\(itf.name) rx=\(rx) tx=\(tx) drop=\(dr)")
+        }
+        for r in DropReason.allCases {
+            let n = cs.reduce(UInt64(0)) { $0 + $1.dropCount(r) }
+            if n > 0 { parts.append("\(r.name)=\(n)") }
+        }
+        return parts.joined(separator: " ")
+    }
+}
