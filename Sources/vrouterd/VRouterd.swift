@@ -174,6 +174,7 @@ struct Run: ParsableCommand {
         }
         log.info("stopping", metadata: ["signal": "\(sig == SIGTERM ? "SIGTERM" : "SIGINT")"])
         service.stop()
-        log.info("stopped")
+        // Final totals, one line: per port rx/tx/drops and every drop reason seen.
+        log.info("stopped: \(service.statsLine())")
     }
 }
