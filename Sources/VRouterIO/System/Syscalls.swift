@@ -54,7 +54,9 @@ enum Sys {
     }
 
     static func socket(_ domain: Int32, _ type: Int32, _ proto: Int32, object: String) throws(SystemError) -> CInt {
-        try retrying("socket", object) { Glibc.socket(domain, type | Int32(SOCK_CLOEXEC.rawValue), proto) }
+        // SOCK_CLOEXEC is O_CLOEXEC on Linux; its enum spelling is hidden from Swift when
+        // linux/net.h (through the shims) is visible too, so a clean build cannot see it.
+        try retrying("socket", object) { Glibc.socket(domain, type | O_CLOEXEC, proto) }
     }
 
     static func setsockopt<T: BitwiseCopyable>(
