@@ -17,6 +17,10 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
     private var pipeline: Pipeline
     private var reader: TableReader
     private var thread: WorkerThread?
+    // Commands from the control thread, served between frames (the io_uring must only be
+    // fed from this thread, and the flow table is only read here).
+    private let inbox = Mutex<[WorkerCommand]>([])
+    private let inboxCount = Atomic<Int>(0)
 
     static func start(
         index: Int, cpu: Int?, service: NodeService, taps: [(UInt16, TapPort, Int)], fabric: (UInt16, AFPacketPort)?
@@ -83,6 +87,57 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
 
     func join() { thread?.join() }
 
+    /// Runs `command` on the worker thread between frames and waits for it.
+    func perform(_ command: WorkerCommand) {
+        inbox.withLock { $0.append(command) }
+        inboxCount.add(1, ordering: .releasing)
+        waker.wake()
+        command.done.wait()
+    }
+
+    private func serveCommands(_ loop: IOLoop) {
+        let commands = inbox.withLock { q -> [WorkerCommand] in
+            defer { q.removeAll() }
+            return q
+        }
+        inboxCount.subtract(commands.count, ordering: .relaxed)
+        let now = Self.nowMilliseconds()
+        for c in commands {
+            switch c.kind {
+            case .addTap(let id, let tap, let queue):
+                do throws(SystemError) { try loop.add(tap, as: id, queue: queue) } catch { c.error = error }
+            case .removePort(let id):
+                loop.remove(port: id)
+            case .flows(let vrf, let limit):
+                var out: [FlowRecord] = []
+                func take<K: FlowKey>(_ t: FlowTable<K>, _ record: (K, FlowValue) -> FlowRecord) {
+                    t.forEach(vrf: vrf) { _, k, v in
+                        if out.count < limit { out.append(record(k, v)) }
+                    }
+                }
+                take(pipeline.flows4) { k, v in
+                    FlowRecord(v6: false, vrf: k.vrf, proto: k.proto, source: UInt128(k.src.value), sport: k.sport,
+                        destination: UInt128(k.dst.value), dport: k.dport, value: v, idle: now &- v.lastSeen)
+                }
+                take(pipeline.flows6) { k, v in
+                    FlowRecord(v6: true, vrf: k.vrf, proto: k.proto, source: k.src.value, sport: k.sport,
+                        destination: k.dst.value, dport: k.dport, value: v, idle: now &- v.lastSeen)
+                }
+                c.flows = out
+                c.flowCount = pipeline.flows4.count + pipeline.flows6.count
+            case .flush(let vrf):
+                if let vrf {
+                    _ = pipeline.flows4.removeAll(vrf: vrf)
+                    _ = pipeline.flows6.removeAll(vrf: vrf)
+                } else {
+                    pipeline.flows4.removeAll()
+                    pipeline.flows6.removeAll()
+                }
+            }
+            c.done.signal()
+        }
+    }
+
     /// Milliseconds on the monotonic clock (the pipeline's `now`).
     @inline(__always) static func nowMilliseconds() -> UInt32 { UInt32(truncatingIfNeeded: vrt_monotonic_ns() / 1_000_000) }
 
@@ -90,6 +145,8 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
         var rx = Frame.allocate()
         var tx = Frame.allocate(capacity: pipeline.config.outputCapacity)
         defer {
+            // Commands that arrive while stopping are answered (with nothing done).
+            for c in inbox.withLock({ q -> [WorkerCommand] in defer { q.removeAll() }; return q }) { c.done.signal() }
             reader.goOffline()
             // Packets still held go back to the pool before the loop is closed (it waits for
             // every buffer of its ports to come home).
@@ -102,6 +159,7 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
         let pool = local.pool
         var lastAge = Self.nowMilliseconds()
         while !stopFlag.load(ordering: .relaxed) {
+            if inboxCount.load(ordering: .acquiring) > 0 { serveCommands(loop) }
             if loop.rx(into: &rx, maxWait: .zero) == 0 {
                 // Idle: hold no table while waiting, so updates are reclaimed meanwhile.
                 reader.goOffline()
@@ -133,4 +191,33 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
             }
         }
     }
+}
+
+/// A request to a worker, answered through `done`.
+final class WorkerCommand: @unchecked Sendable {  // Safe: fields are written by the worker before `done` is signalled.
+    enum Kind {
+        case addTap(UInt16, TapPort, Int)
+        case removePort(UInt16)
+        case flows(vrf: UInt16?, limit: Int)
+        case flush(vrf: UInt16?)
+    }
+    let kind: Kind
+    let done = DispatchSemaphore(value: 0)
+    var error: SystemError?
+    var flows: [FlowRecord] = []
+    var flowCount = 0
+    init(_ kind: Kind) { self.kind = kind }
+}
+
+/// One flow as a worker reports it (addresses as UInt128; IPv4 in the low bits).
+struct FlowRecord: Sendable {
+    var v6: Bool
+    var vrf: UInt16
+    var proto: UInt8
+    var source: UInt128
+    var sport: UInt16
+    var destination: UInt128
+    var dport: UInt16
+    var value: FlowValue
+    var idle: UInt32
 }
