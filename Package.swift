@@ -59,6 +59,13 @@ let package = Package(
             dependencies: [
                 "VRouterCore", "VRouterIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // Our side of the comparison harnesses (tools/compare-lpm, tools/compare-pcap).
+        .executableTarget(
+            name: "vrouter-perf",
+            dependencies: [
+                "VRouterCore", "VRouterIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: hotPath),
         .testTarget(name: "VRouterCoreTests", dependencies: ["VRouterCore"]),
         .testTarget(name: "VRouterIOTests", dependencies: ["VRouterIO", "VRouterCore"]),
         .testTarget(name: "VRouterControlTests", dependencies: ["VRouterControl", "VRouterIO", "VRouterCore"]),
