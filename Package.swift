@@ -69,5 +69,6 @@ let package = Package(
         .testTarget(name: "VRouterCoreTests", dependencies: ["VRouterCore"]),
         .testTarget(name: "VRouterIOTests", dependencies: ["VRouterIO", "VRouterCore"]),
         .testTarget(name: "VRouterControlTests", dependencies: ["VRouterControl", "VRouterIO", "VRouterCore"]),
+        .testTarget(name: "CompareToolsTests", dependencies: ["vrouter-perf"]),
     ]
 )

@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 #include <stdint.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -58,6 +59,12 @@ static uint32_t *read_words(const char *dir, const char *name, size_t *count) {
     fclose(f);
     *count = (size_t)size / 4;
     return words;
+}
+
+// EAL makes a runtime directory even with --no-shconf; it is empty when we exit.
+static char runtime_dir[4096];
+static void remove_runtime_dir(void) {
+    if (runtime_dir[0]) rmdir(runtime_dir);
 }
 
 static double now(void) {
@@ -208,13 +215,17 @@ int main(int argc, char **argv) {
     if (sched_getaffinity(0, sizeof set, &set) == 0)
         for (int c = 0; c < CPU_SETSIZE; c++)
             if (CPU_ISSET(c, &set)) { cpu = c; break; }
-    char lcores[32], mem[32];
+    // A file prefix of our own, so that runs at the same time don't meet in /var/run/dpdk.
+    char lcores[32], mem[32], prefix[64];
     snprintf(lcores, sizeof lcores, "%d", cpu);
     snprintf(mem, sizeof mem, "%d", 64);
+    snprintf(prefix, sizeof prefix, "--file-prefix=vrt-lpm-%d", (int)getpid());
     char *eal[] = {argv[0], "-l", lcores, "--no-huge", "--no-pci", "--no-shconf", "--no-telemetry",
-                   "-m", mem, "--log-level=lib.*:error", "--iova-mode=va", NULL};
+                   "-m", mem, "--log-level=lib.*:error", "--iova-mode=va", prefix, NULL};
     int eal_argc = (int)(sizeof eal / sizeof eal[0]) - 1;
     if (rte_eal_init(eal_argc, eal) < 0) die("rte_eal_init failed: %s", rte_strerror(rte_errno));
+    snprintf(runtime_dir, sizeof runtime_dir, "%s", rte_eal_get_runtime_dir());
+    atexit(remove_runtime_dir);
     char *raw = mmap(NULL, heap_len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) die("mmap of the table heap failed: %s", strerror(errno));
     char *heap = (char *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
