@@ -3,6 +3,8 @@
 // (each key depends on the previous answer, so misses cannot overlap: the latency figure).
 // It writes the table, the keys and its answers for tools/compare/rte_lpm_bench.c, which
 // builds DPDK's rte_lpm from the same routes and must give the same answer for every key.
+// Timing runs in rounds (each kind of lookup once untimed, once timed); with --interactive
+// a driver starts each round, alternating with rte_lpm_bench's (tools/compare-lpm).
 //
 // Files in --out (arrays of host-order UInt32):
 //   routes.bin      {address, prefix length, next hop} per route
@@ -28,7 +30,9 @@ struct LPMCommand: ParsableCommand {
     @Option(help: "uniform (any 32-bit address) | routed (an address inside a random route).")
     var keyMode: KeyMode = .uniform
     @Option(help: "Seed of the table and the keys.") var seed: UInt64 = 1
-    @Option(help: "Timed passes over the keys (after one untimed warm-up pass).") var `repeat`: Int = 5
+    @Option(help: "Rounds: each kind of lookup once untimed (warming caches), once timed.") var `repeat`: Int = 5
+    @Flag(help: "Run one round per line read from stdin, answering \"ready\" then \"pass\" per round.")
+    var interactive = false
     @Option(help: "Keys per batched lookup call (a frame).") var batch: Int = 256
     @Option(help: "Directory for routes.bin, keys.bin, expect.bin, expect-dep.bin (not written if absent).")
     var out: String?
@@ -112,15 +116,10 @@ struct LPMCommand: ParsableCommand {
                 prev = r
             }
         }
+        // The first pass of each kind gives the answers rte_lpm_bench checks; the files are
+        // written before any round, so that it can build its table while we wait.
         batched()
         dependent()
-        var fast = Timings(samples: [])
-        var slow = Timings(samples: [])
-        for _ in 0..<`repeat` {
-            fast.samples.append(seconds(batched))
-            slow.samples.append(seconds(dependent))
-        }
-
         var hits = 0
         for i in 0..<n {
             if results[i] == LPM.miss { results[i] = .max } else { hits += 1 }
@@ -136,11 +135,32 @@ struct LPMCommand: ParsableCommand {
             writeArray(UnsafeBufferPointer(start: results, count: n), to: out + "/expect.bin")
             writeArray(UnsafeBufferPointer(start: dep, count: n), to: out + "/expect-dep.bin")
         }
+
+        var fast = Timings(samples: [])
+        var slow = Timings(samples: [])
+        // --interactive lets a driver alternate our rounds with rte_lpm_bench's, so that
+        // other load on a shared machine falls on both sides alike.
+        if interactive {
+            print("ready")
+            fflush(nil)  // all streams: stdout is a pipe, fully buffered
+        }
+        while interactive ? readLine() != nil : fast.samples.count < `repeat` {
+            batched()
+            fast.samples.append(seconds(batched))
+            dependent()
+            slow.samples.append(seconds(dependent))
+            if interactive {
+                print("pass")
+                fflush(nil)
+            }
+        }
+        if fast.samples.isEmpty { fail("no round was run") }
+
         let mlps = { (s: Double) in Double(n) / s / 1e6 }
         try printJSON(
             Result(
                 routes: fib!.routeCount, keys: n, table: self.table.rawValue, key_mode: keyMode.rawValue, seed: seed,
-                batch: batch, repeats: `repeat`, ours_build_seconds: build, ours_bytes: fib!.memoryBytes,
+                batch: batch, repeats: fast.samples.count, ours_build_seconds: build, ours_bytes: fib!.memoryBytes,
                 ours_rib_bytes: fib!.ribBytes, ours_mlps: mlps(fast.best), ours_mlps_median: mlps(fast.median),
                 ours_ns_per_lookup: fast.best * 1e9 / Double(n), ours_dependent_mlps: mlps(slow.best),
                 ours_dependent_mlps_median: mlps(slow.median), ours_dependent_ns_per_lookup: slow.best * 1e9 / Double(n),

@@ -2,7 +2,7 @@
 // `vrouter-perf lpm --out DIR` wrote, timed the same way, and checked key by key against
 // vrouter's answers: the check is what proves both sides ran the same table.
 //
-//   rte_lpm_bench DIR [--repeat N] [--batch B] [--no-thp]
+//   rte_lpm_bench DIR [--repeat N | --interactive] [--batch B] [--no-thp]
 //
 // DIR holds arrays of host-order uint32: routes.bin ({address, length, next hop} per
 // route), keys.bin, expect.bin (vrouter's answer per key, 0xFFFFFFFF = no route) and
@@ -164,17 +164,19 @@ static size_t check(const char *what, const uint32_t *keys, const uint32_t *got,
 
 int main(int argc, char **argv) {
     if (argc < 2 || argv[1][0] == '-') {
-        fprintf(stderr, "usage: rte_lpm_bench DIR [--repeat N] [--batch B] [--no-thp]\n");
+        fprintf(stderr, "usage: rte_lpm_bench DIR [--repeat N | --interactive] [--batch B] [--no-thp]\n");
         return 2;
     }
     const char *dir = argv[1];
     int repeat = 5;
     unsigned batch = FRAME;
     int thp = 1;
+    int interactive = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = (unsigned)atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-thp")) thp = 0;
+        else if (!strcmp(argv[i], "--interactive")) interactive = 1;
         else die("unknown argument %s", argv[i]);
     }
     if (repeat < 1 || repeat > 1000) die("--repeat must be 1...1000%s", "");
@@ -255,24 +257,39 @@ int main(int argc, char **argv) {
 
     uint32_t *res = calloc(nkeys, 4), *res4 = calloc(nkeys, 4), *dep = calloc(nkeys, 4);
     if (!res || !res4 || !dep) die("out of memory%s", "");
-    double *tb = calloc((size_t)repeat, sizeof(double)), *t4 = calloc((size_t)repeat, sizeof(double)),
-           *td = calloc((size_t)repeat, sizeof(double));
-    // One untimed warm-up pass each, as on vrouter's side.
-    bulk(lpm, keys, res, nkeys, batch);
-    x4(lpm, keys, res4, nkeys);
-    dependent(lpm, keys, dep, nkeys);
-    for (int r = 0; r < repeat; r++) {
+    // A round runs each kind of lookup once untimed (warming caches and TLB after whatever
+    // ran before) and once timed. --interactive runs one round per line read from stdin,
+    // answering "pass", so a driver can alternate rounds with vrouter-perf's.
+    int cap = interactive ? 1000 : repeat;
+    double *tb = calloc((size_t)cap, sizeof(double)), *t4 = calloc((size_t)cap, sizeof(double)),
+           *td = calloc((size_t)cap, sizeof(double));
+    if (interactive) {
+        printf("ready\n");
+        fflush(stdout);
+    }
+    int rounds = 0;
+    char line[64];
+    while (rounds < cap && (!interactive || fgets(line, sizeof line, stdin))) {
+        bulk(lpm, keys, res, nkeys, batch);
         double a = now();
         bulk(lpm, keys, res, nkeys, batch);
-        double b = now();
+        tb[rounds] = now() - a;
         x4(lpm, keys, res4, nkeys);
-        double c = now();
+        a = now();
+        x4(lpm, keys, res4, nkeys);
+        t4[rounds] = now() - a;
         dependent(lpm, keys, dep, nkeys);
-        double d = now();
-        tb[r] = b - a;
-        t4[r] = c - b;
-        td[r] = d - c;
+        a = now();
+        dependent(lpm, keys, dep, nkeys);
+        td[rounds] = now() - a;
+        rounds++;
+        if (interactive) {
+            printf("pass\n");
+            fflush(stdout);
+        }
     }
+    if (rounds == 0) die("no round was run%s", "");
+    repeat = rounds;
     long huge_kib = anon_huge_kib();
 
     for (size_t i = 0; i < nkeys; i++)
@@ -298,11 +315,12 @@ int main(int argc, char **argv) {
            "\"rte_lpm_x4_mlps\":%.3f,\"rte_lpm_x4_mlps_median\":%.3f,"
            "\"rte_lpm_mlps\":%.3f,\"rte_lpm_mlps_median\":%.3f,\"rte_lpm_ns_per_lookup\":%.3f,"
            "\"rte_lpm_dependent_mlps\":%.3f,\"rte_lpm_dependent_mlps_median\":%.3f,"
-           "\"rte_lpm_dependent_ns_per_lookup\":%.3f,\"rte_lpm_thp\":%s,\"rte_lpm_anon_huge_kib\":%ld}\n",
+           "\"rte_lpm_dependent_ns_per_lookup\":%.3f,\"rte_lpm_thp\":%s,\"rte_lpm_anon_huge_kib\":%ld,"
+           "\"rte_lpm_rounds\":%d}\n",
            3 * nkeys, build, tbl24_bytes + tbl8_bytes + rules_bytes,
            after.heap_allocsz_bytes - before.heap_allocsz_bytes, tbl24_bytes, tbl8_bytes, rules_bytes, tbl8s,
            n / bb / 1e6, n / mb / 1e6, n / b4 / 1e6, n / m4 / 1e6, n / bfast / 1e6, n / mfast / 1e6,
-           bfast * 1e9 / n, n / bd / 1e6, n / md / 1e6, bd * 1e9 / n, thp ? "true" : "false", huge_kib);
+           bfast * 1e9 / n, n / bd / 1e6, n / md / 1e6, bd * 1e9 / n, thp ? "true" : "false", huge_kib, rounds);
     rte_lpm_free(lpm);
     rte_malloc_heap_memory_remove("lpm", heap, heap_len);
     rte_malloc_heap_destroy("lpm");
