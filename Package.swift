@@ -72,8 +72,16 @@ let package = Package(
             ]),
         // Port-layer speed on this machine, against tools/iobench/ref.c (see its header).
         .executableTarget(name: "vrouter-iobench", dependencies: ["VRouterIO", "VRouterCore", "CVRouterShims"]),
+        // Our side of the comparison harnesses (tools/compare-lpm, tools/compare-pcap).
+        .executableTarget(
+            name: "vrouter-perf",
+            dependencies: [
+                "VRouterCore", "VRouterIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: hotPath),
         .testTarget(name: "VRouterCoreTests", dependencies: ["VRouterCore"]),
         .testTarget(name: "VRouterIOTests", dependencies: ["VRouterIO", "VRouterCore"]),
         .testTarget(name: "VRouterControlTests", dependencies: ["VRouterControl", "VRouterIO", "VRouterCore"]),
+        .testTarget(name: "CompareToolsTests", dependencies: ["vrouter-perf"]),
     ]
 )

@@ -31,6 +31,30 @@ import VRouterCore
         }
     }
 
+    /// The reader sizes the set from the file: a big capture (past the huge-page threshold)
+    /// appended to a set that already holds packets keeps both, in order.
+    @Test func bigCaptureAppendsAfterExistingPackets() throws {
+        let path = Self.tempPath("big.pcap")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let w = try PcapWriter(path: path)
+        let count = 10_000  // 10k x (16 + 900..963) bytes: past 8 MiB
+        for i in 0..<count {
+            let pkt = (0..<(900 + i % 64)).map { UInt8(truncatingIfNeeded: $0 &+ i) }
+            pkt.withUnsafeBytes { w.write($0, timestamp: UInt64(i)) }
+        }
+        try w.close()
+        var set = PacketSet()
+        set.append([1, 2, 3], port: 9, timestamp: 0)
+        #expect(try PcapFile.read(path: path, port: 2, into: &set) == count)
+        #expect(set.count == count + 1)
+        #expect(set.packet(0) == [1, 2, 3])
+        for i in [0, 1, 63, 64, count / 2, count - 1] {
+            #expect(set.packet(i + 1) == (0..<(900 + i % 64)).map { UInt8(truncatingIfNeeded: $0 &+ i) })
+            #expect(set.ports[i + 1] == 2)
+            #expect(set.timestamps[i + 1] == UInt64(i))
+        }
+    }
+
     @Test func damagedFilesGetOneClearError() throws {
         let good = Self.tempPath("good.pcap")
         defer { try? FileManager.default.removeItem(atPath: good) }

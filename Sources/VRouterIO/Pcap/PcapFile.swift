@@ -3,6 +3,7 @@
 // tcpdump and wireshark read. Timestamps are kept in nanoseconds end to end.
 
 import CPcap
+import Glibc
 import VRouterCore
 
 public struct PcapError: Error, CustomStringConvertible, Sendable {
@@ -26,6 +27,7 @@ public enum PcapFile {
             let name = pcap_datalink_val_to_name(link).map { String(cString: $0) } ?? "unknown"
             throw PcapError("\(path): link type \(link) (\(name)) is not Ethernet (DLT_EN10MB)")
         }
+        reserve(for: path, in: &set)
         var count = 0
         var header: UnsafeMutablePointer<pcap_pkthdr>? = nil
         var data: UnsafePointer<UInt8>? = nil
@@ -44,6 +46,29 @@ public enum PcapFile {
             } else {
                 throw PcapError("\(path): after packet \(count): \(String(cString: pcap_geterr(h)))")
             }
+        }
+    }
+
+    /// Sizes `set` for the file up front, so that reading never regrows (and recopies) its
+    /// arrays: the packet bytes can't exceed the file, and a pcap record is at least a
+    /// 16-byte header and a 60-byte frame (runts only make the packet arrays grow once).
+    /// Capacity past what the capture fills is address space the kernel never backs.
+    static func reserve(for path: String, in set: inout PacketSet) {
+        var st = stat()
+        guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_size > 0 else { return }
+        let size = Int(st.st_size)
+        set.reserve(packets: set.count + size / 76, bytes: set.bytes.count + size)
+        // Big captures: ask for transparent huge pages for the packet bytes, one page fault
+        // per 2 MiB instead of per 4 KiB (a fifth of the load time at 64-byte packets).
+        // Advisory only: the kernel may decline, and nothing else depends on it.
+        let huge = 2 << 20
+        guard size >= 4 * huge else { return }
+        let capacity = set.bytes.capacity
+        set.bytes.withUnsafeBufferPointer { b in
+            guard let base = b.baseAddress else { return }
+            let start = (Int(bitPattern: base) + huge - 1) & ~(huge - 1)
+            let end = (Int(bitPattern: base) + capacity) & ~(huge - 1)
+            if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_HUGEPAGE) }
         }
     }
 
