@@ -135,6 +135,9 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(name: .long, help: "Keep the node's state here (snapshot + journal) and restore it on start.")
+    var stateDir: String?
+
     func run() throws {
         guard let level = Logger.Level(rawValue: logLevel) else { fail("--log-level: '\(logLevel)' is not a level") }
         LoggingSystem.bootstrap { label in
@@ -143,8 +146,25 @@ struct Run: ParsableCommand {
             return h
         }
         let log = Logger(label: "vrouterd")
-        let nodeConfig: NodeConfig
-        do { nodeConfig = try NodeConfig.load(path: config) } catch { fail(error.description) }
+        var nodeConfig: NodeConfig
+        var saved: [StateRecord] = []
+        var persistence: StatePersistence?
+        do {
+            nodeConfig = try NodeConfig.load(path: config)
+            if let dir = stateDir {
+                let p = try StatePersistence(directory: dir)
+                persistence = p
+                if let (restored, records) = try p.load() {
+                    log.info("restoring saved state", metadata: ["directory": "\(dir)", "changes": "\(records.count)"])
+                    nodeConfig = restored
+                    saved = records
+                }
+            }
+        } catch let e as ConfigError {
+            fail(e.description)
+        } catch {
+            fail("\(error)")
+        }
         // Block the stop signals in every thread (workers inherit the mask); this thread
         // waits for them.
         var set = sigset_t()
@@ -155,7 +175,10 @@ struct Run: ParsableCommand {
         let service: NodeService
         do {
             service = try NodeService(config: nodeConfig, logger: log)
+            service.persistence = persistence
             try service.start()
+            service.replay(saved)
+            try service.saveSnapshot()
         } catch {
             fail(error.description)
         }

@@ -19,6 +19,10 @@ public struct NodeConfig: Sendable {
     public var remoteNodes: [RemoteNode] = []
     /// Where the file was (relative paths in it are resolved against this directory).
     public var directory: String = "."
+    /// In a state snapshot: the last journal record it includes.
+    public var journalSequence = 0
+    /// The state format this vrouterd writes and the newest it reads.
+    public static let stateVersion = 1
 
     public struct Interface: Sendable {
         public enum Kind: String, Sendable { case pod, fabric }
@@ -112,8 +116,17 @@ extension NodeConfig {
 
     public static func parse(_ text: String, file: String = "config") throws(ConfigError) -> NodeConfig {
         let root = try YAMLWalker.parse(text, file: file)
-        let top = try root.mapping(allowed: ["node", "workers", "pool", "flows", "interfaces", "vrfs", "remoteNodes"])
+        let top = try root.mapping(allowed: [
+            "node", "workers", "pool", "flows", "interfaces", "vrfs", "remoteNodes", "stateVersion", "journalSequence",
+        ])
         var c = NodeConfig()
+        if let v = top["stateVersion"] {
+            let n = try v.int(1...Int.max)
+            guard n <= Self.stateVersion else {
+                throw v.fail("this state was written by a newer vrouterd (state version \(n); this one reads up to \(Self.stateVersion))")
+            }
+        }
+        if let v = top["journalSequence"] { c.journalSequence = try v.int(0...Int.max) }
         if let n = top["node"] {
             let m = try n.mapping(allowed: ["name", "routerMAC"])
             if let v = m["name"] { c.name = try v.string() }

@@ -11,6 +11,10 @@ public struct CompiledNode: Sendable {
     public var portIDs: [String: UInt16]
     public var vrfIDs: [String: UInt16]
     public var nodeNexthops: [String: UInt32]
+    public var podNexthops: [String: UInt32]
+    public var ecmpSets: [[RouteTarget]: UInt32]
+    /// The next nexthop id to hand out (ids are never reused while running).
+    public var nextNexthop: UInt32
     public var routeCount: Int
 }
 
@@ -129,11 +133,14 @@ extension NodeConfig {
                 routeCount += 1
             }
         }
-        return CompiledNode(builder: b, portIDs: portIDs, vrfIDs: vrfIDs, nodeNexthops: nodeNH, routeCount: routeCount)
+        return CompiledNode(
+            builder: b, portIDs: portIDs, vrfIDs: vrfIDs, nodeNexthops: nodeNH, podNexthops: podNH, ecmpSets: ecmpSets,
+            nextNexthop: nextNH, routeCount: routeCount)
     }
 
     /// A routes file: one route per line, `PREFIX via NODE vni N`, `PREFIX via NODE label N`,
-    /// `PREFIX interface NAME` or `PREFIX discard`; `#` starts a comment. Written for
+    /// `PREFIX ecmp NODE vni|label N NODE vni|label N…`, `PREFIX interface NAME` or
+    /// `PREFIX discard`; `#` starts a comment. Written for
     /// million-line files: no regular expressions, one pass.
     public static func loadRoutes(_ path: String, vrf: String) throws(ConfigError) -> [Route] {
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -166,6 +173,20 @@ extension NodeConfig {
                     r.target = .interface(String(f[2]))
                 } else if f.count == 5 && f[1] == "via" && (f[3] == "vni" || f[3] == "label"), let n = UInt32(f[4]) {
                     r.target = .remote(node: String(f[2]), tag: n)
+                } else if f.count >= 5 && f[1] == "ecmp" && (f.count - 2) % 3 == 0 {
+                    // PREFIX ecmp NODE vni|label N [NODE vni|label N]...
+                    var members: [(node: String, tag: UInt32)] = []
+                    var k = 2
+                    while k + 2 < f.count {
+                        guard f[k + 1] == "vni" || f[k + 1] == "label", let n = UInt32(f[k + 2]) else { break }
+                        members.append((String(f[k]), n))
+                        k += 3
+                    }
+                    guard k == f.count else {
+                        bad("expected 'PREFIX ecmp NODE vni|label N [NODE vni|label N]...'")
+                        continue
+                    }
+                    r.target = .ecmp(members)
                 } else {
                     bad("expected 'PREFIX via NODE vni|label N', 'PREFIX interface NAME' or 'PREFIX discard'")
                     continue

@@ -35,18 +35,27 @@ final class NeighbourResolver: @unchecked Sendable {  // Safe: `entries` is used
         self.service = service
         self.fabric = fabric
         fabricPort = service.portIDs[fabric.name]!
+    }
+
+    /// Picks up remote nodes added (or removed) at run time.
+    func watch() { rescan.store(true, ordering: .releasing) }
+    private let rescan = Atomic<Bool>(false)
+
+    /// Next hops to resolve for the remote nodes the node has now.
+    private func targets() -> [IPv4Address: [NodeConfig.RemoteNode]] {
+        let nodes = service.state.withLock { $0.config.remoteNodes }
         let own = fabric.ipv4!
         let mask = IPv4Prefix.mask(fabric.ipv4PrefixLength)
-        for node in service.config.remoteNodes where node.mac == nil {
+        var out: [IPv4Address: [NodeConfig.RemoteNode]] = [:]
+        for node in nodes where node.mac == nil {
             let onLink = fabric.ipv4PrefixLength == 32 || node.address.value & mask == own.value & mask
             let hop = onLink || fabric.gateway == nil ? node.address : fabric.gateway!
-            nodesByNextHop[hop, default: []].append(node)
-            entries[hop] = Entry()
+            out[hop, default: []].append(node)
         }
+        return out
     }
 
     func start() {
-        guard !entries.isEmpty else { return }
         running.store(true, ordering: .releasing)
         let t = Thread { [self] in
             run()
@@ -73,7 +82,15 @@ final class NeighbourResolver: @unchecked Sendable {  // Safe: `entries` is used
             return
         }
         defer { socket.close() }
+        rescan.store(true, ordering: .releasing)
         while running.load(ordering: .acquiring) {
+            if rescan.exchange(false, ordering: .acquiringAndReleasing) {
+                nodesByNextHop = targets()
+                for hop in nodesByNextHop.keys where entries[hop] == nil { entries[hop] = Entry() }
+                for hop in entries.keys where nodesByNextHop[hop] == nil { entries[hop] = nil }
+                // A new node behind a neighbour already known gets its MAC at once.
+                for (hop, e) in entries { if let mac = e.mac { publish(hop, mac) } }
+            }
             let now = Date()
             for (ip, e) in entries {
                 let stale = e.confirmed.map { now.timeIntervalSince($0) > Self.refresh } ?? true

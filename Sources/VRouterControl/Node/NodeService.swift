@@ -25,13 +25,99 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
     let state: Mutex<ControlState>
     let portIDs: [String: UInt16]
     let stopping = Atomic<Bool>(false)
-    private var taps: [(NodeConfig.Interface, TapPort)] = []
-    private var workers: [Worker] = []
-    private var resolver: NeighbourResolver?
+    private(set) var workers: [Worker] = []
+    let started = Date()
+    /// The state directory's writer, when the node keeps state across restarts (set
+    /// before `start`).
+    public var persistence: StatePersistence?
+    private var replaying = false
+
+    /// Appends a change to the state journal (called with the state locked), and writes a
+    /// new snapshot when the journal has grown long.
+    func journal(_ record: StateRecord, _ s: ControlState) {
+        guard let p = persistence, !replaying else { return }
+        do {
+            try p.append(record)
+            if p.journalLength >= StatePersistence.compactAfter { try snapshot(s) }
+        } catch {
+            log.error("state not saved", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Applies journal records saved before a restart (they were validated when made).
+    public func replay(_ records: [StateRecord]) {
+        replaying = true
+        defer { replaying = false }
+        for r in records {
+            do {
+                switch r {
+                case .addVRF(let v): _ = try addVRF(v)
+                case .deleteVRF(let n): try deleteVRF(n)
+                case .routes(let vrf, let c): _ = try changeRoutes(vrf: vrf, c)
+                case .addNode(let n): try addRemoteNode(n)
+                case .deleteNode(let n): try deleteRemoteNode(n)
+                case .addInterface(let i): _ = try addInterface(i)
+                case .deleteInterface(let n): try deleteInterface(n)
+                }
+            } catch {
+                log.error("a saved change no longer applies", metadata: ["change": "\(r)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Writes the whole node to the state directory (and empties the journal).
+    public func saveSnapshot() throws(ServiceError) {
+        guard persistence != nil else { return }
+        try state.withLock { s throws(ServiceError) in try snapshot(s) }
+    }
+
+    private func snapshot(_ s: ControlState) throws(ServiceError) {
+        guard let p = persistence else { return }
+        var routes: [String: [String]] = [:]
+        var auto4: Set<IPv4Prefix> = []
+        var auto6: Set<IPv6Prefix> = []
+        for i in s.config.interfaces {
+            if let a = i.ipv4 { auto4.insert(IPv4Prefix(a, length: 32)!) }
+            if let a = i.ipv6 { auto6.insert(IPv6Prefix(a, length: 128)!) }
+        }
+        let pods = Dictionary(s.compiled.podNexthops.map { ($0.value, $0.key) }, uniquingKeysWith: { a, _ in a })
+        let nodes = Dictionary(s.compiled.nodeNexthops.map { ($0.value, $0.key) }, uniquingKeysWith: { a, _ in a })
+        func line(_ prefix: String, _ t: RouteTarget) -> String? {
+            switch s.builder.nexthops[t.nexthop] {
+            case .encap?: return pods[t.nexthop].map { "\(prefix) interface \($0)" }
+            case .tunnel(let e, _, _, _, _)?:
+                return nodes[t.nexthop].map { "\(prefix) via \($0) \(e == .vxlan ? "vni" : "label") \(t.label)" }
+            case .composite(let ms)?:
+                var l = "\(prefix) ecmp"
+                for m in ms {
+                    guard let n = nodes[m.nexthop], case .tunnel(let e, _, _, _, _)? = s.builder.nexthops[m.nexthop] else { return nil }
+                    l += " \(n) \(e == .vxlan ? "vni" : "label") \(m.label)"
+                }
+                return l
+            case .discard?: return "\(prefix) discard"
+            case .receive?, nil: return nil  // gateway routes come back with their VRF
+            }
+        }
+        for v in s.builder.vrfs.values {
+            var lines: [String] = []
+            for (p, t) in v.routes4 where !auto4.contains(p) { if let l = line(p.description, t) { lines.append(l) } }
+            for (p, t) in v.routes6 where !auto6.contains(p) { if let l = line(p.description, t) { lines.append(l) } }
+            if !lines.isEmpty { routes[v.name] = lines }
+        }
+        var config = s.config
+        for k in config.vrfs.indices { config.vrfs[k].routes = [] }
+        try p.snapshot(config, routes: routes)
+    }
+    private(set) var resolver: NeighbourResolver?
 
     struct ControlState {
         var builder: TableBuilder
         var compiled: CompiledNode
+        /// The node as it is now (the file's config plus every API change; routes live in
+        /// the builder, not here).
+        var config: NodeConfig
+        var taps: [String: TapPort] = [:]
+        var vnis: [String: UInt32] = [:]
     }
 
     public init(config: NodeConfig, logger: Logger) throws(ServiceError) {
@@ -54,7 +140,9 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
         var builder = compiled.builder
         publication = TablePublication(builder.build())
         portIDs = compiled.portIDs
-        state = Mutex(ControlState(builder: builder, compiled: compiled))
+        var vnis: [String: UInt32] = [:]
+        for v in config.vrfs { if let n = v.vni { vnis[v.name] = n } }
+        state = Mutex(ControlState(builder: builder, compiled: compiled, config: config, vnis: vnis))
     }
 
     /// Makes the ports and starts the workers. On failure everything made is undone.
@@ -74,30 +162,12 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
     private func startPorts() throws(ServiceError) {
         let queues = config.workers
         for itf in config.interfaces where itf.kind == .pod {
-            let t = itf.tap!
-            let ns = t.netns.map { NetworkNamespace.named($0) } ?? .current
-            let ifname = t.ifname ?? t.name
-            let tap: TapPort
             do {
-                if t.persistent, let existing = try? TapPort.attach(name: ifname, in: ns, queues: queues) {
-                    tap = existing
-                    log.info("re-attached persistent tap", metadata: ["interface": "\(itf.name)", "netns": "\(ns)"])
-                    try tap.configure(tapConfiguration(itf, name: ifname))
-                } else {
-                    tap = try TapPort.create(name: t.name, persistent: t.persistent, queues: queues)
-                    taps.append((itf, tap))
-                    if ns == .current && ifname == t.name {
-                        try tap.configure(tapConfiguration(itf, name: ifname))
-                    } else {
-                        try tap.move(to: ns, tapConfiguration(itf, name: ifname))
-                    }
-                    log.info("tap ready", metadata: ["interface": "\(itf.name)", "netns": "\(ns)", "ifname": "\(ifname)"])
-                    continue
-                }
+                let tap = try makeTap(itf, queues: queues)
+                state.withLock { $0.taps[itf.name] = tap }
             } catch {
                 throw ServiceError("interfaces.\(itf.name): \(error.description)")
             }
-            taps.append((itf, tap))
         }
         if let fabric = config.interfaces.first(where: { $0.kind == .fabric }), let device = fabric.device {
             do {
@@ -112,7 +182,33 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
         }
     }
 
-    private func tapConfiguration(_ itf: NodeConfig.Interface, name: String) -> TapPort.Configuration {
+    /// The pod's tap: a persistent one that survived a restart (or a crash) is re-attached
+    /// inside the pod's namespace as it is; otherwise a new one is made and moved there.
+    func makeTap(_ itf: NodeConfig.Interface, queues: Int) throws(SystemError) -> TapPort {
+        let t = itf.tap!
+        let ns = t.netns.map { NetworkNamespace.named($0) } ?? .current
+        let ifname = t.ifname ?? t.name
+        if t.persistent, let existing = try? TapPort.attach(name: ifname, in: ns, queues: queues) {
+            log.info("re-attached persistent tap", metadata: ["interface": "\(itf.name)", "netns": "\(ns)", "ifname": "\(ifname)"])
+            return existing
+        }
+        let tap = try TapPort.create(name: t.name, persistent: t.persistent, queues: queues)
+        do {
+            if ns == .current && ifname == t.name {
+                try tap.configure(tapConfiguration(itf, name: ifname))
+            } else {
+                try tap.move(to: ns, tapConfiguration(itf, name: ifname))
+            }
+        } catch {
+            try? tap.delete()
+            try? TapPort.delete(name: ifname, in: ns)
+            throw error
+        }
+        log.info("tap ready", metadata: ["interface": "\(itf.name)", "netns": "\(ns)", "ifname": "\(ifname)"])
+        return tap
+    }
+
+    func tapConfiguration(_ itf: NodeConfig.Interface, name: String) -> TapPort.Configuration {
         var addresses: [InterfaceAddress] = []
         var routes: [Route] = []
         let vrf = config.vrfs.first { $0.name == itf.vrf }
@@ -134,7 +230,7 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
             // Leave the first CPU to the control thread when there is more than one.
             let cpu = cpus.count > 1 ? cpus[(w + 1) % cpus.count] : cpus.first
             var tapQueues: [(UInt16, TapPort, Int)] = []
-            for (itf, tap) in taps { tapQueues.append((portIDs[itf.name]!, tap, w)) }
+            for (name, tap) in state.withLock({ $0.taps }) { tapQueues.append((portIDs[name]!, tap, w)) }
             var af: (UInt16, AFPacketPort)?
             if let fabric, let device = fabric.device {
                 do {
@@ -157,9 +253,7 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
     }
 
     private func startResolver() {
-        guard let fabric = config.interfaces.first(where: { $0.kind == .fabric }), fabric.device != nil,
-            !config.remoteNodes.isEmpty
-        else { return }
+        guard let fabric = config.interfaces.first(where: { $0.kind == .fabric }), fabric.device != nil else { return }
         resolver = NeighbourResolver(service: self, fabric: fabric)
         resolver?.start()
     }
@@ -172,14 +266,17 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
         for w in workers { w.stop() }
         for w in workers { w.join() }
         workers.removeAll()
-        for (itf, tap) in taps {
-            if itf.tap?.persistent == true {
+        let (taps, interfaces) = state.withLock { s in
+            defer { s.taps.removeAll() }
+            return (s.taps, s.config.interfaces)
+        }
+        for (name, tap) in taps {
+            if interfaces.first(where: { $0.name == name })?.tap?.persistent == true {
                 tap.close()
             } else {
                 do { try tap.delete() } catch { log.warning("removing tap failed", metadata: ["error": "\(error)"]) }
             }
         }
-        taps.removeAll()
     }
 
     /// Applies a change to the model and publishes the new tables to the workers.
@@ -197,8 +294,10 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
     public func statsLine() -> String {
         let cs = workerCounters
         var parts: [String] = []
-        for itf in config.interfaces {
-            let id = Int(portIDs[itf.name]!)
+        let (interfaces, ids) = state.withLock { ($0.config.interfaces, $0.compiled.portIDs) }
+        for itf in interfaces {
+            guard let pid = ids[itf.name] else { continue }
+            let id = Int(pid)
             let rx = cs.reduce(UInt64(0)) { $0 + $1.ports[id].rxPackets }
             let tx = cs.reduce(UInt64(0)) { $0 + $1.ports[id].txPackets }
             let dr = cs.reduce(UInt64(0)) { $0 + $1.ports[id].drops }

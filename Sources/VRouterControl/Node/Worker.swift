@@ -87,6 +87,10 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
 
     func join() { thread?.join() }
 
+    /// Flows in this worker's cache (updated every few frames; read racily).
+    var flowCount: Int { flowCountValue.load(ordering: .relaxed) }
+    private let flowCountValue = Atomic<Int>(0)
+
     /// Runs `command` on the worker thread between frames and waits for it.
     func perform(_ command: WorkerCommand) {
         inbox.withLock { $0.append(command) }
@@ -187,6 +191,7 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
             loop.tx(&tx)
             if now &- lastAge >= 100 {
                 _ = pipeline.age(now: now, maxScan: 8192)
+                flowCountValue.store(pipeline.flows4.count + pipeline.flows6.count, ordering: .relaxed)
                 lastAge = now
             }
         }

@@ -275,8 +275,8 @@ public final class IOLoop {
     }
 
     /// Counters of `port` in this loop (zero for an unknown port).
-    public func counters(port: UInt16) -> PortCounters {
-        Int(port) < maxPorts ? slots[Int(port)].counters : PortCounters()
+    public func counters(port: UInt16) -> LoopPortCounters {
+        Int(port) < maxPorts ? slots[Int(port)].counters : LoopPortCounters()
     }
 
     /// Whether `port` stopped: its device went away (the pod's namespace was deleted) or
@@ -380,7 +380,7 @@ struct IOPortSlot {
     var kickAgain = false
     var pollArmed = false
     var kicksOutstanding: Int32 = 0
-    var counters = PortCounters()
+    var counters = LoopPortCounters()
 
     init() {}
 

@@ -3,7 +3,7 @@
 
 /// What one port did in one IOLoop.
 @frozen
-public struct PortCounters: Sendable, Hashable {
+public struct LoopPortCounters: Sendable, Hashable {
     public var rxPackets: UInt64 = 0
     public var rxBytes: UInt64 = 0
     /// Frames not taken in: too big for a pool buffer, truncated by the kernel, or

@@ -1,0 +1,61 @@
+// Writing a node back out as a config file (the state snapshot), in the form
+// NodeConfig.load reads; routes go to route files, one line each.
+
+import Foundation
+import VRouterCore
+
+extension NodeConfig {
+    /// The config as YAML. VRFs named in `routeFiles` get `routesFile: routes-NAME.txt`.
+    func yaml(routeFiles: Set<String>, journalSequence: Int) -> String {
+        func q(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+        var y = "# vrouterd state snapshot: the node as it was; restored on start.\n"
+        y += "stateVersion: \(Self.stateVersion)\njournalSequence: \(journalSequence)\n"
+        y += "node: { name: \(q(name)), routerMAC: \(q(routerMAC.description)) }\n"
+        y += "workers: \(workers)\npool: { buffers: \(poolBuffers), bufferSize: \(bufferSize) }\n"
+        y += "flows: { capacity: \(flowCapacity), idleTimeout: \(flowIdleTimeout)s }\n"
+        y += "remoteNodes:\n"
+        for n in remoteNodes {
+            var line = "  - { name: \(q(n.name)), address: \(n.address), encap: \(n.encap == .vxlan ? "vxlan" : "mpls-udp")"
+            if let m = n.mac { line += ", mac: \(q(m.description))" }
+            line += ", innerMAC: \(q(n.innerMAC.description)) }\n"
+            y += line
+        }
+        y += "vrfs:\n"
+        for v in vrfs {
+            var line = "  - { name: \(q(v.name)), id: \(v.id)"
+            if let n = v.vni { line += ", vni: \(n)" }
+            if let g = v.gateway4 { line += ", gateway: \(g)" }
+            if let g = v.gateway6 { line += ", gateway6: \(q(g.description))" }
+            if routeFiles.contains(v.name) { line += ", routesFile: \(q("routes-\(v.name).txt"))" }
+            y += line + " }\n"
+        }
+        y += "interfaces:\n"
+        for i in interfaces {
+            var line = "  - { name: \(q(i.name)), kind: \(i.kind.rawValue), mac: \(q(i.mac.description)), mtu: \(i.mtu)"
+            if let v = i.vrf { line += ", vrf: \(q(v))" }
+            if let a = i.ipv4 { line += ", ipv4: \(a)/\(i.ipv4PrefixLength)" }
+            if let a = i.ipv6 { line += ", ipv6: \(q("\(a)/\(i.ipv6PrefixLength)"))" }
+            if let v = i.vlan { line += ", vlan: \(v)" }
+            if let l = i.label { line += ", label: \(l)" }
+            if !i.antiSpoofing { line += ", antiSpoofing: false" }
+            if !i.defaultRoute { line += ", defaultRoute: false" }
+            if let g = i.gateway { line += ", gateway: \(g)" }
+            if let d = i.device { line += ", device: \(q(d))" }
+            if let t = i.tap {
+                line += ", tap: { name: \(q(t.name))"
+                if let n = t.netns { line += ", netns: \(q(n))" }
+                if let n = t.ifname { line += ", ifname: \(q(n))" }
+                line += ", persistent: \(t.persistent) }"
+            }
+            if i.pcapIn != nil || i.pcapOut != nil {
+                line += ", pcap: {"
+                var parts: [String] = []
+                if let p = i.pcapIn { parts.append(" in: \(q(resolve(p)))") }
+                if let p = i.pcapOut { parts.append(" out: \(q(resolve(p)))") }
+                line += parts.joined(separator: ",") + " }"
+            }
+            y += line + " }\n"
+        }
+        return y
+    }
+}

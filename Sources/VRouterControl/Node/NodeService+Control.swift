@@ -1,0 +1,178 @@
+// What the control API does to a running node. Every mutation validates completely
+// before it changes anything (a bad request leaves the node as it was), then changes the
+// model, publishes new tables to the workers in one swap, and records the change in the
+// state journal. Reads are answered from the model and the workers' counters.
+
+import Foundation
+import VRouterCore
+import VRouterIO
+
+extension NodeService {
+    // MARK: Reads
+
+    public func status() -> StatusInfo {
+        let flows = flowCount()
+        return state.withLock { s in
+            let routes = s.builder.vrfs.values.reduce(0) { $0 + $1.routes4.count + $1.routes6.count }
+            return StatusInfo(
+                node: s.config.name, version: vrouterVersion, uptimeSeconds: Date().timeIntervalSince(started),
+                workers: workers.count, interfaces: s.config.interfaces.count, vrfs: s.builder.vrfs.count, routes: routes,
+                nexthops: s.builder.nexthops.count, flows: flows, tablesVersion: publication.current.version,
+                stateDirectory: persistence?.directory, healthy: !stopping.load(ordering: .relaxed))
+        }
+    }
+
+    public func interfaces() -> [InterfaceInfo] {
+        let cs = workerCounters
+        return state.withLock { s in
+            s.config.interfaces.compactMap { itf -> InterfaceInfo? in
+                guard let id = s.compiled.portIDs[itf.name] else { return nil }
+                let i = Int(id)
+                func sum(_ f: (PortCounters) -> UInt64) -> UInt64 { cs.reduce(0) { $0 + f($1.ports[i]) } }
+                return InterfaceInfo(
+                    id: i, name: itf.name, kind: itf.kind.rawValue, vrf: itf.vrf, mac: itf.mac.description, mtu: itf.mtu,
+                    ipv4: itf.ipv4.map { "\($0)/\(itf.ipv4PrefixLength)" }, ipv6: itf.ipv6.map { "\($0)/\(itf.ipv6PrefixLength)" },
+                    label: itf.label,
+                    tap: itf.tap.map { TapSpec(name: $0.name, netns: $0.netns, ifname: $0.ifname, persistent: $0.persistent) },
+                    device: itf.device, rxPackets: sum(\.rxPackets), rxBytes: sum(\.rxBytes), txPackets: sum(\.txPackets),
+                    txBytes: sum(\.txBytes), drops: sum(\.drops))
+            }
+        }
+    }
+
+    public func vrfs() -> [VRFInfo] {
+        let tables = publication.current
+        return state.withLock { s in
+            s.builder.vrfs.sorted { $0.key < $1.key }.map { id, v in
+                let fib = tables.fibs(vrf: id).map { $0.0.memoryBytes + $0.1.memoryBytes } ?? 0
+                return VRFInfo(
+                    id: Int(id), name: v.name, vni: s.vnis[v.name], gateway: v.gateway4?.description,
+                    gateway6: v.gateway6?.description, ipv4Routes: v.routes4.count, ipv6Routes: v.routes6.count, fibBytes: fib)
+            }
+        }
+    }
+
+    public func routes(vrf name: String) throws(APIError) -> [RouteInfo] {
+        try state.withLock { s throws(APIError) in
+            guard let id = s.compiled.vrfIDs[name], let v = s.builder.vrfs[id] else {
+                throw .notFound("no VRF named '\(name)'")
+            }
+            var out: [RouteInfo] = []
+            out.reserveCapacity(v.routes4.count + v.routes6.count)
+            for (p, t) in v.routes4.sorted(by: { $0.key < $1.key }) { out.append(describe(p.description, t, s)) }
+            for (p, t) in v.routes6.sorted(by: { $0.key < $1.key }) { out.append(describe(p.description, t, s)) }
+            return out
+        }
+    }
+
+    private func describe(_ prefix: String, _ t: RouteTarget, _ s: ControlState) -> RouteInfo {
+        var r = RouteInfo(prefix: prefix, nexthop: t.nexthop, kind: "discard")
+        switch s.builder.nexthops[t.nexthop] {
+        case .encap?:
+            r.kind = "interface"
+            r.interface = s.compiled.podNexthops.first { $0.value == t.nexthop }?.key
+        case .tunnel(let encap, _, _, _, _)?:
+            r.kind = encap.name
+            r.via = s.compiled.nodeNexthops.first { $0.value == t.nexthop }?.key
+            if encap == .vxlan { r.vni = t.label } else { r.label = t.label }
+        case .composite(let members)?:
+            r.kind = "ecmp"
+            r.members = members.map { m in
+                let node = s.compiled.nodeNexthops.first { $0.value == m.nexthop }?.key ?? "nexthop \(m.nexthop)"
+                let vx: Bool = { if case .tunnel(.vxlan, _, _, _, _)? = s.builder.nexthops[m.nexthop] { return true }; return false }()
+                return RouteMember(via: node, vni: vx ? m.label : nil, label: vx ? nil : m.label)
+            }
+        case .receive?:
+            r.kind = "receive"
+        case .discard?, nil:
+            r.kind = "discard"
+        }
+        return r
+    }
+
+    public func nexthops() -> [NexthopInfo] {
+        state.withLock { s in
+            s.builder.nexthops.sorted { $0.key < $1.key }.map { id, n in
+                var info = NexthopInfo(id: id, kind: "discard")
+                switch n {
+                case .discard: info.kind = "discard"
+                case .receive: info.kind = "receive"
+                case .encap(_, let mac):
+                    info.kind = "encap"
+                    info.interface = s.compiled.podNexthops.first { $0.value == id }?.key
+                    info.underlayMAC = mac.description
+                case .tunnel(let encap, _, let dst, let mac, _):
+                    info.kind = "tunnel-\(encap.name)"
+                    info.node = s.compiled.nodeNexthops.first { $0.value == id }?.key
+                    info.destination = dst.description
+                    info.underlayMAC = mac.value == 0 ? nil : mac.description
+                    info.resolved = mac.value != 0
+                case .composite(let members):
+                    info.kind = "composite"
+                    info.members = members.map { NexthopMember(nexthop: $0.nexthop, label: $0.label) }
+                }
+                return info
+            }
+        }
+    }
+
+    public func labels() -> [LabelInfo] {
+        state.withLock { s in
+            s.builder.labels.sorted { $0.key < $1.key }.map { l, nh in
+                LabelInfo(label: l, nexthop: nh, interface: s.compiled.podNexthops.first { $0.value == nh }?.key)
+            }
+        }
+    }
+
+    public func vniTable() -> [VNIInfo] {
+        state.withLock { s in
+            s.builder.vnis.sorted { $0.key < $1.key }.map { vni, vrf in
+                VNIInfo(vni: vni, vrf: s.builder.vrfs[vrf]?.name ?? "vrf \(vrf)")
+            }
+        }
+    }
+
+    public func dropStats() -> DropStatsInfo {
+        let cs = workerCounters
+        var reasons: [String: UInt64] = [:]
+        for r in DropReason.allCases { reasons[r.name] = cs.reduce(0) { $0 + $1.dropCount(r) } }
+        let ports = state.withLock { s in
+            s.compiled.portIDs.mapValues { id in cs.reduce(UInt64(0)) { $0 + $1.ports[Int(id)].drops } }
+        }
+        return DropStatsInfo(total: reasons.values.reduce(0, +), reasons: reasons, ports: ports)
+    }
+
+    func flowCount() -> Int { workers.reduce(0) { $0 + $1.flowCount } }
+
+    /// Flows of every worker (one VRF or all), the most active first, at most `top`.
+    public func flows(vrf name: String?, top: Int) throws(APIError) -> [FlowInfo] {
+        let (vrfID, names) = try state.withLock { s throws(APIError) -> (UInt16?, [UInt16: String]) in
+            var id: UInt16?
+            if let name {
+                guard let v = s.compiled.vrfIDs[name] else { throw .notFound("no VRF named '\(name)'") }
+                id = v
+            }
+            return (id, s.builder.vrfs.mapValues(\.name))
+        }
+        var out: [FlowInfo] = []
+        for w in workers {
+            let c = WorkerCommand(.flows(vrf: vrfID, limit: max(top, 1) * 4))
+            w.perform(c)
+            for f in c.flows {
+                func text(_ a: UInt128) -> String {
+                    f.v6 ? IPv6Address(a).description : IPv4Address(UInt32(truncatingIfNeeded: a)).description
+                }
+                out.append(
+                    FlowInfo(
+                        worker: w.index, vrf: names[f.vrf] ?? "\(f.vrf)", proto: f.proto, source: text(f.source),
+                        sourcePort: f.sport, destination: text(f.destination), destinationPort: f.dport,
+                        nexthop: f.value.nexthop, label: f.value.label, packets: f.value.packets, bytes: f.value.bytes,
+                        idleMilliseconds: f.idle, closing: f.value.flags.contains(.closing)))
+            }
+        }
+        out.sort { $0.packets > $1.packets }
+        return Array(out.prefix(max(top, 0)))
+    }
+}
+
+public let vrouterVersion = "0.1.0"

@@ -1,0 +1,141 @@
+// Keeping a node's state across restarts, crash included. The state directory holds:
+//   snapshot-N/config.yaml (+ routes-*.txt)  the whole node as a config file (loadable by
+//                                             the ordinary loader), with stateVersion and
+//                                             the journal sequence it includes;
+//   current -> snapshot-N                     switched by an atomic rename of a symlink;
+//   journal.jsonl                              one line per API change after the snapshot,
+//                                             fsynced before the API answers.
+// A restart loads `current` and replays the journal lines past its sequence. Snapshots
+// are written (atomically: files fsynced, then the symlink swapped) at start and when
+// the journal grows long, and the journal is then truncated.
+
+import Foundation
+import VRouterCore
+
+public final class StatePersistence: @unchecked Sendable {  // Safe: used under the node's state lock.
+    public let directory: String
+    private var journalHandle: FileHandle?
+    private(set) var sequence = 0
+    private(set) var journalLength = 0
+    static let compactAfter = 20_000
+
+    public init(directory: String) throws(ServiceError) {
+        self.directory = directory
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw ServiceError("state directory \(directory): \(error.localizedDescription)")
+        }
+    }
+
+    var currentPath: String { directory + "/current" }
+    var journalPath: String { directory + "/journal.jsonl" }
+
+    /// The saved node, with the journal records written after it, or nil on a first start.
+    public func load() throws(ServiceError) -> (NodeConfig, [StateRecord])? {
+        guard FileManager.default.fileExists(atPath: currentPath + "/config.yaml") else { return nil }
+        let config: NodeConfig
+        do {
+            config = try NodeConfig.load(path: currentPath + "/config.yaml")
+        } catch {
+            throw ServiceError("state \(currentPath)/config.yaml is unreadable, refusing to start with a silent reset: \(error.description)")
+        }
+        var records: [StateRecord] = []
+        sequence = config.journalSequence
+        if let data = FileManager.default.contents(atPath: journalPath), !data.isEmpty {
+            let decoder = JSONDecoder()
+            var lineNo = 0
+            for line in data.split(separator: UInt8(ascii: "\n")) {
+                lineNo += 1
+                guard let entry = try? decoder.decode(JournalEntry.self, from: Data(line)) else {
+                    // A torn last line (crash while writing) is the only damage an append can
+                    // leave; anything earlier is corruption.
+                    if lineNo == data.split(separator: UInt8(ascii: "\n")).count { break }
+                    throw ServiceError("state journal \(journalPath) line \(lineNo) is corrupt")
+                }
+                guard entry.sequence > config.journalSequence else { continue }
+                records.append(entry.record)
+                sequence = entry.sequence
+            }
+        }
+        return (config, records)
+    }
+
+    /// Appends a record and fsyncs it. Errors are reported, not thrown: the change is made.
+    func append(_ record: StateRecord) throws(ServiceError) {
+        sequence += 1
+        let line: Data
+        do {
+            line = try JSONEncoder().encode(JournalEntry(sequence: sequence, record: record)) + Data("\n".utf8)
+        } catch { throw ServiceError("state journal: \(error)") }
+        do {
+            if journalHandle == nil {
+                if !FileManager.default.fileExists(atPath: journalPath) {
+                    FileManager.default.createFile(atPath: journalPath, contents: nil, attributes: [.posixPermissions: 0o600])
+                }
+                journalHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: journalPath))
+                try journalHandle!.seekToEnd()
+            }
+            try journalHandle!.write(contentsOf: line)
+            try journalHandle!.synchronize()
+            journalLength += 1
+        } catch {
+            throw ServiceError("state journal \(journalPath): \(error.localizedDescription)")
+        }
+    }
+
+    /// Writes a snapshot of `config` (with `routes` per VRF name, already in routes-file
+    /// lines) and truncates the journal.
+    func snapshot(_ config: NodeConfig, routes: [String: [String]]) throws(ServiceError) {
+        let fm = FileManager.default
+        let name = "snapshot-\(sequence)-\(UInt64(Date().timeIntervalSince1970 * 1000))"
+        let dir = directory + "/" + name
+        do {
+            try fm.createDirectory(atPath: dir, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+            for (vrf, lines) in routes {
+                try write(dir + "/routes-\(vrf).txt", Data((lines.joined(separator: "\n") + "\n").utf8))
+            }
+            try write(dir + "/config.yaml", Data(config.yaml(routeFiles: Set(routes.keys), journalSequence: sequence).utf8))
+            try fsyncPath(dir)
+            // Swap `current` atomically: a new symlink renamed over the old one.
+            let link = directory + "/current.tmp"
+            try? fm.removeItem(atPath: link)
+            try fm.createSymbolicLink(atPath: link, withDestinationPath: name)
+            guard rename(link, currentPath) == 0 else { throw ServiceError("rename \(link): \(String(cString: strerror(errno)))") }
+            try fsyncPath(directory)
+        } catch let e as ServiceError {
+            throw e
+        } catch {
+            throw ServiceError("state snapshot \(dir): \(error.localizedDescription)")
+        }
+        // The journal up to `sequence` is in the snapshot now.
+        try? journalHandle?.close()
+        journalHandle = nil
+        _ = truncate(journalPath, 0)
+        journalLength = 0
+        // Older snapshots go.
+        for entry in (try? fm.contentsOfDirectory(atPath: directory)) ?? [] where entry.hasPrefix("snapshot-") && entry != name {
+            try? fm.removeItem(atPath: directory + "/" + entry)
+        }
+    }
+
+    private func write(_ path: String, _ data: Data) throws {
+        guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw ServiceError("cannot write \(path)")
+        }
+        try fsyncPath(path)
+    }
+
+    private func fsyncPath(_ path: String) throws {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw ServiceError("open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw ServiceError("fsync \(path): \(String(cString: strerror(errno)))") }
+    }
+}
+
+struct JournalEntry: Codable {
+    var sequence: Int
+    var record: StateRecord
+}
