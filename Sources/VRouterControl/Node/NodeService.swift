@@ -120,10 +120,12 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
         var vnis: [String: UInt32] = [:]
     }
 
-    public init(config: NodeConfig, logger: Logger) throws(ServiceError) {
+    /// `requireLivePorts: false` lets a node without live ports run (tests, a control-only
+    /// node): interfaces without a tap or device are modelled but not opened.
+    public init(config: NodeConfig, logger: Logger, requireLivePorts: Bool = true) throws(ServiceError) {
         self.config = config
         log = logger
-        for itf in config.interfaces {
+        for itf in config.interfaces where requireLivePorts {
             switch itf.kind {
             case .pod where itf.tap == nil:
                 throw ServiceError("interfaces.\(itf.name): a pod interface needs a tap (name, netns, ifname) to run live")
@@ -161,7 +163,7 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
 
     private func startPorts() throws(ServiceError) {
         let queues = config.workers
-        for itf in config.interfaces where itf.kind == .pod {
+        for itf in config.interfaces where itf.kind == .pod && itf.tap != nil {
             do {
                 let tap = try makeTap(itf, queues: queues)
                 state.withLock { $0.taps[itf.name] = tap }

@@ -1,0 +1,157 @@
+import Foundation
+import Logging
+import Testing
+import VRouterCore
+@testable import VRouterControl
+
+/// The control operations on a running node (no ports needed) and their persistence.
+@Suite(.serialized) struct NodeServiceTests {
+    static let yaml = """
+        remoteNodes:
+          - { name: node-a, address: 198.18.0.2, mac: "02:00:00:00:00:02", encap: vxlan }
+          - { name: node-b, address: 198.18.0.3, mac: "02:00:00:00:00:03", encap: mpls-udp }
+        vrfs:
+          - { name: blue, vni: 1001, gateway: 192.0.2.1 }
+        interfaces:
+          - { name: fabric0, kind: fabric, address: 198.18.0.1/24, mac: "02:00:00:00:00:01", pcap: { in: none.pcap } }
+        """
+
+    func service(_ config: NodeConfig, state: StatePersistence? = nil) throws -> NodeService {
+        var c = config
+        c.poolBuffers = 1024
+        c.flowCapacity = 1024
+        // A fabric with a pcap port only: the service starts no AF_PACKET socket for it.
+        c.interfaces = c.interfaces.map { var i = $0; i.device = nil; return i }
+        let s = try NodeService(config: c, logger: Logger(label: "test"), requireLivePorts: false)
+        s.persistence = state
+        try s.start()
+        return s
+    }
+
+    @Test func routeBatchesAreAllOrNothing() throws {
+        let s = try service(NodeConfig.parse(Self.yaml))
+        defer { s.stop() }
+        let before = try s.routes(vrf: "blue")
+        // One bad entry (unknown node) refuses the whole batch.
+        do {
+            _ = try s.changeRoutes(vrf: "blue", RouteChange(add: [
+                RouteSpec(prefix: "203.0.113.0/24", via: "node-a", vni: 1001),
+                RouteSpec(prefix: "198.51.100.0/24", via: "nowhere", vni: 7),
+            ]))
+            Issue.record("accepted a batch naming an unknown node")
+        } catch {
+            #expect(error.status == 404)
+            #expect(error.message.contains("nowhere"))
+        }
+        #expect(try s.routes(vrf: "blue") == before)
+        for bad in [
+            RouteSpec(prefix: "203.0.113.1/24", via: "node-a", vni: 1),
+            RouteSpec(prefix: "203.0.113.0/24", via: "node-a"),
+            RouteSpec(prefix: "203.0.113.0/24", via: "node-b", vni: 5),
+            RouteSpec(prefix: "203.0.113.0/24", interface: "x", discard: true),
+        ] {
+            #expect(throws: APIError.self) { try s.changeRoutes(vrf: "blue", RouteChange(add: [bad])) }
+        }
+        #expect(throws: APIError.self) { try s.changeRoutes(vrf: "green", RouteChange(add: [])) }
+        #expect(throws: APIError.self) { try s.changeRoutes(vrf: "blue", RouteChange(delete: ["203.0.113.0/24"])) }
+        #expect(try s.routes(vrf: "blue") == before)
+
+        let r = try s.changeRoutes(vrf: "blue", RouteChange(add: [
+            RouteSpec(prefix: "203.0.113.0/24", via: "node-a", vni: 1001),
+            RouteSpec(prefix: "198.51.100.0/25", ecmp: [RouteMember(via: "node-a", vni: 1001), RouteMember(via: "node-b", label: 300)]),
+            RouteSpec(prefix: "2001:db8:9::/48", discard: true),
+        ]))
+        #expect(r.added == 3)
+        let routes = try s.routes(vrf: "blue")
+        #expect(routes.first { $0.prefix == "203.0.113.0/24" }?.via == "node-a")
+        #expect(routes.first { $0.prefix == "198.51.100.0/25" }?.members?.count == 2)
+        // The published tables route it.
+        let view = s.publication.current.view
+        #expect(view.vrfs[1].v4.lookup(IPv4Address(203, 0, 113, 7).value) != LPM.miss)
+    }
+
+    @Test func vrfsAndNodesValidateAndRefuseWhatIsInUse() throws {
+        let s = try service(NodeConfig.parse(Self.yaml))
+        defer { s.stop() }
+        _ = try s.addVRF(VRFSpec(name: "red", vni: 1002, gateway: "198.51.100.1"))
+        #expect(s.vrfs().map(\.name).sorted() == ["blue", "red"])
+        #expect(throws: APIError.self) { try s.addVRF(VRFSpec(name: "red")) }
+        #expect(throws: APIError.self) { try s.addVRF(VRFSpec(name: "green", vni: 1002)) }
+        #expect(throws: APIError.self) { try s.addVRF(VRFSpec(name: "bad name")) }
+        #expect(throws: APIError.self) { try s.addVRF(VRFSpec(name: "green", gateway: "300.1.1.1")) }
+        _ = try s.changeRoutes(vrf: "red", RouteChange(add: [RouteSpec(prefix: "198.51.100.128/25", via: "node-b", label: 200)]))
+        // node-b carries a route: it cannot go.
+        #expect(throws: APIError.self) { try s.deleteRemoteNode("node-b") }
+        _ = try s.changeRoutes(vrf: "red", RouteChange(delete: ["198.51.100.128/25"]))
+        try s.deleteRemoteNode("node-b")
+        try s.deleteVRF("red")
+        #expect(s.vrfs().map(\.name) == ["blue"])
+        try s.addRemoteNode(RemoteNodeSpec(name: "node-c", address: "198.18.0.4", encap: "vxlan", mac: "02:00:00:00:00:04"))
+        #expect(s.nexthops().contains { $0.node == "node-c" && $0.resolved == true })
+    }
+
+    @Test func stateSurvivesARestart() throws {
+        let dir = FileManagerHelper.temp("state-\(UInt32.random(in: 0...UInt32.max))")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = try NodeConfig.parse(Self.yaml)
+        do {
+            let p = try StatePersistence(directory: dir)
+            #expect(try p.load() == nil)
+            let s = try service(config, state: p)
+            try s.saveSnapshot()
+            _ = try s.addVRF(VRFSpec(name: "red", vni: 1002, gateway: "198.51.100.1"))
+            try s.addRemoteNode(RemoteNodeSpec(name: "node-c", address: "198.18.0.4", encap: "mpls-udp", mac: "02:00:00:00:00:04"))
+            var adds: [RouteSpec] = []
+            for i in 0..<300 { adds.append(RouteSpec(prefix: "203.0.\(113 + i / 256).\(i % 256)/32", via: "node-a", vni: 1001)) }
+            _ = try s.changeRoutes(vrf: "blue", RouteChange(add: adds))
+            _ = try s.changeRoutes(vrf: "red", RouteChange(add: [RouteSpec(prefix: "198.51.100.128/25", via: "node-c", label: 77)]))
+            _ = try s.changeRoutes(vrf: "blue", RouteChange(delete: ["203.0.113.5/32"]))
+            // No stop(): as after kill -9, only what was journaled is there.
+            defer { s.stop() }
+            let (routesBlue, routesRed, vrfs) = (try s.routes(vrf: "blue"), try s.routes(vrf: "red"), s.vrfs())
+
+            let p2 = try StatePersistence(directory: dir)
+            guard let (restored, records) = try p2.load() else {
+                Issue.record("nothing saved")
+                return
+            }
+            #expect(records.count == 5)
+            let s2 = try service(restored, state: p2)
+            s2.replay(records)
+            defer { s2.stop() }
+            #expect(try s2.routes(vrf: "blue") == routesBlue)
+            #expect(try s2.routes(vrf: "red") == routesRed)
+            #expect(s2.vrfs().map(\.name) == vrfs.map(\.name))
+            // A snapshot folds the journal in; a third start needs no replay.
+            try s2.saveSnapshot()
+            let p3 = try StatePersistence(directory: dir)
+            let (again, more) = try p3.load()!
+            #expect(more.isEmpty)
+            let s3 = try service(again, state: p3)
+            defer { s3.stop() }
+            #expect(try s3.routes(vrf: "blue") == routesBlue)
+            #expect(try s3.routes(vrf: "red").count == routesRed.count)
+        }
+    }
+
+    @Test func aCorruptOrNewerStateIsAnErrorNotAReset() throws {
+        let dir = FileManagerHelper.temp("state-bad-\(UInt32.random(in: 0...UInt32.max))")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let p = try StatePersistence(directory: dir)
+        let s = try service(NodeConfig.parse(Self.yaml), state: p)
+        try s.saveSnapshot()
+        s.stop()
+        let file = dir + "/current/config.yaml"
+        let good = try String(contentsOfFile: file, encoding: .utf8)
+        try good.replacingOccurrences(of: "stateVersion: 1", with: "stateVersion: 99").write(toFile: file, atomically: true, encoding: .utf8)
+        do {
+            _ = try StatePersistence(directory: dir).load()
+            Issue.record("loaded a newer state")
+        } catch { #expect(error.description.contains("newer vrouterd")) }
+        try "vrfs: [ { name: ".write(toFile: file, atomically: true, encoding: .utf8)
+        do {
+            _ = try StatePersistence(directory: dir).load()
+            Issue.record("loaded a corrupt state")
+        } catch { #expect(error.description.contains("refusing to start")) }
+    }
+}
