@@ -1,1 +1,1 @@
-print("stub")
+VRouterCtl.main(VRouterCtl.globalOptionsLast(Array(CommandLine.arguments.dropFirst())))
