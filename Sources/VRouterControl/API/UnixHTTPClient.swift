@@ -86,7 +86,6 @@ public struct UnixHTTPClient: Sendable {
         if writeError == 0, let body, !body.isEmpty {
             _ = writeAll(fd, body, &writeError)
         }
-        shutdown(fd, Int32(SHUT_WR))
         return try readResponse(fd)
     }
 
