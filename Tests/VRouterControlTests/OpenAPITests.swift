@@ -6,7 +6,8 @@
 
 import Foundation
 import Testing
-import VRouterControl
+@testable import VRouterControl
+import VRouterCore
 import Yams
 
 @Suite struct OpenAPITests {
@@ -131,6 +132,54 @@ import Yams
                 return "\(type(of: c.value))".hasPrefix("Optional<") ? nil : l
             })
             #expect(required == nonOptional, "\(name): required \(required.sorted()) vs non-optional \(nonOptional.sorted())")
+        }
+    }
+}
+
+/// The fast route-batch reader agrees with JSONDecoder wherever it answers, and leaves
+/// everything unusual (and every error) to it.
+@Suite struct FastDecodeTests {
+    static let bodies: [String] = [
+        #"{"add":[{"prefix":"198.51.100.0/24","discard":true}]}"#,
+        #" { "add" : [ { "prefix" : "198.51.100.0/24" , "via" : "n1" , "vni" : 5 } , {"prefix":"2001:db8::/32","interface":"p","discard":null} ] , "delete" : [ "203.0.113.0/24" ] } "#,
+        #"{"add":[{"prefix":"0.0.0.0/0","ecmp":[{"via":"a","vni":1},{"via":"b","label":16,"vni":null}]}],"delete":null}"#,
+        #"{"add":[],"delete":[]}"#, "{}", #"{"add":null}"#,
+        #"{"add":[{"prefix":"198.51.100.0/24","label":4294967295}]}"#,
+    ]
+    static let fallbacks: [String] = [
+        #"{"add":[{"prefix":"198.51.100.0/24","colour":1}]}"#,  // unknown field
+        #"{"add":[{"prefix":"198.51.100.0/24","vni":1.0}]}"#,  // a float
+        #"{"add":[{"prefix":"198.51.100.0/24","vni":4294967296}]}"#,  // out of range
+        #"{"add":[{"prefix":"198.51.100.0/24","vni":-1}]}"#,
+        #"{"add":[{"prefix":"198.51\u002e100.0/24"}]}"#,  // an escape
+        #"{"add":[{"prefix":"198.51.100.0/24"}],"add":[]}"#,  // repeated key
+        #"{"add":[{"discard":true}]}"#,  // no prefix
+        #"{"add":[{"prefix":"198.51.100.0/24"}]"#,  // truncated
+        #"{"add":[{"prefix":"198.51.100.0/24"}]} x"#,  // trailing garbage
+        #"{"add":[{"prefix":"198.51.100.0/24",}]}"#,
+        #"{"add":[{"prefix":"198.51.100.0/24","vni":01}]}"#,
+        "[]", "",
+    ]
+
+    @Test(arguments: bodies) func agreesWithJSONDecoder(_ body: String) throws {
+        let fast = try #require(RouteChange.fastDecode(Data(body.utf8)), "fast path refused \(body)")
+        #expect(fast == (try JSONDecoder().decode(RouteChange.self, from: Data(body.utf8))))
+    }
+
+    @Test(arguments: fallbacks) func leavesTheRestToJSONDecoder(_ body: String) {
+        #expect(RouteChange.fastDecode(Data(body.utf8)) == nil)
+    }
+
+    @Test func plainPrefixesAgree() {
+        let texts = [
+            "198.51.100.0/24", "0.0.0.0/0", "255.255.255.255/32", "198.51.100.1/24", "198.51.100.0/33", "198.51.100.0/08",
+            "198.051.100.0/24", "198.51.100/24", "198.51.100.0.0/24", "198.51.100.0", "198.51.100.0/", "/24", "1.2.3.4/+5",
+            "256.0.0.0/8", "198.51.100.0/024", "a.b.c.d/8", "198.18.0.0/15",
+        ]
+        for t in texts {
+            let fast = IPv4Prefix.plain(t)
+            if let fast { #expect(fast == IPv4Prefix(t), "\(t)") }
+            #expect((fast != nil) == (IPv4Prefix(t) != nil && t.contains("/") && !t.contains("+") && !t.hasSuffix("/024")), "\(t)")
         }
     }
 }

@@ -216,7 +216,14 @@ public final class ControlAPI: Sendable {
         },
         APIRoute("GET", "/v1/vrfs/{name}/routes") { a, _, p throws(APIError) in .json(try a.service.routes(vrf: p["name"]!)) },
         APIRoute("POST", "/v1/vrfs/{name}/routes") { a, r, p throws(APIError) in
-            .json(try a.service.changeRoutes(vrf: p["name"]!, try StrictJSON.decode(RouteChange.self, from: r.body)))
+            // The plain form of a batch is read directly; anything else (and every error) by JSONDecoder.
+            let change: RouteChange
+            if let fast = RouteChange.fastDecode(r.body) {
+                change = fast
+            } else {
+                change = try StrictJSON.decode(RouteChange.self, from: r.body)
+            }
+            return .json(try a.service.changeRoutes(vrf: p["name"]!, change))
         },
         APIRoute("DELETE", "/v1/vrfs/{name}/routes/{prefix}") { a, _, p throws(APIError) in
             .json(try a.service.changeRoutes(vrf: p["name"]!, RouteChange(delete: [p["prefix"]!])))
