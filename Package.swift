@@ -26,11 +26,16 @@ let package = Package(
         .library(name: "VRouterIO", targets: ["VRouterIO"]),
         .library(name: "VRouterControl", targets: ["VRouterControl"]),
         .executable(name: "vrouterd", targets: ["vrouterd"]),
+        .executable(name: "vrouterctl", targets: ["vrouterctl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // The control API's HTTP server (and the metrics endpoint): NIO only, no framework.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -57,6 +62,11 @@ let package = Package(
             dependencies: [
                 "VRouterCore", "VRouterIO", "CVRouterShims", .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
         .executableTarget(
             name: "vrouterd",
@@ -64,6 +74,12 @@ let package = Package(
                 "VRouterCore", "VRouterIO", "VRouterControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+            ]),
+        // The operator's tool: speaks the control API over vrouterd's Unix socket.
+        .executableTarget(
+            name: "vrouterctl",
+            dependencies: [
+                "VRouterControl", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
             name: "vrouter-gen",
@@ -81,7 +97,9 @@ let package = Package(
             swiftSettings: hotPath),
         .testTarget(name: "VRouterCoreTests", dependencies: ["VRouterCore"]),
         .testTarget(name: "VRouterIOTests", dependencies: ["VRouterIO", "VRouterCore"]),
-        .testTarget(name: "VRouterControlTests", dependencies: ["VRouterControl", "VRouterIO", "VRouterCore"]),
+        .testTarget(
+            name: "VRouterControlTests",
+            dependencies: ["VRouterControl", "VRouterIO", "VRouterCore", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "CompareToolsTests", dependencies: ["vrouter-perf"]),
     ]
 )
