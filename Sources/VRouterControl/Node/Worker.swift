@@ -12,6 +12,11 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
     let index: Int
     let waker: IOLoopWaker
     let counters: Counters
+    /// What the port layer did (writes the kernel refused, dead ports...), copied out of the
+    /// loop every 100 ms and once more as the worker stops (the loop forgets its ports when
+    /// it closes). One lock per 100 ms; the pipeline counters above need none.
+    let io = Mutex(IOSnapshot())
+    private var portIDs: [UInt16] = []
     private let stopFlag = Atomic<Bool>(false)
     private let local: LocalPacketPool
     private var pipeline: Pipeline
@@ -31,6 +36,7 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
             throw SystemError(call: "register", object: "table reader", errno: ENOSPC, detail: "too many workers")
         }
         let w = Worker(index: index, local: local, waker: waker, pipeline: Pipeline(pool: local.pool, config: pc), reader: reader)
+        w.portIDs = taps.map(\.0) + (fabric.map { [$0.0] } ?? [])
         // The io_uring is made, and every request submitted, on the worker thread itself:
         // completions are delivered as task work to the submitting thread, so a ring fed
         // from another thread would see its completions only when that thread next
@@ -90,6 +96,7 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
         var rx = Frame.allocate()
         var tx = Frame.allocate(capacity: pipeline.config.outputCapacity)
         defer {
+            publishIO(loop)
             reader.goOffline()
             // Packets still held go back to the pool before the loop is closed (it waits for
             // every buffer of its ports to come home).
@@ -130,7 +137,27 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
             if now &- lastAge >= 100 {
                 _ = pipeline.age(now: now, maxScan: 8192)
                 lastAge = now
+                publishIO(loop)
             }
         }
     }
+
+    private func publishIO(_ loop: IOLoop) {
+        var snap = IOSnapshot()
+        snap.loop = loop.counters
+        snap.poolAvailable = local.pool.available
+        for id in portIDs {
+            snap.ports[id] = loop.counters(port: id)
+            if loop.isDead(port: id) { snap.dead.insert(id) }
+        }
+        io.withLock { $0 = snap }
+    }
+}
+
+/// One worker's port-layer counters at one moment.
+struct IOSnapshot: Sendable {
+    var ports: [UInt16: VRouterIO.PortCounters] = [:]
+    var dead: Set<UInt16> = []
+    var loop = LoopCounters()
+    var poolAvailable = 0
 }
