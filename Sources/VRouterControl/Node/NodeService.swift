@@ -39,6 +39,10 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
     public init(config: NodeConfig, logger: Logger) throws(ServiceError) {
         self.config = config
         log = logger
+        let missing = Privileges.missing(for: config)
+        guard missing.isEmpty else {
+            throw ServiceError("run needs root, or these capabilities: \(missing.joined(separator: ", "))")
+        }
         for itf in config.interfaces {
             switch itf.kind {
             case .pod where itf.tap == nil:
@@ -49,6 +53,16 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
             }
             if let ns = itf.tap?.netns, !NetworkNamespace.named(ns).exists {
                 throw ServiceError("interfaces.\(itf.name): network namespace '\(ns)' does not exist")
+            }
+            // Before any tap is made, so a wrong device name leaves nothing to undo.
+            if itf.kind == .fabric, let device = itf.device {
+                do {
+                    _ = try NetworkNamespace.current.netlink().link(device)
+                } catch where error.errno == ENODEV {
+                    throw ServiceError("interfaces.\(itf.name): device '\(device)' does not exist in this network namespace")
+                } catch {
+                    throw ServiceError("interfaces.\(itf.name): device \(device): \(error.description)")
+                }
             }
         }
         let compiled: CompiledNode
