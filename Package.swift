@@ -75,5 +75,8 @@ let package = Package(
         .testTarget(name: "VRouterCoreTests", dependencies: ["VRouterCore"]),
         .testTarget(name: "VRouterIOTests", dependencies: ["VRouterIO", "VRouterCore"]),
         .testTarget(name: "VRouterControlTests", dependencies: ["VRouterControl", "VRouterIO", "VRouterCore"]),
+        // vrouterd as a black box (root): namespaces, veths, ping, iperf3, tshark, the kernel's
+        // VXLAN. Depends on vrouterd so that building the tests builds the binary they run.
+        .testTarget(name: "IntegrationTests", dependencies: ["vrouterd"]),
     ]
 )
