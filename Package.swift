@@ -101,5 +101,8 @@ let package = Package(
             name: "VRouterControlTests",
             dependencies: ["VRouterControl", "VRouterIO", "VRouterCore", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "CompareToolsTests", dependencies: ["vrouter-perf"]),
+        // vrouterd as a black box (root): namespaces, veths, ping, iperf3, tshark, the kernel's
+        // VXLAN. Depends on vrouterd so that building the tests builds the binary they run.
+        .testTarget(name: "IntegrationTests", dependencies: ["vrouterd"]),
     ]
 )

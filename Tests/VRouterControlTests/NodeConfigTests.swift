@@ -61,6 +61,9 @@ import VRouterCore
         ("vrfs: [ { name: a, routes: [ { prefix: 192.0.2.0/24 } ] } ]", "exactly one of"),
         ("vrfs: [ { name: a } ]\ninterfaces:\n  - { name: p, kind: pod, vrf: a, mac: \"02:00:00:00:00:01\", ipv4: 192.0.2.5 }\n  - { name: q, kind: pod, vrf: a, mac: \"02:00:00:00:00:02\", ipv4: 192.0.2.5 }", "both have address 192.0.2.5"),
         ("key: [unclosed", "not valid YAML"),
+        ("vrfs: [ { name: a, gateway: 192.0.2.1 } ]\ninterfaces:\n  - { name: p, kind: pod, vrf: a, mac: \"02:00:00:00:00:01\", ipv4: 192.0.2.1/24 }", "the gateway of VRF a"),
+        ("vrfs: [ { name: a } ]\ninterfaces:\n  - { name: p, kind: pod, vrf: a, mac: \"02:00:00:00:00:01\", tap: { name: t1 } }\n  - { name: q, kind: pod, vrf: a, mac: \"02:00:00:00:00:02\", tap: { name: t1 } }", "both use tap name 't1'"),
+        ("vrfs: [ { name: a } ]\ninterfaces:\n  - { name: p, kind: pod, vrf: a, mac: \"02:00:00:00:00:01\", tap: { name: t1, netns: pod, ifname: eth0 } }\n  - { name: q, kind: pod, vrf: a, mac: \"02:00:00:00:00:02\", tap: { name: t2, netns: pod, ifname: eth0 } }", "both 'eth0' in network namespace 'pod'"),
     ])
     func badConfigsNameTheProblem(yaml: String, expected: String) {
         do {

@@ -407,4 +407,70 @@ struct TapPortTests {
         #expect(loop.counters(port: 1).rxDrops == 1)
         #expect(!loop.isDead(port: 1))
     }
+
+    /// io_uring completes a polled tap read with EAGAIN when it stops polling for it (under
+    /// load, with many reads on one queue): the read is re-armed, the port stays alive, and
+    /// nothing is counted as a read error. (16 such completions in a row used to mark a busy
+    /// pod's port dead, and vrouterd stopped forwarding to it.)
+    @Test func readsCompletingWithEAGAINAreRearmedNotFatal() throws {
+        let s = Scratch("e")
+        let pool = PacketPool.allocate(count: 256)
+        defer { pool.deallocate() }
+        var tap: TapPort? = nil
+        defer {
+            try? tap?.delete()
+            s.cleanup()
+            #expect(s.leftovers().isEmpty)
+        }
+        let ns = try s.namespace("P")
+        tap = try TapPort.create(name: s.name("t"))
+        try tap!.move(to: ns, Self.podConfiguration())
+        var lc = IOLoop.Configuration()
+        lc.readsPerTap = 4
+        let loop = try IOLoop(pool: pool, configuration: lc)
+        defer { loop.close() }
+        try loop.add(tap!, as: 3)
+        let slot = loop.slots + 3
+        #expect(slot.pointee.readsOutstanding == 4)
+        var frame = Frame.allocate()
+        defer { frame.deallocate() }
+        // Far more EAGAIN completions than the dead threshold, as io_uring delivers them:
+        // each for an outstanding read holding a buffer.
+        for _ in 0..<(Int(IOLoop.deadAfterErrors) * 4) {
+            let idx = pool.alloc()!
+            slot.pointee.readsOutstanding &+= 1
+            withUnsafeMutablePointer(to: &frame) { f in
+                loop.complete(UserData.make(.tapRead, port: 3, buffer: idx), -EAGAIN, into: f)
+            }
+        }
+        loop.tx(&frame)  // submits the re-armed reads
+        #expect(!loop.isDead(port: 3))
+        #expect(loop.counters(port: 3).rxErrors == 0)
+        #expect(loop.counters.readsRetried == UInt64(IOLoop.deadAfterErrors) * 4)
+        // Each completion re-armed one read: the real four plus the simulated ones.
+        #expect(slot.pointee.readsOutstanding == 4 + Int32(IOLoop.deadAfterErrors) * 4)
+        // The port still receives: a frame sent by the pod arrives.
+        let sender = """
+            import socket
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            s.bind(("eth0", 0))
+            s.send(b"\\x02" * 12 + b"\\x88\\xb5" + b"AGAIN" + bytes(60))
+            """
+        let r = try runProgram(ipTool, inNamespace(ns, [systemPython, "-c", sender]))
+        #expect(r.status == 0, "\(r.error)")
+        var seen = 0
+        let deadline = ContinuousClock.now + .seconds(5)
+        while seen == 0 && ContinuousClock.now < deadline {
+            _ = loop.rx(into: &frame, maxWait: .milliseconds(20))
+            for i in 0..<frame.count {
+                let p = pool.bytes(frame[i])
+                if p.count > 18 && p[14] == UInt8(ascii: "A") && p[15] == UInt8(ascii: "G") { seen += 1 }
+            }
+            pool.free(&frame)
+            loop.tx(&frame)
+        }
+        #expect(seen == 1)
+        loop.remove(port: 3)
+        #expect(pool.available == pool.count)
+    }
 }

@@ -295,7 +295,31 @@ extension NodeConfig {
         }
         var labels: [UInt32: String] = [:]
         var addrs: [String: String] = [:]
+        var tapNames: [String: String] = [:]
+        var podNames: [String: String] = [:]
         for i in interfaces {
+            // Caught here rather than half-way through making the taps ("File exists").
+            if let t = i.tap {
+                if let other = tapNames[t.name] {
+                    throw ConfigError("interfaces: \(other) and \(i.name) both use tap name '\(t.name)'")
+                }
+                tapNames[t.name] = i.name
+                let key = "\(t.netns ?? "")/\(t.ifname ?? t.name)"
+                if let other = podNames[key], t.netns != nil {
+                    throw ConfigError(
+                        "interfaces: \(other) and \(i.name) are both '\(t.ifname ?? t.name)' in network namespace '\(t.netns!)'")
+                }
+                podNames[key] = i.name
+            }
+            if i.kind == .pod, let vrf = vrfs.first(where: { $0.name == i.vrf }) {
+                // The pod would answer for its own gateway and reach nothing beyond it.
+                if let a = i.ipv4, a == vrf.gateway4 {
+                    throw ConfigError("interfaces: \(i.name) has address \(a), the gateway of VRF \(vrf.name)")
+                }
+                if let a = i.ipv6, a == vrf.gateway6 {
+                    throw ConfigError("interfaces: \(i.name) has address \(a), the gateway of VRF \(vrf.name)")
+                }
+            }
             if let l = i.label {
                 if let other = labels[l] { throw ConfigError("interfaces: label \(l) is given to both \(other) and \(i.name)") }
                 labels[l] = i.name

@@ -109,6 +109,8 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
         try p.snapshot(config, routes: routes)
     }
     private(set) var resolver: NeighbourResolver?
+    /// The totals when the workers stopped (their counters go with them).
+    private var finalStats: NodeStats?
 
     struct ControlState {
         var builder: TableBuilder
@@ -125,6 +127,12 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
     public init(config: NodeConfig, logger: Logger, requireLivePorts: Bool = true) throws(ServiceError) {
         self.config = config
         log = logger
+        if requireLivePorts {
+            let missing = Privileges.missing(for: config)
+            guard missing.isEmpty else {
+                throw ServiceError("run needs root, or these capabilities: \(missing.joined(separator: ", "))")
+            }
+        }
         for itf in config.interfaces where requireLivePorts {
             switch itf.kind {
             case .pod where itf.tap == nil:
@@ -135,6 +143,16 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
             }
             if let ns = itf.tap?.netns, !NetworkNamespace.named(ns).exists {
                 throw ServiceError("interfaces.\(itf.name): network namespace '\(ns)' does not exist")
+            }
+            // Before any tap is made, so a wrong device name leaves nothing to undo.
+            if itf.kind == .fabric, let device = itf.device {
+                do {
+                    _ = try NetworkNamespace.current.netlink().link(device)
+                } catch where error.errno == ENODEV {
+                    throw ServiceError("interfaces.\(itf.name): device '\(device)' does not exist in this network namespace")
+                } catch {
+                    throw ServiceError("interfaces.\(itf.name): device \(device): \(error.description)")
+                }
             }
         }
         let compiled: CompiledNode
@@ -267,6 +285,7 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
         resolver = nil
         for w in workers { w.stop() }
         for w in workers { w.join() }
+        if !workers.isEmpty { finalStats = collectStats() }
         workers.removeAll()
         let (taps, interfaces) = state.withLock { s in
             defer { s.taps.removeAll() }
@@ -292,23 +311,86 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
     /// Every worker's counters (read while they run: plain per-worker values).
     public var workerCounters: [Counters] { workers.map(\.counters) }
 
+    /// Totals over the workers while they run; after `stop()`, the totals they stopped with.
+    public func stats() -> NodeStats { finalStats ?? collectStats() }
+
     /// One line of totals per port and drop reason, summed over the workers (for logs).
-    public func statsLine() -> String {
-        let cs = workerCounters
-        var parts: [String] = []
+    public func statsLine() -> String { stats().line }
+
+    private func collectStats() -> NodeStats {
+        // Pipeline counters are plain per-worker values read while they run (a torn read
+        // costs one stale count in a log line); the port layer's come from each worker's
+        // last snapshot.
+        let cs = workers.map(\.counters)
+        let io = workers.map { $0.io.withLock { $0 } }
+        var stats = NodeStats()
         let (interfaces, ids) = state.withLock { ($0.config.interfaces, $0.compiled.portIDs) }
         for itf in interfaces {
-            guard let pid = ids[itf.name] else { continue }
-            let id = Int(pid)
-            let rx = cs.reduce(UInt64(0)) { $0 + $1.ports[id].rxPackets }
-            let tx = cs.reduce(UInt64(0)) { $0 + $1.ports[id].txPackets }
-            let dr = cs.reduce(UInt64(0)) { $0 + $1.ports[id].drops }
-            parts.append("\(itf.name) rx=\(rx) tx=\(tx) drop=\(dr)")
+            guard let id = ids[itf.name] else { continue }
+            var p = NodeStats.Port(name: itf.name)
+            for c in cs {
+                p.rx += c.ports[Int(id)].rxPackets
+                p.tx += c.ports[Int(id)].txPackets
+                p.drops += c.ports[Int(id)].drops
+            }
+            for s in io {
+                guard let c = s.ports[id] else { continue }
+                p.ioRxDrops += c.rxDrops
+                p.ioRxErrors += c.rxErrors
+                p.ioTxDrops += c.txDrops
+                p.ioTxErrors += c.txErrors
+                if s.dead.contains(id) { p.dead = true }
+            }
+            stats.ports.append(p)
         }
         for r in DropReason.allCases {
             let n = cs.reduce(UInt64(0)) { $0 + $1.dropCount(r) }
-            if n > 0 { parts.append("\(r.name)=\(n)") }
+            if n > 0 { stats.drops.append((r.name, n)) }
         }
+        stats.readsRetried = io.reduce(0) { $0 + $1.loop.readsRetried }
+        return stats
+    }
+}
+
+/// What the node did, summed over its workers.
+public struct NodeStats: Sendable {
+    public struct Port: Sendable {
+        public var name: String
+        /// The pipeline's view: frames received, frames it sent to this port, frames
+        /// received here that it dropped (each also counted under its drop reason).
+        public var rx: UInt64 = 0
+        public var tx: UInt64 = 0
+        public var drops: UInt64 = 0
+        /// The port layer's view: frames that never reached the pipeline (too big, pool
+        /// empty), failed reads, frames the pipeline sent that never reached the kernel
+        /// (TX ring full, port dead), failed writes.
+        public var ioRxDrops: UInt64 = 0
+        public var ioRxErrors: UInt64 = 0
+        public var ioTxDrops: UInt64 = 0
+        public var ioTxErrors: UInt64 = 0
+        /// The port stopped (its device went away, or its reads kept failing).
+        public var dead = false
+    }
+    public var ports: [Port] = []
+    /// Drop reasons seen (name, count), in DropReason order.
+    public var drops: [(name: String, count: UInt64)] = []
+    /// Tap reads io_uring completed with EAGAIN and the loop re-armed (load, not loss).
+    public var readsRetried: UInt64 = 0
+
+    /// `<port> rx=N tx=N drop=N [io_rx_drop=N io_rx_error=N io_tx_drop=N io_tx_error=N]
+    /// [dead] ... <reason>=N ...`: the port-layer fields only where not zero.
+    public var line: String {
+        var parts: [String] = []
+        for p in ports {
+            var s = "\(p.name) rx=\(p.rx) tx=\(p.tx) drop=\(p.drops)"
+            for (k, v) in [
+                ("io_rx_drop", p.ioRxDrops), ("io_rx_error", p.ioRxErrors), ("io_tx_drop", p.ioTxDrops),
+                ("io_tx_error", p.ioTxErrors),
+            ] where v > 0 { s += " \(k)=\(v)" }
+            if p.dead { s += " dead" }
+            parts.append(s)
+        }
+        for (name, n) in drops { parts.append("\(name)=\(n)") }
         return parts.joined(separator: " ")
     }
 }

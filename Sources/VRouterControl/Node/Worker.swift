@@ -12,6 +12,11 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
     let index: Int
     let waker: IOLoopWaker
     let counters: Counters
+    /// What the port layer did (writes the kernel refused, dead ports...), copied out of the
+    /// loop every 100 ms and once more as the worker stops (the loop forgets its ports when
+    /// it closes). One lock per 100 ms; the pipeline counters above need none.
+    let io = Mutex(IOSnapshot())
+    private var portIDs: [UInt16] = []
     private let stopFlag = Atomic<Bool>(false)
     private let local: LocalPacketPool
     private var pipeline: Pipeline
@@ -35,6 +40,7 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
             throw SystemError(call: "register", object: "table reader", errno: ENOSPC, detail: "too many workers")
         }
         let w = Worker(index: index, local: local, waker: waker, pipeline: Pipeline(pool: local.pool, config: pc), reader: reader)
+        w.portIDs = taps.map(\.0) + (fabric.map { [$0.0] } ?? [])
         // The io_uring is made, and every request submitted, on the worker thread itself:
         // completions are delivered as task work to the submitting thread, so a ring fed
         // from another thread would see its completions only when that thread next
@@ -109,9 +115,13 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
         for c in commands {
             switch c.kind {
             case .addTap(let id, let tap, let queue):
-                do throws(SystemError) { try loop.add(tap, as: id, queue: queue) } catch { c.error = error }
+                do throws(SystemError) {
+                    try loop.add(tap, as: id, queue: queue)
+                    portIDs.append(id)
+                } catch { c.error = error }
             case .removePort(let id):
                 loop.remove(port: id)
+                portIDs.removeAll { $0 == id }
                 // The id may be given to a new port: it starts from zero, not from the old
                 // port's totals (this thread is the counters' only writer).
                 counters.ports[Int(id)] = PortCounters()
@@ -154,6 +164,7 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
         defer {
             // Commands that arrive while stopping are answered (with nothing done).
             for c in inbox.withLock({ q -> [WorkerCommand] in defer { q.removeAll() }; return q }) { c.done.signal() }
+            publishIO(loop)
             reader.goOffline()
             // Packets still held go back to the pool before the loop is closed (it waits for
             // every buffer of its ports to come home).
@@ -196,9 +207,29 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
                 _ = pipeline.age(now: now, maxScan: 8192)
                 flowCountValue.store(pipeline.flows4.count + pipeline.flows6.count, ordering: .relaxed)
                 lastAge = now
+                publishIO(loop)
             }
         }
     }
+
+    private func publishIO(_ loop: IOLoop) {
+        var snap = IOSnapshot()
+        snap.loop = loop.counters
+        snap.poolAvailable = local.pool.available
+        for id in portIDs {
+            snap.ports[id] = loop.counters(port: id)
+            if loop.isDead(port: id) { snap.dead.insert(id) }
+        }
+        io.withLock { $0 = snap }
+    }
+}
+
+/// One worker's port-layer counters at one moment.
+struct IOSnapshot: Sendable {
+    var ports: [UInt16: LoopPortCounters] = [:]
+    var dead: Set<UInt16> = []
+    var loop = LoopCounters()
+    var poolAvailable = 0
 }
 
 /// A request to a worker, answered through `done`.

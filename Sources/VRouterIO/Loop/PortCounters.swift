@@ -36,6 +36,9 @@ public struct LoopCounters: Sendable, Hashable {
     /// Received frames dropped while a port removal drained (the stash was full).
     public var stashDrops: UInt64 = 0
     public var wakeups: UInt64 = 0
+    /// Tap reads that completed with EAGAIN (io_uring stopped polling for them) and were
+    /// re-armed.
+    public var readsRetried: UInt64 = 0
 
     public init() {}
 }
