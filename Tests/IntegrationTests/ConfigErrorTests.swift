@@ -92,7 +92,7 @@ struct ConfigErrorTests {
             \(c.interfaces(lab))
             """)
         let vrouterd = VRouterd.path!
-        var argv = [vrouterd, "run", "--config", config]
+        var argv = [vrouterd, "run", "--config", config, "--socket", (config as NSString).deletingPathExtension + ".sock"]
         if c.unprivileged {
             guard Tool.exists(Tool.setpriv) else {
                 Issue.record("setpriv (util-linux) is missing")

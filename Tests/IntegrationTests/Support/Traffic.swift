@@ -8,11 +8,15 @@ import Testing
 final class Daemon: @unchecked Sendable {  // Safe: used by the test that started it.
     let child: Child
     let lab: Lab
+    let socket: String
 
     init(_ lab: Lab, config: String, in ns: String? = nil, name: String = "vrouterd") throws {
         guard let v = VRouterd.path else { throw Failure("vrouterd is not built (swift build)") }
         self.lab = lab
-        let argv = [v, "run", "--config", config]
+        // Each daemon its own control socket: several run at once (two nodes, parallel tests).
+        let socket = (config as NSString).deletingPathExtension + "-\(name).sock"
+        self.socket = socket
+        let argv = [v, "run", "--config", config, "--socket", socket]
         child = try lab.start(ns.map { lab.inNS($0, argv) } ?? argv, name: name)
     }
 
