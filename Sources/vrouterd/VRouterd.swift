@@ -148,6 +148,7 @@ struct Run: ParsableCommand {
         let log = Logger(label: "vrouterd")
         var nodeConfig: NodeConfig
         var saved: [StateRecord] = []
+        var savedCNI: CNISnapshot?
         var persistence: StatePersistence?
         do {
             nodeConfig = try NodeConfig.load(path: config)
@@ -158,6 +159,7 @@ struct Run: ParsableCommand {
                     log.info("restoring saved state", metadata: ["directory": "\(dir)", "changes": "\(records.count)"])
                     nodeConfig = restored
                     saved = records
+                    savedCNI = try p.loadCNI()
                 }
             }
         } catch let e as ConfigError {
@@ -176,6 +178,7 @@ struct Run: ParsableCommand {
         do {
             service = try NodeService(config: nodeConfig, logger: log)
             service.persistence = persistence
+            if let c = savedCNI { service.restoreCNI(c) }
             try service.start()
             service.replay(saved)
             try service.saveSnapshot()
