@@ -7,11 +7,18 @@ struct LPMBuffer<Element: BitwiseCopyable> {
     @usableFromInline private(set) var base: UnsafeMutablePointer<Element>
     @usableFromInline private(set) var count: Int
     private(set) var capacity: Int
+    /// HugeMemory's token for `base` (big finished arrays are huge-page backed).
+    private var token: Int
 
     init(capacity: Int) {
         self.capacity = max(capacity, 1)
-        base = .allocate(capacity: self.capacity)
+        (base, token) = Self.storage(self.capacity)
         count = 0
+    }
+
+    static func storage(_ capacity: Int) -> (UnsafeMutablePointer<Element>, Int) {
+        let (p, t) = HugeMemory.allocate(bytes: capacity * MemoryLayout<Element>.stride)
+        return (p.bindMemory(to: Element.self, capacity: capacity), t)
     }
 
     /// A copy of `other` with room for `extra` more elements before it must grow.
@@ -22,7 +29,7 @@ struct LPMBuffer<Element: BitwiseCopyable> {
         count = other.count
     }
 
-    func deallocate() { base.deallocate() }
+    func deallocate() { HugeMemory.free(UnsafeMutableRawPointer(base), token) }
 
     var bytes: Int { capacity * MemoryLayout<Element>.stride }
 
@@ -58,20 +65,22 @@ struct LPMBuffer<Element: BitwiseCopyable> {
     /// Gives back the slack of a finished build (a 1M-route table grows in steps of 1.5x).
     mutating func shrinkToFit() {
         guard capacity > count + count / 64 + 16 else { return }
-        let fresh = UnsafeMutablePointer<Element>.allocate(capacity: max(count, 1))
+        let (fresh, t) = Self.storage(max(count, 1))
         fresh.update(from: base, count: count)
-        base.deallocate()
+        deallocate()
         base = fresh
+        token = t
         capacity = max(count, 1)
     }
 
     @inline(never)
     private mutating func reallocate(minimum: Int) {
         let newCapacity = max(minimum, capacity + capacity / 2, 16)
-        let fresh = UnsafeMutablePointer<Element>.allocate(capacity: newCapacity)
+        let (fresh, t) = Self.storage(newCapacity)
         fresh.update(from: base, count: count)
-        base.deallocate()
+        deallocate()
         base = fresh
+        token = t
         capacity = newCapacity
     }
 }
