@@ -27,11 +27,16 @@ let package = Package(
         .library(name: "VRouterControl", targets: ["VRouterControl"]),
         .executable(name: "vrouterd", targets: ["vrouterd"]),
         .executable(name: "vrouter-cni", targets: ["vrouter-cni"]),
+        .executable(name: "vrouterctl", targets: ["vrouterctl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // The control API's HTTP server (and the metrics endpoint): NIO only, no framework.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -62,6 +67,11 @@ let package = Package(
             dependencies: [
                 "VRouterCore", "VRouterIO", "VRouterCNI", "CVRouterShims", .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
         .executableTarget(
             name: "vrouterd",
@@ -75,6 +85,12 @@ let package = Package(
         .executableTarget(
             name: "vrouter-cni", dependencies: ["VRouterCNI"],
             linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "--start-group", "-Xlinker", "-lFoundationEssentials", "-Xlinker", "-l_FoundationCollections", "-Xlinker", "-l_FoundationCShims", "-Xlinker", "--end-group"])]),
+        // The operator's tool: speaks the control API over vrouterd's Unix socket.
+        .executableTarget(
+            name: "vrouterctl",
+            dependencies: [
+                "VRouterControl", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
         .executableTarget(
             name: "vrouter-gen",
             dependencies: [
@@ -91,7 +107,9 @@ let package = Package(
             swiftSettings: hotPath),
         .testTarget(name: "VRouterCoreTests", dependencies: ["VRouterCore"]),
         .testTarget(name: "VRouterIOTests", dependencies: ["VRouterIO", "VRouterCore"]),
-        .testTarget(name: "VRouterControlTests", dependencies: ["VRouterControl", "VRouterIO", "VRouterCore"]),
+        .testTarget(
+            name: "VRouterControlTests",
+            dependencies: ["VRouterControl", "VRouterIO", "VRouterCore", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "VRouterCNITests", dependencies: ["VRouterCNI", "VRouterCore"]),
         .testTarget(name: "CompareToolsTests", dependencies: ["vrouter-perf"]),
     ]

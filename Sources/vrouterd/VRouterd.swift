@@ -138,6 +138,18 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Keep the node's state here (snapshot + journal) and restore it on start.")
     var stateDir: String?
 
+    @Option(name: .long, help: "Serve the control API (HTTP/JSON) on this Unix socket (mode 0600).")
+    var socket: String = ControlSocket.defaultPath
+
+    @Option(name: .long, help: "Serve Prometheus metrics at http://HOST:PORT/metrics (off unless given).")
+    var metrics: String?
+
+    func validate() throws {
+        if let m = metrics, ControlServer.parseAddress(m) == nil {
+            throw ValidationError("--metrics '\(m)' is not HOST:PORT (e.g. 127.0.0.1:9477)")
+        }
+    }
+
     func run() throws {
         guard let level = Logger.Level(rawValue: logLevel) else { fail("--log-level: '\(logLevel)' is not a level") }
         LoggingSystem.bootstrap { label in
@@ -174,7 +186,10 @@ struct Run: ParsableCommand {
         sigaddset(&set, SIGTERM)
         sigaddset(&set, SIGINT)
         pthread_sigmask(SIG_BLOCK, &set, nil)
+        // Refuse before touching any port when another vrouterd answers on the socket.
+        do { try ControlSocket.prepare(socket) } catch { fail(error.description) }
         let service: NodeService
+        let server: ControlServer
         do {
             service = try NodeService(config: nodeConfig, logger: log)
             service.persistence = persistence
@@ -185,7 +200,15 @@ struct Run: ParsableCommand {
         } catch {
             fail(error.description)
         }
-        log.info("vrouterd running", metadata: ["node": "\(nodeConfig.name)", "pid": "\(getpid())"])
+        do {
+            server = try ControlServer.start(service: service, socketPath: socket, metricsAddress: metrics)
+        } catch {
+            service.stop()
+            fail(error.description)
+        }
+        var where_: Logger.Metadata = ["node": "\(nodeConfig.name)", "pid": "\(getpid())", "socket": "\(socket)"]
+        if let m = server.metrics?.address { where_["metrics"] = "\(m)" }
+        log.info("vrouterd running", metadata: where_)
         var sig: Int32 = 0
         var waited = 0
         while true {
@@ -199,6 +222,7 @@ struct Run: ParsableCommand {
             if waited % 10 == 0 { log.debug("\(service.statsLine())") }
         }
         log.info("stopping", metadata: ["signal": "\(sig == SIGTERM ? "SIGTERM" : "SIGINT")"])
+        server.stop()
         service.stop()
         // Final totals, one line: per port rx/tx/drops and every drop reason seen.
         log.info("stopped: \(service.statsLine())")

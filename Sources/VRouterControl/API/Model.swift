@@ -1,6 +1,7 @@
 // The control API's resources, as JSON bodies. Names follow the config file's keys
 // (camelCase); addresses are text. Requests decode strictly: an unknown field is an
-// error naming it (see StrictJSON), so a typo never silently does nothing.
+// error naming it (see StrictJSON), so a typo never silently does nothing. The request
+// types therefore spell out their decoding (one keyed container, unknown keys refused).
 
 import VRouterCore
 
@@ -29,6 +30,14 @@ public struct TapSpec: Codable, Sendable, Equatable {
         self.ifname = ifname
         self.persistent = persistent
     }
+    enum CodingKeys: String, CodingKey { case name, netns, ifname, persistent }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        netns = try c.decodeIfPresent(String.self, forKey: .netns)
+        ifname = try c.decodeIfPresent(String.self, forKey: .ifname)
+        persistent = try c.decodeIfPresent(Bool.self, forKey: .persistent)
+    }
 }
 
 /// A pod interface to add (the fabric comes from the config file only).
@@ -44,6 +53,35 @@ public struct InterfaceSpec: Codable, Sendable, Equatable {
     public var antiSpoofing: Bool?
     public var defaultRoute: Bool?
     public var tap: TapSpec
+    public init(
+        name: String, vrf: String, mac: String, mtu: Int? = nil, ipv4: String? = nil, ipv6: String? = nil,
+        label: UInt32? = nil, antiSpoofing: Bool? = nil, defaultRoute: Bool? = nil, tap: TapSpec
+    ) {
+        self.name = name
+        self.vrf = vrf
+        self.mac = mac
+        self.mtu = mtu
+        self.ipv4 = ipv4
+        self.ipv6 = ipv6
+        self.label = label
+        self.antiSpoofing = antiSpoofing
+        self.defaultRoute = defaultRoute
+        self.tap = tap
+    }
+    enum CodingKeys: String, CodingKey { case name, vrf, mac, mtu, ipv4, ipv6, label, antiSpoofing, defaultRoute, tap }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        vrf = try c.decode(String.self, forKey: .vrf)
+        mac = try c.decode(String.self, forKey: .mac)
+        mtu = try c.decodeIfPresent(Int.self, forKey: .mtu)
+        ipv4 = try c.decodeIfPresent(String.self, forKey: .ipv4)
+        ipv6 = try c.decodeIfPresent(String.self, forKey: .ipv6)
+        label = try c.decodeIfPresent(UInt32.self, forKey: .label)
+        antiSpoofing = try c.decodeIfPresent(Bool.self, forKey: .antiSpoofing)
+        defaultRoute = try c.decodeIfPresent(Bool.self, forKey: .defaultRoute)
+        tap = try c.decode(TapSpec.self, forKey: .tap)
+    }
 }
 
 public struct InterfaceInfo: Codable, Sendable, Equatable {
@@ -70,6 +108,20 @@ public struct VRFSpec: Codable, Sendable, Equatable {
     public var vni: UInt32?
     public var gateway: String?
     public var gateway6: String?
+    public init(name: String, vni: UInt32? = nil, gateway: String? = nil, gateway6: String? = nil) {
+        self.name = name
+        self.vni = vni
+        self.gateway = gateway
+        self.gateway6 = gateway6
+    }
+    enum CodingKeys: String, CodingKey { case name, vni, gateway, gateway6 }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        vni = try c.decodeIfPresent(UInt32.self, forKey: .vni)
+        gateway = try c.decodeIfPresent(String.self, forKey: .gateway)
+        gateway6 = try c.decodeIfPresent(String.self, forKey: .gateway6)
+    }
 }
 
 public struct VRFInfo: Codable, Sendable, Equatable {
@@ -87,6 +139,18 @@ public struct RouteMember: Codable, Sendable, Equatable {
     public var via: String
     public var vni: UInt32?
     public var label: UInt32?
+    public init(via: String, vni: UInt32? = nil, label: UInt32? = nil) {
+        self.via = via
+        self.vni = vni
+        self.label = label
+    }
+    enum CodingKeys: String, CodingKey { case via, vni, label }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        via = try c.decode(String.self, forKey: .via)
+        vni = try c.decodeIfPresent(UInt32.self, forKey: .vni)
+        label = try c.decodeIfPresent(UInt32.self, forKey: .label)
+    }
 }
 
 /// A route to add: exactly one of interface, via (with vni or label), ecmp, discard.
@@ -108,6 +172,17 @@ public struct RouteSpec: Codable, Sendable, Equatable {
         self.ecmp = ecmp
         self.discard = discard
     }
+    enum CodingKeys: String, CodingKey { case prefix, interface, via, vni, label, ecmp, discard }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        prefix = try c.decode(String.self, forKey: .prefix)
+        interface = try c.decodeIfPresent(String.self, forKey: .interface)
+        via = try c.decodeIfPresent(String.self, forKey: .via)
+        vni = try c.decodeIfPresent(UInt32.self, forKey: .vni)
+        label = try c.decodeIfPresent(UInt32.self, forKey: .label)
+        ecmp = try c.decodeIfPresent([RouteMember].self, forKey: .ecmp)
+        discard = try c.decodeIfPresent(Bool.self, forKey: .discard)
+    }
 }
 
 /// A batch of route changes for one VRF, applied all or nothing.
@@ -117,6 +192,12 @@ public struct RouteChange: Codable, Sendable, Equatable {
     public init(add: [RouteSpec]? = nil, delete: [String]? = nil) {
         self.add = add
         self.delete = delete
+    }
+    enum CodingKeys: String, CodingKey { case add, delete }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        add = try c.decodeIfPresent([RouteSpec].self, forKey: .add)
+        delete = try c.decodeIfPresent([String].self, forKey: .delete)
     }
 }
 
@@ -170,6 +251,35 @@ public struct RemoteNodeSpec: Codable, Sendable, Equatable {
     public var encap: String
     public var mac: String?
     public var innerMAC: String?
+    public init(name: String, address: String, encap: String, mac: String? = nil, innerMAC: String? = nil) {
+        self.name = name
+        self.address = address
+        self.encap = encap
+        self.mac = mac
+        self.innerMAC = innerMAC
+    }
+    enum CodingKeys: String, CodingKey { case name, address, encap, mac, innerMAC }
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        address = try c.decode(String.self, forKey: .address)
+        encap = try c.decode(String.self, forKey: .encap)
+        mac = try c.decodeIfPresent(String.self, forKey: .mac)
+        innerMAC = try c.decodeIfPresent(String.self, forKey: .innerMAC)
+    }
+}
+
+/// A remote node as the node sees it: its tunnel nexthop and whether the underlay next
+/// hop's MAC is known (resolved by ARP on the fabric, or given).
+public struct RemoteNodeInfo: Codable, Sendable, Equatable {
+    public var name: String
+    public var address: String
+    public var encap: String
+    public var mac: String?
+    public var innerMAC: String
+    public var nexthop: UInt32
+    public var underlayMAC: String?
+    public var resolved: Bool
 }
 
 public struct FlowInfo: Codable, Sendable, Equatable {
@@ -207,4 +317,7 @@ public struct StatusInfo: Codable, Sendable, Equatable {
     public var tablesVersion: UInt64
     public var stateDirectory: String?
     public var healthy: Bool
+    /// Where the API and the metrics endpoint listen (filled in by the API server).
+    public var socket: String?
+    public var metrics: String?
 }

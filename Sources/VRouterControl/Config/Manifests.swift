@@ -11,7 +11,7 @@ extension NetworkAttachmentDefinition {
         var out: [NetworkAttachmentDefinition] = []
         do {
             for (i, doc) in try Yams.load_all(yaml: text).enumerated() {
-                guard let doc else { continue }
+                if doc is NSNull { continue }
                 try collect(doc, "\(file): document \(i + 1)", &out)
             }
         } catch let e as ConfigError {

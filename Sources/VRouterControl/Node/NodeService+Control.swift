@@ -132,6 +132,36 @@ extension NodeService {
         }
     }
 
+    public func remoteNodes() -> [RemoteNodeInfo] {
+        state.withLock { s in
+            s.config.remoteNodes.compactMap { n -> RemoteNodeInfo? in
+                guard let nh = s.compiled.nodeNexthops[n.name] else { return nil }
+                var underlay: MACAddress?
+                if case .tunnel(_, _, _, let mac, _)? = s.builder.nexthops[nh], mac.value != 0 { underlay = mac }
+                return RemoteNodeInfo(
+                    name: n.name, address: n.address.description, encap: n.encap.name, mac: n.mac?.description,
+                    innerMAC: n.innerMAC.description, nexthop: nh, underlayMAC: underlay?.description,
+                    resolved: underlay != nil)
+            }
+        }
+    }
+
+    /// Table sizes for the metrics endpoint, without building the full listings.
+    public func tableSizes() -> TableSizes {
+        state.withLock { s in
+            var t = TableSizes(
+                ports: s.builder.ports.count, nexthops: s.builder.nexthops.count, labels: s.builder.labels.count,
+                vnis: s.builder.vnis.count, vrfs: [])
+            t.vrfs.reserveCapacity(s.builder.vrfs.count)
+            for v in s.builder.vrfs.values { t.vrfs.append((v.name, v.routes4.count, v.routes6.count)) }
+            return t
+        }
+    }
+
+    /// Flow-table slots over all workers (each has an IPv4 table of `flowCapacity` and an
+    /// IPv6 table a quarter of that, at least 1024; see Pipeline).
+    public var flowCapacity: Int { workers.count * (config.flowCapacity + max(config.flowCapacity / 4, 1024)) }
+
     public func dropStats() -> DropStatsInfo {
         let cs = workerCounters
         var reasons: [String: UInt64] = [:]
@@ -176,3 +206,12 @@ extension NodeService {
 }
 
 public let vrouterVersion = "0.1.0"
+
+public struct TableSizes: Sendable {
+    public var ports: Int
+    public var nexthops: Int
+    public var labels: Int
+    public var vnis: Int
+    /// Name, IPv4 routes, IPv6 routes.
+    public var vrfs: [(String, Int, Int)]
+}

@@ -126,7 +126,7 @@ extension NodeService {
     }
 
     private func parsePrefix(_ text: String) throws(APIError) -> (IPv4Prefix?, IPv6Prefix?) {
-        if let p = IPv4Prefix(text) { return (p, nil) }
+        if let p = IPv4Prefix.plain(text) ?? IPv4Prefix(text) { return (p, nil) }
         if let p = IPv6Prefix(text) { return (nil, p) }
         throw .badRequest("'\(text)' is not a prefix (address/length with the host bits zero)")
     }

@@ -1,0 +1,1 @@
+VRouterCtl.main(VRouterCtl.globalOptionsLast(Array(CommandLine.arguments.dropFirst())))
