@@ -89,7 +89,7 @@ let package = Package(
         .executableTarget(
             name: "vrouterctl",
             dependencies: [
-                "VRouterControl", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "VRouterControl", "VRouterCNI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
             name: "vrouter-gen",

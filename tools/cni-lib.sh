@@ -47,7 +47,7 @@ cni_start_vrouterd() {
   "$BIN/vrouterd" run --config "$TMP/node.yaml" --state-dir "$TMP/state" --socket "$SOCK" --log-level warning \
     2>>"$TMP/vrouterd.log" &
   VRD_PID=$!
-  for _ in $(seq 1 200); do
+  for _ in $(seq 1 600); do
     [[ -S $SOCK ]] && "${CTL[@]}" status >/dev/null 2>&1 && return 0
     kill -0 "$VRD_PID" 2>/dev/null || break
     sleep 0.05

@@ -353,11 +353,25 @@ extension NodeService {
         }
         guard !doomed.isEmpty else { return }
         publication.publish(s.builder.build())
+        var closing: [TapPort] = []
         for (name, port, _, _) in doomed {
             for w in workers { w.perform(WorkerCommand(.removePort(port))) }
-            if let tap = s.taps.removeValue(forKey: name) {
+            if let tap = s.taps.removeValue(forKey: name) { closing.append(tap) }
+        }
+        let taps = closing
+        // Closing a tap waits out an RCU grace period in the kernel (synchronize_net, ~10-20
+        // ms here); closed side by side, a pod's taps share the wait.
+        let log = self.log
+        let group = DispatchGroup()
+        for tap in taps {
+            group.enter()
+            Thread.detachNewThread {
                 do { try tap.delete() } catch { log.warning("removing tap failed", metadata: ["error": "\(error)"]) }
+                group.leave()
             }
+        }
+        group.wait()
+        for (name, _, _, _) in doomed {
             s.compiled.portIDs[name] = nil
             s.compiled.podNexthops[name] = nil
             s.config.interfaces.removeAll { $0.name == name }
