@@ -70,6 +70,8 @@ cni_cleanup() {
   local ns
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^vrt-ct-' || true); do ip netns del "$ns" 2>/dev/null || true; done
   ip link del vrtbr0 2>/dev/null || true
+  # libcni's result cache of the pods made here (a DEL removes each; an interrupted run may not).
+  rm -f /var/lib/cni/results/vrouter-ctr-* /var/lib/cni/results/bench-bridge-ctr-* 2>/dev/null
   [[ -n ${TMP:-} && -d $TMP ]] && rm -rf "$TMP"
   return 0
 }
