@@ -81,6 +81,9 @@ import VRouterControl
         let (pingStatus, pingOut, _) = try runProgram(
             "/sbin/ip", ["netns", "exec", Self.netns, "ping", "-c", "2", "-i", "0.2", "-W", "2", "198.51.100.1"])
         #expect(pingStatus == 0, "ping the gateway from the pod: \(pingOut)")
+        let pinged = try #require(objects(try d.json(["vif", "list"])).first { $0["name"] as? String == "pod1" })
+        let pingedRx = pinged["rxPackets"] as? Int ?? 0
+        #expect(pingedRx >= 2)
 
         // route add / dump
         _ = try d.json(["route", "add", "red", "203.0.113.0/24", "--via", "n1", "--vni", "300"])
@@ -160,6 +163,15 @@ import VRouterControl
         _ = try d.json(["vif", "del", "pod1"])
         let (_, gone, _) = try runProgram("/sbin/ip", ["-n", Self.netns, "-o", "link", "show"])
         #expect(!gone.contains("eth0"), "\(gone)")
+        // A new interface on the freed vif id starts its counters from zero, not from pod1's.
+        _ = try d.json([
+            "vif", "add", "pod2", "--vrf", "red", "--mac", "02:00:00:00:01:02", "--tap", Self.tapName, "--netns", Self.netns,
+            "--ifname", "eth0", "--ipv4", "198.51.100.11/24",
+        ])
+        let pod2 = try #require(objects(try d.json(["vif", "list"])).first { $0["name"] as? String == "pod2" })
+        #expect(pod2["id"] as? Int == pinged["id"] as? Int)
+        #expect((pod2["rxPackets"] as? Int ?? .max) < pingedRx, "pod2 inherited pod1's counters: \(pod2)")
+        _ = try d.json(["vif", "del", "pod2"])
         _ = try d.json(["vrf", "del", "red"])
         #expect(objects(try d.json(["vrf", "list"])).count == 1)
 

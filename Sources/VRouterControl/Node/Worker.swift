@@ -112,6 +112,9 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
                 do throws(SystemError) { try loop.add(tap, as: id, queue: queue) } catch { c.error = error }
             case .removePort(let id):
                 loop.remove(port: id)
+                // The id may be given to a new port: it starts from zero, not from the old
+                // port's totals (this thread is the counters' only writer).
+                counters.ports[Int(id)] = PortCounters()
             case .flows(let vrf, let limit):
                 var out: [FlowRecord] = []
                 func take<K: FlowKey>(_ t: FlowTable<K>, _ record: (K, FlowValue) -> FlowRecord) {
