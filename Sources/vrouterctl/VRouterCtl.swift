@@ -2,7 +2,8 @@
 // follow Tungsten Fabric's utilities (vif, rt --dump, nh, mpls, vxlan, flow, dropstats)
 // in kubectl's shape (noun verb); tables for people, `-o json` (the API's JSON) for
 // scripts. Every failure is one line on stderr and exit status 1.
-// Kubernetes manifests (`apply -f`, `delete -f`) are to come as further subcommands.
+// Kubernetes manifests (`apply -f`, `delete -f`) and the network and pod views are in
+// Networks.swift.
 
 import ArgumentParser
 import Foundation
@@ -15,7 +16,7 @@ struct VRouterCtl: ParsableCommand {
         discussion: "The socket is --socket, else $VROUTER_SOCKET, else \(ControlSocket.defaultPath).",
         subcommands: [
             Status.self, Vif.self, VRFCommand.self, RouteCommand.self, NH.self, MPLS.self, VXLAN.self, NodeCommand.self,
-            FlowCommand.self, Dropstats.self,
+            FlowCommand.self, Dropstats.self, Apply.self, Delete.self, NetworkCommand.self, PodCommand.self,
         ])
 }
 

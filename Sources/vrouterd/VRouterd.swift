@@ -160,6 +160,7 @@ struct Run: ParsableCommand {
         let log = Logger(label: "vrouterd")
         var nodeConfig: NodeConfig
         var saved: [StateRecord] = []
+        var savedCNI: CNISnapshot?
         var persistence: StatePersistence?
         do {
             nodeConfig = try NodeConfig.load(path: config)
@@ -170,6 +171,7 @@ struct Run: ParsableCommand {
                     log.info("restoring saved state", metadata: ["directory": "\(dir)", "changes": "\(records.count)"])
                     nodeConfig = restored
                     saved = records
+                    savedCNI = try p.loadCNI()
                 }
             }
         } catch let e as ConfigError {
@@ -191,6 +193,7 @@ struct Run: ParsableCommand {
         do {
             service = try NodeService(config: nodeConfig, logger: log)
             service.persistence = persistence
+            if let c = savedCNI { service.restoreCNI(c) }
             try service.start()
             service.replay(saved)
             try service.saveSnapshot()

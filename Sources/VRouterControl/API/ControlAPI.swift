@@ -185,7 +185,11 @@ public final class ControlAPI: Sendable {
 
     // MARK: The route table
 
-    public static let routes: [APIRoute] = [
+    /// Every served route: the node's own, then networks, pods and the CNI shim's (in
+    /// ControlAPI+CNI.swift).
+    public static let routes: [APIRoute] = nodeRoutes + networkRoutes + cniRoutes
+
+    static let nodeRoutes: [APIRoute] = [
         APIRoute("GET", "/healthz") { a, _, _ throws(APIError) in
             let ok = a.service.status().healthy
             return .json(HealthInfo(status: ok ? "ok" : "stopping"), status: ok ? 200 : 503)

@@ -13,14 +13,24 @@ extension NodeConfig {
         y += "node: { name: \(q(name)), routerMAC: \(q(routerMAC.description)) }\n"
         y += "workers: \(workers)\npool: { buffers: \(poolBuffers), bufferSize: \(bufferSize) }\n"
         y += "flows: { capacity: \(flowCapacity), idleTimeout: \(flowIdleTimeout)s }\n"
-        y += "remoteNodes:\n"
+        if let d = defaultNetwork {
+            var line = "defaultNetwork: { name: \(q(d.name)), mtu: \(d.mtu)"
+            if let p = d.subnet4 { line += ", subnet: \(p)" }
+            if let p = d.subnet6 { line += ", subnet6: \(q(p.description))" }
+            if let g = d.gateway4 { line += ", gateway: \(g)" }
+            if let g = d.gateway6 { line += ", gateway6: \(q(g.description))" }
+            if let v = d.vni { line += ", vni: \(v)" }
+            y += line + " }\n"
+        }
+        y += "ipam: { slice: \(ipamSlice), slices: \(ipamSlices) }\n"
+        y += remoteNodes.isEmpty ? "remoteNodes: []\n" : "remoteNodes:\n"
         for n in remoteNodes {
             var line = "  - { name: \(q(n.name)), address: \(n.address), encap: \(n.encap == .vxlan ? "vxlan" : "mpls-udp")"
             if let m = n.mac { line += ", mac: \(q(m.description))" }
             line += ", innerMAC: \(q(n.innerMAC.description)) }\n"
             y += line
         }
-        y += "vrfs:\n"
+        y += vrfs.isEmpty ? "vrfs: []\n" : "vrfs:\n"
         for v in vrfs {
             var line = "  - { name: \(q(v.name)), id: \(v.id)"
             if let n = v.vni { line += ", vni: \(n)" }
@@ -29,7 +39,7 @@ extension NodeConfig {
             if routeFiles.contains(v.name) { line += ", routesFile: \(q("routes-\(v.name).txt"))" }
             y += line + " }\n"
         }
-        y += "interfaces:\n"
+        y += interfaces.isEmpty ? "interfaces: []\n" : "interfaces:\n"
         for i in interfaces {
             var line = "  - { name: \(q(i.name)), kind: \(i.kind.rawValue), mac: \(q(i.mac.description)), mtu: \(i.mtu)"
             if let v = i.vrf { line += ", vrf: \(q(v))" }

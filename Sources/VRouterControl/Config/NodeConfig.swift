@@ -21,6 +21,12 @@ public struct NodeConfig: Sendable {
     public var directory: String = "."
     /// In a state snapshot: the last journal record it includes.
     public var journalSequence = 0
+    /// The cluster-wide network every pod's first interface (eth0) is attached to by the
+    /// CNI shim; nil on a node that serves no pods through CNI.
+    public var defaultNetwork: DefaultNetwork?
+    /// Which part of every pod subnet this node allocates from (see IPAM.swift).
+    public var ipamSlice = 0
+    public var ipamSlices = 1
     /// The state format this vrouterd writes and the newest it reads.
     public static let stateVersion = 1
 
@@ -84,6 +90,20 @@ public struct NodeConfig: Sendable {
         public var prefixText: String { prefix4?.description ?? prefix6!.description }
     }
 
+    /// `defaultNetwork:` — the cluster-wide default network (multi-net spec §6). Its VRF is
+    /// the VRF of that name in `vrfs:` when there is one (made otherwise); the gateway is
+    /// that VRF's, else the subnet's last address but one (Contrail's choice: .254 of a /24).
+    public struct DefaultNetwork: Sendable {
+        public var name: String
+        public var subnet4: IPv4Prefix?
+        public var subnet6: IPv6Prefix?
+        public var gateway4: IPv4Address?
+        public var gateway6: IPv6Address?
+        public var vni: UInt32?
+        /// MTU of every pod interface vrouterd makes.
+        public var mtu = 1500
+    }
+
     public struct RemoteNode: Sendable {
         public var name: String
         public var address: IPv4Address
@@ -118,6 +138,7 @@ extension NodeConfig {
         let root = try YAMLWalker.parse(text, file: file)
         let top = try root.mapping(allowed: [
             "node", "workers", "pool", "flows", "interfaces", "vrfs", "remoteNodes", "stateVersion", "journalSequence",
+            "defaultNetwork", "ipam",
         ])
         var c = NodeConfig()
         if let v = top["stateVersion"] {
@@ -162,6 +183,7 @@ extension NodeConfig {
             if let n = m["routesFile"] { vrf.routesFile = try n.string() }
             c.vrfs.append(vrf)
         }
+        if let d = top["defaultNetwork"] { try c.parseDefaultNetwork(d) }
         for v in try top["remoteNodes"]?.sequence() ?? [] {
             let m = try v.mapping(allowed: ["name", "address", "mac", "encap", "innerMAC"])
             guard let nameNode = m["name"], let addr = m["address"], let enc = m["encap"] else {
@@ -240,6 +262,12 @@ extension NodeConfig {
             }
             c.interfaces.append(itf)
         }
+        if let i = top["ipam"] {
+            let m = try i.mapping(allowed: ["slice", "slices"])
+            if let v = m["slices"] { c.ipamSlices = try v.int(1...4096) }
+            if let v = m["slice"] { c.ipamSlice = try v.int(0...4095) }
+            guard c.ipamSlice < c.ipamSlices else { throw i.fail("ipam.slice must be below ipam.slices (\(c.ipamSlices))") }
+        }
         guard c.interfaces.count <= Counters.maxPorts else {
             throw root.fail("\(c.interfaces.count) interfaces is more than the limit of \(Counters.maxPorts)")
         }
@@ -284,6 +312,52 @@ extension NodeConfig {
             guard try d.bool() else { throw d.fail("discard: true is the only meaning") }
         }
         return route
+    }
+
+    mutating func parseDefaultNetwork(_ d: YAMLWalker) throws(ConfigError) {
+        let m = try d.mapping(allowed: ["name", "subnet", "subnet6", "gateway", "gateway6", "vni", "mtu"])
+        guard let nameNode = m["name"] else { throw d.fail("defaultNetwork needs a name (its VRF's)") }
+        var n = DefaultNetwork(name: try nameNode.string())
+        guard !n.name.isEmpty, !n.name.contains("/"), n.name.utf8.count <= 63 else {
+            throw nameNode.fail("'\(n.name)' is not a VRF name (1-63 characters, no '/')")
+        }
+        if let v = m["subnet"] {
+            let t = try v.string()
+            guard let p = IPv4Prefix(t), p.length <= 30 else { throw v.fail("subnet '\(t)' is not an IPv4 prefix of length 30 or less") }
+            n.subnet4 = p
+        }
+        if let v = m["subnet6"] {
+            let t = try v.string()
+            guard let p = IPv6Prefix(t), p.length <= 126 else { throw v.fail("subnet6 '\(t)' is not an IPv6 prefix of length 126 or less") }
+            n.subnet6 = p
+        }
+        guard n.subnet4 != nil || n.subnet6 != nil else { throw d.fail("defaultNetwork needs a subnet (and/or subnet6)") }
+        if let v = m["gateway"] { n.gateway4 = try v.ipv4() }
+        if let v = m["gateway6"] { n.gateway6 = try v.ipv6() }
+        if let v = m["vni"] { n.vni = UInt32(try v.int(1...(1 << 24) - 1)) }
+        if let v = m["mtu"] { n.mtu = try v.int(576...9000) }
+        if let i = vrfs.firstIndex(where: { $0.name == n.name }) {
+            // The VRF exists: it decides the gateway and VNI unless they are given here too.
+            if n.gateway4 == nil { n.gateway4 = vrfs[i].gateway4 }
+            if n.gateway6 == nil { n.gateway6 = vrfs[i].gateway6 }
+            if n.vni == nil { n.vni = vrfs[i].vni }
+            guard vrfs[i].gateway4 == nil || vrfs[i].gateway4 == n.gateway4, vrfs[i].vni == nil || vrfs[i].vni == n.vni else {
+                throw d.fail("defaultNetwork: its gateway/vni differ from VRF '\(n.name)'s")
+            }
+        }
+        if n.gateway4 == nil, let p = n.subnet4 { n.gateway4 = IPv4Address(p.address.value | ~IPv4Prefix.mask(Int(p.length)) &- 1) }
+        if n.gateway6 == nil, let p = n.subnet6 { n.gateway6 = IPv6Address(p.address.value | ~IPv6Prefix.mask(Int(p.length)) &- 1) }
+        if let g = n.gateway4, let p = n.subnet4, !p.contains(g) { throw d.fail("defaultNetwork: gateway \(g) is outside \(p)") }
+        if let g = n.gateway6, let p = n.subnet6, !p.contains(g) { throw d.fail("defaultNetwork: gateway6 \(g) is outside \(p)") }
+        if let i = vrfs.firstIndex(where: { $0.name == n.name }) {
+            vrfs[i].gateway4 = n.gateway4
+            vrfs[i].gateway6 = n.gateway6
+            vrfs[i].vni = n.vni
+        } else {
+            let id = (1...UInt16(65534)).first { id in !vrfs.contains { $0.id == id } }!
+            vrfs.append(VRF(name: n.name, id: id, vni: n.vni, gateway4: n.gateway4, gateway6: n.gateway6))
+        }
+        defaultNetwork = n
     }
 
     /// Cross-references that single entries cannot check.

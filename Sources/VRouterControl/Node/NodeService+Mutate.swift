@@ -241,59 +241,88 @@ extension NodeService {
             throw .badRequest("tap name '\(spec.tap.name)' is not a valid interface name (1-15 bytes)")
         }
         itf.tap = NodeConfig.Tap(name: spec.tap.name, netns: spec.tap.netns, ifname: spec.tap.ifname, persistent: spec.tap.persistent ?? false)
-        if let n = spec.tap.netns, !NetworkNamespace.named(n).exists { throw .badRequest("network namespace '\(n)' does not exist") }
+        if let n = spec.tap.netns, !NetworkNamespace.at(n).exists { throw .badRequest("network namespace '\(n)' does not exist") }
 
         return try state.withLock { s throws(APIError) -> InterfaceInfo in
-            guard s.compiled.portIDs[spec.name] == nil else { throw .conflict("interface '\(spec.name)' exists") }
-            guard let vrfID = s.compiled.vrfIDs[spec.vrf], let vrf = s.builder.vrfs[vrfID] else {
-                throw .notFound("no VRF named '\(spec.vrf)'")
-            }
-            if let a = itf.ipv4, vrf.routes4[IPv4Prefix(a, length: 32)!] != nil { throw .conflict("\(a) is already routed in VRF '\(spec.vrf)'") }
-            if let a = itf.ipv6, vrf.routes6[IPv6Prefix(a, length: 128)!] != nil { throw .conflict("\(a) is already routed in VRF '\(spec.vrf)'") }
-            if let l = itf.label, s.builder.labels[l] != nil { throw .conflict("label \(l) is taken") }
-            guard let port = (UInt16(0)..<UInt16(Counters.maxPorts)).first(where: { s.builder.ports[$0] == nil }) else {
-                throw .conflict("no free port id")
-            }
-            // Kernel side first: the tap in the pod's namespace.
-            let tap: TapPort
-            do {
-                tap = try makeTap(itf, queues: max(workers.count, 1))
-            } catch {
-                throw .badRequest("interface '\(spec.name)': \(error)")
-            }
-            // Tables: the port, its nexthop, routes and label; then the workers' queues.
-            let nh = s.compiled.nextNexthop
-            do {
-                try s.builder.setPort(
-                    port,
-                    PortConfig(kind: .pod, name: spec.name, vrf: vrfID, mac: mac, mtu: itf.mtu, ipv4: itf.ipv4, ipv6: itf.ipv6,
-                        antiSpoofing: itf.antiSpoofing))
-                try s.builder.setNexthop(nh, .encap(port: port, mac: mac))
-                if let a = itf.ipv4 { try s.builder.addRoute(vrf: vrfID, IPv4Prefix(a, length: 32)!, RouteTarget(nexthop: nh)) }
-                if let a = itf.ipv6 { try s.builder.addRoute(vrf: vrfID, IPv6Prefix(a, length: 128)!, RouteTarget(nexthop: nh)) }
-                if let l = itf.label { try s.builder.setLabel(l, nexthop: nh) }
-            } catch {
-                try? tap.delete()
-                throw APIError(500, "interface '\(spec.name)': \(error)")
-            }
-            s.compiled.nextNexthop += 1
-            s.compiled.portIDs[spec.name] = port
-            s.compiled.podNexthops[spec.name] = nh
-            s.config.interfaces.append(itf)
-            s.taps[spec.name] = tap
-            for (w, worker) in workers.enumerated() {
-                let c = WorkerCommand(.addTap(port, tap, w))
-                worker.perform(c)
-                if let e = c.error { log.error("worker could not take the tap", metadata: ["error": "\(e)"]) }
-            }
+            let port = try installInterface(itf, &s)
             publication.publish(s.builder.build())
             journal(.addInterface(spec), s)
             return interfaceInfo(itf, port)
         }
     }
 
+    /// Makes a pod interface (tap in its namespace, port, nexthop, /32 and /128 routes,
+    /// label, the workers' queues) without publishing or journaling: callers publish once
+    /// for a batch. `reattach`: a persistent tap already in the namespace is taken over (a
+    /// restart) rather than refused.
+    func installInterface(_ itf: NodeConfig.Interface, _ s: inout ControlState, reattach: Bool = true,
+                          gateways: (IPv4Address?, IPv6Address?)? = nil) throws(APIError) -> UInt16 {
+        let name = itf.name
+        let vrfName = itf.vrf ?? ""
+        guard s.compiled.portIDs[name] == nil else { throw .conflict("interface '\(name)' exists") }
+        guard let vrfID = s.compiled.vrfIDs[vrfName], let vrf = s.builder.vrfs[vrfID] else {
+            throw .notFound("no VRF named '\(vrfName)'")
+        }
+        if let a = itf.ipv4, vrf.routes4[IPv4Prefix(a, length: 32)!] != nil { throw .conflict("\(a) is already routed in VRF '\(vrfName)'") }
+        if let a = itf.ipv6, vrf.routes6[IPv6Prefix(a, length: 128)!] != nil { throw .conflict("\(a) is already routed in VRF '\(vrfName)'") }
+        if let l = itf.label, s.builder.labels[l] != nil { throw .conflict("label \(l) is taken") }
+        guard let port = (UInt16(0)..<UInt16(Counters.maxPorts)).first(where: { s.builder.ports[$0] == nil }) else {
+            throw .conflict("no free port id")
+        }
+        let mac = itf.mac
+        // Kernel side first: the tap in the pod's namespace.
+        let tap: TapPort
+        do {
+            tap = try makeTap(
+                itf, queues: max(workers.count, 1), reattach: reattach, gateways: gateways ?? (vrf.gateway4, vrf.gateway6))
+        } catch {
+            throw .badRequest("interface '\(name)': \(error)")
+        }
+        // Tables: the port, its nexthop, routes and label; then the workers' queues.
+        let nh = s.compiled.nextNexthop
+        do {
+            try s.builder.setPort(
+                port,
+                PortConfig(kind: .pod, name: name, vrf: vrfID, mac: mac, mtu: itf.mtu, ipv4: itf.ipv4, ipv6: itf.ipv6,
+                    antiSpoofing: itf.antiSpoofing))
+            try s.builder.setNexthop(nh, .encap(port: port, mac: mac))
+            if let a = itf.ipv4 { try s.builder.addRoute(vrf: vrfID, IPv4Prefix(a, length: 32)!, RouteTarget(nexthop: nh)) }
+            if let a = itf.ipv6 { try s.builder.addRoute(vrf: vrfID, IPv6Prefix(a, length: 128)!, RouteTarget(nexthop: nh)) }
+            if let l = itf.label { try s.builder.setLabel(l, nexthop: nh) }
+        } catch {
+            if let a = itf.ipv4 { try? s.builder.removeRoute(vrf: vrfID, IPv4Prefix(a, length: 32)!) }
+            if let a = itf.ipv6 { try? s.builder.removeRoute(vrf: vrfID, IPv6Prefix(a, length: 128)!) }
+            try? s.builder.removeNexthop(nh)
+            try? s.builder.removePort(port)
+            try? tap.delete()
+            throw APIError(500, "interface '\(name)': \(error)")
+        }
+        s.compiled.nextNexthop += 1
+        s.compiled.portIDs[name] = port
+        s.compiled.podNexthops[name] = nh
+        s.config.interfaces.append(itf)
+        s.taps[name] = tap
+        for (w, worker) in workers.enumerated() {
+            let c = WorkerCommand(.addTap(port, tap, w))
+            worker.perform(c)
+            if let e = c.error { log.error("worker could not take the tap", metadata: ["error": "\(e)"]) }
+        }
+        return port
+    }
+
     public func deleteInterface(_ name: String) throws(APIError) {
         try state.withLock { s throws(APIError) in
+            try uninstallInterfaces([name], &s)
+            journal(.deleteInterface(name), s)
+        }
+    }
+
+    /// Removes pod interfaces: every check first, then their routes, nexthops and ports
+    /// leave the tables (published once, so nothing routes to them), then the workers let
+    /// go of them, then the devices go.
+    func uninstallInterfaces(_ names: [String], _ s: inout ControlState) throws(APIError) {
+        var doomed: [(String, UInt16, NodeConfig.Interface, UInt32)] = []
+        for name in names {
             guard let port = s.compiled.portIDs[name], let itf = s.config.interfaces.first(where: { $0.name == name }) else {
                 throw .notFound("no interface named '\(name)'")
             }
@@ -310,6 +339,9 @@ extension NodeService {
             guard routed.isEmpty else {
                 throw .conflict("interface '\(name)' is the target of routes: \(routed.prefix(5).joined(separator: ", "))")
             }
+            doomed.append((name, port, itf, nh))
+        }
+        for (name, port, itf, nh) in doomed {
             let vrfID = s.builder.ports[port]!.vrf
             do {
                 if let a = itf.ipv4 { try s.builder.removeRoute(vrf: vrfID, IPv4Prefix(a, length: 32)!) }
@@ -318,16 +350,31 @@ extension NodeService {
                 try s.builder.removeNexthop(nh)
                 try s.builder.removePort(port)
             } catch { throw APIError(500, "interface '\(name)': \(error)") }
-            // Nothing routes to it now; then the workers let go of it, then the device goes.
-            publication.publish(s.builder.build())
+        }
+        guard !doomed.isEmpty else { return }
+        publication.publish(s.builder.build())
+        var closing: [TapPort] = []
+        for (name, port, _, _) in doomed {
             for w in workers { w.perform(WorkerCommand(.removePort(port))) }
-            if let tap = s.taps.removeValue(forKey: name) {
+            if let tap = s.taps.removeValue(forKey: name) { closing.append(tap) }
+        }
+        let taps = closing
+        // Closing a tap waits out an RCU grace period in the kernel (synchronize_net, ~10-20
+        // ms here); closed side by side, a pod's taps share the wait.
+        let log = self.log
+        let group = DispatchGroup()
+        for tap in taps {
+            group.enter()
+            Thread.detachNewThread {
                 do { try tap.delete() } catch { log.warning("removing tap failed", metadata: ["error": "\(error)"]) }
+                group.leave()
             }
+        }
+        group.wait()
+        for (name, _, _, _) in doomed {
             s.compiled.portIDs[name] = nil
             s.compiled.podNexthops[name] = nil
             s.config.interfaces.removeAll { $0.name == name }
-            journal(.deleteInterface(name), s)
         }
     }
 
@@ -365,4 +412,10 @@ public enum StateRecord: Codable, Sendable {
     case deleteNode(String)
     case addInterface(InterfaceSpec)
     case deleteInterface(String)
+    /// A network applied (its VRF made with it), or removed.
+    case network(NetworkRecord)
+    case deleteNetwork(String)
+    /// A pod's record as it is now (its interfaces made with it), or released.
+    case pod(PodRecord)
+    case podReleased(String)
 }

@@ -48,6 +48,10 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
     public func replay(_ records: [StateRecord]) {
         replaying = true
         defer { replaying = false }
+        // Pod records fold into each container's last state, applied after everything
+        // else: a pod attached and released many times since the snapshot costs nothing,
+        // instead of making and removing its devices once per journaled change.
+        var pods: [String: PodRecord?] = [:]
         for r in records {
             do {
                 switch r {
@@ -58,10 +62,17 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
                 case .deleteNode(let n): try deleteRemoteNode(n)
                 case .addInterface(let i): _ = try addInterface(i)
                 case .deleteInterface(let n): try deleteInterface(n)
+                case .network(let n): try replayNetwork(n)
+                case .deleteNetwork(let k): try replayDeleteNetwork(k)
+                case .pod(let p): pods[p.containerID] = .some(p)
+                case .podReleased(let c): pods[c] = .some(nil)
                 }
             } catch {
                 log.error("a saved change no longer applies", metadata: ["change": "\(r)", "error": "\(error)"])
             }
+        }
+        for (cid, p) in pods.sorted(by: { $0.key < $1.key }) {
+            if let p { replayPod(p) } else { replayPodReleased(cid) }
         }
     }
 
@@ -106,7 +117,9 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
         }
         var config = s.config
         for k in config.vrfs.indices { config.vrfs[k].routes = [] }
-        try p.snapshot(config, routes: routes)
+        let cni: Data
+        do { cni = try JSONEncoder().encode(cniSnapshot(s)) } catch { throw ServiceError("state snapshot: \(error)") }
+        try p.snapshot(config, routes: routes, extra: ["cni.json": cni])
     }
     private(set) var resolver: NeighbourResolver?
     /// The totals when the workers stopped (their counters go with them).
@@ -120,11 +133,14 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
         var config: NodeConfig
         var taps: [String: TapPort] = [:]
         var vnis: [String: UInt32] = [:]
+        /// Networks (NADs), pods and their addresses.
+        var cni = CNIState()
     }
 
     /// `requireLivePorts: false` lets a node without live ports run (tests, a control-only
     /// node): interfaces without a tap or device are modelled but not opened.
     public init(config: NodeConfig, logger: Logger, requireLivePorts: Bool = true) throws(ServiceError) {
+        let config = Self.droppingVanishedPods(config, logger)
         self.config = config
         log = logger
         if requireLivePorts {
@@ -141,7 +157,7 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
                 throw ServiceError("interfaces.\(itf.name): the fabric interface needs a device to run live")
             default: break
             }
-            if let ns = itf.tap?.netns, !NetworkNamespace.named(ns).exists {
+            if let ns = itf.tap?.netns, !NetworkNamespace.at(ns).exists {
                 throw ServiceError("interfaces.\(itf.name): network namespace '\(ns)' does not exist")
             }
             // Before any tap is made, so a wrong device name leaves nothing to undo.
@@ -162,7 +178,9 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
         portIDs = compiled.portIDs
         var vnis: [String: UInt32] = [:]
         for v in config.vrfs { if let n = v.vni { vnis[v.name] = n } }
-        state = Mutex(ControlState(builder: builder, compiled: compiled, config: config, vnis: vnis))
+        var cni = CNIState()
+        cni.pools = Self.defaultPools(config)
+        state = Mutex(ControlState(builder: builder, compiled: compiled, config: config, vnis: vnis, cni: cni))
     }
 
     /// Makes the ports and starts the workers. On failure everything made is undone.
@@ -204,34 +222,57 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
 
     /// The pod's tap: a persistent one that survived a restart (or a crash) is re-attached
     /// inside the pod's namespace as it is; otherwise a new one is made and moved there.
-    func makeTap(_ itf: NodeConfig.Interface, queues: Int) throws(SystemError) -> TapPort {
+    func makeTap(_ itf: NodeConfig.Interface, queues: Int, reattach: Bool = true, gateways: (IPv4Address?, IPv6Address?)? = nil)
+        throws(SystemError) -> TapPort
+    {
         let t = itf.tap!
-        let ns = t.netns.map { NetworkNamespace.named($0) } ?? .current
+        let ns = t.netns.map { NetworkNamespace.at($0) } ?? .current
         let ifname = t.ifname ?? t.name
-        if t.persistent, let existing = try? TapPort.attach(name: ifname, in: ns, queues: queues) {
+        if t.persistent, reattach, let existing = try? TapPort.attach(name: ifname, in: ns, queues: queues) {
             log.info("re-attached persistent tap", metadata: ["interface": "\(itf.name)", "netns": "\(ns)", "ifname": "\(ifname)"])
             return existing
+        }
+        if !reattach, t.persistent, ns != .current {
+            // A new pod interface (CNI ADD) is made in the pod's namespace under its final
+            // name: moving a device between namespaces costs the kernel a synchronize_net()
+            // (15-20 ms each here, measured with strace), which four interfaces made
+            // the biggest part of an ADD. The tap's fd then keeps the namespace alive
+            // until DEL closes it, as a re-attached tap's does after a restart.
+            let tap = try TapPort.create(name: ifname, in: ns, persistent: true, queues: queues)
+            do {
+                try tap.configure(tapConfiguration(itf, name: ifname, gateways: gateways))
+            } catch {
+                try? tap.delete()
+                throw error
+            }
+            log.debug("tap ready", metadata: ["interface": "\(itf.name)", "netns": "\(ns)", "ifname": "\(ifname)"])
+            return tap
         }
         let tap = try TapPort.create(name: t.name, persistent: t.persistent, queues: queues)
         do {
             if ns == .current && ifname == t.name {
-                try tap.configure(tapConfiguration(itf, name: ifname))
+                try tap.configure(tapConfiguration(itf, name: ifname, gateways: gateways))
             } else {
-                try tap.move(to: ns, tapConfiguration(itf, name: ifname))
+                try tap.move(to: ns, tapConfiguration(itf, name: ifname, gateways: gateways))
             }
         } catch {
+            // Only what we made goes: the tap by its fd (wherever the failed step left it).
+            // A device of the pod's name that was there before (the move failed on it) stays.
             try? tap.delete()
-            try? TapPort.delete(name: ifname, in: ns)
             throw error
         }
         log.info("tap ready", metadata: ["interface": "\(itf.name)", "netns": "\(ns)", "ifname": "\(ifname)"])
         return tap
     }
 
-    func tapConfiguration(_ itf: NodeConfig.Interface, name: String) -> TapPort.Configuration {
+    /// `gateways`: the default route's (the VRF's gateways from the config file otherwise).
+    func tapConfiguration(_ itf: NodeConfig.Interface, name: String, gateways: (IPv4Address?, IPv6Address?)? = nil)
+        -> TapPort.Configuration
+    {
         var addresses: [InterfaceAddress] = []
         var routes: [Route] = []
-        let vrf = config.vrfs.first { $0.name == itf.vrf }
+        let fromConfig = config.vrfs.first { $0.name == itf.vrf }
+        let vrf = (gateway4: gateways?.0 ?? fromConfig?.gateway4, gateway6: gateways?.1 ?? fromConfig?.gateway6) as (gateway4: IPv4Address?, gateway6: IPv6Address?)?
         if let a = itf.ipv4 { addresses.append(InterfaceAddress(.v4(a), prefixLength: itf.ipv4PrefixLength)) }
         if let a = itf.ipv6 { addresses.append(InterfaceAddress(.v6(a), prefixLength: itf.ipv6PrefixLength)) }
         if itf.defaultRoute {

@@ -62,6 +62,16 @@ public final class StatePersistence: @unchecked Sendable {  // Safe: used under 
         return (config, records)
     }
 
+    /// The networks and pods of the current snapshot (nil when it has none).
+    public func loadCNI() throws(ServiceError) -> CNISnapshot? {
+        guard let data = FileManager.default.contents(atPath: currentPath + "/cni.json") else { return nil }
+        do {
+            return try JSONDecoder().decode(CNISnapshot.self, from: data)
+        } catch {
+            throw ServiceError("state \(currentPath)/cni.json is unreadable, refusing to start with a silent reset: \(error)")
+        }
+    }
+
     /// Appends a record and fsyncs it. Errors are reported, not thrown: the change is made.
     func append(_ record: StateRecord) throws(ServiceError) {
         sequence += 1
@@ -87,7 +97,7 @@ public final class StatePersistence: @unchecked Sendable {  // Safe: used under 
 
     /// Writes a snapshot of `config` (with `routes` per VRF name, already in routes-file
     /// lines) and truncates the journal.
-    func snapshot(_ config: NodeConfig, routes: [String: [String]]) throws(ServiceError) {
+    func snapshot(_ config: NodeConfig, routes: [String: [String]], extra: [String: Data] = [:]) throws(ServiceError) {
         let fm = FileManager.default
         let name = "snapshot-\(sequence)-\(UInt64(Date().timeIntervalSince1970 * 1000))"
         let dir = directory + "/" + name
@@ -96,6 +106,7 @@ public final class StatePersistence: @unchecked Sendable {  // Safe: used under 
             for (vrf, lines) in routes {
                 try write(dir + "/routes-\(vrf).txt", Data((lines.joined(separator: "\n") + "\n").utf8))
             }
+            for (file, data) in extra { try write(dir + "/" + file, data) }
             try write(dir + "/config.yaml", Data(config.yaml(routeFiles: Set(routes.keys), journalSequence: sequence).utf8))
             try fsyncPath(dir)
             // Swap `current` atomically: a new symlink renamed over the old one.

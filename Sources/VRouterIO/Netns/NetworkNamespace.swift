@@ -36,6 +36,11 @@ public struct NetworkNamespace: Sendable, Hashable, CustomStringConvertible {
         NetworkNamespace(path: "\(runDirectory)/\(name)", name: name)
     }
 
+    /// A name (/run/netns/NAME) or a path (a CNI_NETNS such as /proc/PID/ns/net).
+    public static func at(_ nameOrPath: String) -> NetworkNamespace {
+        nameOrPath.hasPrefix("/") ? NetworkNamespace(path: nameOrPath) : .named(nameOrPath)
+    }
+
     public var description: String {
         if let name { return "netns \(name)" }
         return self == .current ? "host netns" : "netns \(path)"

@@ -1,0 +1,96 @@
+# Shared by tools/test-cni and tools/bench-cni: a vrouterd with a default network, driven
+# through vrouter-cni by cnirun (Debian's libcni: the runtime side, as containerd calls
+# plugins). Everything runs inside a throwaway network namespace acting as the node's host
+# (unshare -n), so taps, bridges and addresses never touch the machine's own; pods are
+# namespaces named vrt-ct-*, removed on every exit path.
+
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# cni_reexec "$@": re-runs the calling script inside a fresh network namespace.
+cni_reexec() {
+  if [[ -z ${VRT_CNI_HOSTNS:-} ]]; then
+    [[ $(id -u) -eq 0 ]] || { echo "$(basename "$0"): needs root (network namespaces, taps)" >&2; exit 1; }
+    VRT_CNI_HOSTNS=1 exec unshare -n "$0" "$@"
+  fi
+  ip link set lo up
+}
+
+# cni_setup BUILD_DIR: builds cnirun if needed, writes the node config and conflist, and
+# starts vrouterd. Sets TMP, SOCK, CONF, CNIRUN, BIN, VRD_PID, CTL (vrouterctl command).
+cni_setup() {
+  BIN=$1
+  for b in vrouterd vrouterctl vrouter-cni; do
+    [[ -x $BIN/$b ]] || { echo "missing $BIN/$b (swift build first)" >&2; exit 1; }
+  done
+  CNIRUN=$VRT_ROOT/.build-tools/cnirun
+  if [[ ! -x $CNIRUN || $VRT_ROOT/../shared/tools/cnirun/main.go -nt $CNIRUN ]]; then
+    "$VRT_ROOT/../shared/tools/cnirun/build" "$VRT_ROOT/.build-tools" >/dev/null || { echo "cannot build cnirun (tools/bootstrap)" >&2; exit 1; }
+  fi
+  TMP=$(mktemp -d /tmp/vrt-cni-XXXXXX)
+  SOCK=$TMP/vrouterd.sock
+  cat >"$TMP/node.yaml" <<YAML
+node: { name: cni-test }
+workers: 1
+pool: { buffers: 4096 }
+flows: { capacity: 4096, idleTimeout: 2s }
+defaultNetwork: { name: cluster, subnet: 198.19.0.0/24, vni: 100 }
+YAML
+  CONF=$TMP/10-vrouter.conflist
+  jq --arg s "$SOCK" --arg d "$TMP/cni-state" '.plugins[0].socket = $s | .plugins[0].stateDir = $d' \
+    "$VRT_ROOT/config/cni/10-vrouter.conflist" >"$CONF"
+  export CNI_PATH=$BIN:/usr/lib/cni
+  CTL=("$BIN/vrouterctl" --socket "$SOCK")
+  cni_start_vrouterd
+}
+
+cni_start_vrouterd() {
+  "$BIN/vrouterd" run --config "$TMP/node.yaml" --state-dir "$TMP/state" --socket "$SOCK" --log-level warning \
+    2>>"$TMP/vrouterd.log" &
+  VRD_PID=$!
+  for _ in $(seq 1 600); do
+    [[ -S $SOCK ]] && "${CTL[@]}" status >/dev/null 2>&1 && return 0
+    kill -0 "$VRD_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "vrouterd did not start:" >&2
+  cat "$TMP/vrouterd.log" >&2
+  exit 1
+}
+
+cni_stop_vrouterd() {
+  if [[ -n ${VRD_PID:-} ]] && kill -0 "$VRD_PID" 2>/dev/null; then
+    kill -TERM "$VRD_PID"
+    wait "$VRD_PID" 2>/dev/null || true
+  fi
+  VRD_PID=
+}
+
+cni_cleanup() {
+  cni_stop_vrouterd
+  local ns
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^vrt-ct-' || true); do ip netns del "$ns" 2>/dev/null || true; done
+  ip link del vrtbr0 2>/dev/null || true
+  # libcni's result cache of the pods made here (a DEL removes each; an interrupted run may not).
+  rm -f /var/lib/cni/results/vrouter-ctr-* /var/lib/cni/results/bench-bridge-ctr-* 2>/dev/null
+  [[ -n ${TMP:-} && -d $TMP ]] && rm -rf "$TMP"
+  return 0
+}
+
+# pod NAME: a fresh pod namespace; prints its path.
+pod() {
+  ip netns del "vrt-ct-$1" 2>/dev/null || true
+  ip netns add "vrt-ct-$1"
+  ip -n "vrt-ct-$1" link set lo up
+  echo "/var/run/netns/vrt-ct-$1"
+}
+
+# cni CMD POD [ANNOTATION] [CONFLIST]: runs cnirun for pod NAME (namespace default) with the
+# networks annotation in CAP_ARGS; the container ID is ctr-NAME.
+cni() {
+  local cmd=$1 name=$2 ann=${3:-} conf=${4:-$CONF} cap=''
+  if [[ -n $ann ]]; then
+    cap=$(jq -cn --arg v "$ann" '{"io.kubernetes.cri.pod-annotations": {"k8s.v1.cni.cncf.io/networks": $v}}')
+  fi
+  CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$name;K8S_POD_INFRA_CONTAINER_ID=ctr-$name;K8S_POD_UID=uid-$name" \
+    CAP_ARGS=$cap "$CNIRUN" "$cmd" "$conf" "ctr-$name" "/var/run/netns/vrt-ct-$name"
+}
