@@ -114,6 +114,6 @@ let package = Package(
         .testTarget(name: "CompareToolsTests", dependencies: ["vrouter-perf"]),
         // vrouterd as a black box (root): namespaces, veths, ping, iperf3, tshark, the kernel's
         // VXLAN. Depends on vrouterd so that building the tests builds the binary they run.
-        .testTarget(name: "IntegrationTests", dependencies: ["vrouterd"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["vrouterd", "VRouterControl"]),
     ]
 )

@@ -10,13 +10,13 @@ final class Daemon: @unchecked Sendable {  // Safe: used by the test that starte
     let lab: Lab
     let socket: String
 
-    init(_ lab: Lab, config: String, in ns: String? = nil, name: String = "vrouterd") throws {
+    init(_ lab: Lab, config: String, in ns: String? = nil, name: String = "vrouterd", extra: [String] = []) throws {
         guard let v = VRouterd.path else { throw Failure("vrouterd is not built (swift build)") }
         self.lab = lab
         // Each daemon its own control socket: several run at once (two nodes, parallel tests).
         let socket = (config as NSString).deletingPathExtension + "-\(name).sock"
         self.socket = socket
-        let argv = [v, "run", "--config", config, "--socket", socket]
+        let argv = [v, "run", "--config", config, "--socket", socket] + extra
         child = try lab.start(ns.map { lab.inNS($0, argv) } ?? argv, name: name)
     }
 
