@@ -98,7 +98,12 @@ struct ConfigErrorTests {
                 Issue.record("setpriv (util-linux) is missing")
                 return
             }
-            argv = [Tool.setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"] + argv
+            // A copy in the world-readable scratch directory: the build directory may sit
+            // under a home that nobody cannot enter (CI clones anywhere).
+            let copy = "\(lab.dir)/vrouterd"
+            try FileManager.default.copyItem(atPath: vrouterd, toPath: copy)
+            chmod(copy, 0o755)
+            argv = [Tool.setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", copy, "run", "--config", config]
         }
         let r = try lab.run(argv, timeout: 30)
         #expect(!r.timedOut)
