@@ -57,7 +57,6 @@ struct ControlPlaneTrafficTests {
         // 10,000 changes: 4,000 adds and 4,000 deletes in batches of 200, then 1,000 adds
         // and 1,000 deletes one at a time.
         var changes = 0
-        func prefix(_ i: Int) -> String { "203.0.113.\(i % 256)/32".replacingOccurrences(of: "/32", with: i < 256 ? "/32" : "/32") }
         func p(_ i: Int) -> String { "198.18.\(128 + i / 256).\(i % 256)/32" }
         for batch in 0..<20 {
             let adds = (0..<200).map { RouteSpec(prefix: p(batch * 200 + $0), discard: true) }
@@ -109,8 +108,7 @@ struct ControlPlaneTrafficTests {
         }
         let (p1, p2) = (try lab.namespace("p1"), try lab.namespace("p2"))
         let config = try lab.write("node.yaml", Self.podsConfig(lab, p1, p2, persistent: true))
-        let stateDir = try lab.write("state/.keep", "")
-        let state = (stateDir as NSString).deletingLastPathComponent
+        let state = (config as NSString).deletingLastPathComponent + "/state"
         let first = try Daemon(lab, config: config, name: "first", extra: ["--state-dir", state])
         try first.waitRunning()
         for ns in [p1, p2] { try lab.waitForLink("eth0", in: ns) }
@@ -146,7 +144,6 @@ struct ControlPlaneTrafficTests {
         #expect(after == before)
         try lab.waitForPing(from: p1, "192.0.2.11", timeout: 10)
         #expect(try lab.ping(from: p1, "192.0.2.11") == 3)
-        #expect(try lab.ping(from: p2, "203.0.113.0") >= 0)  // routes restored: reachable address space answers or not, no crash
         _ = try second.stop()
     }
 }
