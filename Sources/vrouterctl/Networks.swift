@@ -176,6 +176,12 @@ struct PodCommand: ParsableCommand {
                     p.networkStatus.map { s in
                         [opt(s.interface), s.name, (s.ips ?? []).joined(separator: ","), opt(s.mac), s.default ? "yes" : ""]
                     })
+                if let itfs = p.interfaces, !itfs.isEmpty {
+                    print("")
+                    table(
+                        ["IFNAME", "NETWORK", "VIF", "VRF", "LABEL", "TAP"],
+                        itfs.map { [$0.ifname, $0.network, $0.interface, opt($0.vrf), $0.label.map { "\($0)" } ?? "-", opt($0.tap)] })
+                }
                 print("")
                 print("annotations:")
                 for (k, v) in p.annotations.sorted(by: { $0.key < $1.key }) { print("  \(k): '\(v)'") }

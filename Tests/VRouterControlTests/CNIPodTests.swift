@@ -142,6 +142,11 @@ import VRouterIO
         #expect(info.networkStatus.map(\.name) == ["cluster", "default/left-network", "default/blue-network", "default/right-network"])
         #expect(info.networkStatus.filter(\.default).map(\.interface) == ["eth0"])
         #expect(info.annotations["k8s.v1.cni.cncf.io/network-status"]?.contains("\"default\":true") == true)
+        // Each interface has its own MPLS label, bound to its nexthop, for MPLS-over-UDP from other nodes.
+        let labels = (info.interfaces ?? []).compactMap(\.label)
+        #expect(labels.count == 4 && Set(labels).count == 4 && labels.allSatisfy { $0 >= 16 })
+        #expect(Set(s.labels().compactMap(\.interface)) == Set((info.interfaces ?? []).map(\.interface)))
+        #expect(Set(s.interfaces().filter { $0.kind == "pod" }.compactMap(\.label)) == Set(labels))
         // A network in use cannot go (and the error names the pod); CHECK passes.
         #expect { try s.deleteNetwork(namespace: "default", name: "left-network", force: false) } throws: {
             ($0 as? APIError)?.message.contains("default/web") == true
@@ -154,6 +159,7 @@ import VRouterIO
         #expect(!s.cniDel(del).found)
         #expect(s.networks().allSatisfy { $0.addressesInUse == 0 && $0.pods.isEmpty })
         #expect(s.interfaces().filter { $0.kind == "pod" }.isEmpty)
+        #expect(s.labels().isEmpty, "DEL releases the labels")
         try s.deleteNetwork(namespace: "default", name: "left-network", force: false)
     }
 
@@ -215,6 +221,7 @@ import VRouterIO
         _ = try s.applyNetwork(Self.nad("left-network", "192.0.2.0/24"))
         let pod = try Netns("e")
         let r = try add(s, "c-e", pod, pod: "api", "left-network")
+        let labels = try s.pod(namespace: "default", name: "api").interfaces?.map(\.label)
         s.stop()
         #expect(try pod.links() == ["eth0", "net1"], "persistent taps outlive vrouterd")
         // Restart from the journal, then from a snapshot.
@@ -232,6 +239,7 @@ import VRouterIO
             try s.saveSnapshot()
             let info = try s.pod(namespace: "default", name: "api")
             #expect(info.networkStatus.map(\.ips) == r.attachments.map(\.ips), "round \(round)")
+            #expect(info.interfaces?.map(\.label) == labels && s.labels().count == 2, "labels survive, round \(round)")
             #expect(s.networks().first { $0.network.name == "left-network" }?.addressesInUse == 1)
             _ = try s.cniCheck(CNICheckRequest(containerID: "c-e", netns: pod.path, ifname: "eth0", pod: CNIPod(namespace: "default", name: "api")))
             if round == 0 { s.stop() }

@@ -102,6 +102,8 @@ public struct PodAttachment: Codable, Sendable, Equatable {
     public var vrf: String?
     public var tap: String?
     public var mtu: Int?
+    /// The MPLS label other nodes put on MPLS-over-UDP packets for this interface.
+    public var label: UInt32?
     public var mac: String?
     public var ipv4: String?
     public var ipv6: String?
@@ -166,6 +168,17 @@ public struct PodInfo: Codable, Sendable, Equatable {
     public var networkStatus: [NetworkStatusEntry]
     /// The pod's annotations as vrouterd would set them (network-status as its JSON text).
     public var annotations: [String: String]
+    /// The node side of each vRouter attachment: its vif, VRF and MPLS label.
+    public var interfaces: [PodInterfaceInfo]?
+}
+
+public struct PodInterfaceInfo: Codable, Sendable, Equatable {
+    public var ifname: String
+    public var network: String
+    public var interface: String
+    public var vrf: String?
+    public var label: UInt32?
+    public var tap: String?
 }
 
 /// What vrouterd keeps for networks and pods (under the node's state lock).

@@ -173,6 +173,14 @@ extension NodeService {
                 plan[i].mtu = dn.mtu
                 plan[i].tap = Self.tapName()
                 plan[i].interface = Self.vifName(req, plan[i].ifname)
+                // An MPLS label, so other nodes can reach the interface over MPLS-over-UDP;
+                // a re-ADD keeps the label it had when it is still free.
+                let taken = Set(plan.compactMap(\.label))
+                guard let label = Self.freeLabel(s.builder.labels, preferring: before?.label, excluding: taken) else {
+                    undoReservations(&s)
+                    throw CNIFailure(409, .interfaceFailure, "network \(key): no free MPLS label left on this node")
+                }
+                plan[i].label = label
             }
             // Devices, one by one; the first failure undoes the others.
             var made: [String] = []
@@ -426,10 +434,26 @@ extension NodeService {
         let text = (try? e.encode(status)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
         return PodInfo(
             namespace: p.pod.namespace, name: p.pod.name, uid: p.pod.uid, containerID: p.containerID, netns: p.netns,
-            networkStatus: status, annotations: [NetworkAnnotation.statusKey: text])
+            networkStatus: status, annotations: [NetworkAnnotation.statusKey: text],
+            interfaces: p.attachments.compactMap { a in
+                guard a.delegate == nil, a.detached != true, let vif = a.interface else { return nil }
+                return PodInterfaceInfo(ifname: a.ifname, network: a.network, interface: vif, vrf: a.vrf, label: a.label, tap: a.tap)
+            })
     }
 
     // MARK: names
+
+    /// The lowest MPLS label in 16...maxLabel not bound in `labels` nor in `excluding`, or
+    /// `preferring` when that one is free. Labels index a dense table, so low ones are best.
+    static func freeLabel(_ labels: [UInt32: UInt32], preferring: UInt32?, excluding: Set<UInt32>) -> UInt32? {
+        if let p = preferring, (16...TableBuilder.maxLabel).contains(p), labels[p] == nil, !excluding.contains(p) { return p }
+        var l: UInt32 = 16
+        while l <= TableBuilder.maxLabel {
+            if labels[l] == nil, !excluding.contains(l) { return l }
+            l += 1
+        }
+        return nil
+    }
 
     static func randomMAC() -> MACAddress {
         // Locally administered, unicast.
@@ -466,6 +490,7 @@ extension NodeService {
             itf.ipv6PrefixLength = l ?? 128
         }
         itf.defaultRoute = a.defaultRoute
+        itf.label = a.label
         itf.tap = NodeConfig.Tap(name: a.tap!, netns: netns, ifname: a.ifname, persistent: true)
         return itf
     }
