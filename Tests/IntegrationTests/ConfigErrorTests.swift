@@ -100,8 +100,12 @@ struct ConfigErrorTests {
             }
             // A copy in the world-readable scratch directory: the build directory may sit
             // under a home that nobody cannot enter (CI clones anywhere).
+            // cp, not FileManager: a write descriptor opened in this process could be
+            // inherited by a child another test forks meanwhile, and exec then fails with
+            // ETXTBSY ("Text file busy") until that child execs.
             let copy = "\(lab.dir)/vrouterd"
-            try FileManager.default.copyItem(atPath: vrouterd, toPath: copy)
+            let cp = try lab.run(["/bin/cp", vrouterd, copy], timeout: 30)
+            #expect(cp.status == 0, "\(cp.error)")
             chmod(copy, 0o755)
             argv = [Tool.setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", copy, "run", "--config", config]
         }
