@@ -154,14 +154,17 @@ struct Vif: ParsableCommand {
         @OptionGroup var global: Global
         func run() {
             global.show("/v1/interfaces", as: [InterfaceInfo].self) { vifs in
+                // IPv6 and the kernel's ring drops only when some vif has them.
+                let v6 = vifs.contains { $0.ipv6 != nil }
+                let ring = vifs.contains { $0.ringDrops != nil }
                 table(
-                    ["ID", "NAME", "KIND", "VRF", "MAC", "IPV4", "IPV6", "MTU", "DEVICE", "RX-PKTS", "TX-PKTS", "DROPS"],
+                    ["ID", "NAME", "KIND", "VRF", "MAC", "IPV4"] + (v6 ? ["IPV6"] : []) + ["MTU", "LABEL", "DEVICE", "RX-PKTS", "TX-PKTS", "DROPS"]
+                        + (ring ? ["RING-DROPS"] : []),
                     vifs.map { v in
                         let dev = v.device ?? v.tap.map { t in "\(t.netns.map { "\($0)/" } ?? "")\(t.ifname ?? t.name)" } ?? "-"
-                        return [
-                            "\(v.id)", v.name, v.kind, opt(v.vrf), v.mac, opt(v.ipv4), opt(v.ipv6), "\(v.mtu)", dev,
-                            "\(v.rxPackets)", "\(v.txPackets)", "\(v.drops)",
-                        ]
+                        return ["\(v.id)", v.name, v.kind, opt(v.vrf), v.mac, opt(v.ipv4)] + (v6 ? [opt(v.ipv6)] : [])
+                            + ["\(v.mtu)", opt(v.label), dev, "\(v.rxPackets)", "\(v.txPackets)", "\(v.drops)"]
+                            + (ring ? [opt(v.ringDrops)] : [])
                     })
             }
         }

@@ -176,6 +176,17 @@ typealias Topo = SampleTopology
         #expect(h.drops(.spoofedSource) == 3)
     }
 
+    /// What a pod's kernel sends on its own (DHCP from 0.0.0.0, MLD from ::) is multicast or
+    /// broadcast, not spoofing: it is counted under the reason an operator would look for.
+    @Test func multicastFromUnconfiguredSourcesIsMulticastNotSpoofing() {
+        let h = PipelineHarness()
+        _ = h.run(Packets.udp4(from: Topo.blueAMAC, IPv4Address(0, 0, 0, 0), IPv4Address(255, 255, 255, 255)), from: Topo.blueA)
+        _ = h.run(Packets.udp4(from: Topo.blueAMAC, IPv4Address(0, 0, 0, 0), IPv4Address(224, 0, 0, 22)), from: Topo.blueA)
+        _ = h.run(Packets.udp6(from: Topo.blueAMAC, IPv6Address("::")!, IPv6Address("ff02::16")!), from: Topo.blueA)
+        #expect(h.drops(.multicast) == 3)
+        #expect(h.drops(.spoofedSource) == 0)
+    }
+
     @Test func ipv6LocalAndTunnel() {
         let h = PipelineHarness()
         let out = h.run(Packets.udp6(from: Topo.blueAMAC, Topo.blueAIPv6, Topo.blueBIPv6), from: Topo.blueA)

@@ -101,6 +101,9 @@ public struct InterfaceInfo: Codable, Sendable, Equatable {
     public var txPackets: UInt64
     public var txBytes: UInt64
     public var drops: UInt64
+    /// The fabric only: frames the kernel dropped before vrouterd read them (its AF_PACKET
+    /// RX ring was full), PACKET_STATISTICS' tp_drops summed over the workers' sockets.
+    public var ringDrops: UInt64?
 }
 
 public struct VRFSpec: Codable, Sendable, Equatable {

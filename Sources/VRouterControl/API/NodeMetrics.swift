@@ -56,6 +56,9 @@ public final class NodeMetrics: Sendable {
                 counter("vrouter_port_tx_packets_total", "Packets sent on the port", l, itf.txPackets)
                 counter("vrouter_port_tx_bytes_total", "Bytes sent on the port", l, itf.txBytes)
                 counter("vrouter_port_rx_drops_total", "Packets received on the port and dropped (any reason)", l, itf.drops)
+                if let r = itf.ringDrops {
+                    counter("vrouter_port_ring_drops_total", "Frames the kernel dropped before vrouterd read them (AF_PACKET RX ring full)", l, r)
+                }
             }
             for r in DropReason.allCases {
                 counter("vrouter_drops_total", "Packets dropped, by reason", [("reason", r.name)], sum { $0.dropCount(r) })

@@ -24,6 +24,7 @@ extension NodeService {
 
     public func interfaces() -> [InterfaceInfo] {
         let cs = workerCounters
+        let ringDrops = fabricSockets.isEmpty ? nil : fabricSockets.reduce(UInt64(0)) { $0 + ((try? $1.statistics().drops) ?? 0) }
         return state.withLock { s in
             s.config.interfaces.compactMap { itf -> InterfaceInfo? in
                 guard let id = s.compiled.portIDs[itf.name] else { return nil }
@@ -35,7 +36,7 @@ extension NodeService {
                     label: itf.label,
                     tap: itf.tap.map { TapSpec(name: $0.name, netns: $0.netns, ifname: $0.ifname, persistent: $0.persistent) },
                     device: itf.device, rxPackets: sum(\.rxPackets), rxBytes: sum(\.rxBytes), txPackets: sum(\.txPackets),
-                    txBytes: sum(\.txBytes), drops: sum(\.drops))
+                    txBytes: sum(\.txBytes), drops: sum(\.drops), ringDrops: itf.kind == .fabric ? ringDrops : nil)
             }
         }
     }

@@ -26,6 +26,8 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
     let portIDs: [String: UInt16]
     let stopping = Atomic<Bool>(false)
     private(set) var workers: [Worker] = []
+    /// The workers' AF_PACKET sockets on the fabric, for their kernel-side drop counts.
+    private(set) var fabricSockets: [AFPacketPort] = []
     let started = Date()
     /// The state directory's writer, when the node keeps state across restarts (set
     /// before `start`).
@@ -306,6 +308,7 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
                 let worker = try Worker.start(
                     index: w, cpu: cpu, service: self, taps: tapQueues, fabric: af)
                 workers.append(worker)
+                if let af { fabricSockets.append(af.1) }
             } catch {
                 throw ServiceError("worker \(w): \(error.description)")
             }
@@ -328,6 +331,7 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
         for w in workers { w.join() }
         if !workers.isEmpty { finalStats = collectStats() }
         workers.removeAll()
+        fabricSockets.removeAll()
         let (taps, interfaces) = state.withLock { s in
             defer { s.taps.removeAll() }
             return (s.taps, s.config.interfaces)

@@ -221,12 +221,13 @@ extension Pipeline {
         let l3 = Int(m.pointee.l3)
         let src = p.be32(l3 &+ 12)
         let dst = p.be32(l3 &+ 16)
+        // Limited broadcast and multicast are not carried by this L3 overlay (checked first:
+        // a pod's DHCP or IGMP from 0.0.0.0 is multicast, not spoofing).
+        if dst >> 28 == 0xE || dst == 0xFFFF_FFFF { return .drop(.multicast) }
         let pf = port.pointee.flags
         if pf.contains(.antiSpoofing) && !(pf.contains(.hasIPv4) && src == port.pointee.ipv4) {
             return .drop(.spoofedSource)
         }
-        // Limited broadcast and multicast are not carried by this L3 overlay.
-        if dst >> 28 == 0xE || dst == 0xFFFF_FFFF { return .drop(.multicast) }
         m.pointee.vrf = port.pointee.vrf
         return .ip
     }
@@ -242,11 +243,12 @@ extension Pipeline {
             // Router/neighbour solicitations and advertisements (RFC 4861 types 133-137).
             if type >= 133 && type <= 137 { return .arpOrND }
         }
+        // Multicast first: a pod's MLD reports come from :: or its link-local address.
+        if dst >> 120 == 0xFF { return .drop(.multicast) }
         let pf = port.pointee.flags
         if pf.contains(.antiSpoofing) && !(pf.contains(.hasIPv6) && src == port.pointee.ipv6) {
             return .drop(.spoofedSource)
         }
-        if dst >> 120 == 0xFF { return .drop(.multicast) }
         m.pointee.vrf = port.pointee.vrf
         return .ip
     }
