@@ -22,10 +22,7 @@ cni_setup() {
   for b in vrouterd vrouterctl vrouter-cni; do
     [[ -x $BIN/$b ]] || { echo "missing $BIN/$b (swift build first)" >&2; exit 1; }
   done
-  CNIRUN=$VRT_ROOT/.build-tools/cnirun
-  if [[ ! -x $CNIRUN || $VRT_ROOT/../shared/tools/cnirun/main.go -nt $CNIRUN ]]; then
-    "$VRT_ROOT/../shared/tools/cnirun/build" "$VRT_ROOT/.build-tools" >/dev/null || { echo "cannot build cnirun (tools/bootstrap)" >&2; exit 1; }
-  fi
+  CNIRUN=$(vrt_cnirun) || exit 1
   TMP=$(mktemp -d /tmp/vrt-cni-XXXXXX)
   SOCK=$TMP/vrouterd.sock
   cat >"$TMP/node.yaml" <<YAML

@@ -33,3 +33,22 @@ vrt_cc() {
   fi
   echo "$bin"
 }
+# vrt_cnirun: builds cnirun (libcni, the runtime side of CNI) into .build-tools when missing or
+# older than its source, and prints its path. The source is $VRT_CNIRUN_SRC, else
+# ../shared/tools/cnirun next to the repository.
+vrt_cnirun() {
+  local src=${VRT_CNIRUN_SRC:-$VRT_ROOT/../shared/tools/cnirun} bin=$VRT_ROOT/.build-tools/cnirun
+  if [[ ! -f $src/main.go || ! -x $src/build ]]; then
+    if [[ -x $bin ]]; then echo "$bin"; return 0; fi
+    echo "cnirun's source is not at $src (set VRT_CNIRUN_SRC to the directory holding main.go and build)" >&2
+    return 1
+  fi
+  if [[ ! -x $bin || $src/main.go -nt $bin ]]; then
+    mkdir -p "$VRT_ROOT/.build-tools"
+    if ! "$src/build" "$VRT_ROOT/.build-tools" >/dev/null; then
+      echo "cannot build cnirun from $src (tools/bootstrap installs golang and libcni)" >&2
+      return 1
+    fi
+  fi
+  echo "$bin"
+}

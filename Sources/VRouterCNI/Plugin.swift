@@ -28,6 +28,10 @@ public struct CNIPlugin: Sendable {
         var version = CNIVersion.latest
         do {
             let env = try CNIEnvironment.read(environment)
+            if env.command == .version, stdin.allSatisfy({ $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }) {
+                // As the reference plugins (skel) do: VERSION needs no config, e.g. `CNI_COMMAND=VERSION plugin </dev/null`.
+                return (0, Self.versionAnswer(CNIVersion.latest))
+            }
             let config = try PluginConfig.parse(stdin, command: env.command)
             version = config.cniVersion
             let out = try run(env, config, processEnv: environment)
@@ -39,15 +43,19 @@ public struct CNIPlugin: Sendable {
         }
     }
 
+    static func versionAnswer(_ version: String) -> Data {
+        let v = JSONValue.object(
+            JSONObject([("cniVersion", .string(version)), ("supportedVersions", .array(CNIVersion.supported.map { .string($0) }))]))
+        return v.encoded() + Data("\n".utf8)
+    }
+
     func run(_ env: CNIEnvironment, _ config: PluginConfig, processEnv: [String: String]) throws(CNIError) -> Data {
         let session = Session(
             env: env, config: config, transport: transportFor(config),
             delegation: Delegation(executor: executor, env: env, processEnv: processEnv))
         switch env.command {
         case .version:
-            let v = JSONValue.object(
-                JSONObject([("cniVersion", .string(config.cniVersion)), ("supportedVersions", .array(CNIVersion.supported.map { .string($0) }))]))
-            return v.encoded() + Data("\n".utf8)
+            return Self.versionAnswer(config.cniVersion)
         case .add: return try session.add().json(version: config.cniVersion).encoded() + Data("\n".utf8)
         case .del:
             try session.del()

@@ -103,6 +103,13 @@ import Testing
         let v = try? JSONValue.parse(out)
         #expect(v?["cniVersion"] == .string("0.4.0"))
         #expect(v?["supportedVersions"]?.array?.contains(.string("1.1.0")) == true)
+        // No config at all (`CNI_COMMAND=VERSION plugin </dev/null`), as the reference plugins allow.
+        let (rc2, out2) = p.main(environment: ["CNI_COMMAND": "VERSION"], stdin: Data("\n".utf8))
+        #expect(rc2 == 0)
+        #expect((try? JSONValue.parse(out2))?["cniVersion"] == .string("1.1.0"))
+        // Garbage is still an error naming the problem.
+        let (rc3, _) = p.main(environment: ["CNI_COMMAND": "VERSION"], stdin: Data("{".utf8))
+        #expect(rc3 == 1)
         let env = ["CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/x", "CNI_IFNAME": "eth0"]
         func code(_ stdin: String) -> Int? {
             let (rc, out) = p.main(environment: env, stdin: Data(stdin.utf8))
