@@ -179,6 +179,9 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
         while !stopFlag.load(ordering: .relaxed) {
             if inboxCount.load(ordering: .acquiring) > 0 { serveCommands(loop) }
             if loop.rx(into: &rx, maxWait: .zero) == 0 {
+                // A command that came during that poll had its wakeup reaped by it: serve it
+                // now rather than sleep on a wakeup already taken (up to 100 ms per command).
+                if inboxCount.load(ordering: .acquiring) > 0 { continue }
                 // Idle: hold no table while waiting, so updates are reclaimed meanwhile.
                 reader.goOffline()
                 _ = loop.rx(into: &rx, maxWait: .milliseconds(100))

@@ -47,6 +47,30 @@ extension Netlink {
         try perform(nlh, call: "RTM_DELLINK", object: object("link \(name)"))
     }
 
+    /// Puts a link in interface group `group` (IFLA_GROUP; 0 is everyone's default group).
+    public func setGroup(_ name: String, _ group: UInt32) throws(SystemError) {
+        let index = try linkIndex(name)
+        let nlh = message(Int(RTM_NEWLINK), flags: 0, header: ifinfomsg.self) { nlh, ifm in
+            ifm.pointee.ifi_index = index
+            mnl_attr_put_u32(nlh, UInt16(IFLA_GROUP), group)
+        }
+        try perform(nlh, call: "RTM_NEWLINK(group)", object: object("link \(name)") + " group \(group)")
+    }
+
+    /// Deletes every link of interface group `group` in this namespace with one request.
+    /// The kernel unregisters them as one batch: one wait for the RCU grace periods
+    /// instead of one per link (4 taps: ~20 ms instead of ~140 ms here).
+    public func deleteGroup(_ group: UInt32) throws(SystemError) {
+        guard group != 0 else {
+            throw SystemError(call: "RTM_DELLINK(group)", object: object("group 0"), errno: EINVAL, detail: "group 0 is every link's default")
+        }
+        let nlh = message(Int(RTM_DELLINK), flags: 0, header: ifinfomsg.self) { nlh, ifm in
+            ifm.pointee.ifi_index = 0
+            mnl_attr_put_u32(nlh, UInt16(IFLA_GROUP), group)
+        }
+        try perform(nlh, call: "RTM_DELLINK(group)", object: object("group \(group)"))
+    }
+
     /// Moves a link into `target`, renaming it there in the same request when `newName`
     /// is given (so a host-side name like "vrtp1a2b" becomes the pod's "eth0" without a
     /// moment where either namespace sees a clash). The kernel brings it down on the way.
@@ -176,6 +200,8 @@ extension Netlink {
                 info.promiscuity = data.loadUnaligned(as: UInt32.self)
             case Int(IFLA_TXQLEN) where len >= 4:
                 info.txQueueLength = data.loadUnaligned(as: UInt32.self)
+            case Int(IFLA_GROUP) where len >= 4:
+                info.group = data.loadUnaligned(as: UInt32.self)
             case Int(IFLA_STATS64) where len >= 64:
                 let q = { (i: Int) in data.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) }
                 info.statistics = LinkStatistics()

@@ -196,6 +196,8 @@ public struct LinkInfo: Hashable, Sendable, CustomStringConvertible {
     public var promiscuity: UInt32 = 0
     /// IFLA_TXQLEN (for a tap: how many frames wait for the reader before drops).
     public var txQueueLength: UInt32 = 0
+    /// IFLA_GROUP: the interface group (0, the default, unless someone set one).
+    public var group: UInt32 = 0
     /// IFLA_STATS64, as the kernel counts for this device.
     public var statistics = LinkStatistics()
 

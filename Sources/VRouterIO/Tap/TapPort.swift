@@ -283,6 +283,32 @@ public final class TapPort: Sendable {
         try Self.delete(name: name, in: ns)
     }
 
+    /// Removes several devices as `delete()` does, but those sharing a namespace in one
+    /// batch: they are put in an interface group of their own and the group is deleted
+    /// with one request, so the kernel waits out its RCU grace periods once for all of
+    /// them rather than once each (a pod's four taps: ~20 ms instead of ~140 ms). Each is
+    /// then deleted individually, which closes its fds and removes whatever the batch
+    /// missed. Returns the failures (the others are removed regardless).
+    public static func deleteAll(_ taps: [TapPort]) -> [SystemError] {
+        var byNamespace: [NetworkNamespace: [TapPort]] = [:]
+        for t in taps { byNamespace[t.namespace, default: []].append(t) }
+        for (ns, group) in byNamespace where group.count > 1 && ns.exists {
+            // A group number no other link of the namespace has: the doomed taps alone.
+            guard let nl = try? Netlink(namespace: ns), let links = try? nl.links() else { continue }
+            let used = Set(links.map(\.group))
+            var id = UInt32(0x7672_0000) | (UInt32(truncatingIfNeeded: getpid()) & 0xFFFF)
+            while used.contains(id) { id &+= 1 }
+            var grouped = 0
+            for t in group where (try? nl.setGroup(t.name, id)) != nil { grouped &+= 1 }
+            if grouped > 0 { try? nl.deleteGroup(id) }
+        }
+        var failures: [SystemError] = []
+        for t in taps {
+            do { try t.delete() } catch { failures.append(error) }
+        }
+        return failures
+    }
+
     /// Deletes the tap `name` in `namespace` without an fd (CNI DEL while vrouterd is down).
     /// Succeeds when the device or the namespace is already gone.
     public static func delete(name: String, in namespace: NetworkNamespace) throws(SystemError) {
