@@ -8,7 +8,7 @@ import Testing
     static let env = ["CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/p", "CNI_IFNAME": "eth0",
                       "CNI_ARGS": "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0", "CNI_PATH": "/nonexistent"]
     static func conf(_ version: String, _ annotation: String) -> Data {
-        Data(#"{"cniVersion":"\#(version)","name":"vrouter","type":"vrouter-cni","stateDir":"/tmp/vrt-shim-test","runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"k8s.v1.cni.cncf.io/networks":"\#(annotation)"}}}"#.utf8)
+        Data(#"{"cniVersion":"\#(version)","name":"vrouter","type":"vrouter-cni","stateDir":"\#(FileManager.default.temporaryDirectory.path)/vrt-shim-test","runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"k8s.v1.cni.cncf.io/networks":"\#(annotation)"}}}"#.utf8)
     }
 
     @Test func addBuildsTheResultFromEveryAttachment() throws {
