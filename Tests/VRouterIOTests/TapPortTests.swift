@@ -58,6 +58,7 @@ struct TapPortTests {
         #expect(eth0.mac == Self.podMAC)
         #expect(eth0.mtu == 1400)
         #expect(eth0.isUp)
+        #expect(eth0.txQueueLength == UInt32(TapPort.podTxQueueLength))
         #expect(try nl.addresses(of: "eth0").map(\.address).contains(Self.podAddress))
         #expect(try nl.routes().contains(Route(.defaultIPv4, via: Self.gateway, device: "eth0", onlink: true)))
         #expect(try !Netlink().links().contains { $0.name == s.name("t") })
