@@ -1,9 +1,9 @@
 import CVRouterShims
 
 // The pipeline's per-packet step on a hit, fused: the entry is located once, its action
-// read (three loads from the line the lookup just brought in) and its accounting done
-// (lastSeen in that line, packets and bytes in the prefetched counters line). Calling
-// nexthop(at:), label(at:), generation(at:) and touch separately located it four times.
+// read (three loads from the line the lookup just brought in) and lastSeen updated in that
+// line; packets and bytes are added later in the frame (`count`). Calling nexthop(at:),
+// label(at:), generation(at:) and touch separately located it four times.
 
 @frozen
 public struct FlowHit: Sendable {
@@ -14,25 +14,6 @@ public struct FlowHit: Sendable {
         self.nexthop = nexthop
         self.label = label
         self.generation = generation
-    }
-}
-
-extension FlowTable {
-    @inlinable @inline(__always)
-    public func hit(_ slot: UInt32, bytes: Int, now: UInt32) -> FlowHit {
-        let (b, lane) = locate(slot)
-        let e = entry(b, lane)
-        let action = e + Self.actionOffset
-        let h = FlowHit(
-            nexthop: action.load(as: UInt32.self), label: action.load(fromByteOffset: 4, as: UInt32.self),
-            generation: action.load(fromByteOffset: 8, as: UInt32.self))
-        Self.setLastSeen(e, now)
-        let c = counters(b, lane)
-        c.storeBytes(of: c.load(as: UInt64.self) &+ 1, as: UInt64.self)
-        c.storeBytes(
-            of: c.load(fromByteOffset: 8, as: UInt64.self) &+ UInt64(truncatingIfNeeded: bytes),
-            toByteOffset: 8, as: UInt64.self)
-        return h
     }
 }
 

@@ -12,14 +12,9 @@ public enum VXLANEncap {
     ) -> TunnelTemplate {
         withUnsafeTemporaryAllocation(byteCount: TunnelTemplate.maxHeaderLength, alignment: 8) { buf in
             let p = buf.baseAddress!
-            let l2 = PacketBuilder.ethernet(
-                p, destination: destinationMAC, source: sourceMAC, etherType: EtherType.ipv4, vlanTCI: vlanTCI)
-            _ = PacketBuilder.ipv4(
-                p + l2, source: source, destination: destination, proto: IPProtocol.udp, payloadLength: 0, ttl: ttl,
-                tos: tos)
-            let udp = l2 &+ HeaderSize.ipv4
-            _ = PacketBuilder.udp(p + udp, sourcePort: 0, destinationPort: destinationPort, payloadLength: 0, checksum: nil)
-            let vx = udp &+ HeaderSize.udp
+            let (l2, vx) = TunnelOuter.write(
+                p, sourceMAC: sourceMAC, destinationMAC: destinationMAC, vlanTCI: vlanTCI, source: source,
+                destination: destination, tos: tos, ttl: ttl, destinationPort: destinationPort)
             p.setBE32(vx, UInt32(VXLANHeader.validVNIFlag) << 24)
             p.setBE32(vx &+ 4, 0)
             var end = vx &+ HeaderSize.vxlan
@@ -47,19 +42,34 @@ public enum MPLSoUDPEncap {
     ) -> TunnelTemplate {
         withUnsafeTemporaryAllocation(byteCount: TunnelTemplate.maxHeaderLength, alignment: 8) { buf in
             let p = buf.baseAddress!
-            let l2 = PacketBuilder.ethernet(
-                p, destination: destinationMAC, source: sourceMAC, etherType: EtherType.ipv4, vlanTCI: vlanTCI)
-            _ = PacketBuilder.ipv4(
-                p + l2, source: source, destination: destination, proto: IPProtocol.udp, payloadLength: 0, ttl: ttl,
-                tos: tos)
-            let udp = l2 &+ HeaderSize.ipv4
-            _ = PacketBuilder.udp(p + udp, sourcePort: 0, destinationPort: destinationPort, payloadLength: 0, checksum: nil)
-            let mpls = udp &+ HeaderSize.udp
+            let (l2, mpls) = TunnelOuter.write(
+                p, sourceMAC: sourceMAC, destinationMAC: destinationMAC, vlanTCI: vlanTCI, source: source,
+                destination: destination, tos: tos, ttl: ttl, destinationPort: destinationPort)
             let low = MPLSLabelStackEntry.encode(label: 0, trafficClass: trafficClass, bottomOfStack: true, ttl: mplsTTL)
             p.setBE32(mpls, low)
             return TunnelTemplate(
                 header: UnsafeRawBufferPointer(start: p, count: mpls &+ HeaderSize.mpls), ipOffset: l2,
                 tagOffset: mpls, tagShift: 12, tagLow: low)
         }
+    }
+}
+
+/// The outer headers both encapsulations share: Ethernet (+ tag), IPv4 (protocol UDP, DF
+/// clear, lengths and checksum left for `TunnelTemplate` to fill per packet), UDP (source
+/// port and length 0, no checksum).
+enum TunnelOuter {
+    /// Writes them at `p`; returns the IPv4 header's offset and the offset after UDP.
+    static func write(
+        _ p: UnsafeMutableRawPointer, sourceMAC: MACAddress, destinationMAC: MACAddress, vlanTCI: UInt16?,
+        source: IPv4Address, destination: IPv4Address, tos: UInt8, ttl: UInt8, destinationPort: UInt16
+    ) -> (ip: Int, end: Int) {
+        let l2 = PacketBuilder.ethernet(
+            p, destination: destinationMAC, source: sourceMAC, etherType: EtherType.ipv4, vlanTCI: vlanTCI)
+        _ = PacketBuilder.ipv4(
+            p + l2, source: source, destination: destination, proto: IPProtocol.udp, payloadLength: 0, ttl: ttl,
+            tos: tos)
+        let udp = l2 &+ HeaderSize.ipv4
+        _ = PacketBuilder.udp(p + udp, sourcePort: 0, destinationPort: destinationPort, payloadLength: 0, checksum: nil)
+        return (l2, udp &+ HeaderSize.udp)
     }
 }
