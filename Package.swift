@@ -8,7 +8,7 @@ import PackageDescription
 var hotPath: [SwiftSetting] = [
     // The dataplane never touches class stored properties per packet, so dynamic
     // exclusivity checks only cost; static checks remain.
-    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))
 ]
 
 #if arch(x86_64)
@@ -40,24 +40,37 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(
-            name: "CURing", path: "Sources/CURing", pkgConfig: "liburing",
-            providers: [.apt(["liburing-dev"])]),
+            name: "CURing",
+            path: "Sources/CURing",
+            pkgConfig: "liburing",
+            providers: [.apt(["liburing-dev"])]
+        ),
         // No pkgConfig: libpcap's .pc drags in dbus include paths.
         .systemLibrary(name: "CPcap", path: "Sources/CPcap", providers: [.apt(["libpcap-dev"])]),
         .systemLibrary(
-            name: "CNuma", path: "Sources/CNuma", pkgConfig: "numa",
-            providers: [.apt(["libnuma-dev"])]),
+            name: "CNuma",
+            path: "Sources/CNuma",
+            pkgConfig: "numa",
+            providers: [.apt(["libnuma-dev"])]
+        ),
         // rtnetlink for the live ports (links, addresses, routes, namespaces).
         .systemLibrary(
-            name: "CMnl", path: "Sources/CMnl", pkgConfig: "libmnl",
-            providers: [.apt(["libmnl-dev"])]),
+            name: "CMnl",
+            path: "Sources/CMnl",
+            pkgConfig: "libmnl",
+            providers: [.apt(["libmnl-dev"])]
+        ),
         .target(name: "CVRouterShims", path: "Sources/CVRouterShims"),
         .target(
-            name: "VRouterCore", dependencies: ["CVRouterShims"],
-            swiftSettings: hotPath),
+            name: "VRouterCore",
+            dependencies: ["CVRouterShims"],
+            swiftSettings: hotPath
+        ),
         .target(
-            name: "VRouterIO", dependencies: ["VRouterCore", "CVRouterShims", "CPcap", "CURing", "CNuma", "CMnl"],
-            swiftSettings: hotPath),
+            name: "VRouterIO",
+            dependencies: ["VRouterCore", "CVRouterShims", "CPcap", "CURing", "CNuma", "CMnl"],
+            swiftSettings: hotPath
+        ),
         // The CNI protocol (config, results, errors, versions, the multi-net annotation,
         // delegation) and the shim's side of its talk with vrouterd. Foundation-light: the
         // shim is exec'd once per pod operation, so its start-up time is pod start-up time.
@@ -72,30 +85,41 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-            ]),
+            ]
+        ),
         .executableTarget(
             name: "vrouterd",
             dependencies: [
                 "VRouterCore", "VRouterIO", "VRouterControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]),
+            ]
+        ),
         // The CNI plugin. The Swift runtime is linked statically: a dynamically linked
         // Swift binary spends ~6 ms more in the loader on every exec (measured here).
         .executableTarget(
-            name: "vrouter-cni", dependencies: ["VRouterCNI"],
-            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "--start-group", "-Xlinker", "-lFoundationEssentials", "-Xlinker", "-l_FoundationCollections", "-Xlinker", "-l_FoundationCShims", "-Xlinker", "--end-group"])]),
+            name: "vrouter-cni",
+            dependencies: ["VRouterCNI"],
+            linkerSettings: [
+                .unsafeFlags([
+                    "-static-stdlib", "-Xlinker", "--start-group", "-Xlinker", "-lFoundationEssentials", "-Xlinker",
+                    "-l_FoundationCollections", "-Xlinker", "-l_FoundationCShims", "-Xlinker", "--end-group",
+                ])
+            ]
+        ),
         // The operator's tool: speaks the control API over vrouterd's Unix socket.
         .executableTarget(
             name: "vrouterctl",
             dependencies: [
                 "VRouterControl", "VRouterCNI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]),
+            ]
+        ),
         .executableTarget(
             name: "vrouter-gen",
             dependencies: [
                 "VRouterCore", "VRouterIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]),
+            ]
+        ),
         // Port-layer speed on this machine, against tools/iobench/ref.c (see its header).
         .executableTarget(name: "vrouter-iobench", dependencies: ["VRouterIO", "VRouterCore", "CVRouterShims"]),
         // Our side of the comparison harnesses (tools/compare-lpm, tools/compare-pcap).
@@ -104,12 +128,14 @@ let package = Package(
             dependencies: [
                 "VRouterCore", "VRouterIO", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: hotPath),
+            swiftSettings: hotPath
+        ),
         .testTarget(name: "VRouterCoreTests", dependencies: ["VRouterCore"]),
         .testTarget(name: "VRouterIOTests", dependencies: ["VRouterIO", "VRouterCore"]),
         .testTarget(
             name: "VRouterControlTests",
-            dependencies: ["VRouterControl", "VRouterIO", "VRouterCore", .product(name: "Yams", package: "Yams")]),
+            dependencies: ["VRouterControl", "VRouterIO", "VRouterCore", .product(name: "Yams", package: "Yams")]
+        ),
         .testTarget(name: "VRouterCNITests", dependencies: ["VRouterCNI", "VRouterCore"]),
         .testTarget(name: "CompareToolsTests", dependencies: ["vrouter-perf"]),
         // vrouterd as a black box (root): namespaces, veths, ping, iperf3, tshark, the kernel's

@@ -31,7 +31,8 @@ final class Installed<Key: FlowKey>: @unchecked Sendable {
             let bytes = FlowTable<Key>.bucketBytes(capacity: flows)
             let raw = mmap(nil, bytes + (1 << 21), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
             let aligned = UnsafeMutableRawPointer(
-                bitPattern: (UInt(bitPattern: raw) + (1 << 21) - 1) & ~UInt((1 << 21) - 1))!
+                bitPattern: (UInt(bitPattern: raw) + (1 << 21) - 1) & ~UInt((1 << 21) - 1)
+            )!
             _ = madvise(aligned, bytes, 14)  // MADV_HUGEPAGE
             table = FlowTable<Key>(capacity: flows, memory: aligned)
         } else {
@@ -66,16 +67,26 @@ final class Installed<Key: FlowKey>: @unchecked Sendable {
 func randomV4(_ rng: inout SplitMix64) -> IPv4FlowKey {
     let r = rng.next()
     return IPv4FlowKey(
-        vrf: UInt16(r % 64), proto: r & 64 == 0 ? 6 : 17, src: UInt32(truncatingIfNeeded: r >> 8),
-        dst: UInt32(truncatingIfNeeded: rng.next()), sport: UInt16(truncatingIfNeeded: r >> 40), dport: 443)
+        vrf: UInt16(r % 64),
+        proto: r & 64 == 0 ? 6 : 17,
+        src: UInt32(truncatingIfNeeded: r >> 8),
+        dst: UInt32(truncatingIfNeeded: rng.next()),
+        sport: UInt16(truncatingIfNeeded: r >> 40),
+        dport: 443
+    )
 }
 
 func randomV6(_ rng: inout SplitMix64) -> IPv6FlowKey {
     let r = rng.next()
     let net = IPv6Address("2001:db8::")!.value
     return IPv6FlowKey(
-        vrf: UInt16(r % 64), proto: 6, src: net | UInt128(rng.next()), dst: net | UInt128(rng.next()) << 32,
-        sport: UInt16(truncatingIfNeeded: r >> 40), dport: 443)
+        vrf: UInt16(r % 64),
+        proto: 6,
+        src: net | UInt128(rng.next()),
+        dst: net | UInt128(rng.next()) << 32,
+        sport: UInt16(truncatingIfNeeded: r >> 40),
+        dport: 443
+    )
 }
 
 let flows64K = Installed<IPv4FlowKey>(flows: 65_536, hugePages: false, seed: 1, make: randomV4)
@@ -123,11 +134,19 @@ func lookups<Key: FlowKey>(_ s: Installed<Key>, touch: Bool, now: UInt32) -> UIn
 let benchmarks: @Sendable () -> Void = {
     let bytesPerFlowMetric = BenchmarkMetric.custom("bytes/flow", polarity: .prefersSmaller, useScalingFactor: false)
     let hits = Benchmark.Configuration(
-        metrics: [.wallClock, .throughput, .mallocCountTotal, bytesPerFlowMetric], timeUnits: .nanoseconds,
-        scalingFactor: .mega, maxDuration: .seconds(3), maxIterations: 100)
+        metrics: [.wallClock, .throughput, .mallocCountTotal, bytesPerFlowMetric],
+        timeUnits: .nanoseconds,
+        scalingFactor: .mega,
+        maxDuration: .seconds(3),
+        maxIterations: 100
+    )
     let inserts = Benchmark.Configuration(
-        metrics: [.wallClock, .throughput, .mallocCountTotal], timeUnits: .nanoseconds,
-        scalingFactor: .mega, maxDuration: .seconds(5), maxIterations: 20)
+        metrics: [.wallClock, .throughput, .mallocCountTotal],
+        timeUnits: .nanoseconds,
+        scalingFactor: .mega,
+        maxDuration: .seconds(5),
+        maxIterations: 20
+    )
 
     // Build every table before the first measurement.
     _ = (flows64K.count, flows1M.count, flows1MHuge.count, flows1MV6.count, misses1M.keys)
@@ -171,8 +190,12 @@ let benchmarks: @Sendable () -> Void = {
         while done < lookupsPerIteration {
             let n = min(frame, lookupsPerIteration - done, s.count - off)
             s.table.lookup(
-                keys: misses1M.keys + off, hashes: misses1M.hashes + off, count: n, slots: slots,
-                prefetchCounters: false)
+                keys: misses1M.keys + off,
+                hashes: misses1M.hashes + off,
+                count: n,
+                slots: slots,
+                prefetchCounters: false
+            )
             done += n
             off += n
             if off == s.count { off = 0 }
@@ -217,8 +240,11 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark(
         "IPv4 fill an empty 64K table (65,536 inserts per iteration)",
         configuration: .init(
-            metrics: [.wallClock, .throughput, .mallocCountTotal], timeUnits: .microseconds,
-            maxDuration: .seconds(3), maxIterations: 200)
+            metrics: [.wallClock, .throughput, .mallocCountTotal],
+            timeUnits: .microseconds,
+            maxDuration: .seconds(3),
+            maxIterations: 200
+        )
     ) { b in
         let s = flows64K
         let t = FlowTable<IPv4FlowKey>(capacity: 65_536)

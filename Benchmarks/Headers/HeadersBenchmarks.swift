@@ -32,25 +32,44 @@ final class HeaderBenchState: @unchecked Sendable {  // read-only after init; on
         for i in 0..<Self.count {
             let p = frames + i * Self.slot + Self.headroom
             var off = PacketBuilder.ethernet(
-                p, destination: MACAddress.vrouter, source: MACAddress(0x0200_0000_0000 | UInt64(i)),
-                etherType: EtherType.ipv4)
+                p,
+                destination: MACAddress.vrouter,
+                source: MACAddress(0x0200_0000_0000 | UInt64(i)),
+                etherType: EtherType.ipv4
+            )
             let payload = Self.frameLength - off - 28
             // Sources in 198.51.100.0/24, destinations in 203.0.113.0/24, random ports.
             let src = IPv4Address(0xC633_6400 | UInt32(i & 0xFF))
             let dst = IPv4Address(0xCB00_7100 | UInt32(rng.next() & 0xFF))
-            off += PacketBuilder.ipv4(p + off, source: src, destination: dst, proto: IPProtocol.udp, payloadLength: 8 + payload)
+            off += PacketBuilder.ipv4(
+                p + off,
+                source: src,
+                destination: dst,
+                proto: IPProtocol.udp,
+                payloadLength: 8 + payload
+            )
             (p + off + 8).initializeMemory(as: UInt8.self, repeating: 0x5A, count: payload)
             _ = PacketBuilder.udp(
-                p + off, sourcePort: UInt16(truncatingIfNeeded: rng.next()), destinationPort: UInt16(truncatingIfNeeded: rng.next()),
-                payloadLength: payload, checksum: .ipv4(source: src, destination: dst))
+                p + off,
+                sourcePort: UInt16(truncatingIfNeeded: rng.next()),
+                destinationPort: UInt16(truncatingIfNeeded: rng.next()),
+                payloadLength: payload,
+                checksum: .ipv4(source: src, destination: dst)
+            )
             (encapBuffers + i * Self.slot).copyMemory(from: frames + i * Self.slot, byteCount: Self.slot)
         }
         vxlan = VXLANEncap.template(
-            sourceMAC: MACAddress(0x0200_0000_0101), destinationMAC: MACAddress(0x0200_0000_0102),
-            source: IPv4Address(0xC612_0001), destination: IPv4Address(0xC612_0002))
+            sourceMAC: MACAddress(0x0200_0000_0101),
+            destinationMAC: MACAddress(0x0200_0000_0102),
+            source: IPv4Address(0xC612_0001),
+            destination: IPv4Address(0xC612_0002)
+        )
         mpls = MPLSoUDPEncap.template(
-            sourceMAC: MACAddress(0x0200_0000_0101), destinationMAC: MACAddress(0x0200_0000_0102),
-            source: IPv4Address(0xC612_0001), destination: IPv4Address(0xC612_0002))
+            sourceMAC: MACAddress(0x0200_0000_0101),
+            destinationMAC: MACAddress(0x0200_0000_0102),
+            source: IPv4Address(0xC612_0001),
+            destination: IPv4Address(0xC612_0002)
+        )
     }
 
     @inline(__always) func frame(_ i: Int) -> UnsafeMutableRawPointer {
@@ -104,9 +123,11 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.startMeasurement()
         for i in benchmark.scaledIterations {
             let h = t.apply(
-                to: s.encapFrame(i), innerLength: HeaderBenchState.frameLength,
+                to: s.encapFrame(i),
+                innerLength: HeaderBenchState.frameLength,
                 sourcePort: TunnelTemplate.sourcePort(hash: UInt32(truncatingIfNeeded: i &* 0x9E37_79B9)),
-                labelOrVNI: UInt32(truncatingIfNeeded: i))
+                labelOrVNI: UInt32(truncatingIfNeeded: i)
+            )
             acc &+= UInt(bitPattern: h)
         }
         benchmark.stopMeasurement()
@@ -121,9 +142,11 @@ let benchmarks: @Sendable () -> Void = {
         for i in benchmark.scaledIterations {
             // MPLSoUDP carries the IP packet: the inner Ethernet header is skipped.
             let h = t.apply(
-                to: s.encapFrame(i) + HeaderSize.ethernet, innerLength: HeaderBenchState.frameLength - HeaderSize.ethernet,
+                to: s.encapFrame(i) + HeaderSize.ethernet,
+                innerLength: HeaderBenchState.frameLength - HeaderSize.ethernet,
                 sourcePort: TunnelTemplate.sourcePort(hash: UInt32(truncatingIfNeeded: i &* 0x9E37_79B9)),
-                labelOrVNI: UInt32(truncatingIfNeeded: i))
+                labelOrVNI: UInt32(truncatingIfNeeded: i)
+            )
             acc &+= UInt(bitPattern: h)
         }
         benchmark.stopMeasurement()

@@ -98,14 +98,21 @@ func batched6(_ b: Benchmark, _ fib: IPv6FIB, _ keys: [UInt128]) {
 
 let benchmarks: @Sendable () -> Void = {
     let lookups = Benchmark.Configuration(
-        metrics: [.wallClock, .throughput, .mallocCountTotal], timeUnits: .nanoseconds,
-        scalingFactor: .mega, maxDuration: .seconds(3), maxIterations: 200)
+        metrics: [.wallClock, .throughput, .mallocCountTotal],
+        timeUnits: .nanoseconds,
+        scalingFactor: .mega,
+        maxDuration: .seconds(3),
+        maxIterations: 200
+    )
     // Batched lookups also record the FIB's size (bytes per route, times 100).
     var sized = lookups
     sized.metrics.append(bytesPerPrefix)
     let builds = Benchmark.Configuration(
-        metrics: [.wallClock, .mallocCountTotal, .peakMemoryResident], timeUnits: .milliseconds,
-        maxDuration: .seconds(5), maxIterations: 20)
+        metrics: [.wallClock, .mallocCountTotal, .peakMemoryResident],
+        timeUnits: .milliseconds,
+        maxDuration: .seconds(5),
+        maxIterations: 20
+    )
 
     _ = tables.fib4.routeCount  // build everything before the first measurement
 

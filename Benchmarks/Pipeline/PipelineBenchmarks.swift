@@ -25,7 +25,10 @@ final class PipelineFixture: @unchecked Sendable {
         for (prefix, _) in rs {
             // Keep the sample's own prefixes; everything else goes to node A over VXLAN.
             try? topo.builder.addRoute(
-                vrf: SampleTopology.blue, prefix, RouteTarget(nexthop: SampleTopology.nhNodeA, label: SampleTopology.vniBlue))
+                vrf: SampleTopology.blue,
+                prefix,
+                RouteTarget(nexthop: SampleTopology.nhNodeA, label: SampleTopology.vniBlue)
+            )
             prefixes.append(prefix)
         }
         tables = topo.builder.build()
@@ -35,11 +38,17 @@ final class PipelineFixture: @unchecked Sendable {
         pipeline = Pipeline(pool: pool, config: config)
         output = .allocate(capacity: config.outputCapacity)
         traffic = SyntheticTraffic.podFlows(
-            port: SampleTopology.blueA, mac: SampleTopology.blueAMAC, source: SampleTopology.blueAIP,
-            prefixes: prefixes, flows: flows, seed: 7)
+            port: SampleTopology.blueA,
+            mac: SampleTopology.blueAMAC,
+            source: SampleTopology.blueAIP,
+            prefixes: prefixes,
+            flows: flows,
+            seed: 7
+        )
         // Warm: one pass installs every flow.
         let pool = self.pool
-        _ = pipeline.replay(traffic, input: &input, output: &output, tables: UnsafePointer(tables.viewPointer), now: 1) {
+        _ = pipeline.replay(traffic, input: &input, output: &output, tables: UnsafePointer(tables.viewPointer), now: 1)
+        {
             pool.free(&$0)
         }
     }
@@ -55,7 +64,10 @@ final class PipelineFixture: @unchecked Sendable {
                 for _ in 0..<frameSize {
                     let idx = pool.alloc()!
                     let len = Int(traffic.lengths[cursor])
-                    (pool.buffer(idx) + PacketPool.headroom).copyMemory(from: base + traffic.offsets[cursor], byteCount: len)
+                    (pool.buffer(idx) + PacketPool.headroom).copyMemory(
+                        from: base + traffic.offsets[cursor],
+                        byteCount: len
+                    )
                     pool.metas[Int(idx)].length = UInt16(len)
                     pool.metas[Int(idx)].rxPort = traffic.ports[cursor]
                     input.append(idx)
@@ -81,7 +93,11 @@ func fixture(_ name: String, routes: Int, flows: Int, flowCapacity: Int) -> Pipe
 let benchmarks: @Sendable () -> Void = {
     let config = Benchmark.Configuration(
         metrics: [.wallClock, .throughput, .mallocCountTotal, .instructions],
-        timeUnits: .nanoseconds, scalingFactor: .kilo, maxDuration: .seconds(5), maxIterations: 1_000_000)
+        timeUnits: .nanoseconds,
+        scalingFactor: .kilo,
+        maxDuration: .seconds(5),
+        maxIterations: 1_000_000
+    )
 
     Benchmark("pipeline pod→VXLAN warm, 64K flows, 1M routes (ns/packet)", configuration: config) { b in
         let f = fixture("64k", routes: 1_000_000, flows: 65_536, flowCapacity: 1 << 17)

@@ -2,7 +2,12 @@
 // does (ifname and containerID rules, CNI_ARGS by key with '=' allowed in values).
 
 public enum CNICommand: String, Sendable {
-    case add = "ADD", del = "DEL", check = "CHECK", version = "VERSION", status = "STATUS", gc = "GC"
+    case add = "ADD"
+    case del = "DEL"
+    case check = "CHECK"
+    case version = "VERSION"
+    case status = "STATUS"
+    case gc = "GC"
 }
 
 public struct CNIEnvironment: Sendable, Equatable {
@@ -28,9 +33,14 @@ public struct CNIEnvironment: Sendable, Equatable {
             throw CNIError(.invalidEnvironment, "CNI_COMMAND '\(c)' is not ADD, DEL, CHECK, VERSION, STATUS or GC")
         }
         var e = CNIEnvironment(
-            command: command, containerID: env["CNI_CONTAINERID"] ?? "", netns: env["CNI_NETNS"] ?? "",
-            ifname: env["CNI_IFNAME"] ?? "", args: [:], path: (env["CNI_PATH"] ?? "").split(separator: ":").map(String.init),
-            rawArgs: env["CNI_ARGS"] ?? "")
+            command: command,
+            containerID: env["CNI_CONTAINERID"] ?? "",
+            netns: env["CNI_NETNS"] ?? "",
+            ifname: env["CNI_IFNAME"] ?? "",
+            args: [:],
+            path: (env["CNI_PATH"] ?? "").split(separator: ":").map(String.init),
+            rawArgs: env["CNI_ARGS"] ?? ""
+        )
         for item in e.rawArgs.split(separator: ";") {
             let kv = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard kv.count == 2, !kv[0].isEmpty else {
@@ -45,7 +55,10 @@ public struct CNIEnvironment: Sendable, Equatable {
             if e.ifname.isEmpty { missing.append("CNI_IFNAME") }
             if e.netns.isEmpty && command != .del { missing.append("CNI_NETNS") }
             guard missing.isEmpty else {
-                throw CNIError(.invalidEnvironment, "required environment variables missing: \(missing.joined(separator: ", "))")
+                throw CNIError(
+                    .invalidEnvironment,
+                    "required environment variables missing: \(missing.joined(separator: ", "))"
+                )
             }
             if let why = Self.invalidContainerID(e.containerID) {
                 throw CNIError(.invalidEnvironment, "CNI_CONTAINERID '\(e.containerID)': \(why)")
@@ -63,7 +76,11 @@ public struct CNIEnvironment: Sendable, Equatable {
     public static func invalidContainerID(_ id: String) -> String? {
         guard let first = id.utf8.first else { return "empty" }
         guard isAlnum(first) else { return "invalid characters in containerID (must start with a letter or digit)" }
-        guard id.utf8.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }) else {
+        guard
+            id.utf8.allSatisfy({
+                isAlnum($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-")
+            })
+        else {
             return "invalid characters in containerID"
         }
         return nil

@@ -63,7 +63,8 @@ public struct CNIResult: Sendable, Equatable {
                     x["address"] = .string(ip.address)
                     if let g = ip.gateway { x["gateway"] = .string(g) }
                     return .object(x)
-                })
+                }
+            )
         }
         if !routes.isEmpty { o["routes"] = (try? JSONValue.from(routes)) ?? .array([]) }
         o["dns"] = dns ?? .object(JSONObject())
@@ -76,7 +77,9 @@ public struct CNIResult: Sendable, Equatable {
         var r = CNIResult(cniVersion: o["cniVersion"]?.string ?? "1.0.0")
         if let list = o["interfaces"]?.array {
             for i in list {
-                guard let name = i["name"]?.string else { throw CNIError(.decodingFailure, "a result interface has no name") }
+                guard let name = i["name"]?.string else {
+                    throw CNIError(.decodingFailure, "a result interface has no name")
+                }
                 var itf = Interface(name: name, mac: i["mac"]?.string, sandbox: i["sandbox"]?.string)
                 if case .number(let m)? = i["mtu"] { itf.mtu = Int(m) }
                 r.interfaces.append(itf)

@@ -10,7 +10,9 @@ public enum CNIVersion {
     /// The parts of "MAJOR.MINOR.PATCH", or nil when malformed.
     public static func parse(_ v: String) -> (Int, Int, Int)? {
         let parts = v.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, let a = Int(parts[0]), let b = Int(parts[1]), let c = Int(parts[2]), a >= 0, b >= 0, c >= 0 else {
+        guard parts.count == 3, let a = Int(parts[0]), let b = Int(parts[1]), let c = Int(parts[2]), a >= 0, b >= 0,
+            c >= 0
+        else {
             return nil
         }
         return (a, b, c)

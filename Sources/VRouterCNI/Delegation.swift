@@ -19,19 +19,28 @@ struct Delegation {
 
     /// The plugin configs of the delegate's chain, each with cniVersion and name.
     func chain(_ d: CNIDelegate, network: String) throws(CNIError) -> [JSONObject] {
-        guard let conf = d.config.object else { throw CNIError(.invalidNetworkConfig, "network \(network): its config is not a JSON object") }
+        guard let conf = d.config.object else {
+            throw CNIError(.invalidNetworkConfig, "network \(network): its config is not a JSON object")
+        }
         let version = conf["cniVersion"]?.string ?? "1.0.0"
         let name = conf["name"]?.string ?? network
         var plugins: [JSONObject]
         if let list = conf["plugins"]?.array {
             plugins = try list.map { p throws(CNIError) in
-                guard let o = p.object else { throw CNIError(.invalidNetworkConfig, "network \(network): a plugin in its conflist is not an object") }
+                guard let o = p.object else {
+                    throw CNIError(
+                        .invalidNetworkConfig,
+                        "network \(network): a plugin in its conflist is not an object"
+                    )
+                }
                 return o
             }
         } else {
             plugins = [conf]
         }
-        guard !plugins.isEmpty else { throw CNIError(.invalidNetworkConfig, "network \(network): its conflist has no plugins") }
+        guard !plugins.isEmpty else {
+            throw CNIError(.invalidNetworkConfig, "network \(network): its conflist has no plugins")
+        }
         for k in plugins.indices {
             guard plugins[k]["type"]?.string?.isEmpty == false else {
                 throw CNIError(.invalidNetworkConfig, "network \(network): a plugin config has no type")
@@ -52,7 +61,8 @@ struct Delegation {
             guard taken else {
                 throw CNIError(
                     .invalidNetworkConfig,
-                    "network \(network): '\(key)' was requested but none of its plugins declares the '\(key)' capability")
+                    "network \(network): '\(key)' was requested but none of its plugins declares the '\(key)' capability"
+                )
             }
         }
         if let extra = d.cniArgs {
@@ -88,7 +98,10 @@ struct Delegation {
             do {
                 prev = try JSONValue.parse(out)
             } catch {
-                throw CNIError(.delegateFailure, "network \(a.network): plugin \(p["type"]?.string ?? "?") printed a result that is not JSON")
+                throw CNIError(
+                    .delegateFailure,
+                    "network \(a.network): plugin \(p["type"]?.string ?? "?") printed a result that is not JSON"
+                )
             }
         }
         return prev ?? .object(JSONObject())
@@ -114,18 +127,29 @@ struct Delegation {
         }
     }
 
-    private func run(_ p: JSONObject, _ conf: JSONObject, _ command: CNICommand, _ a: CNIAttachment, _ netns: String?)
+    private func run(
+        _ p: JSONObject,
+        _ conf: JSONObject,
+        _ command: CNICommand,
+        _ a: CNIAttachment,
+        _ netns: String?
+    )
         throws(CNIError) -> Data
     {
         let type = p["type"]?.string ?? ""
         do {
             return try executor.run(
-                type: type, env: environment(command, ifname: a.ifname, netns: netns), stdin: JSONValue.object(conf).encoded(),
-                path: env.path)
+                type: type,
+                env: environment(command, ifname: a.ifname, netns: netns),
+                stdin: JSONValue.object(conf).encoded(),
+                path: env.path
+            )
         } catch {
             var e = error
             e.msg = "network \(a.network) (\(a.ifname)): \(type) \(command.rawValue): \(e.msg)"
-            if e.code < 100 && e.code != CNIError.Code.invalidNetworkConfig.rawValue { e.code = CNIError.Code.delegateFailure.rawValue }
+            if e.code < 100 && e.code != CNIError.Code.invalidNetworkConfig.rawValue {
+                e.code = CNIError.Code.delegateFailure.rawValue
+            }
             throw e
         }
     }

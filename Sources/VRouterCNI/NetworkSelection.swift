@@ -6,12 +6,13 @@
 // spec's "invalid means ignored", a bad annotation fails the ADD (as Multus does): a pod
 // silently missing a network is worse than one that does not start.
 
+import VRouterCore
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import VRouterCore
 
 public struct NetworkSelection: Codable, Sendable, Equatable {
     public var name: String
@@ -22,8 +23,15 @@ public struct NetworkSelection: Codable, Sendable, Equatable {
     public var defaultRoute: [String]?
     public var cniArgs: JSONObject?
 
-    public init(name: String, namespace: String? = nil, interface: String? = nil, ips: [String]? = nil, mac: String? = nil,
-                defaultRoute: [String]? = nil, cniArgs: JSONObject? = nil) {
+    public init(
+        name: String,
+        namespace: String? = nil,
+        interface: String? = nil,
+        ips: [String]? = nil,
+        mac: String? = nil,
+        defaultRoute: [String]? = nil,
+        cniArgs: JSONObject? = nil
+    ) {
         self.name = name
         self.namespace = namespace
         self.interface = interface
@@ -49,7 +57,11 @@ public struct NetworkSelection: Codable, Sendable, Equatable {
         defaultRoute = try c.decodeIfPresent([String].self, forKey: .defaultRoute)
         cniArgs = try c.decodeIfPresent(JSONValue.self, forKey: .cniArgs).flatMap { v in
             guard let o = v.object else {
-                throw DecodingError.dataCorruptedError(forKey: .cniArgs, in: c, debugDescription: "cni-args must be an object")
+                throw DecodingError.dataCorruptedError(
+                    forKey: .cniArgs,
+                    in: c,
+                    debugDescription: "cni-args must be an object"
+                )
             }
             return o
         }
@@ -81,23 +93,34 @@ public enum NetworkAnnotation {
         let trimmed = value.trimmingWhitespace()
         if trimmed.isEmpty { return [] }
         var out: [NetworkSelection]
-        if trimmed.utf8.contains(where: { $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "\"") }) {
+        if trimmed.utf8.contains(where: {
+            $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "\"")
+        }) {
             do {
                 out = try JSONDecoder().decode([NetworkSelection].self, from: Data(trimmed.utf8))
             } catch {
-                throw CNIError(.invalidNetworkConfig, "annotation \(networksKey) is not a valid JSON list of networks",
-                    details: describe(error))
+                throw CNIError(
+                    .invalidNetworkConfig,
+                    "annotation \(networksKey) is not a valid JSON list of networks",
+                    details: describe(error)
+                )
             }
         } else {
             out = []
             for item in trimmed.split(separator: ",", omittingEmptySubsequences: false) {
                 let text = item.trimmingWhitespace()
                 guard !text.isEmpty else {
-                    throw CNIError(.invalidNetworkConfig, "annotation \(networksKey): an empty network name in '\(value)'")
+                    throw CNIError(
+                        .invalidNetworkConfig,
+                        "annotation \(networksKey): an empty network name in '\(value)'"
+                    )
                 }
                 let slash = text.split(separator: "/", omittingEmptySubsequences: false)
                 guard slash.count <= 2 else {
-                    throw CNIError(.invalidNetworkConfig, "annotation \(networksKey): '\(text)' is not NAME, NAMESPACE/NAME or NAME@IFNAME")
+                    throw CNIError(
+                        .invalidNetworkConfig,
+                        "annotation \(networksKey): '\(text)' is not NAME, NAMESPACE/NAME or NAME@IFNAME"
+                    )
                 }
                 let rest = slash.last!
                 let at = rest.split(separator: "@", omittingEmptySubsequences: false)
@@ -122,7 +145,10 @@ public enum NetworkAnnotation {
         for i in list.indices {
             let what = "annotation \(networksKey): network \(i + 1)"
             guard isDNSLabel(list[i].name) else {
-                throw CNIError(.invalidNetworkConfig, "\(what): '\(list[i].name)' is not a valid network name (a DNS-1123 label)")
+                throw CNIError(
+                    .invalidNetworkConfig,
+                    "\(what): '\(list[i].name)' is not a valid network name (a DNS-1123 label)"
+                )
             }
             if let ns = list[i].namespace, !ns.isEmpty {
                 guard isDNSLabel(ns) else {
@@ -136,30 +162,52 @@ public enum NetworkAnnotation {
                     throw CNIError(.invalidNetworkConfig, "\(what) (\(list[i].key)): interface '\(ifname)': \(why)")
                 }
                 guard interfaces.insert(ifname).inserted else {
-                    throw CNIError(.invalidNetworkConfig, "\(what) (\(list[i].key)): interface '\(ifname)' is requested more than once")
+                    throw CNIError(
+                        .invalidNetworkConfig,
+                        "\(what) (\(list[i].key)): interface '\(ifname)' is requested more than once"
+                    )
                 }
             }
             if let ips = list[i].ips {
-                guard !ips.isEmpty else { throw CNIError(.invalidNetworkConfig, "\(what) (\(list[i].key)): ips is empty") }
+                guard !ips.isEmpty else {
+                    throw CNIError(.invalidNetworkConfig, "\(what) (\(list[i].key)): ips is empty")
+                }
                 for ip in ips where parseIP(ip) == nil {
-                    throw CNIError(.invalidNetworkConfig, "\(what) (\(list[i].key)): '\(ip)' is not an IP address (optionally with /prefix)")
+                    throw CNIError(
+                        .invalidNetworkConfig,
+                        "\(what) (\(list[i].key)): '\(ip)' is not an IP address (optionally with /prefix)"
+                    )
                 }
             }
             if let m = list[i].mac {
                 guard let mac = MACAddress(m), !mac.isMulticast, mac != .zero else {
-                    throw CNIError(.invalidNetworkConfig, "\(what) (\(list[i].key)): mac '\(m)' is not a unicast Ethernet MAC address")
+                    throw CNIError(
+                        .invalidNetworkConfig,
+                        "\(what) (\(list[i].key)): mac '\(m)' is not a unicast Ethernet MAC address"
+                    )
                 }
             }
             if let gws = list[i].defaultRoute {
                 defaultRoutes += 1
                 guard defaultRoutes == 1 else {
-                    throw CNIError(.invalidNetworkConfig, "annotation \(networksKey): more than one network asks for default-route")
+                    throw CNIError(
+                        .invalidNetworkConfig,
+                        "annotation \(networksKey): more than one network asks for default-route"
+                    )
                 }
                 for g in gws where IPv4Address(g) == nil && IPv6Address(g) == nil {
-                    throw CNIError(.invalidNetworkConfig, "\(what) (\(list[i].key)): default-route '\(g)' is not an IP address")
+                    throw CNIError(
+                        .invalidNetworkConfig,
+                        "\(what) (\(list[i].key)): default-route '\(g)' is not an IP address"
+                    )
                 }
-                guard gws.filter({ IPv4Address($0) != nil }).count <= 1, gws.filter({ IPv6Address($0) != nil }).count <= 1 else {
-                    throw CNIError(.invalidNetworkConfig, "\(what) (\(list[i].key)): default-route has more than one IPv4 or IPv6 gateway")
+                guard gws.filter({ IPv4Address($0) != nil }).count <= 1,
+                    gws.filter({ IPv6Address($0) != nil }).count <= 1
+                else {
+                    throw CNIError(
+                        .invalidNetworkConfig,
+                        "\(what) (\(list[i].key)): default-route has more than one IPv4 or IPv6 gateway"
+                    )
                 }
             }
         }

@@ -5,20 +5,23 @@
 // record (plus the shim's own note of delegated attachments when vrouterd is down) and
 // succeeds when there is nothing left to release.
 
+import Glibc
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import Glibc
 
 public struct CNIPlugin: Sendable {
     public typealias TransportFactory = @Sendable (PluginConfig) -> any VRouterTransport
     let transportFor: TransportFactory
     let executor: any PluginExecutor
 
-    public init(transport: @escaping TransportFactory = { UnixHTTPTransport(socketPath: $0.socket, timeout: $0.timeout) },
-                executor: any PluginExecutor = ProcessPluginExecutor()) {
+    public init(
+        transport: @escaping TransportFactory = { UnixHTTPTransport(socketPath: $0.socket, timeout: $0.timeout) },
+        executor: any PluginExecutor = ProcessPluginExecutor()
+    ) {
         transportFor = transport
         self.executor = executor
     }
@@ -45,14 +48,21 @@ public struct CNIPlugin: Sendable {
 
     static func versionAnswer(_ version: String) -> Data {
         let v = JSONValue.object(
-            JSONObject([("cniVersion", .string(version)), ("supportedVersions", .array(CNIVersion.supported.map { .string($0) }))]))
+            JSONObject([
+                ("cniVersion", .string(version)),
+                ("supportedVersions", .array(CNIVersion.supported.map { .string($0) })),
+            ])
+        )
         return v.encoded() + Data("\n".utf8)
     }
 
     func run(_ env: CNIEnvironment, _ config: PluginConfig, processEnv: [String: String]) throws(CNIError) -> Data {
         let session = Session(
-            env: env, config: config, transport: transportFor(config),
-            delegation: Delegation(executor: executor, env: env, processEnv: processEnv))
+            env: env,
+            config: config,
+            transport: transportFor(config),
+            delegation: Delegation(executor: executor, env: env, processEnv: processEnv)
+        )
         switch env.command {
         case .version:
             return Self.versionAnswer(config.cniVersion)
@@ -94,13 +104,21 @@ struct Session {
             }
             selections = try NetworkAnnotation.parse(s, podNamespace: env.podNamespace ?? "default")
         }
-        let request = CNIAddRequest(containerID: env.containerID, netns: env.netns, ifname: env.ifname, pod: pod, networks: selections)
+        let request = CNIAddRequest(
+            containerID: env.containerID,
+            netns: env.netns,
+            ifname: env.ifname,
+            pod: pod,
+            networks: selections
+        )
         let response: CNIAddResponse
         do {
             response = try call("POST", "/v1/cni/add", request, CNIAddResponse.self)
         } catch {
             // An answer that timed out may still have been acted on: undo, then ask for a retry.
-            if error.code == CNIError.Code.tryAgainLater.rawValue && !error.msg.contains("not reachable") { rollback([]) }
+            if error.code == CNIError.Code.tryAgainLater.rawValue && !error.msg.contains("not reachable") {
+                rollback([])
+            }
             throw error
         }
         var attachments = response.attachments
@@ -118,9 +136,16 @@ struct Session {
                     throw error
                 }
             }
-            let results = delegated.map { CNIDelegateResult(ifname: attachments[$0].ifname, result: attachments[$0].delegate!.result!) }
+            let results = delegated.map {
+                CNIDelegateResult(ifname: attachments[$0].ifname, result: attachments[$0].delegate!.result!)
+            }
             do {
-                _ = try call("POST", "/v1/cni/commit", CNICommitRequest(containerID: env.containerID, results: results), Empty.self)
+                _ = try call(
+                    "POST",
+                    "/v1/cni/commit",
+                    CNICommitRequest(containerID: env.containerID, results: results),
+                    Empty.self
+                )
             } catch {
                 rollback(delegated.map { attachments[$0] })
                 throw error
@@ -137,18 +162,31 @@ struct Session {
         for a in delegates.reversed() {
             do { try delegation.del(a, netns: env.netns) } catch { log("rollback: \(error)") }
         }
-        let req = CNIDelRequest(containerID: env.containerID, netns: env.netns, ifname: env.ifname, pod: pod, delegatesReleased: true)
+        let req = CNIDelRequest(
+            containerID: env.containerID,
+            netns: env.netns,
+            ifname: env.ifname,
+            pod: pod,
+            delegatesReleased: true
+        )
         do { _ = try call("POST", "/v1/cni/del", req, CNIDelegatesResponse.self) } catch { log("rollback: \(error)") }
         DelegateNote(stateDir: config.stateDir, containerID: env.containerID).remove()
     }
 
     func result(_ attachments: [CNIAttachment]) throws(CNIError) -> CNIResult {
         var r: CNIResult
-        if let prev = config.prevResult { r = try CNIResult.read(prev) } else { r = CNIResult(cniVersion: config.cniVersion) }
+        if let prev = config.prevResult {
+            r = try CNIResult.read(prev)
+        } else {
+            r = CNIResult(cniVersion: config.cniVersion)
+        }
         r.cniVersion = config.cniVersion
         for a in attachments {
             if let d = a.delegate {
-                r.append(try CNIResult.read(d.result ?? .object(JSONObject())), keepDefaultRoutes: d.defaultRoute != nil)
+                r.append(
+                    try CNIResult.read(d.result ?? .object(JSONObject())),
+                    keepDefaultRoutes: d.defaultRoute != nil
+                )
                 continue
             }
             let index = r.interfaces.count
@@ -167,7 +205,12 @@ struct Session {
 
     func del() throws(CNIError) {
         let note = DelegateNote(stateDir: config.stateDir, containerID: env.containerID)
-        let req = CNIDelRequest(containerID: env.containerID, netns: env.netns.isEmpty ? nil : env.netns, ifname: env.ifname, pod: pod)
+        let req = CNIDelRequest(
+            containerID: env.containerID,
+            netns: env.netns.isEmpty ? nil : env.netns,
+            ifname: env.ifname,
+            pod: pod
+        )
         let response: CNIDelegatesResponse
         do {
             response = try call("POST", "/v1/cni/del", req, CNIDelegatesResponse.self)
@@ -241,12 +284,19 @@ struct Session {
 
     struct Empty: Codable {}
 
-    func call<Req: Encodable, Resp: Decodable>(_ method: String, _ path: String, _ body: Req?, _ type: Resp.Type)
+    func call<Req: Encodable, Resp: Decodable>(
+        _ method: String,
+        _ path: String,
+        _ body: Req?,
+        _ type: Resp.Type
+    )
         throws(CNIError) -> Resp
     {
         var data: Data?
         if let body {
-            do { data = try JSONEncoder().encode(body) } catch { throw CNIError(.internalError, "encoding \(path): \(error)") }
+            do { data = try JSONEncoder().encode(body) } catch {
+                throw CNIError(.internalError, "encoding \(path): \(error)")
+            }
         }
         let status: Int
         let answer: Data
@@ -254,8 +304,10 @@ struct Session {
             (status, answer) = try transport.request(method, path, body: data)
         } catch {
             throw CNIError(
-                .tryAgainLater, error.notSent ? "vrouterd is not reachable at \(config.socket)" : "vrouterd did not answer in time",
-                details: error.description)
+                .tryAgainLater,
+                error.notSent ? "vrouterd is not reachable at \(config.socket)" : "vrouterd did not answer in time",
+                details: error.description
+            )
         }
         guard (200..<300).contains(status) else {
             let body = try? JSONDecoder().decode(CNIErrorBody.self, from: answer)
@@ -278,7 +330,11 @@ struct Session {
         do {
             return try JSONDecoder().decode(Resp.self, from: answer)
         } catch {
-            throw CNIError(.internalError, "vrouterd's answer to \(path) is not understood", details: NetworkAnnotation.describe(error))
+            throw CNIError(
+                .internalError,
+                "vrouterd's answer to \(path) is not understood",
+                details: NetworkAnnotation.describe(error)
+            )
         }
     }
 

@@ -42,29 +42,57 @@ public struct PluginConfig: Sendable {
         do {
             value = try JSONValue.parse(data)
         } catch {
-            throw CNIError(.decodingFailure, "the network config on stdin is not JSON", details: NetworkAnnotation.describe(error))
+            throw CNIError(
+                .decodingFailure,
+                "the network config on stdin is not JSON",
+                details: NetworkAnnotation.describe(error)
+            )
         }
-        guard let o = value.object else { throw CNIError(.decodingFailure, "the network config on stdin is not a JSON object") }
+        guard let o = value.object else {
+            throw CNIError(.decodingFailure, "the network config on stdin is not a JSON object")
+        }
         let version = o["cniVersion"]?.string ?? ""
         if command == .version {
             return PluginConfig(
-                cniVersion: version.isEmpty ? CNIVersion.latest : version, name: "", type: "", socket: defaultSocket, timeout: 10,
-                stateDir: defaultStateDir, runtimeConfig: JSONObject(), prevResult: nil, raw: o)
+                cniVersion: version.isEmpty ? CNIVersion.latest : version,
+                name: "",
+                type: "",
+                socket: defaultSocket,
+                timeout: 10,
+                stateDir: defaultStateDir,
+                runtimeConfig: JSONObject(),
+                prevResult: nil,
+                raw: o
+            )
         }
         guard CNIVersion.isSupported(version) else {
             throw CNIError(
-                .incompatibleVersion, "incompatible CNI versions",
-                details: "config is \"\(version)\", plugin supports \(CNIVersion.supported)")
+                .incompatibleVersion,
+                "incompatible CNI versions",
+                details: "config is \"\(version)\", plugin supports \(CNIVersion.supported)"
+            )
         }
         guard let name = o["name"]?.string, !name.isEmpty else {
             throw CNIError(.invalidNetworkConfig, "missing network name", version: version)
         }
         if let why = CNIEnvironment.invalidContainerID(name) {
-            throw CNIError(.invalidNetworkConfig, "network name '\(name)': \(why.replacing("containerID", with: "name"))", version: version)
+            throw CNIError(
+                .invalidNetworkConfig,
+                "network name '\(name)': \(why.replacing("containerID", with: "name"))",
+                version: version
+            )
         }
         var c = PluginConfig(
-            cniVersion: version, name: name, type: o["type"]?.string ?? "vrouter-cni", socket: defaultSocket, timeout: 10,
-            stateDir: defaultStateDir, runtimeConfig: o["runtimeConfig"]?.object ?? JSONObject(), prevResult: o["prevResult"], raw: o)
+            cniVersion: version,
+            name: name,
+            type: o["type"]?.string ?? "vrouter-cni",
+            socket: defaultSocket,
+            timeout: 10,
+            stateDir: defaultStateDir,
+            runtimeConfig: o["runtimeConfig"]?.object ?? JSONObject(),
+            prevResult: o["prevResult"],
+            raw: o
+        )
         if let s = o["socket"] {
             guard let p = s.string, p.hasPrefix("/") else {
                 throw CNIError(.invalidNetworkConfig, "socket must be an absolute path", version: version)
@@ -73,7 +101,11 @@ public struct PluginConfig: Sendable {
         }
         if let t = o["timeout"] {
             guard case .number(let n) = t, n > 0, n <= 600 else {
-                throw CNIError(.invalidNetworkConfig, "timeout must be a number of seconds in (0, 600]", version: version)
+                throw CNIError(
+                    .invalidNetworkConfig,
+                    "timeout must be a number of seconds in (0, 600]",
+                    version: version
+                )
             }
             c.timeout = n
         }

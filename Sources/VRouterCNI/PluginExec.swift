@@ -3,12 +3,13 @@
 // means stdout is the result, anything else means stdout is an error document (or, when
 // empty, stderr says why).
 
+import Glibc
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import Glibc
 
 public protocol PluginExecutor: Sendable {
     /// Runs plugin `type` with `env` (the CNI_* variables) and `stdin`; returns stdout
@@ -37,7 +38,9 @@ public struct ProcessPluginExecutor: PluginExecutor {
     }
 
     func spawn(_ binary: String, env: [String: String], stdin: Data) throws(CNIError) -> (Int32, Data, Data) {
-        var inPipe: [Int32] = [0, 0], outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
+        var inPipe: [Int32] = [0, 0]
+        var outPipe: [Int32] = [0, 0]
+        var errPipe: [Int32] = [0, 0]
         guard pipe(&inPipe) == 0, pipe(&outPipe) == 0, pipe(&errPipe) == 0 else {
             throw CNIError(.ioFailure, "pipe: \(String(cString: strerror(errno)))")
         }
@@ -70,7 +73,8 @@ public struct ProcessPluginExecutor: PluginExecutor {
         // full pipe while we still write).
         let input = [UInt8](stdin)
         var written = 0
-        var out: [UInt8] = [], err: [UInt8] = []
+        var out: [UInt8] = []
+        var err: [UInt8] = []
         var open = (inPipe[1], outPipe[0], errPipe[0])
         _ = fcntl(open.0, F_SETFL, O_NONBLOCK)
         if input.isEmpty {
@@ -82,7 +86,8 @@ public struct ProcessPluginExecutor: PluginExecutor {
         var timedOut = false
         while open.1 >= 0 || open.2 >= 0 {
             var fds = [
-                pollfd(fd: open.0, events: Int16(POLLOUT), revents: 0), pollfd(fd: open.1, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: open.0, events: Int16(POLLOUT), revents: 0),
+                pollfd(fd: open.1, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: open.2, events: Int16(POLLIN), revents: 0),
             ]
             let left = deadline - UnixHTTPTransport.now()

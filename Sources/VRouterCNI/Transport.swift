@@ -2,12 +2,13 @@
 // every step bounded by a deadline (Tungsten Fabric's CNI waited on its agent forever).
 // A seam (`VRouterTransport`) so tests can answer in-process.
 
+import Glibc
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import Glibc
 
 public protocol VRouterTransport: Sendable {
     /// Sends one request; returns the status and body. Throws `TransportError` when
@@ -36,9 +37,17 @@ public struct UnixHTTPTransport: VRouterTransport {
         self.timeout = timeout
     }
 
-    public func request(_ method: String, _ path: String, body: Data?) throws(TransportError) -> (status: Int, body: Data) {
+    public func request(
+        _ method: String,
+        _ path: String,
+        body: Data?
+    ) throws(TransportError) -> (status: Int, body: Data) {
         let deadline = Self.now() + timeout
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        let fd = socket(
+            AF_UNIX,
+            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue),
+            0
+        )
         guard fd >= 0 else { throw TransportError("socket: \(Self.errnoText())", notSent: true) }
         defer { close(fd) }
         var addr = sockaddr_un()
@@ -51,7 +60,9 @@ public struct UnixHTTPTransport: VRouterTransport {
             for (i, b) in pathBytes.enumerated() { raw[i] = b }
         }
         let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         if rc != 0 {
             if errno == EINPROGRESS || errno == EAGAIN {
@@ -59,7 +70,9 @@ public struct UnixHTTPTransport: VRouterTransport {
                 var err: Int32 = 0
                 var len = socklen_t(4)
                 getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
-                if err != 0 { throw TransportError("vrouterd at \(socketPath): \(String(cString: strerror(err)))", notSent: true) }
+                if err != 0 {
+                    throw TransportError("vrouterd at \(socketPath): \(String(cString: strerror(err)))", notSent: true)
+                }
             } else {
                 throw TransportError("vrouterd at \(socketPath): \(Self.errnoText())", notSent: true)
             }
@@ -102,7 +115,13 @@ public struct UnixHTTPTransport: VRouterTransport {
         return r
     }
 
-    private func wait(_ fd: Int32, _ events: Int16, _ deadline: Double, _ what: String, notSent: Bool) throws(TransportError) {
+    private func wait(
+        _ fd: Int32,
+        _ events: Int16,
+        _ deadline: Double,
+        _ what: String,
+        notSent: Bool
+    ) throws(TransportError) {
         while true {
             let left = deadline - Self.now()
             guard left > 0 else { throw TransportError("\(what): no answer within \(timeout)s", notSent: notSent) }
@@ -140,8 +159,11 @@ public struct UnixHTTPTransport: VRouterTransport {
             var i = bodyStart
             while true {
                 guard let le = find(bytes, [13, 10], from: i) else { return nil }
-                let sizeText = String(decoding: bytes[i..<le], as: UTF8.self).split(separator: ";").first.map(String.init) ?? ""
-                guard let size = Int(sizeText.trimmingWhitespace(), radix: 16) else { return complete ? (status, Data(out)) : nil }
+                let sizeText =
+                    String(decoding: bytes[i..<le], as: UTF8.self).split(separator: ";").first.map(String.init) ?? ""
+                guard let size = Int(sizeText.trimmingWhitespace(), radix: 16) else {
+                    return complete ? (status, Data(out)) : nil
+                }
                 if size == 0 { return (status, Data(out)) }
                 let start = le + 2
                 guard bytes.count >= start + size + 2 else { return nil }

@@ -79,8 +79,13 @@ public struct CNIDelegate: Codable, Sendable, Equatable {
     public var defaultRoute: [String]?
     /// The plugin's ADD result, once the shim reported it (prevResult for CHECK and DEL).
     public var result: JSONValue?
-    public init(config: JSONValue, runtimeConfig: JSONObject? = nil, cniArgs: JSONObject? = nil, defaultRoute: [String]? = nil,
-                result: JSONValue? = nil) {
+    public init(
+        config: JSONValue,
+        runtimeConfig: JSONObject? = nil,
+        cniArgs: JSONObject? = nil,
+        defaultRoute: [String]? = nil,
+        result: JSONValue? = nil
+    ) {
         self.config = config
         self.runtimeConfig = runtimeConfig
         self.cniArgs = cniArgs
@@ -92,7 +97,9 @@ public struct CNIDelegate: Codable, Sendable, Equatable {
 extension JSONObject: Codable {
     public init(from decoder: any Decoder) throws {
         guard case .object(let o) = try JSONValue(from: decoder) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "expected a JSON object"))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "expected a JSON object")
+            )
         }
         self = o
     }
@@ -227,7 +234,14 @@ public struct NetworkStatusEntry: Codable, Sendable, Equatable {
     public var `default`: Bool
     public var dns: JSONValue?
     public var defaultRoute: [String]?
-    public init(name: String, interface: String?, ips: [String]?, mac: String?, default d: Bool, defaultRoute: [String]? = nil) {
+    public init(
+        name: String,
+        interface: String?,
+        ips: [String]?,
+        mac: String?,
+        default d: Bool,
+        defaultRoute: [String]? = nil
+    ) {
         self.name = name
         self.interface = interface
         self.ips = ips

@@ -77,7 +77,8 @@ public struct IPv6Address: Hashable, Comparable, Sendable, CustomStringConvertib
                 guard j == s.count,
                     let v4 = IPv4Address(String(decoding: s[i..<j], as: UTF8.self))
                 else { return nil }
-                let hi = UInt16(v4.value >> 16), lo = UInt16(v4.value & 0xFFFF)
+                let hi = UInt16(v4.value >> 16)
+                let lo = UInt16(v4.value & 0xFFFF)
                 if sawDoubleColon { tail += [hi, lo] } else { head += [hi, lo] }
                 i = j
                 break
@@ -124,12 +125,17 @@ public struct IPv6Address: Hashable, Comparable, Sendable, CustomStringConvertib
     public var description: String {
         var groups = [UInt16](repeating: 0, count: 8)
         for k in 0..<8 { groups[k] = UInt16(truncatingIfNeeded: value >> UInt128(112 - 16 * k)) }
-        var bestStart = -1, bestLen = 0, k = 0
+        var bestStart = -1
+        var bestLen = 0
+        var k = 0
         while k < 8 {
             if groups[k] == 0 {
                 var e = k
                 while e < 8 && groups[e] == 0 { e += 1 }
-                if e - k > bestLen && e - k >= 2 { bestStart = k; bestLen = e - k }
+                if e - k > bestLen && e - k >= 2 {
+                    bestStart = k
+                    bestLen = e - k
+                }
                 k = e
             } else {
                 k += 1
@@ -218,7 +224,10 @@ public struct IPv4Prefix: Hashable, Comparable, Sendable, CustomStringConvertibl
     public init?(_ text: some StringProtocol) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count <= 2, let a = IPv4Address(parts[0]) else { return nil }
-        if parts.count == 1 { self.init(a, length: 32); return }
+        if parts.count == 1 {
+            self.init(a, length: 32)
+            return
+        }
         guard let l = Int(parts[1]), parts[1].utf8.count <= 2 else { return nil }
         self.init(a, length: l)
     }
@@ -251,7 +260,10 @@ public struct IPv6Prefix: Hashable, Comparable, Sendable, CustomStringConvertibl
     public init?(_ text: some StringProtocol) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count <= 2, let a = IPv6Address(parts[0]) else { return nil }
-        if parts.count == 1 { self.init(a, length: 128); return }
+        if parts.count == 1 {
+            self.init(a, length: 128)
+            return
+        }
         guard let l = Int(parts[1]), parts[1].utf8.count <= 3 else { return nil }
         self.init(a, length: l)
     }

@@ -93,7 +93,9 @@ public struct PacketPool: @unchecked Sendable {  // Safe: a pool is used by one 
         precondition(bufferSize.nonzeroBitCount == 1 && bufferSize >= 512 && bufferSize <= 65536)
         precondition(count > 0 && count < Int(UInt32.max))
         let mem = UnsafeMutableRawPointer.allocate(
-            byteCount: bytesNeeded(count: count, bufferSize: bufferSize), alignment: 4096)
+            byteCount: bytesNeeded(count: count, bufferSize: bufferSize),
+            alignment: 4096
+        )
         return PacketPool(memory: mem, count: count, bufferSize: bufferSize, owns: true)
     }
 
@@ -214,9 +216,26 @@ public struct PacketPool: @unchecked Sendable {  // Safe: a pool is used by one 
 extension PacketMeta {
     /// All fields zero.
     @inlinable public init() {
-        offset = 0; length = 0; rxPort = 0; txPort = 0; vrf = 0; l3 = 0; l4 = 0; flags = []
-        proto = 0; dropReason = 0; next = 0; spare = 0; hash = 0; nexthop = 0; label = 0; flow = 0
-        aux = 0; timestamp = 0; scratch0 = 0; scratch1 = 0
+        offset = 0
+        length = 0
+        rxPort = 0
+        txPort = 0
+        vrf = 0
+        l3 = 0
+        l4 = 0
+        flags = []
+        proto = 0
+        dropReason = 0
+        next = 0
+        spare = 0
+        hash = 0
+        nexthop = 0
+        label = 0
+        flow = 0
+        aux = 0
+        timestamp = 0
+        scratch0 = 0
+        scratch1 = 0
     }
     @inlinable public static var zero: PacketMeta { PacketMeta() }
     /// A freshly allocated buffer's metadata. Computed, not a stored static, so allocating

@@ -2,13 +2,14 @@
 // A runtime execs it with CNI_* in the environment and the network config on stdin; the
 // work is in VRouterCNI (CNIPlugin) and in vrouterd, reached over its control socket.
 
+import Glibc
+import VRouterCNI
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
 import Foundation
 #endif
-import Glibc
-import VRouterCNI
 
 var environment: [String: String] = [:]
 var ep = environ

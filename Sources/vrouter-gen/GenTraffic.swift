@@ -14,7 +14,9 @@ import VRouterIO
 @main
 struct GenTraffic: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "vrouter-gen", abstract: "Write a replay scenario: config.yaml, route files and input pcaps.")
+        commandName: "vrouter-gen",
+        abstract: "Write a replay scenario: config.yaml, route files and input pcaps."
+    )
 
     enum Scenario: String, ExpressibleByArgument, CaseIterable { case vxlan, mplsudp, mixed }
 
@@ -35,12 +37,16 @@ struct GenTraffic: ParsableCommand {
         guard routes >= 0 && routes <= 5_000_000 else { throw ValidationError("--routes must be 0...5000000") }
         guard vrfs >= 1 && vrfs <= 200 else { throw ValidationError("--vrfs must be 1...200") }
         guard pods >= 1 && pods <= 200 else { throw ValidationError("--pods must be 1...200") }
-        guard packetsPerFlow >= 1 && packetsPerFlow <= 1000 else { throw ValidationError("--packets-per-flow must be 1...1000") }
+        guard packetsPerFlow >= 1 && packetsPerFlow <= 1000 else {
+            throw ValidationError("--packets-per-flow must be 1...1000")
+        }
         guard (0...1).contains(ingressShare), (0...1).contains(localShare), ingressShare + localShare <= 1 else {
             throw ValidationError("--ingress-share and --local-share must be in 0...1 and sum to at most 1")
         }
         if size != "imix" {
-            guard let s = Int(size), (60...1514).contains(s) else { throw ValidationError("--size must be 60...1514 or imix") }
+            guard let s = Int(size), (60...1514).contains(s) else {
+                throw ValidationError("--size must be 60...1514 or imix")
+            }
         }
     }
 
@@ -120,7 +126,8 @@ struct GenTraffic: ParsableCommand {
                 switch scenario {
                 case .vxlan: text += "\(p) via node-a vni \(vni(k))\n"
                 case .mplsudp: text += "\(p) via node-b label \(labelAtB(k))\n"
-                case .mixed: text += i % 2 == 0 ? "\(p) via node-a vni \(vni(k))\n" : "\(p) via node-b label \(labelAtB(k))\n"
+                case .mixed:
+                    text += i % 2 == 0 ? "\(p) via node-a vni \(vni(k))\n" : "\(p) via node-b label \(labelAtB(k))\n"
                 }
             }
             try text.write(toFile: out + "/" + file, atomically: true, encoding: .utf8)
@@ -190,37 +197,82 @@ struct GenTraffic: ParsableCommand {
                 case 0:  // pod → remote
                     let n = buf.withUnsafeMutableBytes {
                         SyntheticTraffic.writeUDP4(
-                            $0.baseAddress!, size: sz, srcMAC: podMAC(k, j), dstMAC: .vrouter, source: podIP(k, j),
-                            destination: remote, sport: sport, dport: dport, id: id)
+                            $0.baseAddress!,
+                            size: sz,
+                            srcMAC: podMAC(k, j),
+                            dstMAC: .vrouter,
+                            source: podIP(k, j),
+                            destination: remote,
+                            sport: sport,
+                            dport: dport,
+                            id: id
+                        )
                     }
-                    buf.withUnsafeBytes { try! writer("pod\(k + 1)-\(j + 1)").write(UnsafeRawBufferPointer(rebasing: $0[0..<n]), timestamp: ts) }
+                    buf.withUnsafeBytes {
+                        try! writer("pod\(k + 1)-\(j + 1)").write(
+                            UnsafeRawBufferPointer(rebasing: $0[0..<n]),
+                            timestamp: ts
+                        )
+                    }
                 case 2:  // pod → pod in the same VRF
                     let j2 = pods > 1 ? (j + 1 + Int(rng.next() % UInt64(pods - 1))) % pods : j
                     let n = buf.withUnsafeMutableBytes {
                         SyntheticTraffic.writeUDP4(
-                            $0.baseAddress!, size: sz, srcMAC: podMAC(k, j), dstMAC: .vrouter, source: podIP(k, j),
-                            destination: podIP(k, j2), sport: sport, dport: dport, id: id)
+                            $0.baseAddress!,
+                            size: sz,
+                            srcMAC: podMAC(k, j),
+                            dstMAC: .vrouter,
+                            source: podIP(k, j),
+                            destination: podIP(k, j2),
+                            sport: sport,
+                            dport: dport,
+                            id: id
+                        )
                     }
-                    buf.withUnsafeBytes { try! writer("pod\(k + 1)-\(j + 1)").write(UnsafeRawBufferPointer(rebasing: $0[0..<n]), timestamp: ts) }
+                    buf.withUnsafeBytes {
+                        try! writer("pod\(k + 1)-\(j + 1)").write(
+                            UnsafeRawBufferPointer(rebasing: $0[0..<n]),
+                            timestamp: ts
+                        )
+                    }
                 default:  // remote → pod, tunnelled
                     let innerSize = max(sz - (viaA ? 50 : 32), 60)
                     let n = inner.withUnsafeMutableBytes {
                         SyntheticTraffic.writeUDP4(
-                            $0.baseAddress!, size: innerSize, srcMAC: .vrouter, dstMAC: .vrouter, source: remote,
-                            destination: podIP(k, j), sport: dport, dport: sport, id: id)
+                            $0.baseAddress!,
+                            size: innerSize,
+                            srcMAC: .vrouter,
+                            dstMAC: .vrouter,
+                            source: remote,
+                            destination: podIP(k, j),
+                            sport: dport,
+                            dport: sport,
+                            id: id
+                        )
                     }
                     let total = buf.withUnsafeMutableBytes { b -> Int in
                         let p = b.baseAddress!
                         var o = PacketBuilder.ethernet(
-                            p, destination: Self.fabricMAC, source: viaA ? Self.nodeAMAC : Self.nodeBMAC, etherType: EtherType.ipv4)
+                            p,
+                            destination: Self.fabricMAC,
+                            source: viaA ? Self.nodeAMAC : Self.nodeBMAC,
+                            etherType: EtherType.ipv4
+                        )
                         let payload = viaA ? 16 + n : 12 + (n - 14)
                         o += PacketBuilder.ipv4(
-                            p + o, source: viaA ? Self.nodeA : Self.nodeB, destination: Self.underlay, proto: IPProtocol.udp,
-                            payloadLength: payload)
+                            p + o,
+                            source: viaA ? Self.nodeA : Self.nodeB,
+                            destination: Self.underlay,
+                            proto: IPProtocol.udp,
+                            payloadLength: payload
+                        )
                         o += PacketBuilder.udp(
-                            p + o, sourcePort: TunnelTemplate.sourcePort(hash: UInt32(truncatingIfNeeded: rng.next())),
-                            destinationPort: viaA ? UDPPort.vxlan : UDPPort.mplsOverUDP, payloadLength: payload - 8,
-                            checksum: nil)
+                            p + o,
+                            sourcePort: TunnelTemplate.sourcePort(hash: UInt32(truncatingIfNeeded: rng.next())),
+                            destinationPort: viaA ? UDPPort.vxlan : UDPPort.mplsOverUDP,
+                            payloadLength: payload - 8,
+                            checksum: nil
+                        )
                         if viaA {
                             p.setBE32(o, 0x0800_0000)
                             p.setBE32(o + 4, vni(k) << 8)
@@ -233,12 +285,16 @@ struct GenTraffic: ParsableCommand {
                         inner.withUnsafeBytes { (p + o).copyMemory(from: $0.baseAddress! + 14, byteCount: n - 14) }
                         return o + n - 14
                     }
-                    buf.withUnsafeBytes { try! writer("fabric0").write(UnsafeRawBufferPointer(rebasing: $0[0..<total]), timestamp: ts) }
+                    buf.withUnsafeBytes {
+                        try! writer("fabric0").write(UnsafeRawBufferPointer(rebasing: $0[0..<total]), timestamp: ts)
+                    }
                 }
             }
         }
         for w in writers.values { try w.close() }
-        print("\(out)/config.yaml: \(packet) packets, \(flows) flows, \(routes) routes in \(vrfs) VRFs, \(vrfs * pods) pods")
+        print(
+            "\(out)/config.yaml: \(packet) packets, \(flows) flows, \(routes) routes in \(vrfs) VRFs, \(vrfs * pods) pods"
+        )
     }
 }
 

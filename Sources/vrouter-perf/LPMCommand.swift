@@ -19,13 +19,16 @@ import VRouterCore
 
 struct LPMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "lpm", abstract: "Time IPv4 LPM lookups and write the inputs and answers for rte_lpm_bench.")
+        commandName: "lpm",
+        abstract: "Time IPv4 LPM lookups and write the inputs and answers for rte_lpm_bench."
+    )
 
     enum Table: String, ExpressibleByArgument, CaseIterable { case bgp, uniform }
     enum KeyMode: String, ExpressibleByArgument, CaseIterable { case uniform, routed }
 
     @Option(help: "Routes in the table.") var routes: Int = 1_000_000
-    @Option(help: "bgp (clustered, SyntheticRoutes.ipv4) | uniform (SyntheticRoutes.ipv4Uniform).") var table: Table = .bgp
+    @Option(help: "bgp (clustered, SyntheticRoutes.ipv4) | uniform (SyntheticRoutes.ipv4Uniform).") var table: Table =
+        .bgp
     @Option(help: "Random keys.") var keys: Int = 1 << 22
     @Option(help: "uniform (any 32-bit address) | routed (an address inside a random route).")
     var keyMode: KeyMode = .uniform
@@ -70,7 +73,8 @@ struct LPMCommand: ParsableCommand {
     }
 
     func run() throws {
-        let table = self.table == .bgp
+        let table =
+            self.table == .bgp
             ? SyntheticRoutes.ipv4(count: routes, seed: seed) : SyntheticRoutes.ipv4Uniform(count: routes, seed: seed)
         var fib: IPv4FIB?
         let build = seconds { fib = IPv4FIB(routes: table) }
@@ -159,12 +163,26 @@ struct LPMCommand: ParsableCommand {
         let mlps = { (s: Double) in Double(n) / s / 1e6 }
         try printJSON(
             Result(
-                routes: fib!.routeCount, keys: n, table: self.table.rawValue, key_mode: keyMode.rawValue, seed: seed,
-                batch: batch, repeats: fast.samples.count, ours_build_seconds: build, ours_bytes: fib!.memoryBytes,
-                ours_rib_bytes: fib!.ribBytes, ours_mlps: mlps(fast.best), ours_mlps_median: mlps(fast.median),
-                ours_ns_per_lookup: fast.best * 1e9 / Double(n), ours_dependent_mlps: mlps(slow.best),
-                ours_dependent_mlps_median: mlps(slow.median), ours_dependent_ns_per_lookup: slow.best * 1e9 / Double(n),
-                hit_share: Double(hits) / Double(n), ours_anon_huge_kib: anonHugeKiB()))
+                routes: fib!.routeCount,
+                keys: n,
+                table: self.table.rawValue,
+                key_mode: keyMode.rawValue,
+                seed: seed,
+                batch: batch,
+                repeats: fast.samples.count,
+                ours_build_seconds: build,
+                ours_bytes: fib!.memoryBytes,
+                ours_rib_bytes: fib!.ribBytes,
+                ours_mlps: mlps(fast.best),
+                ours_mlps_median: mlps(fast.median),
+                ours_ns_per_lookup: fast.best * 1e9 / Double(n),
+                ours_dependent_mlps: mlps(slow.best),
+                ours_dependent_mlps_median: mlps(slow.median),
+                ours_dependent_ns_per_lookup: slow.best * 1e9 / Double(n),
+                hit_share: Double(hits) / Double(n),
+                ours_anon_huge_kib: anonHugeKiB()
+            )
+        )
         withExtendedLifetime(fib) {}
     }
 }

@@ -12,7 +12,9 @@ import VRouterIO
 
 struct PcapCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "pcap", abstract: "Time reading a capture into a PacketSet (optionally writing it first).")
+        commandName: "pcap",
+        abstract: "Time reading a capture into a PacketSet (optionally writing it first)."
+    )
 
     @Option(help: "The capture to read.") var file: String
     @Option(help: "Write a capture of this many packets to --file first.") var packets: Int?
@@ -21,9 +23,15 @@ struct PcapCommand: ParsableCommand {
     @Option(help: "Timed reads (after one untimed warm-up read).") var `repeat`: Int = 5
 
     func validate() throws {
-        if let packets { guard packets >= 1 && packets <= 100_000_000 else { throw ValidationError("--packets must be 1...100000000") } }
+        if let packets {
+            guard packets >= 1 && packets <= 100_000_000 else {
+                throw ValidationError("--packets must be 1...100000000")
+            }
+        }
         if size != "imix" {
-            guard let s = Int(size), (60...1514).contains(s) else { throw ValidationError("--size must be 60...1514 or imix") }
+            guard let s = Int(size), (60...1514).contains(s) else {
+                throw ValidationError("--size must be 60...1514 or imix")
+            }
         }
         guard `repeat` >= 1 && `repeat` <= 1000 else { throw ValidationError("--repeat must be 1...1000") }
     }
@@ -73,10 +81,18 @@ struct PcapCommand: ParsableCommand {
         let n = Double(set.count)
         try printJSON(
             Result(
-                file_bytes: fileBytes, packets: set.count, bytes: bytes, checksum: sum, repeats: `repeat`,
-                ours_mpps: n / reads.best / 1e6, ours_mpps_median: n / reads.median / 1e6,
-                ours_ns_per_packet: reads.best * 1e9 / max(n, 1), ours_gbytes_per_second: Double(fileBytes) / reads.best / 1e9,
-                ours_load_mpps: n / loads.best / 1e6))
+                file_bytes: fileBytes,
+                packets: set.count,
+                bytes: bytes,
+                checksum: sum,
+                repeats: `repeat`,
+                ours_mpps: n / reads.best / 1e6,
+                ours_mpps_median: n / reads.median / 1e6,
+                ours_ns_per_packet: reads.best * 1e9 / max(n, 1),
+                ours_gbytes_per_second: Double(fileBytes) / reads.best / 1e9,
+                ours_load_mpps: n / loads.best / 1e6
+            )
+        )
     }
 
     /// UDP frames from 198.18.0.0/16 hosts to 203.0.113.0/24, sizes cycling through the mix.
@@ -90,12 +106,22 @@ struct PcapCommand: ParsableCommand {
                 let r = rng.next()
                 let n = buf.withUnsafeMutableBytes {
                     SyntheticTraffic.writeUDP4(
-                        $0.baseAddress!, size: sizes[i % sizes.count], srcMAC: MACAddress(0x0200_0000_0002),
-                        dstMAC: MACAddress(0x0200_0000_0001), source: IPv4Address(198, 18, UInt8(truncatingIfNeeded: r >> 8), UInt8(truncatingIfNeeded: r)),
+                        $0.baseAddress!,
+                        size: sizes[i % sizes.count],
+                        srcMAC: MACAddress(0x0200_0000_0002),
+                        dstMAC: MACAddress(0x0200_0000_0001),
+                        source: IPv4Address(198, 18, UInt8(truncatingIfNeeded: r >> 8), UInt8(truncatingIfNeeded: r)),
                         destination: IPv4Address(203, 0, 113, UInt8(truncatingIfNeeded: r >> 16)),
-                        sport: UInt16(truncatingIfNeeded: r >> 24) | 1024, dport: 9)
+                        sport: UInt16(truncatingIfNeeded: r >> 24) | 1024,
+                        dport: 9
+                    )
                 }
-                buf.withUnsafeBytes { w.write(UnsafeRawBufferPointer(rebasing: $0[0..<n]), timestamp: 1_700_000_000_000_000_000 + UInt64(i) * 1000) }
+                buf.withUnsafeBytes {
+                    w.write(
+                        UnsafeRawBufferPointer(rebasing: $0[0..<n]),
+                        timestamp: 1_700_000_000_000_000_000 + UInt64(i) * 1000
+                    )
+                }
             }
             try w.close()
         } catch { fail(error.description) }

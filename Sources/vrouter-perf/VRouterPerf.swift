@@ -11,7 +11,8 @@ struct VRouterPerf: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vrouter-perf",
         abstract: "Time vRouter components against files a reference implementation reads too.",
-        subcommands: [LPMCommand.self, PcapCommand.self])
+        subcommands: [LPMCommand.self, PcapCommand.self]
+    )
 }
 
 /// Prints one clear error line and exits non-zero.

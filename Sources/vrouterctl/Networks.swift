@@ -18,7 +18,9 @@ func readManifests(_ files: [String]) -> [NetworkAttachmentDefinition] {
     for f in files {
         let text: String
         do {
-            text = f == "-" ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            text =
+                f == "-"
+                ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
                 : try String(contentsOfFile: f, encoding: .utf8)
         } catch { fail("\(f): cannot read: \(error.localizedDescription)") }
         do { out += try NetworkAttachmentDefinition.manifests(text, file: f) } catch { fail(error.description) }
@@ -29,7 +31,8 @@ func readManifests(_ files: [String]) -> [NetworkAttachmentDefinition] {
 
 struct Apply: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Apply NetworkAttachmentDefinition manifests (k8s.cni.cncf.io/v1), as kubectl apply does.")
+        abstract: "Apply NetworkAttachmentDefinition manifests (k8s.cni.cncf.io/v1), as kubectl apply does."
+    )
     @OptionGroup var global: Global
     @Option(name: .shortAndLong, help: "Manifest file (YAML, several documents allowed; - for stdin). Repeatable.")
     var filename: [String]
@@ -56,14 +59,18 @@ struct Apply: ParsableCommand {
 struct Delete: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Delete networks: those of manifests (-f) or one by name (delete network NS/NAME).",
-        discussion: "A network that pods use is not deleted (the pods are named) unless --force.")
+        discussion: "A network that pods use is not deleted (the pods are named) unless --force."
+    )
     @OptionGroup var global: Global
-    @Option(name: .shortAndLong, help: "Manifest file whose networks to delete. Repeatable.") var filename: [String] = []
+    @Option(name: .shortAndLong, help: "Manifest file whose networks to delete. Repeatable.") var filename: [String] =
+        []
     @Flag(help: "Delete even while pods use the network (their interfaces on it are removed).") var force = false
     @Argument(help: "network NS/NAME") var what: [String] = []
     func validate() throws {
         if filename.isEmpty {
-            guard what.count == 2, ["network", "networks", "net-attach-def", "network-attachment-definition"].contains(what[0]) else {
+            guard what.count == 2,
+                ["network", "networks", "net-attach-def", "network-attachment-definition"].contains(what[0])
+            else {
                 throw ValidationError("give -f FILE or: network NAMESPACE/NAME")
             }
         } else if !what.isEmpty {
@@ -89,23 +96,31 @@ struct Delete: ParsableCommand {
 
 struct NetworkCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "network", abstract: "Networks: the default network and the applied NADs.", subcommands: [List.self, Show.self])
+        commandName: "network",
+        abstract: "Networks: the default network and the applied NADs.",
+        subcommands: [List.self, Show.self]
+    )
 
     static func row(_ n: NetworkInfo) -> [String] {
         let r = n.network
         let subnet = [r.subnet, r.subnet6].compactMap { $0 }.joined(separator: ",")
         return [
-            n.isDefault ? "\(r.name) (default)" : r.key, r.kind.rawValue, r.kind == .vrouter ? (subnet.isEmpty ? "-" : subnet) : r.pluginType,
+            n.isDefault ? "\(r.name) (default)" : r.key, r.kind.rawValue,
+            r.kind == .vrouter ? (subnet.isEmpty ? "-" : subnet) : r.pluginType,
             opt(r.gateway), opt(r.vrf), opt(r.vni), "\(n.pods.count)", "\(n.addressesInUse)", opt(n.addressesFree),
         ]
     }
-    static let headers = ["NETWORK", "KIND", "SUBNET/PLUGIN", "GATEWAY", "VRF", "VNI", "PODS", "IPS-IN-USE", "IPS-FREE"]
+    static let headers = [
+        "NETWORK", "KIND", "SUBNET/PLUGIN", "GATEWAY", "VRF", "VNI", "PODS", "IPS-IN-USE", "IPS-FREE",
+    ]
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List networks with their use.")
         @OptionGroup var global: Global
         func run() {
-            global.show("/v1/networks", as: [NetworkInfo].self) { nets in table(NetworkCommand.headers, nets.map(NetworkCommand.row)) }
+            global.show("/v1/networks", as: [NetworkInfo].self) { nets in
+                table(NetworkCommand.headers, nets.map(NetworkCommand.row))
+            }
         }
     }
 
@@ -118,11 +133,13 @@ struct NetworkCommand: ParsableCommand {
             global.show("/v1/networks/\(seg(ns))/\(seg(n))", as: NetworkInfo.self) { info in
                 let r = info.network
                 var rows: [(String, String)] = [
-                    ("network", info.isDefault ? r.name : r.key), ("kind", r.kind.rawValue), ("plugin", r.pluginType.isEmpty ? "-" : r.pluginType),
+                    ("network", info.isDefault ? r.name : r.key), ("kind", r.kind.rawValue),
+                    ("plugin", r.pluginType.isEmpty ? "-" : r.pluginType),
                 ]
                 if r.kind == .vrouter {
                     rows += [
-                        ("subnet", opt(r.subnet)), ("gateway", opt(r.gateway)), ("subnet6", opt(r.subnet6)), ("gateway6", opt(r.gateway6)),
+                        ("subnet", opt(r.subnet)), ("gateway", opt(r.gateway)), ("subnet6", opt(r.subnet6)),
+                        ("gateway6", opt(r.gateway6)),
                         ("vrf", opt(r.vrf)), ("vni", opt(r.vni)), ("ip_fabric_forwarding", "\(r.ipFabricForwarding)"),
                         ("ip_fabric_snat", "\(r.ipFabricSnat)"), ("addresses in use", "\(info.addressesInUse)"),
                         ("addresses free", opt(info.addressesFree)),
@@ -140,7 +157,10 @@ struct NetworkCommand: ParsableCommand {
 
 struct PodCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "pod", abstract: "Pods attached through vrouter-cni, with their network-status.", subcommands: [List.self, Show.self])
+        commandName: "pod",
+        abstract: "Pods attached through vrouter-cni, with their network-status.",
+        subcommands: [List.self, Show.self]
+    )
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List attached pods.")
@@ -151,17 +171,20 @@ struct PodCommand: ParsableCommand {
                     ["POD", "CONTAINER", "NETNS", "INTERFACES"],
                     pods.map { p in
                         [
-                            p.name.map { "\(p.namespace ?? "default")/\($0)" } ?? "-", String(p.containerID.prefix(16)), p.netns,
+                            p.name.map { "\(p.namespace ?? "default")/\($0)" } ?? "-", String(p.containerID.prefix(16)),
+                            p.netns,
                             p.networkStatus.map { "\($0.interface ?? "?")=\($0.name)" }.joined(separator: " "),
                         ]
-                    })
+                    }
+                )
             }
         }
     }
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "A pod's k8s.v1.cni.cncf.io/network-status (multi-net spec form) and interfaces.")
+            abstract: "A pod's k8s.v1.cni.cncf.io/network-status (multi-net spec form) and interfaces."
+        )
         @OptionGroup var global: Global
         @Argument(help: "NAMESPACE/NAME") var name: String
         func run() {
@@ -174,13 +197,23 @@ struct PodCommand: ParsableCommand {
                 table(
                     ["INTERFACE", "NETWORK", "IPS", "MAC", "DEFAULT"],
                     p.networkStatus.map { s in
-                        [opt(s.interface), s.name, (s.ips ?? []).joined(separator: ","), opt(s.mac), s.default ? "yes" : ""]
-                    })
+                        [
+                            opt(s.interface), s.name, (s.ips ?? []).joined(separator: ","), opt(s.mac),
+                            s.default ? "yes" : "",
+                        ]
+                    }
+                )
                 if let itfs = p.interfaces, !itfs.isEmpty {
                     print("")
                     table(
                         ["IFNAME", "NETWORK", "VIF", "VRF", "LABEL", "TAP"],
-                        itfs.map { [$0.ifname, $0.network, $0.interface, opt($0.vrf), $0.label.map { "\($0)" } ?? "-", opt($0.tap)] })
+                        itfs.map {
+                            [
+                                $0.ifname, $0.network, $0.interface, opt($0.vrf), $0.label.map { "\($0)" } ?? "-",
+                                opt($0.tap),
+                            ]
+                        }
+                    )
                 }
                 print("")
                 print("annotations:")

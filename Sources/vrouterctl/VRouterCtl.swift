@@ -17,7 +17,8 @@ struct VRouterCtl: ParsableCommand {
         subcommands: [
             Status.self, Vif.self, VRFCommand.self, RouteCommand.self, NH.self, MPLS.self, VXLAN.self, NodeCommand.self,
             FlowCommand.self, Dropstats.self, Apply.self, Delete.self, NetworkCommand.self, PodCommand.self,
-        ])
+        ]
+    )
 }
 
 extension VRouterCtl {
@@ -147,7 +148,9 @@ struct Status: ParsableCommand {
 
 struct Vif: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Interfaces (vifs): the fabric and the pods' taps.", subcommands: [List.self, Add.self, Del.self])
+        abstract: "Interfaces (vifs): the fabric and the pods' taps.",
+        subcommands: [List.self, Add.self, Del.self]
+    )
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List interfaces with their counters.")
@@ -158,20 +161,27 @@ struct Vif: ParsableCommand {
                 let v6 = vifs.contains { $0.ipv6 != nil }
                 let ring = vifs.contains { $0.ringDrops != nil }
                 table(
-                    ["ID", "NAME", "KIND", "VRF", "MAC", "IPV4"] + (v6 ? ["IPV6"] : []) + ["MTU", "LABEL", "DEVICE", "RX-PKTS", "TX-PKTS", "DROPS"]
+                    ["ID", "NAME", "KIND", "VRF", "MAC", "IPV4"] + (v6 ? ["IPV6"] : []) + [
+                        "MTU", "LABEL", "DEVICE", "RX-PKTS", "TX-PKTS", "DROPS",
+                    ]
                         + (ring ? ["RING-DROPS"] : []),
                     vifs.map { v in
-                        let dev = v.device ?? v.tap.map { t in "\(t.netns.map { "\($0)/" } ?? "")\(t.ifname ?? t.name)" } ?? "-"
+                        let dev =
+                            v.device ?? v.tap.map { t in "\(t.netns.map { "\($0)/" } ?? "")\(t.ifname ?? t.name)" }
+                            ?? "-"
                         return ["\(v.id)", v.name, v.kind, opt(v.vrf), v.mac, opt(v.ipv4)] + (v6 ? [opt(v.ipv6)] : [])
                             + ["\(v.mtu)", opt(v.label), dev, "\(v.rxPackets)", "\(v.txPackets)", "\(v.drops)"]
                             + (ring ? [opt(v.ringDrops)] : [])
-                    })
+                    }
+                )
             }
         }
     }
 
     struct Add: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Add a pod interface: a tap moved into the pod's namespace.")
+        static let configuration = CommandConfiguration(
+            abstract: "Add a pod interface: a tap moved into the pod's namespace."
+        )
         @OptionGroup var global: Global
         @Argument(help: "Interface name.") var name: String
         @Option(help: "VRF the pod belongs to.") var vrf: String
@@ -186,8 +196,15 @@ struct Vif: ParsableCommand {
         @Flag(help: "Keep the tap when vrouterd stops (re-attached on start).") var persistent = false
         func run() {
             let spec = InterfaceSpec(
-                name: name, vrf: vrf, mac: mac, mtu: mtu, ipv4: ipv4, ipv6: ipv6, label: label,
-                tap: TapSpec(name: tap, netns: netns, ifname: ifname, persistent: persistent ? true : nil))
+                name: name,
+                vrf: vrf,
+                mac: mac,
+                mtu: mtu,
+                ipv4: ipv4,
+                ipv6: ipv6,
+                label: label,
+                tap: TapSpec(name: tap, netns: netns, ifname: ifname, persistent: persistent ? true : nil)
+            )
             global.change("POST", "/v1/interfaces", spec) { data in
                 let v = try? JSONDecoder().decode(InterfaceInfo.self, from: data)
                 print("added interface \(name) (vif \(v.map { "\($0.id)" } ?? "?"))")
@@ -200,7 +217,9 @@ struct Vif: ParsableCommand {
         @OptionGroup var global: Global
         @Argument(help: "Interface name.") var name: String
         func run() {
-            global.change("DELETE", "/v1/interfaces/\(seg(name))", NoBody?.none) { _ in print("deleted interface \(name)") }
+            global.change("DELETE", "/v1/interfaces/\(seg(name))", NoBody?.none) { _ in
+                print("deleted interface \(name)")
+            }
         }
     }
 }
@@ -209,7 +228,10 @@ struct Vif: ParsableCommand {
 
 struct VRFCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "vrf", abstract: "VRFs (one per virtual network).", subcommands: [List.self, Add.self, Del.self])
+        commandName: "vrf",
+        abstract: "VRFs (one per virtual network).",
+        subcommands: [List.self, Add.self, Del.self]
+    )
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List VRFs with their route counts.")
@@ -219,9 +241,13 @@ struct VRFCommand: ParsableCommand {
                 table(
                     ["ID", "NAME", "VNI", "GATEWAY", "GATEWAY6", "IPV4-ROUTES", "IPV6-ROUTES", "FIB-BYTES"],
                     vrfs.map {
-                        ["\($0.id)", $0.name, opt($0.vni), opt($0.gateway), opt($0.gateway6), "\($0.ipv4Routes)", "\($0.ipv6Routes)",
-                         "\($0.fibBytes)"]
-                    })
+                        [
+                            "\($0.id)", $0.name, opt($0.vni), opt($0.gateway), opt($0.gateway6), "\($0.ipv4Routes)",
+                            "\($0.ipv6Routes)",
+                            "\($0.fibBytes)",
+                        ]
+                    }
+                )
             }
         }
     }
@@ -234,7 +260,8 @@ struct VRFCommand: ParsableCommand {
         @Option(help: "The vRouter's IPv4 address in this VRF (the pods' gateway).") var gateway: String?
         @Option(help: "The vRouter's IPv6 address in this VRF.") var gateway6: String?
         func run() {
-            global.change("POST", "/v1/vrfs", VRFSpec(name: name, vni: vni, gateway: gateway, gateway6: gateway6)) { data in
+            global.change("POST", "/v1/vrfs", VRFSpec(name: name, vni: vni, gateway: gateway, gateway6: gateway6)) {
+                data in
                 let v = try? JSONDecoder().decode(VRFInfo.self, from: data)
                 print("added VRF \(name) (id \(v.map { "\($0.id)" } ?? "?"))")
             }
@@ -255,7 +282,10 @@ struct VRFCommand: ParsableCommand {
 
 struct RouteCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "route", abstract: "Routes of a VRF (TF: rt).", subcommands: [Dump.self, Add.self, Del.self])
+        commandName: "route",
+        abstract: "Routes of a VRF (TF: rt).",
+        subcommands: [Dump.self, Add.self, Del.self]
+    )
 
     struct Dump: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print a VRF's routes.")
@@ -268,20 +298,27 @@ struct RouteCommand: ParsableCommand {
                     routes.map { r in
                         var target = "-"
                         if let i = r.interface { target = "interface \(i)" }
-                        if let v = r.via { target = "via \(v)" + (r.vni.map { " vni \($0)" } ?? "") + (r.label.map { " label \($0)" } ?? "") }
+                        if let v = r.via {
+                            target =
+                                "via \(v)" + (r.vni.map { " vni \($0)" } ?? "") + (r.label.map { " label \($0)" } ?? "")
+                        }
                         if let ms = r.members {
-                            target = ms.map { m in m.via + (m.vni.map { " vni \($0)" } ?? "") + (m.label.map { " label \($0)" } ?? "") }
-                                .joined(separator: ", ")
+                            target = ms.map { m in
+                                m.via + (m.vni.map { " vni \($0)" } ?? "") + (m.label.map { " label \($0)" } ?? "")
+                            }
+                            .joined(separator: ", ")
                         }
                         return [r.prefix, "\(r.nexthop)", r.kind, target]
-                    })
+                    }
+                )
             }
         }
     }
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Add (or replace) a route: to a local interface, via a remote node, or discard.")
+            abstract: "Add (or replace) a route: to a local interface, via a remote node, or discard."
+        )
         @OptionGroup var global: Global
         @Argument(help: "VRF name.") var vrf: String
         @Argument(help: "Prefix (198.51.100.0/24, 2001:db8::/64).") var prefix: String
@@ -301,7 +338,14 @@ struct RouteCommand: ParsableCommand {
         }
 
         func run() {
-            let spec = RouteSpec(prefix: prefix, interface: interface, via: via, vni: vni, label: label, discard: discard ? true : nil)
+            let spec = RouteSpec(
+                prefix: prefix,
+                interface: interface,
+                via: via,
+                vni: vni,
+                label: label,
+                discard: discard ? true : nil
+            )
             global.change("POST", "/v1/vrfs/\(seg(vrf))/routes", RouteChange(add: [spec])) { _ in
                 print("added route \(prefix) in VRF \(vrf)")
             }
@@ -334,34 +378,49 @@ struct NH: ParsableCommand {
                     ["ID", "KIND", "TARGET", "DESTINATION", "UNDERLAY-MAC", "MEMBERS"],
                     nhs.map { n in
                         let target = n.interface.map { "interface \($0)" } ?? n.node.map { "node \($0)" } ?? "-"
-                        let members = n.members.map { $0.map { "\($0.nexthop)/\($0.label)" }.joined(separator: ",") } ?? "-"
+                        let members =
+                            n.members.map { $0.map { "\($0.nexthop)/\($0.label)" }.joined(separator: ",") } ?? "-"
                         return ["\(n.id)", n.kind, target, opt(n.destination), opt(n.underlayMAC), members]
-                    })
+                    }
+                )
             }
         }
     }
 }
 
 struct MPLS: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "mpls", abstract: "The MPLS label table.", subcommands: [Dump.self])
+    static let configuration = CommandConfiguration(
+        commandName: "mpls",
+        abstract: "The MPLS label table.",
+        subcommands: [Dump.self]
+    )
     struct Dump: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print incoming labels and their nexthops.")
         @OptionGroup var global: Global
         func run() {
             global.show("/v1/labels", as: [LabelInfo].self) { ls in
-                table(["LABEL", "NEXTHOP", "INTERFACE"], ls.map { ["\($0.label)", "\($0.nexthop)", opt($0.interface)] })
+                table(
+                    ["LABEL", "NEXTHOP", "INTERFACE"],
+                    ls.map { ["\($0.label)", "\($0.nexthop)", opt($0.interface)] }
+                )
             }
         }
     }
 }
 
 struct VXLAN: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "vxlan", abstract: "The VNI table.", subcommands: [Dump.self])
+    static let configuration = CommandConfiguration(
+        commandName: "vxlan",
+        abstract: "The VNI table.",
+        subcommands: [Dump.self]
+    )
     struct Dump: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print VNIs and the VRFs they decapsulate into.")
         @OptionGroup var global: Global
         func run() {
-            global.show("/v1/vnis", as: [VNIInfo].self) { vs in table(["VNI", "VRF"], vs.map { ["\($0.vni)", $0.vrf] }) }
+            global.show("/v1/vnis", as: [VNIInfo].self) { vs in
+                table(["VNI", "VRF"], vs.map { ["\($0.vni)", $0.vrf] })
+            }
         }
     }
 }
@@ -370,7 +429,10 @@ struct VXLAN: ParsableCommand {
 
 struct NodeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "node", abstract: "Remote nodes (tunnel endpoints).", subcommands: [List.self, Add.self, Del.self])
+        commandName: "node",
+        abstract: "Remote nodes (tunnel endpoints).",
+        subcommands: [List.self, Add.self, Del.self]
+    )
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List remote nodes.")
@@ -379,7 +441,8 @@ struct NodeCommand: ParsableCommand {
             global.show("/v1/remote-nodes", as: [RemoteNodeInfo].self) { ns in
                 table(
                     ["NAME", "ADDRESS", "ENCAP", "NEXTHOP", "UNDERLAY-MAC", "RESOLVED"],
-                    ns.map { [$0.name, $0.address, $0.encap, "\($0.nexthop)", opt($0.underlayMAC), "\($0.resolved)"] })
+                    ns.map { [$0.name, $0.address, $0.encap, "\($0.nexthop)", opt($0.underlayMAC), "\($0.resolved)"] }
+                )
             }
         }
     }
@@ -393,7 +456,11 @@ struct NodeCommand: ParsableCommand {
         @Option(help: "Underlay next hop's MAC (else resolved by ARP).") var mac: String?
         @Option(help: "Inner destination MAC (VXLAN).") var innerMac: String?
         func run() {
-            global.change("POST", "/v1/remote-nodes", RemoteNodeSpec(name: name, address: address, encap: encap, mac: mac, innerMAC: innerMac)) { _ in
+            global.change(
+                "POST",
+                "/v1/remote-nodes",
+                RemoteNodeSpec(name: name, address: address, encap: encap, mac: mac, innerMAC: innerMac)
+            ) { _ in
                 print("added remote node \(name)")
             }
         }
@@ -404,7 +471,9 @@ struct NodeCommand: ParsableCommand {
         @OptionGroup var global: Global
         @Argument(help: "Node name.") var name: String
         func run() {
-            global.change("DELETE", "/v1/remote-nodes/\(seg(name))", NoBody?.none) { _ in print("deleted remote node \(name)") }
+            global.change("DELETE", "/v1/remote-nodes/\(seg(name))", NoBody?.none) { _ in
+                print("deleted remote node \(name)")
+            }
         }
     }
 }
@@ -412,7 +481,11 @@ struct NodeCommand: ParsableCommand {
 // MARK: flow, dropstats
 
 struct FlowCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "flow", abstract: "The flow tables.", subcommands: [List.self])
+    static let configuration = CommandConfiguration(
+        commandName: "flow",
+        abstract: "The flow tables.",
+        subcommands: [List.self]
+    )
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List flows, the most active first.")
         @OptionGroup var global: Global
@@ -424,11 +497,18 @@ struct FlowCommand: ParsableCommand {
             if let v = vrf { q += "&vrf=\(v.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? v)" }
             global.show(q, as: [FlowInfo].self) { fs in
                 table(
-                    ["WORKER", "VRF", "PROTO", "SOURCE", "SPORT", "DESTINATION", "DPORT", "NEXTHOP", "PACKETS", "BYTES", "IDLE-MS"],
+                    [
+                        "WORKER", "VRF", "PROTO", "SOURCE", "SPORT", "DESTINATION", "DPORT", "NEXTHOP", "PACKETS",
+                        "BYTES", "IDLE-MS",
+                    ],
                     fs.map {
-                        ["\($0.worker)", $0.vrf, "\($0.proto)", $0.source, "\($0.sourcePort)", $0.destination, "\($0.destinationPort)",
-                         "\($0.nexthop)", "\($0.packets)", "\($0.bytes)", "\($0.idleMilliseconds)"]
-                    })
+                        [
+                            "\($0.worker)", $0.vrf, "\($0.proto)", $0.source, "\($0.sourcePort)", $0.destination,
+                            "\($0.destinationPort)",
+                            "\($0.nexthop)", "\($0.packets)", "\($0.bytes)", "\($0.idleMilliseconds)",
+                        ]
+                    }
+                )
             }
         }
     }
@@ -440,7 +520,10 @@ struct Dropstats: ParsableCommand {
     @Flag(help: "Also list reasons that never happened.") var all = false
     func run() {
         global.show("/v1/dropstats", as: DropStatsInfo.self) { d in
-            table(["REASON", "PACKETS"], d.reasons.sorted { $0.key < $1.key }.filter { all || $0.value > 0 }.map { [$0.key, "\($0.value)"] })
+            table(
+                ["REASON", "PACKETS"],
+                d.reasons.sorted { $0.key < $1.key }.filter { all || $0.value > 0 }.map { [$0.key, "\($0.value)"] }
+            )
             print("")
             table(["PORT", "DROPS"], d.ports.sorted { $0.key < $1.key }.map { [$0.key, "\($0.value)"] })
             print("")

@@ -3,18 +3,19 @@
 
 import ArgumentParser
 import Foundation
+import Glibc
+import Logging
 import VRouterControl
 import VRouterCore
 import VRouterIO
-import Logging
-import Glibc
 
 @main
 struct VRouterd: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vrouterd",
         abstract: "A userspace vRouter dataplane for Kubernetes nodes.",
-        subcommands: [Run.self, Replay.self, Bench.self])
+        subcommands: [Run.self, Replay.self, Bench.self]
+    )
 }
 
 /// Prints one clear error line and exits non-zero.
@@ -33,7 +34,8 @@ func loadNode(_ path: String) -> ReplayNode {
 
 struct Replay: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the configured node once over its pcap ports and write what each port transmitted.")
+        abstract: "Run the configured node once over its pcap ports and write what each port transmitted."
+    )
 
     @Option(name: .long, help: "Node config (YAML) whose interfaces name pcap inputs and outputs.")
     var config: String
@@ -58,12 +60,18 @@ struct Replay: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
             return
         }
-        print("replayed \(s.packets) packets: \(s.outputs) transmitted, \(s.totalDrops) dropped, \(s.punted) to the control plane")
+        print(
+            "replayed \(s.packets) packets: \(s.outputs) transmitted, \(s.totalDrops) dropped, \(s.punted) to the control plane"
+        )
         print("")
-        print(pad("PORT", 16) + pad("IN", 12, right: true) + pad("OUT", 12, right: true) + pad("DROPPED", 12, right: true))
+        print(
+            pad("PORT", 16) + pad("IN", 12, right: true) + pad("OUT", 12, right: true) + pad("DROPPED", 12, right: true)
+        )
         for p in s.ports {
-            print(pad(p.name, 16) + pad("\(p.received)", 12, right: true) + pad("\(p.transmitted)", 12, right: true)
-                + pad("\(p.dropped)", 12, right: true))
+            print(
+                pad(p.name, 16) + pad("\(p.received)", 12, right: true) + pad("\(p.transmitted)", 12, right: true)
+                    + pad("\(p.dropped)", 12, right: true)
+            )
         }
         if !s.drops.isEmpty {
             print("")
@@ -75,7 +83,8 @@ struct Replay: ParsableCommand {
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Load the configured captures into memory and replay them N times, timing the dataplane.")
+        abstract: "Load the configured captures into memory and replay them N times, timing the dataplane."
+    )
 
     @Option(name: .long, help: "Node config (YAML) whose interfaces name pcap inputs.")
     var config: String
@@ -105,13 +114,29 @@ struct Bench: ParsableCommand {
             return
         }
         print(String(format: "%d packets x %d passes, %d routes", r.packets, r.repeats, r.routes))
-        print(String(format: "warm: %7.2f Mpps  %7.1f ns/packet   (flow-cache hit rate %.1f%%)", r.mpps, r.ns_per_packet, r.flow_hit_rate * 100))
-        print(String(format: "cold: %7.2f Mpps  %7.1f ns/packet   (first pass: %llu flows installed)", r.cold_mpps, r.cold_ns_per_packet, r.flows_installed))
+        print(
+            String(
+                format: "warm: %7.2f Mpps  %7.1f ns/packet   (flow-cache hit rate %.1f%%)",
+                r.mpps,
+                r.ns_per_packet,
+                r.flow_hit_rate * 100
+            )
+        )
+        print(
+            String(
+                format: "cold: %7.2f Mpps  %7.1f ns/packet   (first pass: %llu flows installed)",
+                r.cold_mpps,
+                r.cold_ns_per_packet,
+                r.flows_installed
+            )
+        )
         print("dropped per pass: \(r.dropped)")
         print("")
         print(pad("NODE", 18) + pad("ns/packet", 12, right: true))
         for node in PipelineNode.allCases {
-            if let v = r.node_ns_per_packet[node.name] { print(pad(node.name, 18) + pad(String(format: "%.2f", v), 12, right: true)) }
+            if let v = r.node_ns_per_packet[node.name] {
+                print(pad(node.name, 18) + pad(String(format: "%.2f", v), 12, right: true))
+            }
         }
         if !r.drops.isEmpty {
             print("")
@@ -122,12 +147,16 @@ struct Bench: ParsableCommand {
 }
 
 func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
-    s.count >= width ? s + " " : (right ? String(repeating: " ", count: width - s.count) + s : s + String(repeating: " ", count: width - s.count))
+    s.count >= width
+        ? s + " "
+        : (right
+            ? String(repeating: " ", count: width - s.count) + s : s + String(repeating: " ", count: width - s.count))
 }
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the node service: forward between the configured tap and AF_PACKET ports until SIGTERM/SIGINT.")
+        abstract: "Run the node service: forward between the configured tap and AF_PACKET ports until SIGTERM/SIGINT."
+    )
 
     @Option(name: .long, help: "Node config (YAML) whose interfaces name taps (pods) and a device (fabric).")
     var config: String

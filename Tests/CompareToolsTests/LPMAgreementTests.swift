@@ -45,7 +45,8 @@ struct LPMAgreementTests {
 
     @Test(arguments: ["uniform", "routed"])
     func rteLPMConfirmsEveryAnswerAndRejectsAWrongOne(keyMode: String) throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vrt-lpm-agree-\(getpid())-\(keyMode)").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vrt-lpm-agree-\(getpid())-\(keyMode)")
+            .path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let bench = try Self.compile(into: dir)

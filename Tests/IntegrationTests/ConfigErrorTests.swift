@@ -9,7 +9,8 @@ import Testing
 @Suite(
     .enabled(if: isRoot, "needs root: makes network namespaces and checks what vrouterd leaves in them"),
     .enabled(if: Tool.exists(Tool.ip), "needs ip (iproute2)"),
-    .enabled(if: VRouterd.path != nil, "vrouterd is not built (swift build)"))
+    .enabled(if: VRouterd.path != nil, "vrouterd is not built (swift build)")
+)
 struct ConfigErrorTests {
     struct Case: Sendable, CustomStringConvertible {
         let description: String
@@ -27,7 +28,8 @@ struct ConfigErrorTests {
         var failsHalfWay = false
     }
 
-    static func pod(_ lab: Lab, _ n: Int, vrf: String = "blue", address: String? = nil, netns: String? = nil) -> String {
+    static func pod(_ lab: Lab, _ n: Int, vrf: String = "blue", address: String? = nil, netns: String? = nil) -> String
+    {
         let addr = address ?? "192.0.2.\(10 + n)/24"
         return """
               - { name: p\(n), kind: pod, vrf: \(vrf), mac: "02:00:00:00:01:\(10 + n)", ipv4: \(addr), tap: { name: \(lab.name("t\(n)")), netns: \(netns ?? lab.name("p\(n)")), ifname: eth0 } }
@@ -38,31 +40,37 @@ struct ConfigErrorTests {
         Case(
             description: "unknown VRF",
             interfaces: { pod($0, 1) + "\n" + pod($0, 2, vrf: "green") },
-            expected: "no VRF named 'green'"),
+            expected: "no VRF named 'green'"
+        ),
         Case(
             description: "overlapping addresses",
             interfaces: { pod($0, 1) + "\n" + pod($0, 2, address: "192.0.2.11/25") },
-            expected: "p2 and p1 both have address 192.0.2.11"),
+            expected: "p2 and p1 both have address 192.0.2.11"
+        ),
         Case(
             description: "bad CIDR",
             interfaces: { pod($0, 1, address: "192.0.2.10/33") },
-            expected: "'192.0.2.10/33': prefix length must be 0...32"),
+            expected: "'192.0.2.10/33': prefix length must be 0...32"
+        ),
         Case(
             description: "missing fabric device",
             interfaces: {
                 "  - { name: fabric, kind: fabric, device: \($0.name("nodev")), address: 198.18.0.1/24, mac: \"02:00:00:00:00:01\" }\n"
                     + pod($0, 1)
             },
-            expected: "interfaces.fabric: device 'TAGnodev' does not exist"),
+            expected: "interfaces.fabric: device 'TAGnodev' does not exist"
+        ),
         Case(
             description: "missing pod namespace",
             interfaces: { pod($0, 1) + "\n" + pod($0, 2, netns: $0.name("gone")) },
-            expected: "interfaces.p2: network namespace 'TAGgone' does not exist"),
+            expected: "interfaces.p2: network namespace 'TAGgone' does not exist"
+        ),
         Case(
             description: "no permission",
             interfaces: { pod($0, 1) + "\n" + pod($0, 2) },
             expected: "run needs root, or these capabilities: CAP_NET_ADMIN",
-            unprivileged: true),
+            unprivileged: true
+        ),
         Case(
             description: "tap name taken after the first pod was made",
             interfaces: { pod($0, 1) + "\n" + pod($0, 2) },
@@ -70,7 +78,8 @@ struct ConfigErrorTests {
             before: { lab in
                 try lab.ip("link", "add", lab.name("t2"), "type", "veth", "peer", "name", lab.name("t2x"))
             },
-            failsHalfWay: true),
+            failsHalfWay: true
+        ),
     ]
 
     @Test(arguments: cases)
@@ -90,9 +99,12 @@ struct ConfigErrorTests {
               - { name: red, gateway: 198.51.100.1 }
             interfaces:
             \(c.interfaces(lab))
-            """)
+            """
+        )
         let vrouterd = VRouterd.path!
-        var argv = [vrouterd, "run", "--config", config, "--socket", (config as NSString).deletingPathExtension + ".sock"]
+        var argv = [
+            vrouterd, "run", "--config", config, "--socket", (config as NSString).deletingPathExtension + ".sock",
+        ]
         if c.unprivileged {
             guard Tool.exists(Tool.setpriv) else {
                 Issue.record("setpriv (util-linux) is missing")

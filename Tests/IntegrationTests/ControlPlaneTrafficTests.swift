@@ -11,7 +11,8 @@ import VRouterControl
     .serialized,
     .enabled(if: isRoot, "needs root: makes network namespaces and taps, runs vrouterd"),
     .enabled(if: Tool.trafficTools, "needs ip, ping, iperf3 (tools/bootstrap installs them)"),
-    .enabled(if: VRouterd.path != nil, "vrouterd is not built (swift build)"))
+    .enabled(if: VRouterd.path != nil, "vrouterd is not built (swift build)")
+)
 struct ControlPlaneTrafficTests {
     static func podsConfig(_ lab: Lab, _ p1: String, _ p2: String, persistent: Bool) -> String {
         """
@@ -50,7 +51,8 @@ struct ControlPlaneTrafficTests {
         // UDP, fixed rate, so a lost datagram shows (TCP would retransmit it).
         let client = try lab.start(
             lab.inNS(p1, [Tool.iperf3, "-c", "192.0.2.11", "-u", "-b", "20M", "-l", "1200", "-t", "8", "--json"]),
-            name: "iperf3-c")
+            name: "iperf3-c"
+        )
         defer { client.end(grace: 2) }
         usleep(500_000)
 
@@ -69,7 +71,11 @@ struct ControlPlaneTrafficTests {
             changes += r.deleted
         }
         for i in 0..<1000 {
-            let _: RouteChangeResult = try api.send("POST", "/v1/vrfs/blue/routes", RouteChange(add: [RouteSpec(prefix: p(i), via: nil, discard: true)]))
+            let _: RouteChangeResult = try api.send(
+                "POST",
+                "/v1/vrfs/blue/routes",
+                RouteChange(add: [RouteSpec(prefix: p(i), via: nil, discard: true)])
+            )
             let _: RouteChangeResult = try api.send("POST", "/v1/vrfs/blue/routes", RouteChange(delete: [p(i)]))
             changes += 2
         }
@@ -92,7 +98,9 @@ struct ControlPlaneTrafficTests {
         #expect(packets > 10_000, "\(sum)")
         #expect(lost == 0, "\(sum)")
         let drops: DropStatsInfo = try api.call("GET", "/v1/dropstats")
-        let unexpected = drops.reasons.filter { $0.value > 0 && $0.key != "multicast" && $0.key != "spoofed_source" && $0.key != "unhandled_icmp" }
+        let unexpected = drops.reasons.filter {
+            $0.value > 0 && $0.key != "multicast" && $0.key != "spoofed_source" && $0.key != "unhandled_icmp"
+        }
         #expect(unexpected.isEmpty, "\(unexpected)")
         _ = try node.stop()
     }
@@ -120,11 +128,17 @@ struct ControlPlaneTrafficTests {
         let _: RouteChangeResult = try api.send("POST", "/v1/vrfs/blue/routes", RouteChange(add: adds))
         func snapshot(_ c: ControlClient) throws -> String {
             var parts: [String] = []
-            for path in ["/v1/vrfs", "/v1/vrfs/blue/routes", "/v1/vrfs/red/routes", "/v1/nexthops", "/v1/labels", "/v1/vnis"] {
+            for path in [
+                "/v1/vrfs", "/v1/vrfs/blue/routes", "/v1/vrfs/red/routes", "/v1/nexthops", "/v1/labels", "/v1/vnis",
+            ] {
                 parts.append(String(decoding: try c.raw("GET", path), as: UTF8.self))
             }
             let vifs: [InterfaceInfo] = try c.call("GET", "/v1/interfaces")
-            parts.append(vifs.map { "\($0.id) \($0.name) \($0.vrf ?? "") \($0.mac) \($0.ipv4 ?? "") \($0.label.map(String.init) ?? "")" }.joined(separator: ";"))
+            parts.append(
+                vifs.map {
+                    "\($0.id) \($0.name) \($0.vrf ?? "") \($0.mac) \($0.ipv4 ?? "") \($0.label.map(String.init) ?? "")"
+                }.joined(separator: ";")
+            )
             return parts.joined(separator: "\n")
         }
         let before = try snapshot(api)

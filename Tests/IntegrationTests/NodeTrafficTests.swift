@@ -13,7 +13,8 @@ import Testing
     .serialized,
     .enabled(if: isRoot, "needs root: makes network namespaces, veths and taps, runs vrouterd"),
     .enabled(if: Tool.trafficTools, "needs ip, bridge, ping, iperf3 and tshark (tools/bootstrap installs them)"),
-    .enabled(if: VRouterd.path != nil, "vrouterd is not built (swift build)"))
+    .enabled(if: VRouterd.path != nil, "vrouterd is not built (swift build)")
+)
 struct NodeTrafficTests {
 
     // MARK: one node
@@ -37,7 +38,8 @@ struct NodeTrafficTests {
               - { name: p1, kind: pod, vrf: blue, mac: "02:00:00:00:01:0a", ipv4: 192.0.2.10/24, tap: { name: \(lab.name("t1")), netns: \(p1), ifname: eth0 } }
               - { name: p2, kind: pod, vrf: blue, mac: "02:00:00:00:01:0b", ipv4: 192.0.2.11/24, tap: { name: \(lab.name("t2")), netns: \(p2), ifname: eth0 } }
               - { name: p3, kind: pod, vrf: red, mac: "02:00:00:00:02:0a", ipv4: 198.51.100.10/24, tap: { name: \(lab.name("t3")), netns: \(p3), ifname: eth0 } }
-            """)
+            """
+        )
         let node = try Daemon(lab, config: config)
         try node.waitRunning()
         for ns in [p1, p2, p3] { try lab.waitForLink("eth0", in: ns) }
@@ -83,8 +85,18 @@ struct NodeTrafficTests {
         try lab.veth(f1, in: n1, f2, in: n2)
         // Node n1 holds 192.0.2.0/25 (pod a, label 100), n2 192.0.2.128/25 (pod b, label 200).
         func nodeConfig(
-            _ me: String, _ myAddress: String, _ device: String, _ mac: String, peer: String, peerAddress: String,
-            peerPrefix: String, pod: String, podNS: String, podAddress: String, podMAC: String, myLabel: Int,
+            _ me: String,
+            _ myAddress: String,
+            _ device: String,
+            _ mac: String,
+            peer: String,
+            peerAddress: String,
+            peerPrefix: String,
+            pod: String,
+            podNS: String,
+            podAddress: String,
+            podMAC: String,
+            myLabel: Int,
             peerLabel: Int
         ) -> String {
             let enc = encap == .vxlan ? "vxlan" : "mpls-udp"
@@ -106,15 +118,39 @@ struct NodeTrafficTests {
         let c1 = try lab.write(
             "n1.yaml",
             nodeConfig(
-                "n1", "198.18.0.1", f1, "02:00:00:00:00:01", peer: "n2", peerAddress: "198.18.0.2",
-                peerPrefix: "192.0.2.128/25", pod: "a", podNS: a, podAddress: "192.0.2.10", podMAC: "02:00:00:00:01:0a",
-                myLabel: 100, peerLabel: 200))
+                "n1",
+                "198.18.0.1",
+                f1,
+                "02:00:00:00:00:01",
+                peer: "n2",
+                peerAddress: "198.18.0.2",
+                peerPrefix: "192.0.2.128/25",
+                pod: "a",
+                podNS: a,
+                podAddress: "192.0.2.10",
+                podMAC: "02:00:00:00:01:0a",
+                myLabel: 100,
+                peerLabel: 200
+            )
+        )
         let c2 = try lab.write(
             "n2.yaml",
             nodeConfig(
-                "n2", "198.18.0.2", f2, "02:00:00:00:00:02", peer: "n1", peerAddress: "198.18.0.1",
-                peerPrefix: "192.0.2.0/25", pod: "b", podNS: b, podAddress: "192.0.2.130", podMAC: "02:00:00:00:01:0b",
-                myLabel: 200, peerLabel: 100))
+                "n2",
+                "198.18.0.2",
+                f2,
+                "02:00:00:00:00:02",
+                peer: "n1",
+                peerAddress: "198.18.0.1",
+                peerPrefix: "192.0.2.0/25",
+                pod: "b",
+                podNS: b,
+                podAddress: "192.0.2.130",
+                podMAC: "02:00:00:00:01:0b",
+                myLabel: 200,
+                peerLabel: 100
+            )
+        )
         let node1 = try Daemon(lab, config: c1, in: n1, name: "vrouterd-n1")
         let node2 = try Daemon(lab, config: c2, in: n2, name: "vrouterd-n2")
         try node1.waitRunning()
@@ -137,7 +173,10 @@ struct NodeTrafficTests {
         func check(_ rows: [[String]], from: (String, String), to: (String, String), label: Int, _ what: String) {
             // The four echo requests (or replies), each once at least; nothing else is tunnelled meanwhile.
             #expect(rows.count >= 4, "\(what): \(rows)")
-            #expect(Set(rows.compactMap { $0.count == 7 ? Int($0[6]) : nil }).isSuperset(of: [1, 2, 3, 4]), "\(what): \(rows)")
+            #expect(
+                Set(rows.compactMap { $0.count == 7 ? Int($0[6]) : nil }).isSuperset(of: [1, 2, 3, 4]),
+                "\(what): \(rows)"
+            )
             for r in rows where r.count == 7 {
                 #expect(r[4] == "\(from.0),\(from.1)", "\(what): outer,inner source \(r)")
                 #expect(r[5] == "\(to.0),\(to.1)", "\(what): outer,inner destination \(r)")
@@ -194,13 +233,42 @@ struct NodeTrafficTests {
         let vxlanMAC = "02:00:00:00:0e:01"
         try lab.ip("-n", k, "addr", "add", "198.18.0.3/24", "dev", fk)
         try lab.ip(
-            "-n", k, "link", "add", "vxlan0", "type", "vxlan", "id", "1001", "dstport", "4789", "local", "198.18.0.3",
-            "dev", fk, "nolearning")
+            "-n",
+            k,
+            "link",
+            "add",
+            "vxlan0",
+            "type",
+            "vxlan",
+            "id",
+            "1001",
+            "dstport",
+            "4789",
+            "local",
+            "198.18.0.3",
+            "dev",
+            fk,
+            "nolearning"
+        )
         try lab.ip("-n", k, "link", "set", "vxlan0", "address", vxlanMAC)
-        try lab.must(lab.inNS(k, [Tool.bridge, "fdb", "append", "00:00:00:00:00:00", "dev", "vxlan0", "dst", "198.18.0.1"]))
+        try lab.must(
+            lab.inNS(k, [Tool.bridge, "fdb", "append", "00:00:00:00:00:00", "dev", "vxlan0", "dst", "198.18.0.1"])
+        )
         try lab.ip("-n", k, "addr", "add", "192.0.2.200/24", "dev", "vxlan0")
         try lab.ip("-n", k, "link", "set", "vxlan0", "up")
-        try lab.ip("-n", k, "neigh", "add", "192.0.2.10", "lladdr", "00:00:5e:00:01:00", "dev", "vxlan0", "nud", "permanent")
+        try lab.ip(
+            "-n",
+            k,
+            "neigh",
+            "add",
+            "192.0.2.10",
+            "lladdr",
+            "00:00:5e:00:01:00",
+            "dev",
+            "vxlan0",
+            "nud",
+            "permanent"
+        )
 
         let config = try lab.write(
             "n1.yaml",
@@ -215,7 +283,8 @@ struct NodeTrafficTests {
             interfaces:
               - { name: fabric, kind: fabric, device: \(f1), address: 198.18.0.1/24, mac: "02:00:00:00:00:01" }
               - { name: a, kind: pod, vrf: blue, mac: "02:00:00:00:01:0a", ipv4: 192.0.2.10/24, tap: { name: \(lab.name("ta")), netns: \(a), ifname: eth0 } }
-            """)
+            """
+        )
         let node = try Daemon(lab, config: config, in: n1)
         try node.waitRunning()
         try lab.waitForLink("eth0", in: a)
@@ -225,7 +294,8 @@ struct NodeTrafficTests {
         #expect(try lab.ping(from: k, "192.0.2.10", count: 4) == 4)
         // The kernel's side of it: vxlan0 took in (decapsulated) frames from vrouterd.
         let link = try lab.ip("-n", k, "-s", "-j", "link", "show", "vxlan0")
-        let rx = ((try? JSONSerialization.jsonObject(with: Data(link.utf8))) as? [[String: Any]])?.first
+        let rx =
+            ((try? JSONSerialization.jsonObject(with: Data(link.utf8))) as? [[String: Any]])?.first
             .flatMap { ($0["stats64"] as? [String: Any])?["rx"] as? [String: Any] }?["packets"] as? NSNumber
         #expect((rx?.intValue ?? 0) >= 8, "\(link)")
 

@@ -1,11 +1,19 @@
 import Foundation
 import Testing
+
 @testable import VRouterCNI
 
 @Suite struct AnnotationTests {
     @Test func commaFormWithNamespacesAndInterfaces() throws {
-        let l = try NetworkAnnotation.parse(" left-network, blue-network ,right-network,extns/data-network@data0", podNamespace: "default")
-        #expect(l.map(\.key) == ["default/left-network", "default/blue-network", "default/right-network", "extns/data-network"])
+        let l = try NetworkAnnotation.parse(
+            " left-network, blue-network ,right-network,extns/data-network@data0",
+            podNamespace: "default"
+        )
+        #expect(
+            l.map(\.key) == [
+                "default/left-network", "default/blue-network", "default/right-network", "extns/data-network",
+            ]
+        )
         #expect(l.map(\.interface) == [nil, nil, nil, "data0"])
     }
 
@@ -36,8 +44,10 @@ import Testing
         ("a@this-name-is-too-long", "too long"),
         ("[{\"name\":\"a\",\"ips\":[\"300.1.2.3\"]}]", "is not an IP address"),
         ("[{\"name\":\"a\",\"mac\":\"01:00:5e:00:00:01\"}]", "not a unicast"),
-        ("[{\"name\":\"a\",\"default-route\":[\"192.0.2.254\"]},{\"name\":\"b\",\"default-route\":[\"198.51.100.254\"]}]",
-         "more than one network asks for default-route"),
+        (
+            "[{\"name\":\"a\",\"default-route\":[\"192.0.2.254\"]},{\"name\":\"b\",\"default-route\":[\"198.51.100.254\"]}]",
+            "more than one network asks for default-route"
+        ),
     ])
     func badAnnotationsFailNamingTheProblem(_ text: String, _ expected: String) {
         #expect {
@@ -55,15 +65,19 @@ import Testing
 
 @Suite struct ProtocolTests {
     @Test func environmentIsCheckedLikeSkel() throws {
-        var env = ["CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/x", "CNI_IFNAME": "eth0",
-                   "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;X=a=b", "CNI_PATH": "/a:/b"]
+        var env = [
+            "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/x", "CNI_IFNAME": "eth0",
+            "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;X=a=b", "CNI_PATH": "/a:/b",
+        ]
         let e = try CNIEnvironment.read(env)
         #expect(e.podName == "web-0" && e.podNamespace == "default" && e.args["X"] == "a=b" && e.path == ["/a", "/b"])
         env["CNI_IFNAME"] = "a-much-too-long-ifname"
         #expect(throws: CNIError.self) { try CNIEnvironment.read(env) }
         env["CNI_IFNAME"] = "eth0"
         env["CNI_NETNS"] = nil
-        #expect { try CNIEnvironment.read(env) } throws: { ($0 as? CNIError)?.code == 4 && "\($0)".contains("CNI_NETNS") }
+        #expect { try CNIEnvironment.read(env) } throws: {
+            ($0 as? CNIError)?.code == 4 && "\($0)".contains("CNI_NETNS")
+        }
         env["CNI_COMMAND"] = "DEL"
         #expect(try CNIEnvironment.read(env).netns == "")
     }
@@ -71,8 +85,10 @@ import Testing
     @Test func resultsAreWrittenInTheRequestsVersion() throws {
         var r = CNIResult(cniVersion: "1.0.0")
         r.interfaces = [CNIResult.Interface(name: "eth0", mac: "02:00:00:00:00:01", sandbox: "/run/netns/p")]
-        r.ips = [CNIResult.IP(address: "198.19.0.5/24", gateway: "198.19.0.254", interface: 0),
-                 CNIResult.IP(address: "2001:db8::5/64", interface: 0)]
+        r.ips = [
+            CNIResult.IP(address: "198.19.0.5/24", gateway: "198.19.0.254", interface: 0),
+            CNIResult.IP(address: "2001:db8::5/64", interface: 0),
+        ]
         let old = r.json(version: "0.4.0")
         #expect(old["cniVersion"] == .string("0.4.0"))
         #expect(old["ips"]?.array?.map { $0["version"] } == [.string("4"), .string("6")])

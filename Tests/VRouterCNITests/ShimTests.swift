@@ -1,14 +1,20 @@
 import Foundation
 import Synchronization
 import Testing
+
 @testable import VRouterCNI
 
 /// The shim's side of ADD and DEL against an in-process vrouterd stand-in.
 @Suite struct ShimTests {
-    static let env = ["CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/p", "CNI_IFNAME": "eth0",
-                      "CNI_ARGS": "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0", "CNI_PATH": "/nonexistent"]
+    static let env = [
+        "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/p", "CNI_IFNAME": "eth0",
+        "CNI_ARGS": "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0", "CNI_PATH": "/nonexistent",
+    ]
     static func conf(_ version: String, _ annotation: String) -> Data {
-        Data(#"{"cniVersion":"\#(version)","name":"vrouter","type":"vrouter-cni","stateDir":"\#(FileManager.default.temporaryDirectory.path)/vrt-shim-test","runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"k8s.v1.cni.cncf.io/networks":"\#(annotation)"}}}"#.utf8)
+        Data(
+            #"{"cniVersion":"\#(version)","name":"vrouter","type":"vrouter-cni","stateDir":"\#(FileManager.default.temporaryDirectory.path)/vrt-shim-test","runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"k8s.v1.cni.cncf.io/networks":"\#(annotation)"}}}"#
+                .utf8
+        )
     }
 
     @Test func addBuildsTheResultFromEveryAttachment() throws {
@@ -34,17 +40,23 @@ import Testing
         #expect(rc == 0, "\(String(decoding: out, as: UTF8.self))")
         let r = try CNIResult.read(JSONValue.parse(out))
         #expect(r.cniVersion == "0.4.0")
-        #expect(r.interfaces.map(\.name) == ["eth0", "net1"] && r.interfaces.allSatisfy { $0.sandbox == "/run/netns/p" })
+        #expect(
+            r.interfaces.map(\.name) == ["eth0", "net1"] && r.interfaces.allSatisfy { $0.sandbox == "/run/netns/p" }
+        )
         #expect(r.ips.map(\.interface) == [0, 1, 1])
         #expect(r.ips.map(\.gateway) == ["198.19.0.254", "192.0.2.254", "2001:db8:1::fffe"])
         #expect(r.routes == [CNIResult.Route(dst: "0.0.0.0/0", gw: "198.19.0.254")])
-        #expect(try JSONValue.parse(out)["ips"]?.array?.map { $0["version"] } == [.string("4"), .string("4"), .string("6")])
+        #expect(
+            try JSONValue.parse(out)["ips"]?.array?.map { $0["version"] } == [.string("4"), .string("4"), .string("6")]
+        )
         #expect(seen.withLock { $0 } == ["/v1/cni/add"])
     }
 
     @Test func vrouterdErrorsBecomeCNIErrorsWithTheirCodes() throws {
         let p = CNIPlugin(transport: { _ in
-            FakeTransport { _, _, _ in (404, try! JSONEncoder().encode(CNIErrorBody(error: "network default/x is not known", cniCode: 100))) }
+            FakeTransport { _, _, _ in
+                (404, try! JSONEncoder().encode(CNIErrorBody(error: "network default/x is not known", cniCode: 100)))
+            }
         })
         let (rc, out) = p.main(environment: Self.env, stdin: Self.conf("1.0.0", "x"))
         let e = try JSONDecoder().decode(CNIError.self, from: out)
@@ -66,8 +78,22 @@ import Testing
                 paths.withLock { $0.append(path) }
                 if path == "/v1/cni/add" {
                     var d = CNIAttachment(network: "default/br", ifname: "net1", isDefault: false)
-                    d.delegate = CNIDelegate(config: .object(JSONObject([("cniVersion", .string("1.0.0")), ("name", .string("br")), ("type", .string("vrt-missing"))])))
-                    return (200, try! JSONEncoder().encode(CNIAddResponse(attachments: [CNIAttachment(network: "cluster", ifname: "eth0", isDefault: true), d])))
+                    d.delegate = CNIDelegate(
+                        config: .object(
+                            JSONObject([
+                                ("cniVersion", .string("1.0.0")), ("name", .string("br")),
+                                ("type", .string("vrt-missing")),
+                            ])
+                        )
+                    )
+                    return (
+                        200,
+                        try! JSONEncoder().encode(
+                            CNIAddResponse(attachments: [
+                                CNIAttachment(network: "cluster", ifname: "eth0", isDefault: true), d,
+                            ])
+                        )
+                    )
                 }
                 return (200, try! JSONEncoder().encode(CNIDelegatesResponse(found: true, delegates: [])))
             }

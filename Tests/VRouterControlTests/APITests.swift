@@ -14,7 +14,9 @@ import VRouterControl
     static let tapName = "vrtapi\(tag)t"
 
     static func cleanup() {
-        sh("ip link del \(fabricLink) 2>/dev/null; ip link del \(tapName) 2>/dev/null; ip netns del \(netns) 2>/dev/null")
+        sh(
+            "ip link del \(fabricLink) 2>/dev/null; ip link del \(tapName) 2>/dev/null; ip netns del \(netns) 2>/dev/null"
+        )
     }
 
     @Test func everyCommandOnce() throws {
@@ -25,7 +27,9 @@ import VRouterControl
         Self.cleanup()
         defer { Self.cleanup() }
         // The fabric: one end of a veth pair whose other end is in the test's namespace.
-        sh("ip netns add \(Self.netns) && ip link add \(Self.fabricLink) type veth peer name vrtapi\(Self.tag)u netns \(Self.netns)")
+        sh(
+            "ip netns add \(Self.netns) && ip link add \(Self.fabricLink) type veth peer name vrtapi\(Self.tag)u netns \(Self.netns)"
+        )
         let yaml = """
             node: { name: vrt-api-node }
             vrfs: [ { name: blue, gateway: 192.0.2.1, vni: 100 } ]
@@ -44,7 +48,9 @@ import VRouterControl
         let metrics = try #require(st["metrics"] as? String)
 
         // vrf add / list
-        let red = try #require(try d.json(["vrf", "add", "red", "--vni", "200", "--gateway", "198.51.100.1"]) as? [String: Any])
+        let red = try #require(
+            try d.json(["vrf", "add", "red", "--vni", "200", "--gateway", "198.51.100.1"]) as? [String: Any]
+        )
         #expect(red["name"] as? String == "red")
         #expect(red["vni"] as? Int == 200)
         let vrfs = objects(try d.json(["vrf", "list"]))
@@ -52,7 +58,9 @@ import VRouterControl
         #expect(vrfs.first { $0["name"] as? String == "red" }?["ipv4Routes"] as? Int == 1)  // the gateway
 
         // node add / list
-        _ = try d.json(["node", "add", "n1", "--address", "198.18.0.2", "--encap", "vxlan", "--mac", "02:00:00:00:00:02"])
+        _ = try d.json([
+            "node", "add", "n1", "--address", "198.18.0.2", "--encap", "vxlan", "--mac", "02:00:00:00:00:02",
+        ])
         _ = try d.json(["node", "add", "n2", "--address", "198.18.0.3", "--encap", "mpls-udp"])
         let nodes = objects(try d.json(["node", "list"]))
         #expect(nodes.count == 2)
@@ -64,9 +72,11 @@ import VRouterControl
         // vif add (a tap moved into the pod's namespace) / list
         let vif = try #require(
             try d.json([
-                "vif", "add", "pod1", "--vrf", "red", "--mac", "02:00:00:00:01:01", "--tap", Self.tapName, "--netns", Self.netns,
+                "vif", "add", "pod1", "--vrf", "red", "--mac", "02:00:00:00:01:01", "--tap", Self.tapName, "--netns",
+                Self.netns,
                 "--ifname", "eth0", "--ipv4", "198.51.100.10/24", "--label", "100",
-            ]) as? [String: Any])
+            ]) as? [String: Any]
+        )
         #expect(vif["name"] as? String == "pod1")
         let vifs = objects(try d.json(["vif", "list"]))
         let pod = try #require(vifs.first { $0["name"] as? String == "pod1" })
@@ -79,7 +89,9 @@ import VRouterControl
 
         // Traffic: the pod pings its gateway (the vRouter answers), so pod1 counts packets.
         let (pingStatus, pingOut, _) = try runProgram(
-            "/sbin/ip", ["netns", "exec", Self.netns, "ping", "-c", "2", "-i", "0.2", "-W", "2", "198.51.100.1"])
+            "/sbin/ip",
+            ["netns", "exec", Self.netns, "ping", "-c", "2", "-i", "0.2", "-W", "2", "198.51.100.1"]
+        )
         #expect(pingStatus == 0, "ping the gateway from the pod: \(pingOut)")
         let pinged = try #require(objects(try d.json(["vif", "list"])).first { $0["name"] as? String == "pod1" })
         let pingedRx = pinged["rxPackets"] as? Int ?? 0
@@ -101,7 +113,12 @@ import VRouterControl
 
         // nh, mpls, vxlan
         let nhs = objects(try d.json(["nh", "list"]))
-        #expect(nhs.contains { $0["kind"] as? String == "tunnel-vxlan" && $0["node"] as? String == "n1" && $0["destination"] as? String == "198.18.0.2" })
+        #expect(
+            nhs.contains {
+                $0["kind"] as? String == "tunnel-vxlan" && $0["node"] as? String == "n1"
+                    && $0["destination"] as? String == "198.18.0.2"
+            }
+        )
         #expect(nhs.contains { $0["kind"] as? String == "encap" && $0["interface"] as? String == "pod1" })
         let labels = objects(try d.json(["mpls", "dump"]))
         #expect(labels.contains { $0["label"] as? Int == 100 && $0["interface"] as? String == "pod1" })
@@ -129,7 +146,10 @@ import VRouterControl
 
         // Metrics: scraped and parsed, with the pod's real packet counts.
         let scrape = try Self.scrape(metrics)
-        #expect((scrape[#"vrouter_port_rx_packets_total{kind="pod",port="pod1"}"#] ?? 0) >= 2, "\(scrape.keys.sorted())")
+        #expect(
+            (scrape[#"vrouter_port_rx_packets_total{kind="pod",port="pod1"}"#] ?? 0) >= 2,
+            "\(scrape.keys.sorted())"
+        )
         #expect((scrape[#"vrouter_port_tx_packets_total{kind="pod",port="pod1"}"#] ?? 0) >= 2)
         #expect(scrape[#"vrouter_port_rx_bytes_total{kind="fabric",port="fabric"}"#] != nil)
         #expect(scrape[#"vrouter_vrf_routes{family="ipv4",vrf="red"}"#] == 5)  // gateway, pod, three added
@@ -165,7 +185,8 @@ import VRouterControl
         #expect(!gone.contains("eth0"), "\(gone)")
         // A new interface on the freed vif id starts its counters from zero, not from pod1's.
         _ = try d.json([
-            "vif", "add", "pod2", "--vrf", "red", "--mac", "02:00:00:00:01:02", "--tap", Self.tapName, "--netns", Self.netns,
+            "vif", "add", "pod2", "--vrf", "red", "--mac", "02:00:00:00:01:02", "--tap", Self.tapName, "--netns",
+            Self.netns,
             "--ifname", "eth0", "--ipv4", "198.51.100.11/24",
         ])
         let pod2 = try #require(objects(try d.json(["vif", "list"])).first { $0["name"] as? String == "pod2" })
@@ -200,7 +221,8 @@ import VRouterControl
             if let brace = key.firstIndex(of: "{") {
                 // Normalise label order.
                 let name = key[..<brace]
-                let labels = key[key.index(after: brace)..<key.index(before: key.endIndex)].split(separator: ",").sorted()
+                let labels = key[key.index(after: brace)..<key.index(before: key.endIndex)].split(separator: ",")
+                    .sorted()
                 key = "\(name){\(labels.joined(separator: ","))}"
             }
             out[key] = v
@@ -213,27 +235,45 @@ import VRouterControl
     @Test func badInputIsRefusedAndChangesNothing() throws {
         let d = try Daemon("bad", yaml: "vrfs: [ { name: blue, gateway: 192.0.2.1 } ]\n")
         defer { d.stop() }
-        let (_, ok) = try d.http("POST", "/v1/vrfs/blue/routes", #"{"add":[{"prefix":"198.51.100.0/24","discard":true}]}"#)
+        let (_, ok) = try d.http(
+            "POST",
+            "/v1/vrfs/blue/routes",
+            #"{"add":[{"prefix":"198.51.100.0/24","discard":true}]}"#
+        )
         #expect(ok.contains("\"added\":1"), "\(ok)")
         func state() throws -> String {
-            try d.http("GET", "/v1/vrfs").1 + d.http("GET", "/v1/vrfs/blue/routes").1 + d.http("GET", "/v1/interfaces").1
+            try d.http("GET", "/v1/vrfs").1 + d.http("GET", "/v1/vrfs/blue/routes").1
+                + d.http("GET", "/v1/interfaces").1
                 + d.http("GET", "/v1/remote-nodes").1
         }
         let before = try state()
 
-        let big = "{\"add\":[" + String(repeating: #"{"prefix":"203.0.113.0/24","discard":true},"#, count: 430_000) + #"{"prefix":"203.0.113.0/24","discard":true}]}"#
+        let big =
+            "{\"add\":[" + String(repeating: #"{"prefix":"203.0.113.0/24","discard":true},"#, count: 430_000)
+            + #"{"prefix":"203.0.113.0/24","discard":true}]}"#
         #expect(big.utf8.count > ControlServer.maxBody)
         let cases: [(String, String, String?, Int, String)] = [
             ("POST", "/v1/vrfs/blue/routes", #"{"add": [ {"prefix": "#, 400, "malformed JSON"),
-            ("POST", "/v1/vrfs/blue/routes", #"{"add":[{"prefix":"203.0.113.0/24","discard":true,"colour":"red"}]}"#, 400,
-             "unknown field 'colour' in add[0]"),
+            (
+                "POST", "/v1/vrfs/blue/routes", #"{"add":[{"prefix":"203.0.113.0/24","discard":true,"colour":"red"}]}"#,
+                400,
+                "unknown field 'colour' in add[0]"
+            ),
             ("POST", "/v1/vrfs", #"{"name":"red","vnii":5}"#, 400, "unknown field 'vnii'"),
-            ("POST", "/v1/vrfs/blue/routes", #"{"add":[{"prefix":"203.0.113.1/24","discard":true}]}"#, 400,
-             "'203.0.113.1/24' is not a prefix"),
-            ("POST", "/v1/vrfs/nope/routes", #"{"add":[{"prefix":"203.0.113.0/24","discard":true}]}"#, 404, "no VRF named 'nope'"),
+            (
+                "POST", "/v1/vrfs/blue/routes", #"{"add":[{"prefix":"203.0.113.1/24","discard":true}]}"#, 400,
+                "'203.0.113.1/24' is not a prefix"
+            ),
+            (
+                "POST", "/v1/vrfs/nope/routes", #"{"add":[{"prefix":"203.0.113.0/24","discard":true}]}"#, 404,
+                "no VRF named 'nope'"
+            ),
             // All or nothing: one bad route refuses the whole batch.
-            ("POST", "/v1/vrfs/blue/routes", #"{"add":[{"prefix":"203.0.113.0/24","discard":true},{"prefix":"203.0.113.0/24","interface":"nope"}]}"#,
-             404, "no pod interface named 'nope'"),
+            (
+                "POST", "/v1/vrfs/blue/routes",
+                #"{"add":[{"prefix":"203.0.113.0/24","discard":true},{"prefix":"203.0.113.0/24","interface":"nope"}]}"#,
+                404, "no pod interface named 'nope'"
+            ),
             ("POST", "/v1/vrfs/blue/routes", #"{"add":[{"prefix":"203.0.113.0/24","via":"n1"}]}"#, 400, "needs a vni"),
             ("POST", "/v1/vrfs/blue/routes", #"{"add":[{"prefix":5}]}"#, 400, "add[0].prefix"),
             ("POST", "/v1/vrfs/blue/routes", "[]", 400, "expected"),
@@ -259,12 +299,21 @@ import VRouterControl
         #expect(stat(d.socket, &st) == 0 && st.st_mode & 0o777 == 0o600 && st.st_uid == 0)
         if isRoot, let ctl = binary("vrouterctl") {
             let (code, _, err) = try runProgram(
-                "/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ctl, "status", "--socket", d.socket])
+                "/usr/bin/setpriv",
+                ["--reuid=65534", "--regid=65534", "--clear-groups", ctl, "status", "--socket", d.socket]
+            )
             #expect(code == 1)
-            #expect(err == "vrouterctl: permission denied connecting to \(d.socket) (the control socket is root's)\n", "\(err)")
+            #expect(
+                err == "vrouterctl: permission denied connecting to \(d.socket) (the control socket is root's)\n",
+                "\(err)"
+            )
             let (curl, _, _) = try runProgram(
                 "/usr/bin/setpriv",
-                ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/curl", "-sS", "--unix-socket", d.socket, "http://x/v1/status"])
+                [
+                    "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/curl", "-sS", "--unix-socket",
+                    d.socket, "http://x/v1/status",
+                ]
+            )
             #expect(curl == 7)  // couldn't connect
         }
         #expect(try state() == before)

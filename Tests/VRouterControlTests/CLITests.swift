@@ -63,10 +63,22 @@ import Testing
         BadCase(name: "missing", pcap: nil, route: "", expected: "in.pcap"),
         BadCase(name: "truncated", pcap: onePacket.prefix(onePacket.count - 10), route: "", expected: "after packet 0"),
         BadCase(name: "corrupt", pcap: Data("garbage garbage garbage garbage".utf8), route: "", expected: "in.pcap"),
-        BadCase(name: "linktype", pcap: { var d = onePacket; d[20] = 101; return d }(), route: "", expected: "not Ethernet"),
         BadCase(
-            name: "unknownport", pcap: onePacket, route: "{ prefix: 198.51.100.0/24, interface: nope }",
-            expected: "no interface named 'nope'"),
+            name: "linktype",
+            pcap: {
+                var d = onePacket
+                d[20] = 101
+                return d
+            }(),
+            route: "",
+            expected: "not Ethernet"
+        ),
+        BadCase(
+            name: "unknownport",
+            pcap: onePacket,
+            route: "{ prefix: 198.51.100.0/24, interface: nope }",
+            expected: "no interface named 'nope'"
+        ),
     ]
 
     @Test(arguments: badCases)

@@ -4,11 +4,14 @@ import Testing
 import VRouterCNI
 import VRouterCore
 import VRouterIO
+
 @testable import VRouterControl
 
 @Suite struct IPAMTests {
     @Test func allocatesNextFitSkippingGatewayAndReserved() throws {
-        var p = try #require(SubnetPool.v4(IPv4Prefix("192.0.2.0/29")!, gateway: IPv4Address(192, 0, 2, 6), slice: 0, slices: 1))
+        var p = try #require(
+            SubnetPool.v4(IPv4Prefix("192.0.2.0/29")!, gateway: IPv4Address(192, 0, 2, 6), slice: 0, slices: 1)
+        )
         // Hosts .1-.6, gateway .6: five addresses.
         #expect(p.free == 5)
         #expect(p.reserve(UInt128(IPv4Address(192, 0, 2, 3).value)) == nil)
@@ -35,41 +38,80 @@ import VRouterIO
         }
         // 254 hosts less the gateway, all handed out once across the three nodes.
         #expect(seen.count == 253)
-        #expect(SubnetPool.v4(IPv4Prefix("192.0.2.0/31")!, gateway: IPv4Address(192, 0, 2, 0), slice: 0, slices: 1) == nil)
-        var v6 = try #require(SubnetPool.v6(IPv6Prefix("2001:db8:1::/64")!, gateway: IPv6Address("2001:db8:1::ffff:ffff:ffff:fffe")!,
-                                            slice: 1, slices: 2))
+        #expect(
+            SubnetPool.v4(IPv4Prefix("192.0.2.0/31")!, gateway: IPv4Address(192, 0, 2, 0), slice: 0, slices: 1) == nil
+        )
+        var v6 = try #require(
+            SubnetPool.v6(
+                IPv6Prefix("2001:db8:1::/64")!,
+                gateway: IPv6Address("2001:db8:1::ffff:ffff:ffff:fffe")!,
+                slice: 1,
+                slices: 2
+            )
+        )
         #expect(v6.allocate() == IPv6Address("2001:db8:1:0:7fff:ffff:ffff:ffff")!.value + 1)
     }
 }
 
 @Suite struct NetworkDefinitionTests {
-    func nad(_ name: String, ns: String? = nil, _ ann: [String: String], config: String? = nil) -> NetworkAttachmentDefinition {
-        NetworkAttachmentDefinition(metadata: .init(name: name, namespace: ns, annotations: ann), spec: config.map { .init(config: $0) })
+    func nad(
+        _ name: String,
+        ns: String? = nil,
+        _ ann: [String: String],
+        config: String? = nil
+    ) -> NetworkAttachmentDefinition {
+        NetworkAttachmentDefinition(
+            metadata: .init(name: name, namespace: ns, annotations: ann),
+            spec: config.map { .init(config: $0) }
+        )
     }
 
     @Test func contrailManifestsAreVRouterNetworks() throws {
-        let r = try NodeService.networkRecord(nad("right-network", [
-            "opencontrail.org/cidr": "198.51.100.0/24", "opencontrail.org/ip_fabric_forwarding": "false",
-            "opencontrail.org/ip_fabric_snat": "False",
-        ], config: #"{ "cniVersion": "0.3.0", "type": "contrail-k8s-cni" }"#))
+        let r = try NodeService.networkRecord(
+            nad(
+                "right-network",
+                [
+                    "opencontrail.org/cidr": "198.51.100.0/24", "opencontrail.org/ip_fabric_forwarding": "false",
+                    "opencontrail.org/ip_fabric_snat": "False",
+                ],
+                config: #"{ "cniVersion": "0.3.0", "type": "contrail-k8s-cni" }"#
+            )
+        )
         #expect(r.kind == .vrouter && r.key == "default/right-network")
         #expect(r.subnet == "198.51.100.0/24" && r.gateway == "198.51.100.254" && r.vrf == "default:right-network")
-        let none = try NodeService.networkRecord(nad("data-network", ns: "extns", ["opencontrail.org/cidr": "198.19.16.0/24,2001:db8:16::/64"]))
-        #expect(none.kind == .vrouter && none.subnet6 == "2001:db8:16::/64" && none.gateway6 == "2001:db8:16:0:ffff:ffff:ffff:fffe")
-        let d = try NodeService.networkRecord(nad("br", [:], config: #"{"type":"bridge","bridge":"vrtbr0","ipam":{"type":"host-local"}}"#))
-        #expect(d.kind == .delegated && d.config?["name"] == .string("br") && d.config?["cniVersion"] == .string("1.0.0"))
+        let none = try NodeService.networkRecord(
+            nad("data-network", ns: "extns", ["opencontrail.org/cidr": "198.19.16.0/24,2001:db8:16::/64"])
+        )
+        #expect(
+            none.kind == .vrouter && none.subnet6 == "2001:db8:16::/64"
+                && none.gateway6 == "2001:db8:16:0:ffff:ffff:ffff:fffe"
+        )
+        let d = try NodeService.networkRecord(
+            nad("br", [:], config: #"{"type":"bridge","bridge":"vrtbr0","ipam":{"type":"host-local"}}"#)
+        )
+        #expect(
+            d.kind == .delegated && d.config?["name"] == .string("br") && d.config?["cniVersion"] == .string("1.0.0")
+        )
     }
 
     @Test(arguments: [
-        (["opencontrail.org/cidr": "198.51.100.0/24", "opencontrail.org/ip_fabric_forwarding": "true"], "not supported"),
+        (
+            ["opencontrail.org/cidr": "198.51.100.0/24", "opencontrail.org/ip_fabric_forwarding": "true"],
+            "not supported"
+        ),
         (["opencontrail.org/cidr": "198.51.100.0/24", "opencontrail.org/ip_fabric_snat": "true"], "not supported"),
-        (["opencontrail.org/cidr": "198.51.100.0/24", "opencontrail.org/ip_fabric_snat": "yes"], "must be \"true\" or \"false\""),
+        (
+            ["opencontrail.org/cidr": "198.51.100.0/24", "opencontrail.org/ip_fabric_snat": "yes"],
+            "must be \"true\" or \"false\""
+        ),
         ([:], "needs the opencontrail.org/cidr"),
         (["opencontrail.org/cidr": "198.51.100.1/24"], "not a prefix"),
         (["opencontrail.org/cidr": "198.51.100.0/31"], "no room"),
     ])
     func badDefinitionsAreRefusedAtApply(_ ann: [String: String], _ expected: String) {
-        #expect { _ = try NodeService.networkRecord(nad("n", ann)) } throws: { ($0 as? APIError)?.message.contains(expected) == true }
+        #expect { _ = try NodeService.networkRecord(nad("n", ann)) } throws: {
+            ($0 as? APIError)?.message.contains(expected) == true
+        }
     }
 }
 
@@ -93,8 +135,10 @@ import VRouterIO
     }
 
     static func nad(_ name: String, ns: String = "default", _ cidr: String) -> NetworkAttachmentDefinition {
-        NetworkAttachmentDefinition(metadata: .init(name: name, namespace: ns, annotations: ["opencontrail.org/cidr": cidr]),
-                                    spec: .init(config: #"{"cniVersion":"0.3.1","type":"contrail-k8s-cni"}"#))
+        NetworkAttachmentDefinition(
+            metadata: .init(name: name, namespace: ns, annotations: ["opencontrail.org/cidr": cidr]),
+            spec: .init(config: #"{"cniVersion":"0.3.1","type":"contrail-k8s-cni"}"#)
+        )
     }
 
     final class Netns {
@@ -112,34 +156,60 @@ import VRouterIO
             try ns.netlink().addresses(of: dev).map(\.address.description).filter { !$0.hasPrefix("fe80") }
         }
         func defaultRoutes() throws -> [String] {
-            try ns.netlink().routes().filter { $0.destination.length == 0 }.map { "\($0.device ?? "?") via \($0.gateway?.description ?? "-")" }
+            try ns.netlink().routes().filter { $0.destination.length == 0 }.map {
+                "\($0.device ?? "?") via \($0.gateway?.description ?? "-")"
+            }
         }
     }
 
-    func add(_ s: NodeService, _ cid: String, _ ns: Netns, pod: String, uid: String? = nil, _ annotation: String) throws -> CNIAddResponse {
+    func add(
+        _ s: NodeService,
+        _ cid: String,
+        _ ns: Netns,
+        pod: String,
+        uid: String? = nil,
+        _ annotation: String
+    ) throws -> CNIAddResponse {
         let sel = try NetworkAnnotation.parse(annotation, podNamespace: "default")
-        return try s.cniAdd(CNIAddRequest(containerID: cid, netns: ns.path, ifname: "eth0",
-                                          pod: CNIPod(namespace: "default", name: pod, uid: uid), networks: sel))
+        return try s.cniAdd(
+            CNIAddRequest(
+                containerID: cid,
+                netns: ns.path,
+                ifname: "eth0",
+                pod: CNIPod(namespace: "default", name: pod, uid: uid),
+                networks: sel
+            )
+        )
     }
 
     @Test func podWithThreeNetworksThenDelete() throws {
         let s = try service()
         defer { s.stop() }
-        for (n, c) in [("left-network", "192.0.2.0/24"), ("right-network", "198.51.100.0/24"), ("blue-network", "203.0.113.0/24")] {
+        for (n, c) in [
+            ("left-network", "192.0.2.0/24"), ("right-network", "198.51.100.0/24"), ("blue-network", "203.0.113.0/24"),
+        ] {
             #expect(try s.applyNetwork(Self.nad(n, c)).action == "created")
         }
         #expect(try s.applyNetwork(Self.nad("left-network", "192.0.2.0/24")).action == "unchanged")
         let pod = try Netns("a")
         let r = try add(s, "c-a", pod, pod: "web", "left-network,blue-network@blue0,right-network")
         #expect(r.attachments.map(\.ifname) == ["eth0", "net1", "blue0", "net2"])
-        #expect(r.attachments.map(\.network) == ["cluster", "default/left-network", "default/blue-network", "default/right-network"])
+        #expect(
+            r.attachments.map(\.network) == [
+                "cluster", "default/left-network", "default/blue-network", "default/right-network",
+            ]
+        )
         #expect(try pod.links() == ["blue0", "eth0", "net1", "net2"])
         #expect(try pod.addresses("net1") == [r.attachments[1].ips![0]])
         #expect(r.attachments[1].ips![0].hasPrefix("192.0.2.") && r.attachments[1].ips![0].hasSuffix("/24"))
         #expect(r.attachments[0].gateways == ["198.19.0.254"])
         #expect(try pod.defaultRoutes() == ["eth0 via 198.19.0.254"])
         let info = try s.pod(namespace: "default", name: "web")
-        #expect(info.networkStatus.map(\.name) == ["cluster", "default/left-network", "default/blue-network", "default/right-network"])
+        #expect(
+            info.networkStatus.map(\.name) == [
+                "cluster", "default/left-network", "default/blue-network", "default/right-network",
+            ]
+        )
         #expect(info.networkStatus.filter(\.default).map(\.interface) == ["eth0"])
         #expect(info.annotations["k8s.v1.cni.cncf.io/network-status"]?.contains("\"default\":true") == true)
         // Each interface has its own MPLS label, bound to its nexthop, for MPLS-over-UDP from other nodes.
@@ -151,9 +221,21 @@ import VRouterIO
         #expect { try s.deleteNetwork(namespace: "default", name: "left-network", force: false) } throws: {
             ($0 as? APIError)?.message.contains("default/web") == true
         }
-        _ = try s.cniCheck(CNICheckRequest(containerID: "c-a", netns: pod.path, ifname: "eth0", pod: CNIPod(namespace: "default", name: "web")))
+        _ = try s.cniCheck(
+            CNICheckRequest(
+                containerID: "c-a",
+                netns: pod.path,
+                ifname: "eth0",
+                pod: CNIPod(namespace: "default", name: "web")
+            )
+        )
         // DEL releases everything; a second DEL finds nothing and succeeds.
-        let del = CNIDelRequest(containerID: "c-a", netns: pod.path, ifname: "eth0", pod: CNIPod(namespace: "default", name: "web"))
+        let del = CNIDelRequest(
+            containerID: "c-a",
+            netns: pod.path,
+            ifname: "eth0",
+            pod: CNIPod(namespace: "default", name: "web")
+        )
         #expect(s.cniDel(del).found)
         #expect(try pod.links() == [])
         #expect(!s.cniDel(del).found)
@@ -189,7 +271,15 @@ import VRouterIO
         let other = try Netns("c")
         let r = try add(s, "c-c", other, pod: "cache", #"[{"name":"left-network","ips":["192.0.2.7"]}]"#)
         #expect(r.attachments[1].ips == ["192.0.2.7/24"])
-        #expect { _ = try add(s, "c-b", pod, pod: "db", #"[{"name":"right-network"},{"name":"left-network","ips":["192.0.2.7"]}]"#) } throws: {
+        #expect {
+            _ = try add(
+                s,
+                "c-b",
+                pod,
+                pod: "db",
+                #"[{"name":"right-network"},{"name":"left-network","ips":["192.0.2.7"]}]"#
+            )
+        } throws: {
             ($0 as? CNIFailure)?.message.contains("taken") == true
         }
         #expect(try pod.links() == [])
@@ -203,7 +293,16 @@ import VRouterIO
         #expect(r2.attachments[0].ips == r.attachments[0].ips, "the new sandbox keeps the pod's address")
         #expect(try other.links() == [])
         // The old sandbox's DEL is stale: nothing of the running one goes.
-        #expect(!s.cniDel(CNIDelRequest(containerID: "c-c", netns: other.path, ifname: "eth0", pod: CNIPod(namespace: "default", name: "cache"))).found)
+        #expect(
+            !s.cniDel(
+                CNIDelRequest(
+                    containerID: "c-c",
+                    netns: other.path,
+                    ifname: "eth0",
+                    pod: CNIPod(namespace: "default", name: "cache")
+                )
+            ).found
+        )
         #expect(try again.links() == ["eth0", "net1"])
         // DEL with the namespace gone.
         again.remove()
@@ -241,11 +340,27 @@ import VRouterIO
             #expect(info.networkStatus.map(\.ips) == r.attachments.map(\.ips), "round \(round)")
             #expect(info.interfaces?.map(\.label) == labels && s.labels().count == 2, "labels survive, round \(round)")
             #expect(s.networks().first { $0.network.name == "left-network" }?.addressesInUse == 1)
-            _ = try s.cniCheck(CNICheckRequest(containerID: "c-e", netns: pod.path, ifname: "eth0", pod: CNIPod(namespace: "default", name: "api")))
+            _ = try s.cniCheck(
+                CNICheckRequest(
+                    containerID: "c-e",
+                    netns: pod.path,
+                    ifname: "eth0",
+                    pod: CNIPod(namespace: "default", name: "api")
+                )
+            )
             if round == 0 { s.stop() }
         }
         defer { s.stop() }
-        #expect(s.cniDel(CNIDelRequest(containerID: "c-e", netns: pod.path, ifname: "eth0", pod: CNIPod(namespace: "default", name: "api"))).found)
+        #expect(
+            s.cniDel(
+                CNIDelRequest(
+                    containerID: "c-e",
+                    netns: pod.path,
+                    ifname: "eth0",
+                    pod: CNIPod(namespace: "default", name: "api")
+                )
+            ).found
+        )
         #expect(try pod.links() == [])
     }
 }

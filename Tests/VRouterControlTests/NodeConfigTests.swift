@@ -1,5 +1,6 @@
 import Testing
 import VRouterCore
+
 @testable import VRouterControl
 
 @Suite struct NodeConfigTests {
@@ -49,9 +50,15 @@ import VRouterCore
     }
 
     @Test(arguments: [
-        ("vrfs: [ { name: a } ]\ninterfaces: [ { name: p, kind: pod, vrf: b, mac: \"02:00:00:00:00:01\" } ]", "no VRF named 'b'"),
+        (
+            "vrfs: [ { name: a } ]\ninterfaces: [ { name: p, kind: pod, vrf: b, mac: \"02:00:00:00:00:01\" } ]",
+            "no VRF named 'b'"
+        ),
         ("vrfs: [ { name: a, routes: [ { prefix: 192.0.2.1/24, discard: true } ] } ]", "not a prefix"),
-        ("vrfs: [ { name: a, routes: [ { prefix: 192.0.2.0/24, via: nowhere, vni: 5 } ] } ]", "no remote node named 'nowhere'"),
+        (
+            "vrfs: [ { name: a, routes: [ { prefix: 192.0.2.0/24, via: nowhere, vni: 5 } ] } ]",
+            "no remote node named 'nowhere'"
+        ),
         ("vrfs: [ { name: a, colour: red } ]", "unknown key 'colour'"),
         ("interfaces: [ { name: f, kind: fabric, mac: \"02:00:00:00:00:01\" } ]", "needs the node's underlay address"),
         ("interfaces: [ { name: f, kind: pod, mac: \"zz:00:00:00:00:01\", vrf: a } ]", "not a MAC address"),
@@ -59,11 +66,23 @@ import VRouterCore
         ("workers: 0", "outside 1...64"),
         ("flows: { idleTimeout: soon }", "not a duration"),
         ("vrfs: [ { name: a, routes: [ { prefix: 192.0.2.0/24 } ] } ]", "exactly one of"),
-        ("vrfs: [ { name: a } ]\ninterfaces:\n  - { name: p, kind: pod, vrf: a, mac: \"02:00:00:00:00:01\", ipv4: 192.0.2.5 }\n  - { name: q, kind: pod, vrf: a, mac: \"02:00:00:00:00:02\", ipv4: 192.0.2.5 }", "both have address 192.0.2.5"),
+        (
+            "vrfs: [ { name: a } ]\ninterfaces:\n  - { name: p, kind: pod, vrf: a, mac: \"02:00:00:00:00:01\", ipv4: 192.0.2.5 }\n  - { name: q, kind: pod, vrf: a, mac: \"02:00:00:00:00:02\", ipv4: 192.0.2.5 }",
+            "both have address 192.0.2.5"
+        ),
         ("key: [unclosed", "not valid YAML"),
-        ("vrfs: [ { name: a, gateway: 192.0.2.1 } ]\ninterfaces:\n  - { name: p, kind: pod, vrf: a, mac: \"02:00:00:00:00:01\", ipv4: 192.0.2.1/24 }", "the gateway of VRF a"),
-        ("vrfs: [ { name: a } ]\ninterfaces:\n  - { name: p, kind: pod, vrf: a, mac: \"02:00:00:00:00:01\", tap: { name: t1 } }\n  - { name: q, kind: pod, vrf: a, mac: \"02:00:00:00:00:02\", tap: { name: t1 } }", "both use tap name 't1'"),
-        ("vrfs: [ { name: a } ]\ninterfaces:\n  - { name: p, kind: pod, vrf: a, mac: \"02:00:00:00:00:01\", tap: { name: t1, netns: pod, ifname: eth0 } }\n  - { name: q, kind: pod, vrf: a, mac: \"02:00:00:00:00:02\", tap: { name: t2, netns: pod, ifname: eth0 } }", "both 'eth0' in network namespace 'pod'"),
+        (
+            "vrfs: [ { name: a, gateway: 192.0.2.1 } ]\ninterfaces:\n  - { name: p, kind: pod, vrf: a, mac: \"02:00:00:00:00:01\", ipv4: 192.0.2.1/24 }",
+            "the gateway of VRF a"
+        ),
+        (
+            "vrfs: [ { name: a } ]\ninterfaces:\n  - { name: p, kind: pod, vrf: a, mac: \"02:00:00:00:00:01\", tap: { name: t1 } }\n  - { name: q, kind: pod, vrf: a, mac: \"02:00:00:00:00:02\", tap: { name: t1 } }",
+            "both use tap name 't1'"
+        ),
+        (
+            "vrfs: [ { name: a } ]\ninterfaces:\n  - { name: p, kind: pod, vrf: a, mac: \"02:00:00:00:00:01\", tap: { name: t1, netns: pod, ifname: eth0 } }\n  - { name: q, kind: pod, vrf: a, mac: \"02:00:00:00:00:02\", tap: { name: t2, netns: pod, ifname: eth0 } }",
+            "both 'eth0' in network namespace 'pod'"
+        ),
     ])
     func badConfigsNameTheProblem(yaml: String, expected: String) {
         do {
@@ -80,7 +99,11 @@ import VRouterCore
             .write(toFile: path, atomically: true, encoding: .utf8)
         let routes = try NodeConfig.loadRoutes(path, vrf: "blue")
         #expect(routes.count == 3)
-        try "198.18.4.0/22 via node-a vni 7\n198.18.4.0/33 discard\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try "198.18.4.0/22 via node-a vni 7\n198.18.4.0/33 discard\n".write(
+            toFile: path,
+            atomically: true,
+            encoding: .utf8
+        )
         #expect(throws: ConfigError.self) { try NodeConfig.loadRoutes(path, vrf: "blue") }
         do { _ = try NodeConfig.loadRoutes(path, vrf: "blue") } catch { #expect(error.description.contains(":2:")) }
     }

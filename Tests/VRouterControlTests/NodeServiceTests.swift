@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Testing
 import VRouterCore
+
 @testable import VRouterControl
 
 /// The control operations on a running node (no ports needed) and their persistence.
@@ -21,7 +22,11 @@ import VRouterCore
         c.poolBuffers = 1024
         c.flowCapacity = 1024
         // A fabric with a pcap port only: the service starts no AF_PACKET socket for it.
-        c.interfaces = c.interfaces.map { var i = $0; i.device = nil; return i }
+        c.interfaces = c.interfaces.map {
+            var i = $0
+            i.device = nil
+            return i
+        }
         let s = try NodeService(config: c, logger: Logger(label: "test"), requireLivePorts: false)
         s.persistence = state
         try s.start()
@@ -34,10 +39,13 @@ import VRouterCore
         let before = try s.routes(vrf: "blue")
         // One bad entry (unknown node) refuses the whole batch.
         do {
-            _ = try s.changeRoutes(vrf: "blue", RouteChange(add: [
-                RouteSpec(prefix: "203.0.113.0/24", via: "node-a", vni: 1001),
-                RouteSpec(prefix: "198.51.100.0/24", via: "nowhere", vni: 7),
-            ]))
+            _ = try s.changeRoutes(
+                vrf: "blue",
+                RouteChange(add: [
+                    RouteSpec(prefix: "203.0.113.0/24", via: "node-a", vni: 1001),
+                    RouteSpec(prefix: "198.51.100.0/24", via: "nowhere", vni: 7),
+                ])
+            )
             Issue.record("accepted a batch naming an unknown node")
         } catch {
             #expect(error.status == 404)
@@ -56,11 +64,17 @@ import VRouterCore
         #expect(throws: APIError.self) { try s.changeRoutes(vrf: "blue", RouteChange(delete: ["203.0.113.0/24"])) }
         #expect(try s.routes(vrf: "blue") == before)
 
-        let r = try s.changeRoutes(vrf: "blue", RouteChange(add: [
-            RouteSpec(prefix: "203.0.113.0/24", via: "node-a", vni: 1001),
-            RouteSpec(prefix: "198.51.100.0/25", ecmp: [RouteMember(via: "node-a", vni: 1001), RouteMember(via: "node-b", label: 300)]),
-            RouteSpec(prefix: "2001:db8:9::/48", discard: true),
-        ]))
+        let r = try s.changeRoutes(
+            vrf: "blue",
+            RouteChange(add: [
+                RouteSpec(prefix: "203.0.113.0/24", via: "node-a", vni: 1001),
+                RouteSpec(
+                    prefix: "198.51.100.0/25",
+                    ecmp: [RouteMember(via: "node-a", vni: 1001), RouteMember(via: "node-b", label: 300)]
+                ),
+                RouteSpec(prefix: "2001:db8:9::/48", discard: true),
+            ])
+        )
         #expect(r.added == 3)
         let routes = try s.routes(vrf: "blue")
         #expect(routes.first { $0.prefix == "203.0.113.0/24" }?.via == "node-a")
@@ -79,14 +93,19 @@ import VRouterCore
         #expect(throws: APIError.self) { try s.addVRF(VRFSpec(name: "green", vni: 1002)) }
         #expect(throws: APIError.self) { try s.addVRF(VRFSpec(name: "bad name")) }
         #expect(throws: APIError.self) { try s.addVRF(VRFSpec(name: "green", gateway: "300.1.1.1")) }
-        _ = try s.changeRoutes(vrf: "red", RouteChange(add: [RouteSpec(prefix: "198.51.100.128/25", via: "node-b", label: 200)]))
+        _ = try s.changeRoutes(
+            vrf: "red",
+            RouteChange(add: [RouteSpec(prefix: "198.51.100.128/25", via: "node-b", label: 200)])
+        )
         // node-b carries a route: it cannot go.
         #expect(throws: APIError.self) { try s.deleteRemoteNode("node-b") }
         _ = try s.changeRoutes(vrf: "red", RouteChange(delete: ["198.51.100.128/25"]))
         try s.deleteRemoteNode("node-b")
         try s.deleteVRF("red")
         #expect(s.vrfs().map(\.name) == ["blue"])
-        try s.addRemoteNode(RemoteNodeSpec(name: "node-c", address: "198.18.0.4", encap: "vxlan", mac: "02:00:00:00:00:04"))
+        try s.addRemoteNode(
+            RemoteNodeSpec(name: "node-c", address: "198.18.0.4", encap: "vxlan", mac: "02:00:00:00:00:04")
+        )
         #expect(s.nexthops().contains { $0.node == "node-c" && $0.resolved == true })
     }
 
@@ -100,11 +119,18 @@ import VRouterCore
             let s = try service(config, state: p)
             try s.saveSnapshot()
             _ = try s.addVRF(VRFSpec(name: "red", vni: 1002, gateway: "198.51.100.1"))
-            try s.addRemoteNode(RemoteNodeSpec(name: "node-c", address: "198.18.0.4", encap: "mpls-udp", mac: "02:00:00:00:00:04"))
+            try s.addRemoteNode(
+                RemoteNodeSpec(name: "node-c", address: "198.18.0.4", encap: "mpls-udp", mac: "02:00:00:00:00:04")
+            )
             var adds: [RouteSpec] = []
-            for i in 0..<300 { adds.append(RouteSpec(prefix: "203.0.\(113 + i / 256).\(i % 256)/32", via: "node-a", vni: 1001)) }
+            for i in 0..<300 {
+                adds.append(RouteSpec(prefix: "203.0.\(113 + i / 256).\(i % 256)/32", via: "node-a", vni: 1001))
+            }
             _ = try s.changeRoutes(vrf: "blue", RouteChange(add: adds))
-            _ = try s.changeRoutes(vrf: "red", RouteChange(add: [RouteSpec(prefix: "198.51.100.128/25", via: "node-c", label: 77)]))
+            _ = try s.changeRoutes(
+                vrf: "red",
+                RouteChange(add: [RouteSpec(prefix: "198.51.100.128/25", via: "node-c", label: 77)])
+            )
             _ = try s.changeRoutes(vrf: "blue", RouteChange(delete: ["203.0.113.5/32"]))
             // No stop(): as after kill -9, only what was journaled is there.
             defer { s.stop() }
@@ -143,7 +169,11 @@ import VRouterCore
         s.stop()
         let file = dir + "/current/config.yaml"
         let good = try String(contentsOfFile: file, encoding: .utf8)
-        try good.replacingOccurrences(of: "stateVersion: 1", with: "stateVersion: 99").write(toFile: file, atomically: true, encoding: .utf8)
+        try good.replacingOccurrences(of: "stateVersion: 1", with: "stateVersion: 99").write(
+            toFile: file,
+            atomically: true,
+            encoding: .utf8
+        )
         do {
             _ = try StatePersistence(directory: dir).load()
             Issue.record("loaded a newer state")

@@ -6,9 +6,10 @@
 
 import Foundation
 import Testing
-@testable import VRouterControl
 import VRouterCore
 import Yams
+
+@testable import VRouterControl
 
 @Suite struct OpenAPITests {
     static func document() throws -> [String: Any] {
@@ -29,8 +30,14 @@ import Yams
         }
         let served = Set(ControlAPI.routes.map { "\($0.method) \($0.path)" })
         #expect(served.count == ControlAPI.routes.count, "a route is in the table twice")
-        #expect(served.subtracting(documented).isEmpty, "served but not documented: \(served.subtracting(documented).sorted())")
-        #expect(documented.subtracting(served).isEmpty, "documented but not served: \(documented.subtracting(served).sorted())")
+        #expect(
+            served.subtracting(documented).isEmpty,
+            "served but not documented: \(served.subtracting(documented).sorted())"
+        )
+        #expect(
+            documented.subtracting(served).isEmpty,
+            "documented but not served: \(documented.subtracting(served).sorted())"
+        )
         #expect(served.count >= 19)
     }
 
@@ -59,15 +66,22 @@ import Yams
                 let responses = try #require(o["responses"] as? [String: Any], "\(m) \(path)")
                 #expect(responses.keys.contains { $0.hasPrefix("2") }, "\(m) \(path) has no success response")
                 for (code, r) in responses where !code.hasPrefix("2") {
-                    #expect((r as? [String: Any])?["$ref"] as? String == "#/components/responses/Error", "\(m) \(path) \(code)")
+                    #expect(
+                        (r as? [String: Any])?["$ref"] as? String == "#/components/responses/Error",
+                        "\(m) \(path) \(code)"
+                    )
                 }
                 // Path parameters are declared.
-                let declared = Set(((o["parameters"] as? [Any]) ?? []).compactMap { p -> String? in
-                    let d = p as? [String: Any]
-                    if let ref = d?["$ref"] as? String { return ref.hasSuffix("/Name") ? "name" : nil }
-                    return d?["in"] as? String == "path" ? d?["name"] as? String : nil
-                })
-                let inPath = Set(path.split(separator: "/").filter { $0.hasPrefix("{") }.map { String($0.dropFirst().dropLast()) })
+                let declared = Set(
+                    ((o["parameters"] as? [Any]) ?? []).compactMap { p -> String? in
+                        let d = p as? [String: Any]
+                        if let ref = d?["$ref"] as? String { return ref.hasSuffix("/Name") ? "name" : nil }
+                        return d?["in"] as? String == "path" ? d?["name"] as? String : nil
+                    }
+                )
+                let inPath = Set(
+                    path.split(separator: "/").filter { $0.hasPrefix("{") }.map { String($0.dropFirst().dropLast()) }
+                )
                 #expect(declared == inPath, "\(m) \(path): parameters \(declared) vs \(inPath)")
                 if m == "post" { #expect(o["requestBody"] != nil, "\(m) \(path) has no request body") }
             }
@@ -77,12 +91,15 @@ import Yams
 
     /// Schema name → the model type and whether it decodes strictly (requests).
     static let models: [(String, any Decodable.Type, Bool)] = [
-        ("Error", ErrorBody.self, false), ("HealthInfo", HealthInfo.self, false), ("StatusInfo", StatusInfo.self, false),
-        ("TapSpec", TapSpec.self, true), ("InterfaceSpec", InterfaceSpec.self, true), ("InterfaceInfo", InterfaceInfo.self, false),
+        ("Error", ErrorBody.self, false), ("HealthInfo", HealthInfo.self, false),
+        ("StatusInfo", StatusInfo.self, false),
+        ("TapSpec", TapSpec.self, true), ("InterfaceSpec", InterfaceSpec.self, true),
+        ("InterfaceInfo", InterfaceInfo.self, false),
         ("VRFSpec", VRFSpec.self, true), ("VRFInfo", VRFInfo.self, false), ("RouteMember", RouteMember.self, true),
         ("RouteSpec", RouteSpec.self, true), ("RouteChange", RouteChange.self, true),
         ("RouteChangeResult", RouteChangeResult.self, false), ("RouteInfo", RouteInfo.self, false),
-        ("NexthopMember", NexthopMember.self, false), ("NexthopInfo", NexthopInfo.self, false), ("LabelInfo", LabelInfo.self, false),
+        ("NexthopMember", NexthopMember.self, false), ("NexthopInfo", NexthopInfo.self, false),
+        ("LabelInfo", LabelInfo.self, false),
         ("VNIInfo", VNIInfo.self, false), ("RemoteNodeSpec", RemoteNodeSpec.self, true),
         ("RemoteNodeInfo", RemoteNodeInfo.self, false), ("FlowInfo", FlowInfo.self, false),
         ("DropStatsInfo", DropStatsInfo.self, false),
@@ -93,7 +110,9 @@ import Yams
         let schemas = try #require((doc["components"] as? [String: Any])?["schemas"] as? [String: Any])
         #expect(Set(schemas.keys) == Set(Self.models.map(\.0)), "schemas without a model or models without a schema")
         func sample(_ schema: [String: Any]) -> Any {
-            if let ref = schema["$ref"] as? String, let s = schemas[String(ref.split(separator: "/").last!)] as? [String: Any] {
+            if let ref = schema["$ref"] as? String,
+                let s = schemas[String(ref.split(separator: "/").last!)] as? [String: Any]
+            {
                 return sample(s)
             }
             if let e = schema["enum"] as? [Any], let first = e.first { return first }
@@ -105,7 +124,9 @@ import Yams
             case "array": return [sample(schema["items"] as? [String: Any] ?? [:])]
             default:
                 var o: [String: Any] = [:]
-                for (k, v) in (schema["properties"] as? [String: Any]) ?? [:] { o[k] = sample(v as? [String: Any] ?? [:]) }
+                for (k, v) in (schema["properties"] as? [String: Any]) ?? [:] {
+                    o[k] = sample(v as? [String: Any] ?? [:])
+                }
                 return o
             }
         }
@@ -123,15 +144,23 @@ import Yams
             let fields = Set(Mirror(reflecting: value).children.compactMap(\.label))
             #expect(fields == props, "\(name): model fields \(fields.sorted()) vs schema \(props.sorted())")
             if strict {
-                #expect(schema["additionalProperties"] as? Bool == false, "\(name) is strict: additionalProperties: false")
+                #expect(
+                    schema["additionalProperties"] as? Bool == false,
+                    "\(name) is strict: additionalProperties: false"
+                )
             }
             // Required fields: exactly the model's non-optional ones.
             let required = Set((schema["required"] as? [String]) ?? [])
-            let nonOptional = Set(Mirror(reflecting: value).children.compactMap { c -> String? in
-                guard let l = c.label else { return nil }
-                return "\(type(of: c.value))".hasPrefix("Optional<") ? nil : l
-            })
-            #expect(required == nonOptional, "\(name): required \(required.sorted()) vs non-optional \(nonOptional.sorted())")
+            let nonOptional = Set(
+                Mirror(reflecting: value).children.compactMap { c -> String? in
+                    guard let l = c.label else { return nil }
+                    return "\(type(of: c.value))".hasPrefix("Optional<") ? nil : l
+                }
+            )
+            #expect(
+                required == nonOptional,
+                "\(name): required \(required.sorted()) vs non-optional \(nonOptional.sorted())"
+            )
         }
     }
 }
@@ -172,14 +201,19 @@ import Yams
 
     @Test func plainPrefixesAgree() {
         let texts = [
-            "198.51.100.0/24", "0.0.0.0/0", "255.255.255.255/32", "198.51.100.1/24", "198.51.100.0/33", "198.51.100.0/08",
-            "198.051.100.0/24", "198.51.100/24", "198.51.100.0.0/24", "198.51.100.0", "198.51.100.0/", "/24", "1.2.3.4/+5",
+            "198.51.100.0/24", "0.0.0.0/0", "255.255.255.255/32", "198.51.100.1/24", "198.51.100.0/33",
+            "198.51.100.0/08",
+            "198.051.100.0/24", "198.51.100/24", "198.51.100.0.0/24", "198.51.100.0", "198.51.100.0/", "/24",
+            "1.2.3.4/+5",
             "256.0.0.0/8", "198.51.100.0/024", "a.b.c.d/8", "198.18.0.0/15",
         ]
         for t in texts {
             let fast = IPv4Prefix.plain(t)
             if let fast { #expect(fast == IPv4Prefix(t), "\(t)") }
-            #expect((fast != nil) == (IPv4Prefix(t) != nil && t.contains("/") && !t.contains("+") && !t.hasSuffix("/024")), "\(t)")
+            #expect(
+                (fast != nil) == (IPv4Prefix(t) != nil && t.contains("/") && !t.contains("+") && !t.hasSuffix("/024")),
+                "\(t)"
+            )
         }
     }
 }

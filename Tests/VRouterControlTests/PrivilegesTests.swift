@@ -1,4 +1,5 @@
 import Testing
+
 @testable import VRouterControl
 
 /// `vrouterd run` names the capabilities it lacks before touching anything.
@@ -21,7 +22,11 @@ import Testing
         #expect(Privileges.missing(for: pod, effective: none)[0].hasPrefix("CAP_NET_ADMIN"))
         let full = try NodeConfig.parse(Self.withFabricAndNamespace)
         let missing = Privileges.missing(for: full, effective: none)
-        #expect(missing.map { String($0.prefix(while: { $0 != " " })) } == ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN"])
+        #expect(
+            missing.map { String($0.prefix(while: { $0 != " " })) } == [
+                "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN",
+            ]
+        )
         // Root's full set lacks nothing; NET_ADMIN alone still lacks the other two.
         #expect(Privileges.missing(for: full, effective: ~0).isEmpty)
         #expect(Privileges.missing(for: full, effective: 1 << 12).count == 2)

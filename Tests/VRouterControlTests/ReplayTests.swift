@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VRouterCore
 import VRouterIO
+
 @testable import VRouterControl
 
 /// Replays generated captures through a configured node and checks the output captures
@@ -61,20 +62,49 @@ import VRouterIO
 
     @Test func replayWritesExactlyWhatEachPortTransmitted() throws {
         let blue = SyntheticTraffic.podFlows(
-            port: 1, mac: MACAddress("02:00:01:00:00:0a")!, source: IPv4Address(192, 0, 2, 10),
-            prefixes: [IPv4Prefix("192.0.2.128/25")!], flows: 50, size: 100, seed: 1)
+            port: 1,
+            mac: MACAddress("02:00:01:00:00:0a")!,
+            source: IPv4Address(192, 0, 2, 10),
+            prefixes: [IPv4Prefix("192.0.2.128/25")!],
+            flows: 50,
+            size: 100,
+            seed: 1
+        )
         let red = SyntheticTraffic.podFlows(
-            port: 2, mac: MACAddress("02:00:02:00:00:0a")!, source: IPv4Address(198, 51, 100, 10),
-            prefixes: [IPv4Prefix("198.51.100.128/25")!], flows: 40, size: 64, seed: 2)
+            port: 2,
+            mac: MACAddress("02:00:02:00:00:0a")!,
+            source: IPv4Address(198, 51, 100, 10),
+            prefixes: [IPv4Prefix("198.51.100.128/25")!],
+            flows: 40,
+            size: 64,
+            seed: 2
+        )
         var fabric = SyntheticTraffic.vxlanToPods(
-            fabricPort: 0, nodeMAC: MACAddress("02:00:00:00:00:01")!, underlay: IPv4Address(198, 18, 0, 1),
-            peerMAC: MACAddress("02:00:00:00:00:02")!, peer: IPv4Address(198, 18, 0, 2), vni: 1001,
-            remote: IPv4Prefix("192.0.2.128/25")!, pods: [IPv4Address(192, 0, 2, 10)], flows: 30, seed: 3)
+            fabricPort: 0,
+            nodeMAC: MACAddress("02:00:00:00:00:01")!,
+            underlay: IPv4Address(198, 18, 0, 1),
+            peerMAC: MACAddress("02:00:00:00:00:02")!,
+            peer: IPv4Address(198, 18, 0, 2),
+            vni: 1001,
+            remote: IPv4Prefix("192.0.2.128/25")!,
+            pods: [IPv4Address(192, 0, 2, 10)],
+            flows: 30,
+            seed: 3
+        )
         fabric.append(
             contentsOf: SyntheticTraffic.mplsToPods(
-                fabricPort: 0, nodeMAC: MACAddress("02:00:00:00:00:01")!, underlay: IPv4Address(198, 18, 0, 1),
-                peerMAC: MACAddress("02:00:00:00:00:03")!, peer: IPv4Address(198, 18, 0, 3), labels: [18],
-                remote: IPv4Prefix("198.51.100.128/25")!, pods: [IPv4Address(198, 51, 100, 10)], flows: 20, seed: 4))
+                fabricPort: 0,
+                nodeMAC: MACAddress("02:00:00:00:00:01")!,
+                underlay: IPv4Address(198, 18, 0, 1),
+                peerMAC: MACAddress("02:00:00:00:00:03")!,
+                peer: IPv4Address(198, 18, 0, 3),
+                labels: [18],
+                remote: IPv4Prefix("198.51.100.128/25")!,
+                pods: [IPv4Address(198, 51, 100, 10)],
+                flows: 20,
+                seed: 4
+            )
+        )
         try Self.write(blue, "blue-in.pcap")
         try Self.write(red, "red-in.pcap")
         try Self.write(fabric, "fabric-in.pcap")
@@ -138,8 +168,11 @@ import VRouterIO
         let file = Self.dir + "/fabric-out.pcap"
         let (status, fields) = try FileManagerHelper.run(
             tshark,
-            ["-r", file, "-d", "udp.port==6635,mpls", "-o", "ip.check_checksum:TRUE", "-T", "fields",
-             "-E", "separator=;", "-e", "vxlan.vni", "-e", "mpls.label", "-e", "ip.checksum.status"])
+            [
+                "-r", file, "-d", "udp.port==6635,mpls", "-o", "ip.check_checksum:TRUE", "-T", "fields",
+                "-E", "separator=;", "-e", "vxlan.vni", "-e", "mpls.label", "-e", "ip.checksum.status",
+            ]
+        )
         #expect(status == 0)
         let lines = fields.split(separator: "\n")
         #expect(lines.count == 90)
@@ -149,8 +182,12 @@ import VRouterIO
         #expect(lines.allSatisfy { $0.hasSuffix(";1,1") })
         let (s2, expert) = try FileManagerHelper.run(
             tshark,
-            ["-r", file, "-d", "udp.port==6635,mpls", "-d", "udp.port==9,data", "-o", "ip.check_checksum:TRUE", "-q", "-z",
-             "expert,warn"])
+            [
+                "-r", file, "-d", "udp.port==6635,mpls", "-d", "udp.port==9,data", "-o", "ip.check_checksum:TRUE", "-q",
+                "-z",
+                "expert,warn",
+            ]
+        )
         #expect(s2 == 0)
         #expect(!expert.contains("Malformed"))
         #expect(!expert.lowercased().contains("bad checksum"))

@@ -1,11 +1,17 @@
 import Testing
+
 @testable import VRouterCore
 
 @Suite struct FlowKeyTests {
     @Test func ipv4KeyPacksAndUnpacks() {
         let k = IPv4FlowKey(
-            vrf: 0xBEEF, proto: 17, src: IPv4Address("198.51.100.7")!, dst: IPv4Address("203.0.113.9")!,
-            sport: 40000, dport: 4789)
+            vrf: 0xBEEF,
+            proto: 17,
+            src: IPv4Address("198.51.100.7")!,
+            dst: IPv4Address("203.0.113.9")!,
+            sport: 40000,
+            dport: 4789
+        )
         #expect(k.vrf == 0xBEEF)
         #expect(k.proto == 17)
         #expect(k.src == IPv4Address("198.51.100.7")!)
@@ -77,12 +83,84 @@ import Testing
         #expect(table.slotCount == 2 << bucketBits)
         typealias Shape = (Int) -> UInt32
         let shapes: [(String, Shape)] = [
-            ("dst", { i in IPv4FlowKey(vrf: 1, proto: 17, src: 0xC612_0001, dst: 0xC612_0000 &+ UInt32(i), sport: 5000, dport: 4789).flowHash() }),
-            ("src", { i in IPv4FlowKey(vrf: 1, proto: 6, src: 0xC612_0000 &+ UInt32(i), dst: 0xCB00_7101, sport: 443, dport: 443).flowHash() }),
-            ("ports", { i in IPv4FlowKey(vrf: 7, proto: 6, src: 0xC633_6401, dst: 0xCB00_7101, sport: UInt16(i & 0xFFFF), dport: UInt16(i >> 16)).flowHash() }),
-            ("vrf+sport", { i in IPv4FlowKey(vrf: UInt16(i >> 12), proto: 17, src: 0xC000_0201, dst: 0xC000_0202, sport: UInt16(i & 0xFFF), dport: 53).flowHash() }),
-            ("v6 dst", { i in IPv6FlowKey(vrf: 1, proto: 17, src: IPv6Address("2001:db8::1")!.value, dst: IPv6Address("2001:db8:1::")!.value | UInt128(i), sport: 1, dport: 2).flowHash() }),
-            ("v6 src hi", { i in IPv6FlowKey(vrf: 1, proto: 6, src: IPv6Address("2001:db8::1")!.value | UInt128(i) << 64, dst: IPv6Address("2001:db8::2")!.value, sport: 1, dport: 2).flowHash() }),
+            (
+                "dst",
+                { i in
+                    IPv4FlowKey(
+                        vrf: 1,
+                        proto: 17,
+                        src: 0xC612_0001,
+                        dst: 0xC612_0000 &+ UInt32(i),
+                        sport: 5000,
+                        dport: 4789
+                    ).flowHash()
+                }
+            ),
+            (
+                "src",
+                { i in
+                    IPv4FlowKey(
+                        vrf: 1,
+                        proto: 6,
+                        src: 0xC612_0000 &+ UInt32(i),
+                        dst: 0xCB00_7101,
+                        sport: 443,
+                        dport: 443
+                    ).flowHash()
+                }
+            ),
+            (
+                "ports",
+                { i in
+                    IPv4FlowKey(
+                        vrf: 7,
+                        proto: 6,
+                        src: 0xC633_6401,
+                        dst: 0xCB00_7101,
+                        sport: UInt16(i & 0xFFFF),
+                        dport: UInt16(i >> 16)
+                    ).flowHash()
+                }
+            ),
+            (
+                "vrf+sport",
+                { i in
+                    IPv4FlowKey(
+                        vrf: UInt16(i >> 12),
+                        proto: 17,
+                        src: 0xC000_0201,
+                        dst: 0xC000_0202,
+                        sport: UInt16(i & 0xFFF),
+                        dport: 53
+                    ).flowHash()
+                }
+            ),
+            (
+                "v6 dst",
+                { i in
+                    IPv6FlowKey(
+                        vrf: 1,
+                        proto: 17,
+                        src: IPv6Address("2001:db8::1")!.value,
+                        dst: IPv6Address("2001:db8:1::")!.value | UInt128(i),
+                        sport: 1,
+                        dport: 2
+                    ).flowHash()
+                }
+            ),
+            (
+                "v6 src hi",
+                { i in
+                    IPv6FlowKey(
+                        vrf: 1,
+                        proto: 6,
+                        src: IPv6Address("2001:db8::1")!.value | UInt128(i) << 64,
+                        dst: IPv6Address("2001:db8::2")!.value,
+                        sport: 1,
+                        dport: 2
+                    ).flowHash()
+                }
+            ),
         ]
         for (name, hashOf) in shapes {
             var buckets = [Int](repeating: 0, count: 1 << bucketBits)

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import VRouterCore
 
 /// Random operation sequences against a Dictionary model, for both key types. The model
@@ -14,16 +15,26 @@ import Testing
     static func v4Key(_ rng: inout SplitMix64, space: Int) -> IPv4FlowKey {
         let i = Int(rng.next() % UInt64(space))
         return IPv4FlowKey(
-            vrf: UInt16(i % 4), proto: i % 3 == 0 ? 6 : 17, src: 0xC633_6400 | UInt32(i & 0xFF),
-            dst: 0xCB00_7100 | UInt32((i >> 8) & 0xFF), sport: UInt16(1024 + i % 7), dport: 443)
+            vrf: UInt16(i % 4),
+            proto: i % 3 == 0 ? 6 : 17,
+            src: 0xC633_6400 | UInt32(i & 0xFF),
+            dst: 0xCB00_7100 | UInt32((i >> 8) & 0xFF),
+            sport: UInt16(1024 + i % 7),
+            dport: 443
+        )
     }
 
     static func v6Key(_ rng: inout SplitMix64, space: Int) -> IPv6FlowKey {
         let i = Int(rng.next() % UInt64(space))
         let prefix = IPv6Address("2001:db8::")!.value
         return IPv6FlowKey(
-            vrf: UInt16(i % 4), proto: 17, src: prefix | UInt128(i & 0xFF),
-            dst: prefix | UInt128(i >> 8) << 64 | 1, sport: UInt16(i % 5), dport: 53)
+            vrf: UInt16(i % 4),
+            proto: 17,
+            src: prefix | UInt128(i & 0xFF),
+            dst: prefix | UInt128(i >> 8) << 64 | 1,
+            sport: UInt16(i % 5),
+            dport: 53
+        )
     }
 
     @Test func ipv4MatchesModel() {
@@ -39,7 +50,10 @@ import Testing
     }
 
     static func run<Key: FlowKey>(
-        seed: UInt64, capacity: Int, space: Int, makeKey: (inout SplitMix64, Int) -> Key
+        seed: UInt64,
+        capacity: Int,
+        space: Int,
+        makeKey: (inout SplitMix64, Int) -> Key
     ) {
         var rng = SplitMix64(seed: seed)
         let table = FlowTable<Key>(capacity: capacity, vrfLimit: 8)
@@ -49,11 +63,15 @@ import Testing
         var now: UInt32 = 1000
         let idle: UInt32 = 2000
         let closing: UInt32 = 50
-        var sawEviction = false, sawMove = false, sawQuota = false, sawExpire = false
+        var sawEviction = false
+        var sawMove = false
+        var sawQuota = false
+        var sawExpire = false
 
         func candidates(_ key: Key) -> [UInt32] {
             let h = table.hash(key)
-            let b1 = table.primaryBucket(h), b2 = table.alternateBucket(h)
+            let b1 = table.primaryBucket(h)
+            let b2 = table.alternateBucket(h)
             return [b1 << 1, b1 << 1 | 1, b2 << 1, b2 << 1 | 1]
         }
         func checkValue(_ key: Key, _ slot: UInt32) {
@@ -71,9 +89,13 @@ import Testing
                 let cands = candidates(key).compactMap { s in table.key(at: s).map { (s, $0) } }
                 let candKeys = Set(cands.map { $0.1 })
                 let value = FlowValue(
-                    nexthop: UInt32(truncatingIfNeeded: rng.next()), label: UInt32(step),
-                    generation: UInt32(rng.next() % 3), flags: rng.next() % 10 == 0 ? .closing : [],
-                    packets: 1, bytes: 64)
+                    nexthop: UInt32(truncatingIfNeeded: rng.next()),
+                    label: UInt32(step),
+                    generation: UInt32(rng.next() % 3),
+                    flags: rng.next() % 10 == 0 ? .closing : [],
+                    packets: 1,
+                    bytes: 64
+                )
                 let result = table.insert(key, hash: table.hash(key), value: value, now: now)
                 let vrf = Int(key.vrf)
                 let vrfCount = model.keys.filter { Int($0.vrf) == vrf }.count
@@ -173,9 +195,11 @@ import Testing
             case 80..<86:  // partial or full expiry sweep
                 let full = rng.next() % 3 == 0
                 let scan = full ? table.slotCount : Int(rng.next() % 40)
-                let dead = Set(model.filter { k, v in
-                    now &- v.lastSeen > (v.flags.isDisjoint(with: .shortLived) ? idle : closing)
-                }.keys)
+                let dead = Set(
+                    model.filter { k, v in
+                        now &- v.lastSeen > (v.flags.isDisjoint(with: .shortLived) ? idle : closing)
+                    }.keys
+                )
                 let n = table.expire(now: now, idleTimeout: idle, closingTimeout: closing, maxScan: scan)
                 let gone = Set(model.keys.filter { table.lookup($0) == FlowTable<Key>.miss })
                 #expect(gone.count == n)
@@ -217,7 +241,10 @@ import Testing
                 #expect(listed == model)
             }
         }
-        #expect(sawEviction && sawQuota && sawExpire, "seed \(seed): eviction \(sawEviction) quota \(sawQuota) expire \(sawExpire) move \(sawMove) stats \(table.stats)")
+        #expect(
+            sawEviction && sawQuota && sawExpire,
+            "seed \(seed): eviction \(sawEviction) quota \(sawQuota) expire \(sawExpire) move \(sawMove) stats \(table.stats)"
+        )
         #expect(sawMove, "sequence exercised cuckoo moves")
     }
 }

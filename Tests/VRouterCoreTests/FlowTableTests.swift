@@ -1,4 +1,5 @@
 import Testing
+
 @testable import VRouterCore
 
 @Suite struct FlowTableTests {
@@ -8,8 +9,13 @@ import Testing
     /// Distinct keys 0..<n (documentation ranges, unique per i < 2^24).
     static func key(_ i: Int, vrf: UInt16 = 1) -> IPv4FlowKey {
         IPv4FlowKey(
-            vrf: vrf, proto: 17, src: 0xC612_0000 | UInt32(i & 0xFFFF), dst: 0xCB00_7100 | UInt32(i >> 16),
-            sport: 1000, dport: 4789)
+            vrf: vrf,
+            proto: 17,
+            src: 0xC612_0000 | UInt32(i & 0xFFFF),
+            dst: 0xCB00_7100 | UInt32(i >> 16),
+            sport: 1000,
+            dport: 4789
+        )
     }
 
     static let action = FlowValue(nexthop: 5, label: 100, generation: 1)
@@ -39,10 +45,14 @@ import Testing
         #expect(t.nexthop(at: slot) == 9 && t.label(at: slot) == 77 && t.generation(at: slot) == 3)
         t.touch(slot, bytes: 100, now: 11)
         t.touch(slot, bytes: 60, now: 12)
-        #expect(t.value(at: slot) == FlowValue(nexthop: 9, label: 77, generation: 3, packets: 2, bytes: 160, lastSeen: 12))
+        #expect(
+            t.value(at: slot) == FlowValue(nexthop: 9, label: 77, generation: 3, packets: 2, bytes: 160, lastSeen: 12)
+        )
         // Re-resolve after a generation change: action replaced, counters kept.
         t.update(slot, FlowValue(nexthop: 10, label: 78, generation: 4, packets: 999))
-        #expect(t.value(at: slot) == FlowValue(nexthop: 10, label: 78, generation: 4, packets: 2, bytes: 160, lastSeen: 12))
+        #expect(
+            t.value(at: slot) == FlowValue(nexthop: 10, label: 78, generation: 4, packets: 2, bytes: 160, lastSeen: 12)
+        )
         // Inserting a present key updates it in place.
         #expect(t.insert(k, value: FlowValue(nexthop: 11), now: 20) == .success(slot))
         #expect(t.count == 1 && t.nexthop(at: slot) == 11 && t.value(at: slot)?.lastSeen == 20)
@@ -127,7 +137,9 @@ import Testing
         // Expiry releases quota.
         #expect(t.expire(now: 1000, idleTimeout: 10, closingTimeout: 1, maxScan: t.slotCount) == 110)
         #expect(t.count(vrf: 2) == 0 && t.count(vrf: 3) == 0)
-        for i in 0..<10 { #expect((try? t.insert(Self.key(200 + i, vrf: 2), value: Self.action, now: 1000).get()) != nil) }
+        for i in 0..<10 {
+            #expect((try? t.insert(Self.key(200 + i, vrf: 2), value: Self.action, now: 1000).get()) != nil)
+        }
         // Back to the default quota; the default itself can change.
         t.setQuota(vrf: 2, max: nil)
         t.setDefaultQuota(12)
@@ -147,7 +159,9 @@ import Testing
     @Test func closingAndDropEntriesExpireOnTheShortTimeout() {
         let t = Table4(capacity: 256)
         defer { t.deallocate() }
-        let live = Self.key(1), closing = Self.key(2), dropped = Self.key(3)
+        let live = Self.key(1)
+        let closing = Self.key(2)
+        let dropped = Self.key(3)
         _ = t.insert(live, value: Self.action, now: 0)
         let c = try! t.insert(closing, value: Self.action, now: 0).get()
         t.addFlags(c, .closing)
@@ -206,7 +220,8 @@ import Testing
             IPv4FlowKey(word0: base.word0 | 0xFF << 32, word1: base.word1),
         ]
         #expect(neighbours[6] == base)
-        let slot = try! t.insert(base, value: FlowValue(nexthop: 1, flags: [.closing, .drop, .user0, .user1]), now: 0).get()
+        let slot = try! t.insert(base, value: FlowValue(nexthop: 1, flags: [.closing, .drop, .user0, .user1]), now: 0)
+            .get()
         for k in neighbours.prefix(6) {
             #expect(t.lookup(k) == Table4.miss, "\(k)")
             var out: [UInt32] = [0]
@@ -222,7 +237,9 @@ import Testing
         #expect(t.remove(zero))
         #expect(t.lookup(zero) == Table4.miss && t.lookup(base) == slot)
         // Fill all four slots with neighbours: each finds its own value.
-        for (i, k) in neighbours.prefix(3).enumerated() { _ = t.insert(k, value: FlowValue(nexthop: UInt32(10 + i)), now: 0) }
+        for (i, k) in neighbours.prefix(3).enumerated() {
+            _ = t.insert(k, value: FlowValue(nexthop: UInt32(10 + i)), now: 0)
+        }
         #expect(t.count == 3)  // capacity 3: the third neighbour evicted the LRU one
         var found = 0
         for (i, k) in neighbours.prefix(3).enumerated() {
@@ -245,8 +262,13 @@ import Testing
                 defer { t.deallocate() }
                 let keys = (0..<capacity * 2).map { i in
                     IPv6FlowKey(
-                        vrf: UInt16(i % 3), proto: 6, src: IPv6Address("2001:db8::")!.value | UInt128(i),
-                        dst: IPv6Address("2001:db8:1::1")!.value, sport: UInt16(i % 9), dport: 80)
+                        vrf: UInt16(i % 3),
+                        proto: 6,
+                        src: IPv6Address("2001:db8::")!.value | UInt128(i),
+                        dst: IPv6Address("2001:db8:1::1")!.value,
+                        sport: UInt16(i % 9),
+                        dport: 80
+                    )
                 }
                 for k in keys.prefix(capacity * 95 / 100) { _ = t.insert(k, value: Self.action, now: 0) }
                 Self.compareBatches(t, keys, &rng)
@@ -272,9 +294,11 @@ import Testing
                     slots.withUnsafeMutableBufferPointer { s in
                         t.lookup(
                             keys: k.baseAddress ?? UnsafePointer(bitPattern: 8)!,
-                            hashes: h.baseAddress ?? UnsafePointer(bitPattern: 8)!, count: n,
+                            hashes: h.baseAddress ?? UnsafePointer(bitPattern: 8)!,
+                            count: n,
                             slots: s.baseAddress ?? UnsafeMutablePointer(bitPattern: 8)!,
-                            prefetchCounters: n % 2 == 0)
+                            prefetchCounters: n % 2 == 0
+                        )
                     }
                 }
             }

@@ -3,6 +3,7 @@
 // re-verified here with the reference checksum, so a wrong golden value cannot pass.
 
 import Testing
+
 @testable import VRouterCore
 
 @Suite struct HeadersBuilderTests {
@@ -20,7 +21,13 @@ import Testing
         #expect(tagged == hex("02 00 00 00 00 0b  02 00 00 00 00 0a  81 00 20 64  08 06"))
         let qinq = scratch {
             PacketBuilder.ethernetQinQ(
-                $0, destination: macB, source: macA, etherType: EtherType.ipv6, outerTCI: 10, innerTCI: 100)
+                $0,
+                destination: macB,
+                source: macA,
+                etherType: EtherType.ipv6,
+                outerTCI: 10,
+                innerTCI: 100
+            )
         }
         #expect(qinq == hex("02 00 00 00 00 0b  02 00 00 00 00 0a  88 a8 00 0a  81 00 00 64  86 dd"))
     }
@@ -32,14 +39,28 @@ import Testing
         #expect(refVerifies(expected))
         let got = scratch {
             PacketBuilder.ipv4(
-                $0, source: a4, destination: b4, proto: IPProtocol.udp, payloadLength: 26, identification: 0x1234,
-                dontFragment: true)
+                $0,
+                source: a4,
+                destination: b4,
+                proto: IPProtocol.udp,
+                payloadLength: 26,
+                identification: 0x1234,
+                dontFragment: true
+            )
         }
         #expect(got == expected)
         let tos = hex("45 b8 00 78  00 00 00 00  ff 06 ce 75  c0 00 02 0a  c6 33 64 14")
         #expect(refVerifies(tos))
         let got2 = scratch {
-            PacketBuilder.ipv4($0, source: a4, destination: b4, proto: IPProtocol.tcp, payloadLength: 100, ttl: 255, tos: 0xB8)
+            PacketBuilder.ipv4(
+                $0,
+                source: a4,
+                destination: b4,
+                proto: IPProtocol.tcp,
+                payloadLength: 100,
+                ttl: 255,
+                tos: 0xB8
+            )
         }
         #expect(got2 == tos)
     }
@@ -51,9 +72,17 @@ import Testing
             60 01 23 45  00 1a 11 40
             20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 0a
             20 01 0d b8 00 01 00 00 00 00 00 00 00 00 00 0b
-            """)
+            """
+        )
         let got = scratch {
-            PacketBuilder.ipv6($0, source: a6, destination: b6, nextHeader: IPProtocol.udp, payloadLength: 26, flowLabel: 0x12345)
+            PacketBuilder.ipv6(
+                $0,
+                source: a6,
+                destination: b6,
+                nextHeader: IPProtocol.udp,
+                payloadLength: 26,
+                flowLabel: 0x12345
+            )
         }
         #expect(got == expected)
     }
@@ -65,7 +94,8 @@ import Testing
         func build(_ pseudo: PseudoHeader?) -> [UInt8] {
             scratch { p in
                 payload.withUnsafeBytes { (p + 8).copyMemory(from: $0.baseAddress!, byteCount: 18) }
-                return PacketBuilder.udp(p, sourcePort: 40000, destinationPort: 53, payloadLength: 18, checksum: pseudo) + 18
+                return PacketBuilder.udp(p, sourcePort: 40000, destinationPort: 53, payloadLength: 18, checksum: pseudo)
+                    + 18
             }
         }
         #expect(build(.ipv4(source: a4, destination: b4)) == expected4)
@@ -85,7 +115,13 @@ import Testing
             let got = scratch { p in
                 p.storeBytes(of: payload[0], toByteOffset: 8, as: UInt8.self)
                 p.storeBytes(of: payload[1], toByteOffset: 9, as: UInt8.self)
-                return PacketBuilder.udp(p, sourcePort: 1, destinationPort: 2, payloadLength: 2, checksum: .ipv4(source: a4, destination: b4)) + 2
+                return PacketBuilder.udp(
+                    p,
+                    sourcePort: 1,
+                    destinationPort: 2,
+                    payloadLength: 2,
+                    checksum: .ipv4(source: a4, destination: b4)
+                ) + 2
             }
             u[6] = 0xFF
             u[7] = 0xFF
@@ -101,8 +137,17 @@ import Testing
         #expect(refVerifies(syn, pseudo: pseudo4(T.ip4A, T.ip4B, proto: 6, length: 24)))
         let got = scratch {
             PacketBuilder.tcp(
-                $0, sourcePort: 40001, destinationPort: 80, sequence: 0x0102_0304, acknowledgment: 0, flags: .syn,
-                window: 0xFFFF, mss: 1460, payloadLength: 0, pseudoHeader: .ipv4(source: a4, destination: b4))
+                $0,
+                sourcePort: 40001,
+                destinationPort: 80,
+                sequence: 0x0102_0304,
+                acknowledgment: 0,
+                flags: .syn,
+                window: 0xFFFF,
+                mss: 1460,
+                payloadLength: 0,
+                pseudoHeader: .ipv4(source: a4, destination: b4)
+            )
         }
         #expect(got == syn)
         let data = hex("9c 41 01 bb  00 00 00 07  00 00 00 09  50 18 02 00  4b cd 00 00  68 69")
@@ -111,8 +156,16 @@ import Testing
             p.storeBytes(of: UInt8(ascii: "h"), toByteOffset: 20, as: UInt8.self)
             p.storeBytes(of: UInt8(ascii: "i"), toByteOffset: 21, as: UInt8.self)
             return PacketBuilder.tcp(
-                p, sourcePort: 40001, destinationPort: 443, sequence: 7, acknowledgment: 9, flags: [.psh, .ack], window: 512,
-                payloadLength: 2, pseudoHeader: .ipv6(source: a6, destination: b6)) + 2
+                p,
+                sourcePort: 40001,
+                destinationPort: 443,
+                sequence: 7,
+                acknowledgment: 9,
+                flags: [.psh, .ack],
+                window: 512,
+                payloadLength: 2,
+                pseudoHeader: .ipv6(source: a6, destination: b6)
+            ) + 2
         }
         #expect(got6 == data)
     }
@@ -139,7 +192,15 @@ import Testing
         #expect(refVerifies(req6, pseudo: pseudo6(T.ip6A, T.ip6B, nextHeader: 58, length: 16)))
         let got6 = scratch { p in
             payload.withUnsafeBytes {
-                PacketBuilder.icmpv6Echo(p, isReply: false, identifier: 0x4242, sequence: 1, payload: $0, source: a6, destination: b6)
+                PacketBuilder.icmpv6Echo(
+                    p,
+                    isReply: false,
+                    identifier: 0x4242,
+                    sequence: 1,
+                    payload: $0,
+                    source: a6,
+                    destination: b6
+                )
             }
         }
         #expect(got6 == req6)
@@ -151,7 +212,8 @@ import Testing
             """
             ff ff ff ff ff ff  02 00 00 00 00 0a  08 06
             00 01 08 00 06 04 00 01  02 00 00 00 00 0a c0 00 02 0a  00 00 00 00 00 00 c0 00 02 01
-            """)
+            """
+        )
         let got = scratch {
             PacketBuilder.arpRequestFrame($0, senderMAC: macA, senderIP: a4, targetIP: T.v4(T.ip4Gw))
         }
@@ -160,10 +222,17 @@ import Testing
             """
             02 00 00 00 00 0a  00 00 5e 00 01 00  81 00 00 64  08 06
             00 01 08 00 06 04 00 02  00 00 5e 00 01 00 c0 00 02 01  02 00 00 00 00 0a c0 00 02 0a
-            """)
+            """
+        )
         let got2 = scratch {
             PacketBuilder.arpReplyFrame(
-                $0, senderMAC: .vrouter, senderIP: T.v4(T.ip4Gw), targetMAC: macA, targetIP: a4, vlanTCI: 100)
+                $0,
+                senderMAC: .vrouter,
+                senderIP: T.v4(T.ip4Gw),
+                targetMAC: macA,
+                targetIP: a4,
+                vlanTCI: 100
+            )
         }
         #expect(got2 == rep)
     }

@@ -3,6 +3,7 @@
 // back the original datagram.
 
 import Testing
+
 @testable import VRouterCore
 
 @Suite struct HeadersFragmenterTests {
@@ -16,7 +17,10 @@ import Testing
 
     /// Fragments `frame` and returns them split into parts, checking each one's basics.
     func fragment(
-        _ frame: [UInt8], l2: Int = 14, mtu: Int, pool: PacketPool
+        _ frame: [UInt8],
+        l2: Int = 14,
+        mtu: Int,
+        pool: PacketPool
     ) -> (DropReason?, [Fragment], [UInt32]) {
         var out = Frame.allocate(capacity: 64)
         defer { out.deallocate() }
@@ -95,7 +99,8 @@ import Testing
         withPool { pool in
             // A middle fragment (offset 800 bytes, MF set) of some larger datagram.
             let data = (0..<1200).map { UInt8(truncatingIfNeeded: $0) }
-            let mid = Frames.ethernet(type: 0x0800) + Frames.ipv4(proto: 17, payload: data.count, flags: 0x2000 | 100) + data
+            let mid =
+                Frames.ethernet(type: 0x0800) + Frames.ipv4(proto: 17, payload: data.count, flags: 0x2000 | 100) + data
             let (r, frags, _) = fragment(mid, mtu: 500, pool: pool)
             #expect(r == nil && frags.count == 3)
             #expect(frags.map(\.offset) == [800, 800 + 480, 800 + 960] && frags.allSatisfy(\.more))
@@ -116,7 +121,8 @@ import Testing
                 let n = Int(rng.next() % 1850)  // the frame fits a 2 KiB buffer after the headroom
                 let mtu = 68 + Int(rng.next() % 1450)
                 let withOptions = rng.next() % 2 == 0
-                let opts: [UInt8] = withOptions ? [0x83, 0x07, 0x04, 0, 0, 0, 0, 0x00] : []  // loose source route: copied
+                // Loose source route: an option copied into every fragment.
+                let opts: [UInt8] = withOptions ? [0x83, 0x07, 0x04, 0, 0, 0, 0, 0x00] : []
                 let payload = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
                 let f = Frames.udp4(payload: payload, options: opts)
                 let before = pool.available
@@ -157,8 +163,16 @@ import Testing
             defer { out.deallocate() }
             let cases: [(String, [UInt8], Int, DropReason)] = [
                 ("DF set", Frames.udp4(payload: [UInt8](repeating: 1, count: 1400), flags: 0x4000), 576, .mtuExceeded),
-                ("bad options", Frames.udp4(payload: [UInt8](repeating: 1, count: 1400), options: [0x83, 0x09, 0, 0]), 576, .fragmentFailed),
-                ("MTU too small for the header", Frames.udp4(payload: [UInt8](repeating: 1, count: 100), options: [UInt8](repeating: 1, count: 40)), 66, .fragmentFailed),
+                (
+                    "bad options",
+                    Frames.udp4(payload: [UInt8](repeating: 1, count: 1400), options: [0x83, 0x09, 0, 0]), 576,
+                    .fragmentFailed
+                ),
+                (
+                    "MTU too small for the header",
+                    Frames.udp4(payload: [UInt8](repeating: 1, count: 100), options: [UInt8](repeating: 1, count: 40)),
+                    66, .fragmentFailed
+                ),
                 ("not IPv4", Frames.udp6(), 60, .fragmentFailed),
                 ("truncated", Array(Frames.udp4().dropLast()), 30, .fragmentFailed),
             ]

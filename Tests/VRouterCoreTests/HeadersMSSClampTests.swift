@@ -2,16 +2,26 @@
 // at even and odd offsets and after random NOP padding.
 
 import Testing
+
 @testable import VRouterCore
 
 @Suite struct HeadersMSSClampTests {
     func segment(flags: UInt8, options: [UInt8]) -> [UInt8] {
-        Frames.tcp(sport: 40000, dport: 443, flags: flags, options: options, payload: [], pseudo: pseudo4(T.ip4A, T.ip4B, proto: 6, length: 20 + options.count))
+        Frames.tcp(
+            sport: 40000,
+            dport: 443,
+            flags: flags,
+            options: options,
+            payload: [],
+            pseudo: pseudo4(T.ip4A, T.ip4B, proto: 6, length: 20 + options.count)
+        )
     }
 
     func clamp(_ seg: [UInt8], to mss: UInt16) -> (Bool, [UInt8]) {
         var s = seg
-        let changed = s.withUnsafeMutableBytes { MSSClamp.clamp(tcp: $0.baseAddress!, available: seg.count, maximum: mss) }
+        let changed = s.withUnsafeMutableBytes {
+            MSSClamp.clamp(tcp: $0.baseAddress!, available: seg.count, maximum: mss)
+        }
         return (changed, s)
     }
 
@@ -60,17 +70,27 @@ import Testing
     @Test func poolVariantFindsTheSegmentInIPv4AndIPv6() {
         withPool { pool in
             let seg4 = segment(flags: 0x02, options: [2, 4, 0x23, 0x28])  // 9000
-            let f4 = Frames.ethernet(type: 0x0800, tags: [(0x8100, 9)]) + Frames.ipv4(proto: 6, payload: seg4.count) + seg4
+            let f4 =
+                Frames.ethernet(type: 0x0800, tags: [(0x8100, 9)]) + Frames.ipv4(proto: 6, payload: seg4.count) + seg4
             let i4 = pool.loaded(f4)
             #expect(MSSClamp.clamp(pool: pool, i4, maximum: 1410))
             let o4 = pool.array(i4)
             #expect(be16(o4, 38 + 22) == 1410 && verifies(Array(o4[38...])))
-            let seg6 = Frames.tcp(sport: 1, dport: 2, flags: 0x02, options: [2, 4, 0x05, 0xB4], pseudo: pseudo6(T.ip6A, T.ip6B, nextHeader: 6, length: 24))
+            let seg6 = Frames.tcp(
+                sport: 1,
+                dport: 2,
+                flags: 0x02,
+                options: [2, 4, 0x05, 0xB4],
+                pseudo: pseudo6(T.ip6A, T.ip6B, nextHeader: 6, length: 24)
+            )
             let f6 = Frames.ethernet(type: 0x86DD) + Frames.ipv6(nextHeader: 6, payload: 24) + seg6
             let i6 = pool.loaded(f6)
             #expect(MSSClamp.clamp(pool: pool, i6, maximum: 1390))
             let o6 = pool.array(i6)
-            #expect(be16(o6, 54 + 22) == 1390 && refVerifies(Array(o6[54...]), pseudo: pseudo6(T.ip6A, T.ip6B, nextHeader: 6, length: 24)))
+            #expect(
+                be16(o6, 54 + 22) == 1390
+                    && refVerifies(Array(o6[54...]), pseudo: pseudo6(T.ip6A, T.ip6B, nextHeader: 6, length: 24))
+            )
             let u = pool.loaded(Frames.udp4())
             #expect(!MSSClamp.clamp(pool: pool, u, maximum: 1000))
         }

@@ -4,6 +4,7 @@
 // independently over [UInt8] (Swift's array bounds checks keep the reference honest).
 
 import Testing
+
 @testable import VRouterCore
 
 /// Frames that parse, one per supported stack.
@@ -25,9 +26,17 @@ enum ParserCorpus {
     static let destOpts: (UInt8, [UInt8]) = (60, [0, 0, 1, 4, 0, 0, 0, 0])
     static func frag(offset: Int, more: Bool, id: UInt32 = 0xDEAD_BEEF) -> (UInt8, [UInt8]) {
         let w = UInt16(offset / 8) << 3 | (more ? 1 : 0)
-        return (44, [0, 0, UInt8(w >> 8), UInt8(w & 0xFF), UInt8(id >> 24), UInt8(id >> 16 & 0xFF), UInt8(id >> 8 & 0xFF), UInt8(id & 0xFF)])
+        return (
+            44,
+            [
+                0, 0, UInt8(w >> 8), UInt8(w & 0xFF), UInt8(id >> 24), UInt8(id >> 16 & 0xFF), UInt8(id >> 8 & 0xFF),
+                UInt8(id & 0xFF),
+            ]
+        )
     }
-    static let ah: (UInt8, [UInt8]) = (51, [0, 4] + [0, 0] + [0, 0, 1, 0] + [0, 0, 0, 1] + [UInt8](repeating: 0xAA, count: 12))
+    static let ah: (UInt8, [UInt8]) = (
+        51, [0, 4] + [0, 0] + [0, 0, 1, 0] + [0, 0, 0, 1] + [UInt8](repeating: 0xAA, count: 12)
+    )
 
     static var udp6: [UInt8] { Frames.udp(sport: 1000, dport: 2000, payload: [1, 2, 3, 4]) }
     static var tcp6: [UInt8] {
@@ -36,32 +45,63 @@ enum ParserCorpus {
 
     static var all: [(String, [UInt8])] {
         let tcp4 = Frames.tcp(
-            sport: 40000, dport: 443, flags: 0x02, options: [2, 4, 5, 0xB4],
-            pseudo: pseudo4(T.ip4A, T.ip4B, proto: 6, length: 24))
+            sport: 40000,
+            dport: 443,
+            flags: 0x02,
+            options: [2, 4, 5, 0xB4],
+            pseudo: pseudo4(T.ip4A, T.ip4B, proto: 6, length: 24)
+        )
         let echo4 = Frames.icmp(type: 8, rest: 0x4242_0001, payload: [9, 9, 9, 9])
-        let echo6 = Frames.icmp(type: 128, rest: 0x7777_0002, payload: [], pseudo: pseudo6(T.ip6A, T.ip6B, nextHeader: 58, length: 8))
-        let arp = Frames.ethernet(dst: hex("ff ff ff ff ff ff"), type: 0x0806)
+        let echo6 = Frames.icmp(
+            type: 128,
+            rest: 0x7777_0002,
+            payload: [],
+            pseudo: pseudo6(T.ip6A, T.ip6B, nextHeader: 58, length: 8)
+        )
+        let arp =
+            Frames.ethernet(dst: hex("ff ff ff ff ff ff"), type: 0x0806)
             + hex("00 01 08 00 06 04 00 01") + T.macA + T.ip4A + hex("00 00 00 00 00 00") + T.ip4Gw
         return [
             ("eth/ipv4/udp", Frames.udp4()),
-            ("vlan/ipv4/tcp", Frames.ethernet(type: 0x0800, tags: [(0x8100, 0x2064)]) + Frames.ipv4(proto: 6, payload: 24) + tcp4),
+            (
+                "vlan/ipv4/tcp",
+                Frames.ethernet(type: 0x0800, tags: [(0x8100, 0x2064)]) + Frames.ipv4(proto: 6, payload: 24) + tcp4
+            ),
             ("802.1ad/ipv4/udp", Frames.udp4(tags: [(0x88A8, 0x0005)])),
             ("qinq/ipv4/udp", Frames.udp4(tags: [(0x88A8, 0x000A), (0x8100, 0x0064)])),
             ("ipv4 options/udp", Frames.udp4(options: [0x94, 0x04, 0x00, 0x00, 0x07, 0x07, 0x04, 0, 0, 0, 0, 0x00])),
             ("ipv4 first fragment", Frames.udp4(flags: 0x2000)),
-            ("ipv4 later fragment", Frames.ethernet(type: 0x0800) + Frames.ipv4(proto: 17, payload: 16, flags: 0x00B9) + [UInt8](repeating: 7, count: 16)),
+            (
+                "ipv4 later fragment",
+                Frames.ethernet(type: 0x0800) + Frames.ipv4(proto: 17, payload: 16, flags: 0x00B9)
+                    + [UInt8](repeating: 7, count: 16)
+            ),
             ("ipv4 icmp echo", Frames.ethernet(type: 0x0800) + Frames.ipv4(proto: 1, payload: echo4.count) + echo4),
             ("ipv4 other proto", Frames.ethernet(type: 0x0800) + Frames.ipv4(proto: 47, payload: 4) + [0, 0, 8, 0]),
             ("eth/ipv6/udp", Frames.udp6()),
-            ("qinq/ipv6/udp", Frames.ethernet(type: 0x86DD, tags: [(0x88A8, 1), (0x8100, 2)]) + Frames.ipv6(nextHeader: 17, payload: udp6.count) + udp6),
+            (
+                "qinq/ipv6/udp",
+                Frames.ethernet(type: 0x86DD, tags: [(0x88A8, 1), (0x8100, 2)])
+                    + Frames.ipv6(nextHeader: 17, payload: udp6.count) + udp6
+            ),
             ("ipv6 icmpv6 echo", Frames.ethernet(type: 0x86DD) + Frames.ipv6(nextHeader: 58, payload: 8) + echo6),
             ("ipv6 hbh/udp", ipv6Ext([hbh], final: 17, transport: udp6)),
             ("ipv6 routing/tcp", ipv6Ext([routing], final: 6, transport: tcp6)),
             ("ipv6 dstopts/udp", ipv6Ext([destOpts], final: 17, transport: udp6)),
             ("ipv6 frag first/udp", ipv6Ext([frag(offset: 0, more: true)], final: 17, transport: udp6)),
-            ("ipv6 frag later", ipv6Ext([frag(offset: 1448, more: false)], final: 17, transport: [UInt8](repeating: 1, count: 24))),
+            (
+                "ipv6 frag later",
+                ipv6Ext([frag(offset: 1448, more: false)], final: 17, transport: [UInt8](repeating: 1, count: 24))
+            ),
             ("ipv6 ah/tcp", ipv6Ext([ah], final: 6, transport: tcp6)),
-            ("ipv6 full chain/udp", ipv6Ext([hbh, destOpts, routing, frag(offset: 0, more: true), ah, destOpts], final: 17, transport: udp6)),
+            (
+                "ipv6 full chain/udp",
+                ipv6Ext(
+                    [hbh, destOpts, routing, frag(offset: 0, more: true), ah, destOpts],
+                    final: 17,
+                    transport: udp6
+                )
+            ),
             ("ipv6 no next header", ipv6Ext([destOpts], final: 59, transport: [])),
             ("arp", arp),
         ]
@@ -86,7 +126,9 @@ enum ParserCorpus {
         let all = Dictionary(uniqueKeysWithValues: ParserCorpus.all)
         let v = parse(all["vlan/ipv4/tcp"]!)
         #expect(v.isValid && v.vlanCount == 1 && v.outerTPID == 0x8100 && v.outerTCI == 0x2064 && v.l3Offset == 18)
-        #expect(v.proto == 6 && v.sourcePort == 40000 && v.destinationPort == 443 && v.tcpFlags == .syn && v.l4Offset == 38)
+        #expect(
+            v.proto == 6 && v.sourcePort == 40000 && v.destinationPort == 443 && v.tcpFlags == .syn && v.l4Offset == 38
+        )
         let s = parse(all["802.1ad/ipv4/udp"]!)
         #expect(s.isValid && s.vlanCount == 1 && s.outerTPID == 0x88A8 && s.outerTCI == 5 && s.l3Offset == 18)
         let q = parse(all["qinq/ipv4/udp"]!)
@@ -123,14 +165,17 @@ enum ParserCorpus {
         let all = Dictionary(uniqueKeysWithValues: ParserCorpus.all)
         for (name, l4) in [
             ("ipv6 hbh/udp", 54 + 8), ("ipv6 routing/tcp", 54 + 24), ("ipv6 dstopts/udp", 54 + 8),
-            ("ipv6 frag first/udp", 54 + 8), ("ipv6 ah/tcp", 54 + 24), ("ipv6 full chain/udp", 54 + 8 + 8 + 24 + 8 + 24 + 8),
+            ("ipv6 frag first/udp", 54 + 8), ("ipv6 ah/tcp", 54 + 24),
+            ("ipv6 full chain/udp", 54 + 8 + 8 + 24 + 8 + 24 + 8),
         ] {
             let r = parse(all[name]!)
             #expect(r.isValid && r.l4Offset == l4 && r.hasTransportHeader, "\(name)")
         }
         let udp = parse(all["ipv6 full chain/udp"]!)
         #expect(udp.proto == 17 && udp.sourcePort == 1000 && udp.destinationPort == 2000)
-        #expect(udp.isFragment && udp.moreFragments && udp.fragmentOffset == 0 && udp.fragmentIdentification == 0xDEAD_BEEF)
+        #expect(
+            udp.isFragment && udp.moreFragments && udp.fragmentOffset == 0 && udp.fragmentIdentification == 0xDEAD_BEEF
+        )
         let tcp = parse(all["ipv6 ah/tcp"]!)
         #expect(tcp.proto == 6 && tcp.sourcePort == 3000 && tcp.tcpFlags == [.syn, .ack])
         let later = parse(all["ipv6 frag later"]!)
@@ -140,19 +185,29 @@ enum ParserCorpus {
         #expect(none.isValid && none.proto == 59 && !none.hasTransportHeader)
 
         // Malformed chains.
-        let hbhSecond = ParserCorpus.ipv6Ext([ParserCorpus.destOpts, ParserCorpus.hbh], final: 17, transport: ParserCorpus.udp6)
+        let hbhSecond = ParserCorpus.ipv6Ext(
+            [ParserCorpus.destOpts, ParserCorpus.hbh],
+            final: 17,
+            transport: ParserCorpus.udp6
+        )
         #expect(parse(hbhSecond).dropReason == .invalidPacket)
         let twoFrags = ParserCorpus.ipv6Ext(
-            [ParserCorpus.frag(offset: 0, more: true), ParserCorpus.frag(offset: 0, more: true)], final: 17,
-            transport: ParserCorpus.udp6)
+            [ParserCorpus.frag(offset: 0, more: true), ParserCorpus.frag(offset: 0, more: true)],
+            final: 17,
+            transport: ParserCorpus.udp6
+        )
         #expect(parse(twoFrags).dropReason == .invalidPacket)
         let long = ParserCorpus.ipv6Ext(
-            Array(repeating: ParserCorpus.destOpts, count: IPv6Header.maxExtensionHeaders + 1), final: 17,
-            transport: ParserCorpus.udp6)
+            Array(repeating: ParserCorpus.destOpts, count: IPv6Header.maxExtensionHeaders + 1),
+            final: 17,
+            transport: ParserCorpus.udp6
+        )
         #expect(parse(long).dropReason == .invalidPacket)
         let justEnough = ParserCorpus.ipv6Ext(
-            Array(repeating: ParserCorpus.destOpts, count: IPv6Header.maxExtensionHeaders), final: 17,
-            transport: ParserCorpus.udp6)
+            Array(repeating: ParserCorpus.destOpts, count: IPv6Header.maxExtensionHeaders),
+            final: 17,
+            transport: ParserCorpus.udp6
+        )
         #expect(parse(justEnough).isValid)
         // An extension header claiming more bytes than the payload length gives.
         var overlong = all["ipv6 dstopts/udp"]!
@@ -195,14 +250,17 @@ enum ParserCorpus {
         f = Frames.udp6()
         f[14] = 0x40
         #expect(parse(f).dropReason == .invalidPacket)
-        let tcp = Frames.ethernet(type: 0x0800) + Frames.ipv4(proto: 6, payload: 20)
+        let tcp =
+            Frames.ethernet(type: 0x0800) + Frames.ipv4(proto: 6, payload: 20)
             + Frames.tcp(sport: 1, dport: 2, flags: 2, pseudo: pseudo4(T.ip4A, T.ip4B, proto: 6, length: 20))
         var t = tcp
         t[46] = 0x40  // data offset 4
         #expect(parse(t).dropReason == .invalidPacket)
         t[46] = 0x60  // data offset 6: past the 20-byte segment
         #expect(parse(t).dropReason == .truncated)
-        #expect(parse(Frames.ethernet(type: 0x88CC) + [UInt8](repeating: 0, count: 46)).dropReason == .unsupportedProtocol)
+        #expect(
+            parse(Frames.ethernet(type: 0x88CC) + [UInt8](repeating: 0, count: 46)).dropReason == .unsupportedProtocol
+        )
         // Ethernet padding after a short datagram is not part of it.
         let padded = Frames.udp4(payload: [1]) + [UInt8](repeating: 0, count: 17)
         let r = parse(padded)
@@ -249,7 +307,9 @@ enum ParserCorpus {
             for _ in 0..<flips {
                 let at = Int(rng.next() % UInt64(b.count))
                 // Small changes to length-like bytes reach more branches than random bytes.
-                b[at] = rng.next() % 2 == 0 ? UInt8(truncatingIfNeeded: rng.next()) : b[at] &+ UInt8(truncatingIfNeeded: rng.next() % 5) &- 2
+                b[at] =
+                    rng.next() % 2 == 0
+                    ? UInt8(truncatingIfNeeded: rng.next()) : b[at] &+ UInt8(truncatingIfNeeded: rng.next() % 5) &- 2
             }
             if rng.next() % 3 == 0 { b = Array(b[0..<Int(rng.next() % UInt64(b.count + 1))]) }
             let r = parse(b)
@@ -322,8 +382,13 @@ enum ParserCorpus {
             while i < hl {
                 let t = b[off + i]
                 if t == 0 { break }
-                if t == 1 { i += 1; continue }
-                guard i + 1 < hl, b[off + i + 1] >= 2, i + Int(b[off + i + 1]) <= hl else { return fail(.invalidPacket) }
+                if t == 1 {
+                    i += 1
+                    continue
+                }
+                guard i + 1 < hl, b[off + i + 1] >= 2, i + Int(b[off + i + 1]) <= hl else {
+                    return fail(.invalidPacket)
+                }
                 i += Int(b[off + i + 1])
             }
             s.l3Length = total
@@ -417,8 +482,16 @@ extension ParsedPacket {
     var summary: HeadersParserTests.Summary {
         guard isValid else { return HeadersParserTests.Summary(reason: dropReason) }
         return HeadersParserTests.Summary(
-            reason: nil, l3: l3Offset, l3Length: l3Length, l4: family == .arp ? 0 : l4Offset, proto: proto,
-            sport: sourcePort, dport: destinationPort, fragOffset: fragmentOffset, more: moreFragments,
-            transport: hasTransportHeader)
+            reason: nil,
+            l3: l3Offset,
+            l3Length: l3Length,
+            l4: family == .arp ? 0 : l4Offset,
+            proto: proto,
+            sport: sourcePort,
+            dport: destinationPort,
+            fragOffset: fragmentOffset,
+            more: moreFragments,
+            transport: hasTransportHeader
+        )
     }
 }

@@ -3,6 +3,7 @@
 // must not be answered leave the buffer exactly as it was.
 
 import Testing
+
 @testable import VRouterCore
 
 @Suite struct HeadersResponderTests {
@@ -16,7 +17,12 @@ import Testing
 
     // MARK: ARP
 
-    static func arpFrame(op: UInt16 = 1, senderIP: [UInt8] = T.ip4A, targetIP: [UInt8] = T.ip4Gw, tags: [(UInt16, UInt16)] = [])
+    static func arpFrame(
+        op: UInt16 = 1,
+        senderIP: [UInt8] = T.ip4A,
+        targetIP: [UInt8] = T.ip4Gw,
+        tags: [(UInt16, UInt16)] = []
+    )
         -> [UInt8]
     {
         var w = ByteWriter()
@@ -55,8 +61,13 @@ import Testing
     static let solicitedNode = hex("ff 02 00 00 00 00 00 00 00 00 00 01 ff 00 00 01")
 
     static func nsFrame(
-        src: [UInt8] = T.ip6A, dst: [UInt8] = solicitedNode, hopLimit: UInt8 = 255, code: UInt8 = 0,
-        target: [UInt8] = target, options: [UInt8]? = nil, breakChecksum: Bool = false
+        src: [UInt8] = T.ip6A,
+        dst: [UInt8] = solicitedNode,
+        hopLimit: UInt8 = 255,
+        code: UInt8 = 0,
+        target: [UInt8] = target,
+        options: [UInt8]? = nil,
+        breakChecksum: Bool = false
     ) -> [UInt8] {
         let opts = options ?? (src == [UInt8](repeating: 0, count: 16) ? [] : [1, 1] + T.macA)
         var icmp = ByteWriter()
@@ -66,7 +77,10 @@ import Testing
         icmp.u32(0)
         icmp.bytes(target)
         icmp.bytes(opts)
-        icmp.set16(2, refChecksum(pseudo6(src, dst, nextHeader: 58, length: icmp.b.count) + icmp.b) ^ (breakChecksum ? 1 : 0))
+        icmp.set16(
+            2,
+            refChecksum(pseudo6(src, dst, nextHeader: 58, length: icmp.b.count) + icmp.b) ^ (breakChecksum ? 1 : 0)
+        )
         return Frames.ethernet(dst: hex("33 33 ff 00 00 01"), src: T.macA, type: 0x86DD)
             + Frames.ipv6(src: src, dst: dst, nextHeader: 58, payload: icmp.b.count, hopLimit: hopLimit) + icmp.b
     }
@@ -102,7 +116,9 @@ import Testing
         // Solicited clear (RFC 4861 §7.2.4), R | O = 0xA0, to ff02::1 at 33:33:00:00:00:01.
         let allNodes = hex("ff 02 00 00 00 00 00 00 00 00 00 00 00 00 00 01")
         #expect(ok && out == Self.naFrame(dstMAC: hex("33 33 00 00 00 01"), dst: allNodes, flags: 0xA0))
-        let v = ns.withUnsafeBytes { NeighborDiscoveryResponder.validateSolicitation($0.baseAddress!, length: ns.count) }
+        let v = ns.withUnsafeBytes {
+            NeighborDiscoveryResponder.validateSolicitation($0.baseAddress!, length: ns.count)
+        }
         #expect(v?.isDuplicateAddressDetection == true && v?.target == T.v6(Self.target))
     }
 
@@ -141,31 +157,58 @@ import Testing
     @Test func echoRequestBecomesReply() {
         let data = Array("0123456789abcdef".utf8)
         let req = Frames.icmp(type: 8, rest: 0x1111_0007, payload: data)
-        let f = Frames.ethernet(type: 0x0800, tags: [(0x8100, 3)])
-            + Frames.ipv4(src: T.ip4A, dst: T.ip4Gw, proto: 1, payload: req.count, ttl: 9, id: 0x5555) + req + [0, 0, 0, 0]
+        let f =
+            Frames.ethernet(type: 0x0800, tags: [(0x8100, 3)])
+            + Frames.ipv4(src: T.ip4A, dst: T.ip4Gw, proto: 1, payload: req.count, ttl: 9, id: 0x5555) + req + [
+                0, 0, 0, 0,
+            ]
         let (ok, out, m) = run(f) { EchoResponder.reply(pool: $0, $1) }
         let rep = Frames.icmp(type: 0, rest: 0x1111_0007, payload: data)
-        let expected = Frames.ethernet(dst: T.macA, src: T.macB, type: 0x0800, tags: [(0x8100, 3)])
+        let expected =
+            Frames.ethernet(dst: T.macA, src: T.macB, type: 0x0800, tags: [(0x8100, 3)])
             + Frames.ipv4(src: T.ip4Gw, dst: T.ip4A, proto: 1, payload: rep.count, ttl: 64, id: 0x5555) + rep
         #expect(ok && out == expected)  // padding trimmed
         #expect(m.proto == 1 && m.flags == [.ipv4, .generated, .vlan])
         // Options are dropped from the reply.
-        let withOptions = Frames.ethernet(type: 0x0800)
-            + Frames.ipv4(src: T.ip4A, dst: T.ip4Gw, proto: 1, payload: req.count, options: [7, 7, 4, 0, 0, 0, 0, 0], ttl: 9, id: 0x5555)
+        let withOptions =
+            Frames.ethernet(type: 0x0800)
+            + Frames.ipv4(
+                src: T.ip4A,
+                dst: T.ip4Gw,
+                proto: 1,
+                payload: req.count,
+                options: [7, 7, 4, 0, 0, 0, 0, 0],
+                ttl: 9,
+                id: 0x5555
+            )
             + req
         let (ok2, out2, _) = run(withOptions) { EchoResponder.reply(pool: $0, $1) }
-        let expected2 = Frames.ethernet(dst: T.macA, src: T.macB, type: 0x0800)
+        let expected2 =
+            Frames.ethernet(dst: T.macA, src: T.macB, type: 0x0800)
             + Frames.ipv4(src: T.ip4Gw, dst: T.ip4A, proto: 1, payload: rep.count, ttl: 64, id: 0x5555) + rep
         #expect(ok2 && out2 == expected2)
     }
 
     @Test func icmpv6EchoRequestBecomesReply() {
         let data: [UInt8] = [1, 2, 3, 4, 5]
-        let req = Frames.icmp(type: 128, rest: 0x2222_0001, payload: data, pseudo: pseudo6(T.ip6A, T.ip6Gw, nextHeader: 58, length: 13))
-        let f = Frames.ethernet(type: 0x86DD) + Frames.ipv6(src: T.ip6A, dst: T.ip6Gw, nextHeader: 58, payload: 13, hopLimit: 3) + req
+        let req = Frames.icmp(
+            type: 128,
+            rest: 0x2222_0001,
+            payload: data,
+            pseudo: pseudo6(T.ip6A, T.ip6Gw, nextHeader: 58, length: 13)
+        )
+        let f =
+            Frames.ethernet(type: 0x86DD)
+            + Frames.ipv6(src: T.ip6A, dst: T.ip6Gw, nextHeader: 58, payload: 13, hopLimit: 3) + req
         let (ok, out, m) = run(f) { EchoResponder.reply(pool: $0, $1) }
-        let rep = Frames.icmp(type: 129, rest: 0x2222_0001, payload: data, pseudo: pseudo6(T.ip6Gw, T.ip6A, nextHeader: 58, length: 13))
-        let expected = Frames.ethernet(dst: T.macA, src: T.macB, type: 0x86DD)
+        let rep = Frames.icmp(
+            type: 129,
+            rest: 0x2222_0001,
+            payload: data,
+            pseudo: pseudo6(T.ip6Gw, T.ip6A, nextHeader: 58, length: 13)
+        )
+        let expected =
+            Frames.ethernet(dst: T.macA, src: T.macB, type: 0x86DD)
             + Frames.ipv6(src: T.ip6Gw, dst: T.ip6A, nextHeader: 58, payload: 13, hopLimit: 64) + rep
         #expect(ok && out == expected && m.proto == 58)
     }
@@ -178,10 +221,20 @@ import Testing
         }
         var badSum = req
         badSum[2] ^= 0x10
-        var req6 = Frames.icmp(type: 128, rest: 1, payload: [], pseudo: pseudo6(T.ip6A, T.ip6B, nextHeader: 58, length: 8))
+        var req6 = Frames.icmp(
+            type: 128,
+            rest: 1,
+            payload: [],
+            pseudo: pseudo6(T.ip6A, T.ip6B, nextHeader: 58, length: 8)
+        )
         req6[3] ^= 1
         let mcast6 = hex("ff 02 00 00 00 00 00 00 00 00 00 00 00 00 00 01")
-        let req6m = Frames.icmp(type: 128, rest: 1, payload: [], pseudo: pseudo6(T.ip6A, mcast6, nextHeader: 58, length: 8))
+        let req6m = Frames.icmp(
+            type: 128,
+            rest: 1,
+            payload: [],
+            pseudo: pseudo6(T.ip6A, mcast6, nextHeader: 58, length: 8)
+        )
         for (name, f) in [
             ("echo reply", v4(icmp: Frames.icmp(type: 0, rest: 1))),
             ("code 1", v4(icmp: Frames.icmp(type: 8, code: 1, rest: 1))),
@@ -190,7 +243,10 @@ import Testing
             ("multicast", v4(dst: hex("e0 00 00 01"))),
             ("fragment", v4(flags: 0x2000)),
             ("udp", Frames.udp4()),
-            ("ipv6 multicast", Frames.ethernet(type: 0x86DD) + Frames.ipv6(dst: mcast6, nextHeader: 58, payload: 8) + req6m),
+            (
+                "ipv6 multicast",
+                Frames.ethernet(type: 0x86DD) + Frames.ipv6(dst: mcast6, nextHeader: 58, payload: 8) + req6m
+            ),
             ("ipv6 bad checksum", Frames.ethernet(type: 0x86DD) + Frames.ipv6(nextHeader: 58, payload: 8) + req6),
         ] {
             let (ok, out, _) = run(f) { EchoResponder.reply(pool: $0, $1) }

@@ -5,6 +5,7 @@
 
 import Foundation
 import Testing
+
 @testable import VRouterCore
 
 private let python = "/usr/bin/python3"
@@ -47,7 +48,8 @@ struct HeadersScapyTests {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: python)
         p.arguments = ["-c", checker]
-        let input = Pipe(), output = Pipe()
+        let input = Pipe()
+        let output = Pipe()
         p.standardInput = input
         p.standardOutput = output
         p.standardError = FileHandle.nullDevice
@@ -67,11 +69,19 @@ struct HeadersScapyTests {
         let inner = HeadersTunnelTests.innerFrame
         // Tunnels: outer IPv4 checksum and lengths recomputed by scapy; UDP checksum stays 0.
         let vx = VXLANEncap.template(
-            sourceMAC: HeadersTunnelTests.outerSrcMAC, destinationMAC: HeadersTunnelTests.outerDstMAC, vlanTCI: 7,
-            source: HeadersTunnelTests.ul1, destination: HeadersTunnelTests.ul2)
+            sourceMAC: HeadersTunnelTests.outerSrcMAC,
+            destinationMAC: HeadersTunnelTests.outerDstMAC,
+            vlanTCI: 7,
+            source: HeadersTunnelTests.ul1,
+            destination: HeadersTunnelTests.ul2
+        )
         let mp = MPLSoUDPEncap.template(
-            sourceMAC: HeadersTunnelTests.outerSrcMAC, destinationMAC: HeadersTunnelTests.outerDstMAC,
-            source: HeadersTunnelTests.ul1, destination: HeadersTunnelTests.ul2, trafficClass: 3)
+            sourceMAC: HeadersTunnelTests.outerSrcMAC,
+            destinationMAC: HeadersTunnelTests.outerDstMAC,
+            source: HeadersTunnelTests.ul1,
+            destination: HeadersTunnelTests.ul2,
+            trafficClass: 3
+        )
         withPool { pool in
             let i = pool.loaded(inner)
             _ = vx.apply(pool: pool, i, sourcePort: 50123, labelOrVNI: 4242, identification: 99)
@@ -98,12 +108,21 @@ struct HeadersScapyTests {
             let n = pool.loaded(HeadersResponderTests.nsFrame())
             #expect(NeighborDiscoveryResponder.advertise(pool: pool, n, mac: .vrouter))
             frames.append(("na", pool.array(n), "plen=IPv6,cksum=ICMPv6ND_NA"))
-            let e = pool.loaded(Frames.ethernet(type: 0x0800) + Frames.ipv4(dst: T.ip4Gw, proto: 1, payload: 12) + Frames.icmp(type: 8, rest: 5, payload: [1, 2, 3, 4]))
+            let e = pool.loaded(
+                Frames.ethernet(type: 0x0800) + Frames.ipv4(dst: T.ip4Gw, proto: 1, payload: 12)
+                    + Frames.icmp(type: 8, rest: 5, payload: [1, 2, 3, 4])
+            )
             #expect(EchoResponder.reply(pool: pool, e))
             frames.append(("echo-reply", pool.array(e), "chksum=IP,chksum=ICMP"))
 
             // MSS clamp and fragments.
-            let seg = Frames.tcp(sport: 1, dport: 2, flags: 2, options: [1, 2, 4, 0x23, 0x28, 1, 1, 0], pseudo: pseudo4(T.ip4A, T.ip4B, proto: 6, length: 28))
+            let seg = Frames.tcp(
+                sport: 1,
+                dport: 2,
+                flags: 2,
+                options: [1, 2, 4, 0x23, 0x28, 1, 1, 0],
+                pseudo: pseudo4(T.ip4A, T.ip4B, proto: 6, length: 28)
+            )
             let s = pool.loaded(Frames.ethernet(type: 0x0800) + Frames.ipv4(proto: 6, payload: 28) + seg)
             #expect(MSSClamp.clamp(pool: pool, s, maximum: 1410))
             frames.append(("mss", pool.array(s), "chksum=TCP"))
@@ -115,11 +134,31 @@ struct HeadersScapyTests {
         }
         // Builders.
         let tcp = scratch { p in
-            var o = PacketBuilder.ethernet(p, destination: T.mac(T.macB), source: T.mac(T.macA), etherType: EtherType.ipv6)
-            o += PacketBuilder.ipv6(p + o, source: T.v6(T.ip6A), destination: T.v6(T.ip6B), nextHeader: 6, payloadLength: 24)
+            var o = PacketBuilder.ethernet(
+                p,
+                destination: T.mac(T.macB),
+                source: T.mac(T.macA),
+                etherType: EtherType.ipv6
+            )
+            o += PacketBuilder.ipv6(
+                p + o,
+                source: T.v6(T.ip6A),
+                destination: T.v6(T.ip6B),
+                nextHeader: 6,
+                payloadLength: 24
+            )
             o += PacketBuilder.tcp(
-                p + o, sourcePort: 5, destinationPort: 6, sequence: 7, acknowledgment: 8, flags: .syn, window: 100, mss: 1220,
-                payloadLength: 0, pseudoHeader: .ipv6(source: T.v6(T.ip6A), destination: T.v6(T.ip6B)))
+                p + o,
+                sourcePort: 5,
+                destinationPort: 6,
+                sequence: 7,
+                acknowledgment: 8,
+                flags: .syn,
+                window: 100,
+                mss: 1220,
+                payloadLength: 0,
+                pseudoHeader: .ipv6(source: T.v6(T.ip6A), destination: T.v6(T.ip6B))
+            )
             return o
         }
         frames.append(("tcp6", tcp, "chksum=TCP,plen=IPv6"))

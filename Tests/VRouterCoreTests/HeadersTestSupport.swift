@@ -4,6 +4,7 @@
 
 import Glibc
 import Testing
+
 @testable import VRouterCore
 
 /// Hex string ("45 00 00 1c ...", whitespace and newlines ignored) to bytes.
@@ -48,7 +49,9 @@ func pseudo4(_ src: [UInt8], _ dst: [UInt8], proto: UInt8, length: Int) -> [UInt
 }
 
 func pseudo6(_ src: [UInt8], _ dst: [UInt8], nextHeader: UInt8, length: Int) -> [UInt8] {
-    src + dst + [UInt8(length >> 24 & 0xFF), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
+    src + dst + [
+        UInt8(length >> 24 & 0xFF), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF),
+    ]
         + [0, 0, 0, nextHeader]
 }
 
@@ -60,9 +63,15 @@ struct ByteWriter {
     var b: [UInt8] = []
     mutating func u8(_ v: UInt8) { b.append(v) }
     mutating func u16(_ v: UInt16) { b += [UInt8(v >> 8), UInt8(v & 0xFF)] }
-    mutating func u32(_ v: UInt32) { u16(UInt16(v >> 16)); u16(UInt16(v & 0xFFFF)) }
+    mutating func u32(_ v: UInt32) {
+        u16(UInt16(v >> 16))
+        u16(UInt16(v & 0xFFFF))
+    }
     mutating func bytes(_ v: [UInt8]) { b += v }
-    mutating func set16(_ at: Int, _ v: UInt16) { b[at] = UInt8(v >> 8); b[at + 1] = UInt8(v & 0xFF) }
+    mutating func set16(_ at: Int, _ v: UInt16) {
+        b[at] = UInt8(v >> 8)
+        b[at + 1] = UInt8(v & 0xFF)
+    }
 }
 
 // Addresses from the documentation ranges the project allows.
@@ -86,7 +95,12 @@ enum T {
 
 /// Hand-assembled frames (the test's own, not the builders').
 enum Frames {
-    static func ethernet(dst: [UInt8] = T.macB, src: [UInt8] = T.macA, type: UInt16, tags: [(UInt16, UInt16)] = [])
+    static func ethernet(
+        dst: [UInt8] = T.macB,
+        src: [UInt8] = T.macA,
+        type: UInt16,
+        tags: [(UInt16, UInt16)] = []
+    )
         -> [UInt8]
     {
         var w = ByteWriter()
@@ -102,8 +116,15 @@ enum Frames {
 
     /// IPv4 header with checksum from the reference; `flags` is the flags/offset word.
     static func ipv4(
-        src: [UInt8] = T.ip4A, dst: [UInt8] = T.ip4B, proto: UInt8, payload: Int, options: [UInt8] = [],
-        ttl: UInt8 = 64, id: UInt16 = 0x1234, flags: UInt16 = 0, tos: UInt8 = 0
+        src: [UInt8] = T.ip4A,
+        dst: [UInt8] = T.ip4B,
+        proto: UInt8,
+        payload: Int,
+        options: [UInt8] = [],
+        ttl: UInt8 = 64,
+        id: UInt16 = 0x1234,
+        flags: UInt16 = 0,
+        tos: UInt8 = 0
     ) -> [UInt8] {
         precondition(options.count % 4 == 0)
         var w = ByteWriter()
@@ -123,7 +144,13 @@ enum Frames {
         return w.b
     }
 
-    static func ipv6(src: [UInt8] = T.ip6A, dst: [UInt8] = T.ip6B, nextHeader: UInt8, payload: Int, hopLimit: UInt8 = 64)
+    static func ipv6(
+        src: [UInt8] = T.ip6A,
+        dst: [UInt8] = T.ip6B,
+        nextHeader: UInt8,
+        payload: Int,
+        hopLimit: UInt8 = 64
+    )
         -> [UInt8]
     {
         var w = ByteWriter()
@@ -152,7 +179,12 @@ enum Frames {
     }
 
     static func tcp(
-        sport: UInt16, dport: UInt16, flags: UInt8, options: [UInt8] = [], payload: [UInt8] = [], pseudo: [UInt8]
+        sport: UInt16,
+        dport: UInt16,
+        flags: UInt8,
+        options: [UInt8] = [],
+        payload: [UInt8] = [],
+        pseudo: [UInt8]
     ) -> [UInt8] {
         precondition(options.count % 4 == 0)
         var w = ByteWriter()
@@ -171,7 +203,13 @@ enum Frames {
         return w.b
     }
 
-    static func icmp(type: UInt8, code: UInt8 = 0, rest: UInt32 = 0, payload: [UInt8] = [], pseudo: [UInt8] = [])
+    static func icmp(
+        type: UInt8,
+        code: UInt8 = 0,
+        rest: UInt32 = 0,
+        payload: [UInt8] = [],
+        pseudo: [UInt8] = []
+    )
         -> [UInt8]
     {
         var w = ByteWriter()
@@ -186,22 +224,45 @@ enum Frames {
 
     /// Ethernet/IPv4/UDP frame.
     static func udp4(
-        sport: UInt16 = 40000, dport: UInt16 = 53, payload: [UInt8] = Array(0..<18), tags: [(UInt16, UInt16)] = [],
-        options: [UInt8] = [], flags: UInt16 = 0, ttl: UInt8 = 64, src: [UInt8] = T.ip4A, dst: [UInt8] = T.ip4B,
+        sport: UInt16 = 40000,
+        dport: UInt16 = 53,
+        payload: [UInt8] = Array(0..<18),
+        tags: [(UInt16, UInt16)] = [],
+        options: [UInt8] = [],
+        flags: UInt16 = 0,
+        ttl: UInt8 = 64,
+        src: [UInt8] = T.ip4A,
+        dst: [UInt8] = T.ip4B,
         dstMAC: [UInt8] = T.macB
     ) -> [UInt8] {
-        let u = udp(sport: sport, dport: dport, payload: payload, pseudo: pseudo4(src, dst, proto: 17, length: 8 + payload.count))
+        let u = udp(
+            sport: sport,
+            dport: dport,
+            payload: payload,
+            pseudo: pseudo4(src, dst, proto: 17, length: 8 + payload.count)
+        )
         return ethernet(dst: dstMAC, type: 0x0800, tags: tags)
             + ipv4(src: src, dst: dst, proto: 17, payload: u.count, options: options, ttl: ttl, flags: flags) + u
     }
 
     /// Ethernet/IPv6/UDP frame.
     static func udp6(
-        sport: UInt16 = 40000, dport: UInt16 = 53, payload: [UInt8] = Array(0..<18), src: [UInt8] = T.ip6A,
-        dst: [UInt8] = T.ip6B, hopLimit: UInt8 = 64, dstMAC: [UInt8] = T.macB
+        sport: UInt16 = 40000,
+        dport: UInt16 = 53,
+        payload: [UInt8] = Array(0..<18),
+        src: [UInt8] = T.ip6A,
+        dst: [UInt8] = T.ip6B,
+        hopLimit: UInt8 = 64,
+        dstMAC: [UInt8] = T.macB
     ) -> [UInt8] {
-        let u = udp(sport: sport, dport: dport, payload: payload, pseudo: pseudo6(src, dst, nextHeader: 17, length: 8 + payload.count))
-        return ethernet(dst: dstMAC, type: 0x86DD) + ipv6(src: src, dst: dst, nextHeader: 17, payload: u.count, hopLimit: hopLimit) + u
+        let u = udp(
+            sport: sport,
+            dport: dport,
+            payload: payload,
+            pseudo: pseudo6(src, dst, nextHeader: 17, length: 8 + payload.count)
+        )
+        return ethernet(dst: dstMAC, type: 0x86DD)
+            + ipv6(src: src, dst: dst, nextHeader: 17, payload: u.count, hopLimit: hopLimit) + u
     }
 }
 

@@ -3,6 +3,7 @@
 // patches against a reference checksum over many lengths.
 
 import Testing
+
 @testable import VRouterCore
 
 @Suite struct HeadersTunnelTests {
@@ -16,7 +17,8 @@ import Testing
         02 00 00 00 00 0b 02 00 00 00 00 0a 08 00
         45 00 00 2e 12 34 00 00 40 11 7c 39 c0 00 02 0a c6 33 64 14
         9c 40 00 35 00 1a 2e a1 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f 10 11
-        """)
+        """
+    )
 
     /// Puts `inner` at the standard headroom of a 2 KiB scratch buffer, applies the
     /// template, and returns the whole frame.
@@ -35,7 +37,11 @@ import Testing
 
     @Test func vxlanGolden() {
         let t = VXLANEncap.template(
-            sourceMAC: Self.outerSrcMAC, destinationMAC: Self.outerDstMAC, source: Self.ul1, destination: Self.ul2)
+            sourceMAC: Self.outerSrcMAC,
+            destinationMAC: Self.outerDstMAC,
+            source: Self.ul1,
+            destination: Self.ul2
+        )
         #expect(t.headerLength == HeaderSize.vxlanOverhead)
         let outer = hex(
             """
@@ -43,7 +49,8 @@ import Testing
             45 00 00 60  00 00 00 00  40 11 ee 65  c6 12 00 01  c6 12 00 02
             d2 34 12 b5  00 4c 00 00
             08 00 00 00  12 34 56 00
-            """)
+            """
+        )
         // Outer IPv4: total 96 = 20 + 8 + 8 + 60, DF clear, TTL 64, UDP; UDP: sport 49152 +
         // 0x1234, dport 4789, length 76, checksum 0; VXLAN: I flag, VNI 0x123456.
         #expect(refVerifies(Array(outer[14..<34])))
@@ -55,8 +62,13 @@ import Testing
 
     @Test func vxlanTaggedGolden() {
         let t = VXLANEncap.template(
-            sourceMAC: Self.outerSrcMAC, destinationMAC: Self.outerDstMAC, vlanTCI: 0xA007, source: Self.ul1,
-            destination: Self.ul2, tos: 0x10)
+            sourceMAC: Self.outerSrcMAC,
+            destinationMAC: Self.outerDstMAC,
+            vlanTCI: 0xA007,
+            source: Self.ul1,
+            destination: Self.ul2,
+            tos: 0x10
+        )
         #expect(t.headerLength == 54)
         let outer = hex(
             """
@@ -64,7 +76,8 @@ import Testing
             45 10 00 60  01 01 00 00  40 11 ed 54  c6 12 00 01  c6 12 00 02
             ff ff 12 b5  00 4c 00 00
             08 00 00 00  ff ff ff 00
-            """)
+            """
+        )
         #expect(refVerifies(Array(outer[18..<38])))
         // VNI bits above 24 are dropped, not smeared into the reserved byte or the flags.
         let frame = encap(t, Self.innerFrame, sport: 0xFFFF, tag: 0xFFFF_FFFF, id: 0x0101)
@@ -73,8 +86,13 @@ import Testing
 
     @Test func mplsOverUDPGolden() {
         let t = MPLSoUDPEncap.template(
-            sourceMAC: Self.outerSrcMAC, destinationMAC: Self.outerDstMAC, source: Self.ul1, destination: Self.ul2,
-            trafficClass: 5, mplsTTL: 63)
+            sourceMAC: Self.outerSrcMAC,
+            destinationMAC: Self.outerDstMAC,
+            source: Self.ul1,
+            destination: Self.ul2,
+            trafficClass: 5,
+            mplsTTL: 63
+        )
         #expect(t.headerLength == HeaderSize.mplsOverUDPOverhead)
         let innerIP = Array(Self.innerFrame[14...])
         // Outer IPv4 total 78 = 20 + 8 + 4 + 46; UDP dport 6635, length 58; MPLS label
@@ -85,7 +103,8 @@ import Testing
             45 00 00 4e  00 00 00 00  40 11 ee 77  c6 12 00 01  c6 12 00 02
             ff ff 19 eb  00 3a 00 00
             ab cd eb 3f
-            """)
+            """
+        )
         #expect(refVerifies(Array(outer[14..<34])))
         let sport = TunnelTemplate.sourcePort(hash: 0xFFFF_FFFF)
         #expect(sport == 0xFFFF)
@@ -99,9 +118,18 @@ import Testing
 
     @Test func decapsulationGivesTheInnerPacketBack() {
         let vx = VXLANEncap.template(
-            sourceMAC: Self.outerSrcMAC, destinationMAC: Self.outerDstMAC, vlanTCI: 5, source: Self.ul1, destination: Self.ul2)
+            sourceMAC: Self.outerSrcMAC,
+            destinationMAC: Self.outerDstMAC,
+            vlanTCI: 5,
+            source: Self.ul1,
+            destination: Self.ul2
+        )
         let mp = MPLSoUDPEncap.template(
-            sourceMAC: Self.outerSrcMAC, destinationMAC: Self.outerDstMAC, source: Self.ul1, destination: Self.ul2)
+            sourceMAC: Self.outerSrcMAC,
+            destinationMAC: Self.outerDstMAC,
+            source: Self.ul1,
+            destination: Self.ul2
+        )
         var rng = SplitMix64(seed: 42)
         for n in [14, 60, 61, 333, 1400, 1500] {
             let inner = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
@@ -129,12 +157,18 @@ import Testing
 
     @Test func decapRejectsBadTunnelHeaders() {
         let vx = VXLANEncap.template(
-            sourceMAC: Self.outerSrcMAC, destinationMAC: Self.outerDstMAC, source: Self.ul1, destination: Self.ul2)
+            sourceMAC: Self.outerSrcMAC,
+            destinationMAC: Self.outerDstMAC,
+            source: Self.ul1,
+            destination: Self.ul2
+        )
         var frame = encap(vx, Self.innerFrame, sport: 50000, tag: 7)
         let guarded = GuardedBuffer()
         // No I flag.
         frame[42] = 0
-        #expect(TunnelDecap.vxlan(guarded.place(frame), length: frame.count, udpOffset: 34).dropReason == .invalidPacket)
+        #expect(
+            TunnelDecap.vxlan(guarded.place(frame), length: frame.count, udpOffset: 34).dropReason == .invalidPacket
+        )
         frame[42] = 0x08
         // Every cut of the frame before the inner Ethernet header is complete.
         for cut in 34..<(50 + 14) {
@@ -142,10 +176,16 @@ import Testing
             #expect(r.dropReason == .truncated, "cut \(cut)")
         }
         let mp = MPLSoUDPEncap.template(
-            sourceMAC: Self.outerSrcMAC, destinationMAC: Self.outerDstMAC, source: Self.ul1, destination: Self.ul2)
+            sourceMAC: Self.outerSrcMAC,
+            destinationMAC: Self.outerDstMAC,
+            source: Self.ul1,
+            destination: Self.ul2
+        )
         var f2 = encap(mp, Array(Self.innerFrame[14...]), sport: 50000, tag: 7)
         f2[44] &= 0xFE  // S = 0: a stack of more than one label
-        #expect(TunnelDecap.mplsOverUDP(guarded.place(f2), length: f2.count, udpOffset: 34).dropReason == .invalidPacket)
+        #expect(
+            TunnelDecap.mplsOverUDP(guarded.place(f2), length: f2.count, udpOffset: 34).dropReason == .invalidPacket
+        )
         for cut in 34...46 {
             let r = TunnelDecap.mplsOverUDP(guarded.place(f2[0..<cut]), length: cut, udpOffset: 34)
             #expect(r.dropReason == .truncated, "cut \(cut)")
@@ -154,15 +194,27 @@ import Testing
 
     @Test func templatePatchesMatchAFullBuildForEveryLengthAndID() {
         let vx = VXLANEncap.template(
-            sourceMAC: Self.outerSrcMAC, destinationMAC: Self.outerDstMAC, vlanTCI: 1, source: Self.ul1, destination: Self.ul2,
-            tos: 0x2E, ttl: 17)
+            sourceMAC: Self.outerSrcMAC,
+            destinationMAC: Self.outerDstMAC,
+            vlanTCI: 1,
+            source: Self.ul1,
+            destination: Self.ul2,
+            tos: 0x2E,
+            ttl: 17
+        )
         var rng = SplitMix64(seed: 9)
         var buf = [UInt8](repeating: 0, count: 128)
         for len in stride(from: 0, to: 9000, by: 7) {
             let id = UInt16(truncatingIfNeeded: rng.next())
             let sport = TunnelTemplate.sourcePort(hash: UInt32(truncatingIfNeeded: rng.next()))
             let outer: [UInt8] = buf.withUnsafeMutableBytes { raw in
-                let start = vx.apply(to: raw.baseAddress! + 64, innerLength: len, sourcePort: sport, labelOrVNI: 1, identification: id)
+                let start = vx.apply(
+                    to: raw.baseAddress! + 64,
+                    innerLength: len,
+                    sourcePort: sport,
+                    labelOrVNI: 1,
+                    identification: id
+                )
                 return Array(UnsafeRawBufferPointer(start: start, count: 54))
             }
             let ip = Array(outer[18..<38])
@@ -177,7 +229,11 @@ import Testing
     @Test func poolApplyMovesTheFrameStart() {
         withPool { pool in
             let t = VXLANEncap.template(
-                sourceMAC: Self.outerSrcMAC, destinationMAC: Self.outerDstMAC, source: Self.ul1, destination: Self.ul2)
+                sourceMAC: Self.outerSrcMAC,
+                destinationMAC: Self.outerDstMAC,
+                source: Self.ul1,
+                destination: Self.ul2
+            )
             let idx = pool.loaded(Self.innerFrame)
             #expect(t.apply(pool: pool, idx, sport: 50001, vni: 99) == true)
             let m = pool.meta(idx).pointee

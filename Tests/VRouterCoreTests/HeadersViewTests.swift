@@ -2,6 +2,7 @@
 // them back, and the checksum helpers agree with the reference.
 
 import Testing
+
 @testable import VRouterCore
 
 @Suite struct HeadersViewTests {
@@ -18,7 +19,9 @@ import Testing
             let e = EthernetHeader(raw.baseAddress!)
             #expect(e.destination == T.mac(T.macB) && e.source == T.mac(T.macA) && e.etherType == 0x8100)
             let t = VLANTag(UnsafeMutableRawPointer(mutating: raw.baseAddress! + 12))
-            #expect(t.tpid == 0x8100 && t.vlanID == 100 && t.priority == 5 && !t.dropEligible && t.innerEtherType == 0x0800)
+            #expect(
+                t.tpid == 0x8100 && t.vlanID == 100 && t.priority == 5 && !t.dropEligible && t.innerEtherType == 0x0800
+            )
         }
         let out = mutate(f) { p in
             EthernetHeader(p).swapAddresses()
@@ -31,12 +34,25 @@ import Testing
     }
 
     @Test func ipv4FieldsAndChecksums() {
-        let h = Frames.ipv4(proto: 17, payload: 100, options: [1, 1, 1, 0], ttl: 2, id: 0xBEEF, flags: 0x2000 | 5, tos: 0xB9)
+        let h = Frames.ipv4(
+            proto: 17,
+            payload: 100,
+            options: [1, 1, 1, 0],
+            ttl: 2,
+            id: 0xBEEF,
+            flags: 0x2000 | 5,
+            tos: 0xB9
+        )
         h.withUnsafeBytes { raw in
             let ip = IPv4Header(raw.baseAddress!)
             #expect(ip.version == 4 && ip.ihl == 6 && ip.headerLength == 24 && ip.optionsLength == 4)
-            #expect(ip.tos == 0xB9 && ip.dscp == 0x2E && ip.ecn == 1 && ip.totalLength == 124 && ip.identification == 0xBEEF)
-            #expect(!ip.dontFragment && ip.moreFragments && ip.fragmentOffset == 5 && ip.fragmentByteOffset == 40 && ip.isFragment)
+            #expect(
+                ip.tos == 0xB9 && ip.dscp == 0x2E && ip.ecn == 1 && ip.totalLength == 124 && ip.identification == 0xBEEF
+            )
+            #expect(
+                !ip.dontFragment && ip.moreFragments && ip.fragmentOffset == 5 && ip.fragmentByteOffset == 40
+                    && ip.isFragment
+            )
             #expect(ip.ttl == 2 && ip.proto == 17 && ip.source == T.v4(T.ip4A) && ip.destination == T.v4(T.ip4B))
             #expect(ip.isChecksumValid)
         }
@@ -99,7 +115,9 @@ import Testing
             e.ttl = 1
         }
         #expect(mpls == hex("00 01 00 01"))
-        #expect(MPLSLabelStackEntry.encode(label: 0xABCDE, trafficClass: 5, bottomOfStack: true, ttl: 63) == 0xABCD_EB3F)
+        #expect(
+            MPLSLabelStackEntry.encode(label: 0xABCDE, trafficClass: 5, bottomOfStack: true, ttl: 63) == 0xABCD_EB3F
+        )
         let vx = mutate(hex("08 00 00 00 12 34 56 00")) { p in
             let v = VXLANHeader(p)
             #expect(v.hasValidVNI && v.vni == 0x12_3456)

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import VRouterCore
 
 /// The obviously correct answer: try every length from longest to shortest.
@@ -39,7 +40,10 @@ struct ReferenceLPM6 {
 /// Lengths that sit on or next to the direct-pointing and 6-bit stride boundaries
 /// (direct widths 8/12/16/18, strides after them), drawn often.
 let v4Lengths = [0, 1, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 23, 24, 25, 26, 29, 30, 31, 32]
-let v6Lengths = [0, 1, 7, 8, 12, 14, 16, 20, 22, 28, 29, 32, 34, 40, 46, 47, 48, 52, 56, 58, 64, 65, 70, 76, 100, 112, 124, 125, 127, 128]
+let v6Lengths = [
+    0, 1, 7, 8, 12, 14, 16, 20, 22, 28, 29, 32, 34, 40, 46, 47, 48, 52, 56, 58, 64, 65, 70, 76, 100, 112, 124, 125, 127,
+    128,
+]
 
 func randomRoutes4(_ n: Int, _ rng: inout SplitMix64, values: UInt64 = 1000) -> [(IPv4Prefix, UInt32)] {
     // Half the prefixes fall under a few /10s so they nest and share nodes.
@@ -67,7 +71,8 @@ func probes4(_ routes: [(IPv4Prefix, UInt32)], _ rng: inout SplitMix64, random: 
     var out = (0..<random).map { _ in UInt32(truncatingIfNeeded: rng.next()) }
     out += [0, 1, .max, .max - 1, 0x8000_0000, 0x7FFF_FFFF]
     for (p, _) in routes {
-        let lo = p.address.value, hi = lo | ~IPv4Prefix.mask(Int(p.length))
+        let lo = p.address.value
+        let hi = lo | ~IPv4Prefix.mask(Int(p.length))
         out += [lo, hi, lo &- 1, hi &+ 1]
     }
     return out
@@ -77,7 +82,8 @@ func probes6(_ routes: [(IPv6Prefix, UInt32)], _ rng: inout SplitMix64, random: 
     var out = (0..<random).map { _ in UInt128(rng.next()) << 64 | UInt128(rng.next()) }
     out += [0, 1, .max, .max - 1, UInt128(1) << 127]
     for (p, _) in routes {
-        let lo = p.address.value, hi = lo | ~IPv6Prefix.mask(Int(p.length))
+        let lo = p.address.value
+        let hi = lo | ~IPv6Prefix.mask(Int(p.length))
         out += [lo, hi, lo &- 1, hi &+ 1]
     }
     return out
@@ -156,19 +162,23 @@ func mismatches6(_ fib: IPv6FIB, _ ref: ReferenceLPM6, _ probes: [UInt128]) -> I
     }
 
     @Test func hostRoutesInsideSubnets() {
-        let v4 = IPv4FIB(routes: [
-            (IPv4Prefix("198.51.100.0/24")!, 1), (IPv4Prefix("198.51.100.7/32")!, 2),
-            (IPv4Prefix("198.51.100.255/32")!, 3), (IPv4Prefix("192.0.2.0/32")!, 4),
-        ] as [(IPv4Prefix, UInt32)])
+        let v4 = IPv4FIB(
+            routes: [
+                (IPv4Prefix("198.51.100.0/24")!, 1), (IPv4Prefix("198.51.100.7/32")!, 2),
+                (IPv4Prefix("198.51.100.255/32")!, 3), (IPv4Prefix("192.0.2.0/32")!, 4),
+            ] as [(IPv4Prefix, UInt32)]
+        )
         let l = { (t: String) in v4.view.lookup(IPv4Address(t)!.value) }
         #expect(l("198.51.100.7") == 2)
         #expect(l("198.51.100.6") == 1 && l("198.51.100.8") == 1)
         #expect(l("198.51.100.255") == 3 && l("198.51.101.0") == LPM.miss)
         #expect(l("192.0.2.0") == 4 && l("192.0.2.1") == LPM.miss)
-        let v6 = IPv6FIB(routes: [
-            (IPv6Prefix("2001:db8::/32")!, 1), (IPv6Prefix("2001:db8::1/128")!, 2),
-            (IPv6Prefix("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff/128")!, 3),
-        ] as [(IPv6Prefix, UInt32)])
+        let v6 = IPv6FIB(
+            routes: [
+                (IPv6Prefix("2001:db8::/32")!, 1), (IPv6Prefix("2001:db8::1/128")!, 2),
+                (IPv6Prefix("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff/128")!, 3),
+            ] as [(IPv6Prefix, UInt32)]
+        )
         let m = { (t: String) in v6.view.lookup(IPv6Address(t)!.value) }
         #expect(m("2001:db8::1") == 2 && m("2001:db8::") == 1 && m("2001:db8::2") == 1)
         #expect(m("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff") == 3)
@@ -176,7 +186,10 @@ func mismatches6(_ fib: IPv6FIB, _ ref: ReferenceLPM6, _ probes: [UInt128]) -> I
     }
 
     @Test func largestValueAndValueRange() {
-        let v4 = IPv4FIB(routes: [(IPv4Prefix("192.0.2.0/24")!, LPM.maxValue - 1), (IPv4Prefix("0.0.0.0/1")!, 0)] as [(IPv4Prefix, UInt32)])
+        let v4 = IPv4FIB(
+            routes: [(IPv4Prefix("192.0.2.0/24")!, LPM.maxValue - 1), (IPv4Prefix("0.0.0.0/1")!, 0)]
+                as [(IPv4Prefix, UInt32)]
+        )
         #expect(v4.view.lookup(IPv4Address("192.0.2.9")!.value) == LPM.maxValue - 1)
         #expect(v4.view.lookup(1) == 0)
         #expect(LPM.maxValue >= 1 << 30)
@@ -184,7 +197,9 @@ func mismatches6(_ fib: IPv6FIB, _ ref: ReferenceLPM6, _ probes: [UInt128]) -> I
 
     /// Few distinct values make whole subtrees answer one value (pruned to leaves) and
     /// chains of single-child nodes (skip nodes); many make neither.
-    @Test(arguments: [(300, 1 as UInt64, 1000 as UInt64), (3000, 2, 1000), (20000, 3, 1000), (3000, 7, 2), (20000, 8, 3)])
+    @Test(arguments: [
+        (300, 1 as UInt64, 1000 as UInt64), (3000, 2, 1000), (20000, 3, 1000), (3000, 7, 2), (20000, 8, 3),
+    ])
     func randomIPv4AgainstBruteForce(size: Int, seed: UInt64, values: UInt64) {
         var rng = SplitMix64(seed: seed)
         let routes = randomRoutes4(size, &rng, values: values)
@@ -195,7 +210,9 @@ func mismatches6(_ fib: IPv6FIB, _ ref: ReferenceLPM6, _ probes: [UInt128]) -> I
         #expect(mismatches4(fib, ref, probes4(routes, &rng, random: 20000)) == 0)
     }
 
-    @Test(arguments: [(300, 4 as UInt64, 1000 as UInt64), (3000, 5, 1000), (20000, 6, 1000), (3000, 9, 2), (20000, 10, 3)])
+    @Test(arguments: [
+        (300, 4 as UInt64, 1000 as UInt64), (3000, 5, 1000), (20000, 6, 1000), (3000, 9, 2), (20000, 10, 3),
+    ])
     func randomIPv6AgainstBruteForce(size: Int, seed: UInt64, values: UInt64) {
         var rng = SplitMix64(seed: seed)
         let routes = randomRoutes6(size, &rng, values: values)
@@ -204,7 +221,11 @@ func mismatches6(_ fib: IPv6FIB, _ ref: ReferenceLPM6, _ probes: [UInt128]) -> I
         #expect(fib.routeCount == ref.count)
         #expect(skipNodes(fib.arrays) > 0)
         // Chains several levels long merge into one node (long IPv6 prefixes under short ones).
-        #expect((0..<fib.arrays.nodes.count).contains { fib.arrays.nodes.base[$0].base1 >= PoptrieNode.skipFlag && fib.arrays.nodes.base[$0].leafvec > 6 })
+        #expect(
+            (0..<fib.arrays.nodes.count).contains {
+                fib.arrays.nodes.base[$0].base1 >= PoptrieNode.skipFlag && fib.arrays.nodes.base[$0].leafvec > 6
+            }
+        )
         #expect(mismatches6(fib, ref, probes6(routes, &rng, random: 20000)) == 0)
     }
 
@@ -306,8 +327,13 @@ func mismatches6(_ fib: IPv6FIB, _ ref: ReferenceLPM6, _ probes: [UInt128]) -> I
         let narrow = IPv4FIB(routes: routes)
         #expect(narrow.arrays.narrow)
         let extra = (0..<70_000).map { i in
-            (IPv4Prefix(truncating: IPv4Address(UInt32(truncatingIfNeeded: rng.next())), length: 20 + Int(rng.next() % 13)),
-             UInt32(100_000 + i))
+            (
+                IPv4Prefix(
+                    truncating: IPv4Address(UInt32(truncatingIfNeeded: rng.next())),
+                    length: 20 + Int(rng.next() % 13)
+                ),
+                UInt32(100_000 + i)
+            )
         }
         let wide = narrow.applying(extra.map { ($0.0, $0.1) })
         routes += extra

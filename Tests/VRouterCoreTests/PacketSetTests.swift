@@ -1,4 +1,5 @@
 import Testing
+
 @testable import VRouterCore
 
 /// PacketSet.merged against the obvious definition: a stable sort of every (set, packet) by

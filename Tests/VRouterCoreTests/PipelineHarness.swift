@@ -69,28 +69,58 @@ enum Packets {
     }
 
     static func udp4(
-        from srcMAC: MACAddress, to dstMAC: MACAddress = .vrouter, _ src: IPv4Address, _ dst: IPv4Address,
-        sport: UInt16 = 40000, dport: UInt16 = 9, payload: Int = 18, ttl: UInt8 = 64, df: Bool = false,
-        vlan: UInt16? = nil, id: UInt16 = 1
+        from srcMAC: MACAddress,
+        to dstMAC: MACAddress = .vrouter,
+        _ src: IPv4Address,
+        _ dst: IPv4Address,
+        sport: UInt16 = 40000,
+        dport: UInt16 = 9,
+        payload: Int = 18,
+        ttl: UInt8 = 64,
+        df: Bool = false,
+        vlan: UInt16? = nil,
+        id: UInt16 = 1
     ) -> [UInt8] {
         build(64 + payload) { p in
-            var o = PacketBuilder.ethernet(p, destination: dstMAC, source: srcMAC, etherType: EtherType.ipv4, vlanTCI: vlan)
+            var o = PacketBuilder.ethernet(
+                p,
+                destination: dstMAC,
+                source: srcMAC,
+                etherType: EtherType.ipv4,
+                vlanTCI: vlan
+            )
             let ip = o
             o += 20
             for i in 0..<payload { p.setU8(o + 8 + i, UInt8(truncatingIfNeeded: i &* 7 &+ 3)) }
             _ = PacketBuilder.udp(
-                p + o, sourcePort: sport, destinationPort: dport, payloadLength: payload,
-                checksum: .ipv4(source: src, destination: dst))
+                p + o,
+                sourcePort: sport,
+                destinationPort: dport,
+                payloadLength: payload,
+                checksum: .ipv4(source: src, destination: dst)
+            )
             _ = PacketBuilder.ipv4(
-                p + ip, source: src, destination: dst, proto: IPProtocol.udp, payloadLength: 8 + payload, ttl: ttl,
-                identification: id, dontFragment: df)
+                p + ip,
+                source: src,
+                destination: dst,
+                proto: IPProtocol.udp,
+                payloadLength: 8 + payload,
+                ttl: ttl,
+                identification: id,
+                dontFragment: df
+            )
             return o + 8 + payload
         }
     }
 
     static func udp6(
-        from srcMAC: MACAddress, _ src: IPv6Address, _ dst: IPv6Address, sport: UInt16 = 40000, dport: UInt16 = 9,
-        payload: Int = 18, hop: UInt8 = 64
+        from srcMAC: MACAddress,
+        _ src: IPv6Address,
+        _ dst: IPv6Address,
+        sport: UInt16 = 40000,
+        dport: UInt16 = 9,
+        payload: Int = 18,
+        hop: UInt8 = 64
     ) -> [UInt8] {
         build(80 + payload) { p in
             var o = PacketBuilder.ethernet(p, destination: .vrouter, source: srcMAC, etherType: EtherType.ipv6)
@@ -98,21 +128,47 @@ enum Packets {
             o += 40
             for i in 0..<payload { p.setU8(o + 8 + i, UInt8(truncatingIfNeeded: i)) }
             _ = PacketBuilder.udp(
-                p + o, sourcePort: sport, destinationPort: dport, payloadLength: payload,
-                checksum: .ipv6(source: src, destination: dst))
-            _ = PacketBuilder.ipv6(p + ip, source: src, destination: dst, nextHeader: IPProtocol.udp, payloadLength: 8 + payload, hopLimit: hop)
+                p + o,
+                sourcePort: sport,
+                destinationPort: dport,
+                payloadLength: payload,
+                checksum: .ipv6(source: src, destination: dst)
+            )
+            _ = PacketBuilder.ipv6(
+                p + ip,
+                source: src,
+                destination: dst,
+                nextHeader: IPProtocol.udp,
+                payloadLength: 8 + payload,
+                hopLimit: hop
+            )
             return o + 8 + payload
         }
     }
 
-    static func echo4(from srcMAC: MACAddress, _ src: IPv4Address, _ dst: IPv4Address, ttl: UInt8 = 64, id: UInt16 = 7) -> [UInt8] {
+    static func echo4(
+        from srcMAC: MACAddress,
+        _ src: IPv4Address,
+        _ dst: IPv4Address,
+        ttl: UInt8 = 64,
+        id: UInt16 = 7
+    ) -> [UInt8] {
         build(128) { p in
             var o = PacketBuilder.ethernet(p, destination: .vrouter, source: srcMAC, etherType: EtherType.ipv4)
             let ip = o
             o += 20
             let payload: [UInt8] = Array(0..<24)
-            let n = payload.withUnsafeBytes { PacketBuilder.icmpEcho(p + o, isReply: false, identifier: id, sequence: 1, payload: $0) }
-            _ = PacketBuilder.ipv4(p + ip, source: src, destination: dst, proto: IPProtocol.icmp, payloadLength: n, ttl: ttl)
+            let n = payload.withUnsafeBytes {
+                PacketBuilder.icmpEcho(p + o, isReply: false, identifier: id, sequence: 1, payload: $0)
+            }
+            _ = PacketBuilder.ipv4(
+                p + ip,
+                source: src,
+                destination: dst,
+                proto: IPProtocol.icmp,
+                payloadLength: n,
+                ttl: ttl
+            )
             return o + n
         }
     }
@@ -122,12 +178,34 @@ enum Packets {
     }
 
     /// Wraps an Ethernet frame in outer Ethernet/IPv4/UDP/VXLAN toward this node.
-    static func vxlan(_ inner: [UInt8], vni: UInt32, from src: IPv4Address = SampleTopology.nodeA,
-                      srcMAC: MACAddress = SampleTopology.nodeAMAC, to dst: IPv4Address = SampleTopology.underlay) -> [UInt8] {
+    static func vxlan(
+        _ inner: [UInt8],
+        vni: UInt32,
+        from src: IPv4Address = SampleTopology.nodeA,
+        srcMAC: MACAddress = SampleTopology.nodeAMAC,
+        to dst: IPv4Address = SampleTopology.underlay
+    ) -> [UInt8] {
         build(inner.count + 64) { p in
-            var o = PacketBuilder.ethernet(p, destination: SampleTopology.nodeMAC, source: srcMAC, etherType: EtherType.ipv4)
-            o += PacketBuilder.ipv4(p + o, source: src, destination: dst, proto: IPProtocol.udp, payloadLength: 16 + inner.count)
-            o += PacketBuilder.udp(p + o, sourcePort: 50000, destinationPort: UDPPort.vxlan, payloadLength: 8 + inner.count, checksum: nil)
+            var o = PacketBuilder.ethernet(
+                p,
+                destination: SampleTopology.nodeMAC,
+                source: srcMAC,
+                etherType: EtherType.ipv4
+            )
+            o += PacketBuilder.ipv4(
+                p + o,
+                source: src,
+                destination: dst,
+                proto: IPProtocol.udp,
+                payloadLength: 16 + inner.count
+            )
+            o += PacketBuilder.udp(
+                p + o,
+                sourcePort: 50000,
+                destinationPort: UDPPort.vxlan,
+                payloadLength: 8 + inner.count,
+                checksum: nil
+            )
             p.setBE32(o, 0x0800_0000)
             p.setBE32(o + 4, vni << 8)
             o += 8
@@ -137,12 +215,34 @@ enum Packets {
     }
 
     /// Wraps an IP packet (no Ethernet) in outer Ethernet/IPv4/UDP/MPLS toward this node.
-    static func mplsUDP(_ innerIP: [UInt8], label: UInt32, ttl: UInt8 = 64, from src: IPv4Address = SampleTopology.nodeB,
-                        srcMAC: MACAddress = SampleTopology.nodeBMAC) -> [UInt8] {
+    static func mplsUDP(
+        _ innerIP: [UInt8],
+        label: UInt32,
+        ttl: UInt8 = 64,
+        from src: IPv4Address = SampleTopology.nodeB,
+        srcMAC: MACAddress = SampleTopology.nodeBMAC
+    ) -> [UInt8] {
         build(innerIP.count + 64) { p in
-            var o = PacketBuilder.ethernet(p, destination: SampleTopology.nodeMAC, source: srcMAC, etherType: EtherType.ipv4)
-            o += PacketBuilder.ipv4(p + o, source: src, destination: SampleTopology.underlay, proto: IPProtocol.udp, payloadLength: 12 + innerIP.count)
-            o += PacketBuilder.udp(p + o, sourcePort: 50001, destinationPort: UDPPort.mplsOverUDP, payloadLength: 4 + innerIP.count, checksum: nil)
+            var o = PacketBuilder.ethernet(
+                p,
+                destination: SampleTopology.nodeMAC,
+                source: srcMAC,
+                etherType: EtherType.ipv4
+            )
+            o += PacketBuilder.ipv4(
+                p + o,
+                source: src,
+                destination: SampleTopology.underlay,
+                proto: IPProtocol.udp,
+                payloadLength: 12 + innerIP.count
+            )
+            o += PacketBuilder.udp(
+                p + o,
+                sourcePort: 50001,
+                destinationPort: UDPPort.mplsOverUDP,
+                payloadLength: 4 + innerIP.count,
+                checksum: nil
+            )
             p.setBE32(o, label << 12 | 0x100 | UInt32(ttl))
             o += 4
             innerIP.withUnsafeBytes { (p + o).copyMemory(from: $0.baseAddress!, byteCount: innerIP.count) }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import VRouterCore
 
 @Suite struct PipelineSlowPathTests {
@@ -26,7 +27,10 @@ import Testing
 
     @Test func noRouteAnswersWithNetUnreachable() {
         let h = PipelineHarness()
-        let out = h.run(Packets.udp4(from: Topo.blueAMAC, Topo.blueAIP, IPv4Address(198, 51, 100, 77)), from: Topo.blueA)
+        let out = h.run(
+            Packets.udp4(from: Topo.blueAMAC, Topo.blueAIP, IPv4Address(198, 51, 100, 77)),
+            from: Topo.blueA
+        )
         #expect(h.drops(.noRoute) == 1)
         #expect(out.count == 1)
         #expect(out.first?.parsed.icmpType == 3)
@@ -41,7 +45,9 @@ import Testing
         let h = PipelineHarness(config: config)
         var frame: [([UInt8], UInt16)] = []
         for i in 0..<20 {
-            frame.append((Packets.udp4(from: Topo.blueAMAC, Topo.blueAIP, IPv4Address(198, 51, 100, UInt8(i + 2))), Topo.blueA))
+            frame.append(
+                (Packets.udp4(from: Topo.blueAMAC, Topo.blueAIP, IPv4Address(198, 51, 100, UInt8(i + 2))), Topo.blueA)
+            )
         }
         let out = h.run(frame)
         #expect(out.count == 5)
@@ -64,7 +70,14 @@ import Testing
 
     @Test func tooBigWithoutDFIsFragmentedBeforeEncapsulation() {
         let h = PipelineHarness()
-        let pkt = Packets.udp4(from: Topo.blueAMAC, Topo.blueAIP, IPv4Address(192, 0, 2, 200), payload: 1472, df: false, id: 0x4242)
+        let pkt = Packets.udp4(
+            from: Topo.blueAMAC,
+            Topo.blueAIP,
+            IPv4Address(192, 0, 2, 200),
+            payload: 1472,
+            df: false,
+            id: 0x4242
+        )
         let out = h.run(pkt, from: Topo.blueA)
         #expect(out.count == 2)
         #expect(h.events(.fragmentsMade) == 2)
@@ -90,9 +103,24 @@ import Testing
             let ip = o
             o += 20
             let n = PacketBuilder.tcp(
-                p + o, sourcePort: 40000, destinationPort: 80, sequence: 1, acknowledgment: 0, flags: .syn, window: 65535,
-                mss: 1460, payloadLength: 0, pseudoHeader: .ipv4(source: Topo.blueAIP, destination: IPv4Address(192, 0, 2, 200)))
-            _ = PacketBuilder.ipv4(p + ip, source: Topo.blueAIP, destination: IPv4Address(192, 0, 2, 200), proto: IPProtocol.tcp, payloadLength: n)
+                p + o,
+                sourcePort: 40000,
+                destinationPort: 80,
+                sequence: 1,
+                acknowledgment: 0,
+                flags: .syn,
+                window: 65535,
+                mss: 1460,
+                payloadLength: 0,
+                pseudoHeader: .ipv4(source: Topo.blueAIP, destination: IPv4Address(192, 0, 2, 200))
+            )
+            _ = PacketBuilder.ipv4(
+                p + ip,
+                source: Topo.blueAIP,
+                destination: IPv4Address(192, 0, 2, 200),
+                proto: IPProtocol.tcp,
+                payloadLength: n
+            )
             return o + n
         }
         let out = h.run(syn, from: Topo.blueA)
@@ -102,7 +130,12 @@ import Testing
         #expect(Array(o.bytes[(tcp + 22)..<(tcp + 24)]) == [0x05, 0x82])  // 1450 - 40 = 1410
         let ipLen = o.bytes.count - 64
         let sum = o.bytes.withUnsafeBytes { raw -> UInt16 in
-            let init32 = Checksum.pseudoHeaderIPv4(src: Topo.blueAIP.value, dst: IPv4Address(192, 0, 2, 200).value, proto: 6, length: ipLen - 20)
+            let init32 = Checksum.pseudoHeaderIPv4(
+                src: Topo.blueAIP.value,
+                dst: IPv4Address(192, 0, 2, 200).value,
+                proto: 6,
+                length: ipLen - 20
+            )
             return Checksum.sum(raw.baseAddress! + tcp, count: ipLen - 20, initial: init32)
         }
         #expect(sum == 0xFFFF)
@@ -116,15 +149,36 @@ import Testing
         let ns = Packets.build(128) { p in
             // Solicited-node multicast destination ff02::1:ff00:1.
             let dst = IPv6Address("ff02::1:ff00:1")!
-            var o = PacketBuilder.ethernet(p, destination: MACAddress(0x3333_FF00_0001), source: Topo.blueAMAC, etherType: EtherType.ipv6)
+            var o = PacketBuilder.ethernet(
+                p,
+                destination: MACAddress(0x3333_FF00_0001),
+                source: Topo.blueAMAC,
+                etherType: EtherType.ipv6
+            )
             let ip = o
             o += 40
-            p.setU8(o, 135); p.setU8(o + 1, 0); p.setBE16(o + 2, 0); p.setBE32(o + 4, 0)
+            p.setU8(o, 135)
+            p.setU8(o + 1, 0)
+            p.setBE16(o + 2, 0)
+            p.setBE32(o + 4, 0)
             p.setBE128(o + 8, target.value)
-            p.setU8(o + 24, 1); p.setU8(o + 25, 1); p.setBE48(o + 26, Topo.blueAMAC.value)
+            p.setU8(o + 24, 1)
+            p.setU8(o + 25, 1)
+            p.setBE48(o + 26, Topo.blueAMAC.value)
             let len = 32
-            _ = PacketBuilder.ipv6(p + ip, source: linkLocal, destination: dst, nextHeader: IPProtocol.icmpv6, payloadLength: len, hopLimit: 255)
-            let c = Checksum.compute(p + o, count: len, initial: Checksum.pseudoHeaderIPv6(src: linkLocal.value, dst: dst.value, nextHeader: 58, length: len))
+            _ = PacketBuilder.ipv6(
+                p + ip,
+                source: linkLocal,
+                destination: dst,
+                nextHeader: IPProtocol.icmpv6,
+                payloadLength: len,
+                hopLimit: 255
+            )
+            let c = Checksum.compute(
+                p + o,
+                count: len,
+                initial: Checksum.pseudoHeaderIPv6(src: linkLocal.value, dst: dst.value, nextHeader: 58, length: len)
+            )
             p.setBE16(o + 2, c)
             return o + len
         }
@@ -146,9 +200,23 @@ import Testing
             o += 40
             let payload: [UInt8] = Array(0..<16)
             let n = payload.withUnsafeBytes {
-                PacketBuilder.icmpv6Echo(p + o, isReply: false, identifier: 9, sequence: 1, payload: $0, source: Topo.blueAIPv6, destination: Topo.blueGateway6)
+                PacketBuilder.icmpv6Echo(
+                    p + o,
+                    isReply: false,
+                    identifier: 9,
+                    sequence: 1,
+                    payload: $0,
+                    source: Topo.blueAIPv6,
+                    destination: Topo.blueGateway6
+                )
             }
-            _ = PacketBuilder.ipv6(p + ip, source: Topo.blueAIPv6, destination: Topo.blueGateway6, nextHeader: IPProtocol.icmpv6, payloadLength: n)
+            _ = PacketBuilder.ipv6(
+                p + ip,
+                source: Topo.blueAIPv6,
+                destination: Topo.blueGateway6,
+                nextHeader: IPProtocol.icmpv6,
+                payloadLength: n
+            )
             return o + n
         }
         let out = h.run(ping, from: Topo.blueA)
@@ -161,7 +229,13 @@ import Testing
     @Test func fabricARPRepliesGoToTheControlPlane() {
         let h = PipelineHarness()
         let reply = Packets.build(64) { p in
-            PacketBuilder.arpReplyFrame(p, senderMAC: Topo.nodeAMAC, senderIP: Topo.nodeA, targetMAC: Topo.nodeMAC, targetIP: Topo.underlay)
+            PacketBuilder.arpReplyFrame(
+                p,
+                senderMAC: Topo.nodeAMAC,
+                senderIP: Topo.nodeA,
+                targetMAC: Topo.nodeMAC,
+                targetIP: Topo.underlay
+            )
         }
         let out = h.run(reply, from: Topo.fabricPort)
         #expect(out.count == 1)
@@ -174,7 +248,11 @@ import Testing
         config.flowQuotaPerVRF = 10
         let h = PipelineHarness(config: config)
         var frame: [([UInt8], UInt16)] = []
-        for i in 0..<40 { frame.append((Packets.udp4(from: Topo.blueAMAC, Topo.blueAIP, Topo.blueBIP, sport: UInt16(1000 + i)), Topo.blueA)) }
+        for i in 0..<40 {
+            frame.append(
+                (Packets.udp4(from: Topo.blueAMAC, Topo.blueAIP, Topo.blueBIP, sport: UInt16(1000 + i)), Topo.blueA)
+            )
+        }
         let out = h.run(frame)
         #expect(out.count == 40)  // still forwarded, just not cached
         #expect(h.events(.flowInstalled) == 10)
@@ -196,9 +274,23 @@ import Testing
             let ip = o
             o += 20
             let n = PacketBuilder.tcp(
-                p + o, sourcePort: 2, destinationPort: 80, sequence: 1, acknowledgment: 1, flags: [.fin, .ack], window: 100,
-                payloadLength: 0, pseudoHeader: .ipv4(source: Topo.blueAIP, destination: Topo.blueBIP))
-            _ = PacketBuilder.ipv4(p + ip, source: Topo.blueAIP, destination: Topo.blueBIP, proto: IPProtocol.tcp, payloadLength: n)
+                p + o,
+                sourcePort: 2,
+                destinationPort: 80,
+                sequence: 1,
+                acknowledgment: 1,
+                flags: [.fin, .ack],
+                window: 100,
+                payloadLength: 0,
+                pseudoHeader: .ipv4(source: Topo.blueAIP, destination: Topo.blueBIP)
+            )
+            _ = PacketBuilder.ipv4(
+                p + ip,
+                source: Topo.blueAIP,
+                destination: Topo.blueBIP,
+                proto: IPProtocol.tcp,
+                payloadLength: n
+            )
             return o + n
         }
         _ = h.run(fin, from: Topo.blueA)

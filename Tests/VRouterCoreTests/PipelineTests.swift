@@ -1,4 +1,5 @@
 import Testing
+
 @testable import VRouterCore
 
 typealias Topo = SampleTopology
@@ -100,7 +101,12 @@ typealias Topo = SampleTopology
     @Test func vxlanAndMPLSDecapsulationDeliverToPods() {
         let h = PipelineHarness()
         // VXLAN VNI 1001 → VRF blue → route to blue-a.
-        let inner = Packets.udp4(from: MACAddress(0x0200_0000_9999), to: .vrouter, IPv4Address(192, 0, 2, 130), Topo.blueAIP)
+        let inner = Packets.udp4(
+            from: MACAddress(0x0200_0000_9999),
+            to: .vrouter,
+            IPv4Address(192, 0, 2, 130),
+            Topo.blueAIP
+        )
         let out1 = h.run(Packets.vxlan(inner, vni: Topo.vniBlue), from: Topo.fabricPort)
         #expect(out1.count == 1)
         #expect(out1.first?.port == Topo.blueA)
@@ -180,8 +186,14 @@ typealias Topo = SampleTopology
     /// broadcast, not spoofing: it is counted under the reason an operator would look for.
     @Test func multicastFromUnconfiguredSourcesIsMulticastNotSpoofing() {
         let h = PipelineHarness()
-        _ = h.run(Packets.udp4(from: Topo.blueAMAC, IPv4Address(0, 0, 0, 0), IPv4Address(255, 255, 255, 255)), from: Topo.blueA)
-        _ = h.run(Packets.udp4(from: Topo.blueAMAC, IPv4Address(0, 0, 0, 0), IPv4Address(224, 0, 0, 22)), from: Topo.blueA)
+        _ = h.run(
+            Packets.udp4(from: Topo.blueAMAC, IPv4Address(0, 0, 0, 0), IPv4Address(255, 255, 255, 255)),
+            from: Topo.blueA
+        )
+        _ = h.run(
+            Packets.udp4(from: Topo.blueAMAC, IPv4Address(0, 0, 0, 0), IPv4Address(224, 0, 0, 22)),
+            from: Topo.blueA
+        )
         _ = h.run(Packets.udp6(from: Topo.blueAMAC, IPv6Address("::")!, IPv6Address("ff02::16")!), from: Topo.blueA)
         #expect(h.drops(.multicast) == 3)
         #expect(h.drops(.spoofedSource) == 0)
@@ -193,7 +205,10 @@ typealias Topo = SampleTopology
         #expect(out.count == 1)
         #expect(out.first?.port == Topo.blueB)
         #expect(out.first?.bytes[14 + 7] == 63)
-        let out2 = h.run(Packets.udp6(from: Topo.blueAMAC, Topo.blueAIPv6, IPv6Address("2001:db8:1:1::5")!), from: Topo.blueA)
+        let out2 = h.run(
+            Packets.udp6(from: Topo.blueAMAC, Topo.blueAIPv6, IPv6Address("2001:db8:1:1::5")!),
+            from: Topo.blueA
+        )
         #expect(out2.first?.port == Topo.fabricPort)
         #expect(out2.first?.parsed.destinationPort == 4789)
         #expect(out2.first.map { Array($0.bytes[62..<64]) } == [0x86, 0xDD])  // inner EtherType IPv6
@@ -204,7 +219,8 @@ typealias Topo = SampleTopology
         let h = PipelineHarness()
         try h.topology.builder.setPort(
             Topo.fabricPort,
-            PortConfig(kind: .fabric, name: "fabric0", mac: Topo.nodeMAC, ipv4: Topo.underlay, vlan: 100))
+            PortConfig(kind: .fabric, name: "fabric0", mac: Topo.nodeMAC, ipv4: Topo.underlay, vlan: 100)
+        )
         h.rebuild()
         let pkt = Packets.udp4(from: Topo.blueAMAC, Topo.blueAIP, IPv4Address(192, 0, 2, 200))
         let out = h.run(pkt, from: Topo.blueA)
@@ -226,7 +242,10 @@ typealias Topo = SampleTopology
 
     @Test func proxyARPAnswersWithTheVRouterMAC() {
         let h = PipelineHarness()
-        let out = h.run(Packets.arpRequest(from: Topo.blueAMAC, Topo.blueAIP, asking: Topo.blueGateway), from: Topo.blueA)
+        let out = h.run(
+            Packets.arpRequest(from: Topo.blueAMAC, Topo.blueAIP, asking: Topo.blueGateway),
+            from: Topo.blueA
+        )
         #expect(out.count == 1)
         if let o = out.first {
             #expect(o.port == Topo.blueA)
@@ -240,9 +259,16 @@ typealias Topo = SampleTopology
             #expect(Array(o.bytes[38..<42]) == [192, 0, 2, 10])
         }
         // Any address in the VRF, even one with no route, is answered (everything is routed).
-        #expect(h.run(Packets.arpRequest(from: Topo.blueAMAC, Topo.blueAIP, asking: IPv4Address(192, 0, 2, 77)), from: Topo.blueA).count == 1)
+        #expect(
+            h.run(
+                Packets.arpRequest(from: Topo.blueAMAC, Topo.blueAIP, asking: IPv4Address(192, 0, 2, 77)),
+                from: Topo.blueA
+            ).count == 1
+        )
         // Gratuitous ARP and a probe for its own address are not answered.
-        #expect(h.run(Packets.arpRequest(from: Topo.blueAMAC, Topo.blueAIP, asking: Topo.blueAIP), from: Topo.blueA).isEmpty)
+        #expect(
+            h.run(Packets.arpRequest(from: Topo.blueAMAC, Topo.blueAIP, asking: Topo.blueAIP), from: Topo.blueA).isEmpty
+        )
         #expect(h.run(Packets.arpRequest(from: Topo.blueAMAC, .any, asking: Topo.blueAIP), from: Topo.blueA).isEmpty)
         #expect(h.drops(.selfAnnouncement) == 2)
         #expect(h.events(.arpReply) == 2)
@@ -250,7 +276,10 @@ typealias Topo = SampleTopology
         let f = h.run(Packets.arpRequest(from: Topo.nodeAMAC, Topo.nodeA, asking: Topo.underlay), from: Topo.fabricPort)
         #expect(f.count == 1)
         #expect(f.first.map { Array($0.bytes[22..<28]) } == [0x02, 0, 0, 0, 0, 0x01])
-        #expect(h.run(Packets.arpRequest(from: Topo.nodeAMAC, Topo.nodeA, asking: Topo.nodeB), from: Topo.fabricPort).isEmpty)
+        #expect(
+            h.run(Packets.arpRequest(from: Topo.nodeAMAC, Topo.nodeA, asking: Topo.nodeB), from: Topo.fabricPort)
+                .isEmpty
+        )
     }
 
     @Test func echoToTheGatewayAndToTheUnderlayIsAnswered() {
@@ -283,7 +312,11 @@ typealias Topo = SampleTopology
         #expect(h.run(pkt, from: Topo.blueA).first?.port == Topo.fabricPort)
         #expect(h.events(.flowHit) == 1)
         // A more specific route now sends 192.0.2.200 to pod blue-b.
-        try! h.topology.builder.addRoute(vrf: Topo.blue, IPv4Prefix(dst, length: 32)!, RouteTarget(nexthop: Topo.nhBlueB))
+        try! h.topology.builder.addRoute(
+            vrf: Topo.blue,
+            IPv4Prefix(dst, length: 32)!,
+            RouteTarget(nexthop: Topo.nhBlueB)
+        )
         h.rebuild()
         #expect(h.run(pkt, from: Topo.blueA).first?.port == Topo.blueB)
         #expect(h.events(.flowStale) == 1)
@@ -298,8 +331,16 @@ typealias Topo = SampleTopology
         let samples: [([UInt8], UInt16)] = [
             (Packets.udp4(from: Topo.blueAMAC, Topo.blueAIP, Topo.blueBIP), Topo.blueA),
             (Packets.udp6(from: Topo.blueAMAC, Topo.blueAIPv6, Topo.blueBIPv6), Topo.blueA),
-            (Packets.vxlan(Packets.udp4(from: .zero, IPv4Address(192, 0, 2, 130), Topo.blueAIP), vni: Topo.vniBlue), Topo.fabricPort),
-            (Packets.mplsUDP(Array(Packets.udp4(from: .zero, IPv4Address(192, 0, 2, 130), Topo.blueAIP)[14...]), label: Topo.labelToBlueA), Topo.fabricPort),
+            (
+                Packets.vxlan(Packets.udp4(from: .zero, IPv4Address(192, 0, 2, 130), Topo.blueAIP), vni: Topo.vniBlue),
+                Topo.fabricPort
+            ),
+            (
+                Packets.mplsUDP(
+                    Array(Packets.udp4(from: .zero, IPv4Address(192, 0, 2, 130), Topo.blueAIP)[14...]),
+                    label: Topo.labelToBlueA
+                ), Topo.fabricPort
+            ),
             (Packets.arpRequest(from: Topo.blueAMAC, Topo.blueAIP, asking: Topo.blueGateway), Topo.blueA),
         ]
         for (pkt, port) in samples {

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import VRouterCore
 
 @Suite struct SyntheticRoutesTests {
@@ -14,7 +15,8 @@ import Testing
     }
 
     @Test func ipv4LengthMixIsTheDocumentedOne() {
-        for routes in [SyntheticRoutes.ipv4(count: 50000, seed: 3), SyntheticRoutes.ipv4Uniform(count: 50000, seed: 3)] {
+        for routes in [SyntheticRoutes.ipv4(count: 50000, seed: 3), SyntheticRoutes.ipv4Uniform(count: 50000, seed: 3)]
+        {
             var hist = [Int: Int]()
             for (p, _) in routes { hist[Int(p.length), default: 0] += 1 }
             for (len, n) in SyntheticRoutes.lengthCounts(SyntheticRoutes.ipv4Mix, count: 50000) {

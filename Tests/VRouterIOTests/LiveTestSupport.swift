@@ -90,7 +90,8 @@ func runProgram(_ path: String, _ args: [String], input: String? = nil) throws -
 }
 
 /// A program started in the background; `finish()` waits for it and collects its output.
-final class BackgroundProcess: @unchecked Sendable {  // Safe: the data fields are written by one reader each, read after group.wait().
+// Safe (@unchecked Sendable): the data fields are written by one reader each, read after group.wait().
+final class BackgroundProcess: @unchecked Sendable {
     let process = Process()
     private let out = Pipe()
     private let err = Pipe()

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VRouterCore
+
 @testable import VRouterIO
 
 @Suite struct PcapFileTests {

@@ -10,7 +10,9 @@ extension ControlAPI {
     static let networkRoutes: [APIRoute] = [
         APIRoute("GET", "/v1/networks") { a, _, _ throws(APIError) in .json(a.service.networks()) },
         APIRoute("POST", "/v1/networks") { a, r, _ throws(APIError) in
-            let result = try a.service.applyNetwork(try StrictJSON.decode(NetworkAttachmentDefinition.self, from: r.body))
+            let result = try a.service.applyNetwork(
+                try StrictJSON.decode(NetworkAttachmentDefinition.self, from: r.body)
+            )
             return .json(result, status: result.action == "created" ? 201 : 200)
         },
         APIRoute("GET", "/v1/networks/{namespace}/{name}") { a, _, p throws(APIError) in
@@ -52,7 +54,9 @@ extension ControlAPI {
     struct EmptyBody: Codable {}
 
     static func decode<T: Decodable>(_ t: T.Type, _ body: Data) throws(CNIFailure) -> T {
-        do { return try StrictJSON.decode(t, from: body) } catch { throw CNIFailure(error.status, .decodingFailure, error.message) }
+        do { return try StrictJSON.decode(t, from: body) } catch {
+            throw CNIFailure(error.status, .decodingFailure, error.message)
+        }
     }
 
     /// Runs a CNI operation; a failure becomes `{"error": …, "cniCode": …}`.

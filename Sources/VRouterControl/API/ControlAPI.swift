@@ -28,7 +28,10 @@ public struct APIRequest: Sendable {
             for pair in parts[1].split(separator: "&") {
                 let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
                 let k = String(kv[0]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(kv[0])
-                let v = kv.count == 2 ? (String(kv[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(kv[1])) : ""
+                let v =
+                    kv.count == 2
+                    ? (String(kv[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(kv[1]))
+                    : ""
                 query[k] = v
             }
         }
@@ -168,7 +171,11 @@ public final class ControlAPI: Sendable {
                 response = .error(.notFound("no resource \(request.path)"))
             } else {
                 var r = APIResponse.error(
-                    APIError(405, "\(request.method) is not allowed on \(request.path) (allowed: \(allowed.joined(separator: ", ")))"))
+                    APIError(
+                        405,
+                        "\(request.method) is not allowed on \(request.path) (allowed: \(allowed.joined(separator: ", ")))"
+                    )
+                )
                 r.headers.append(("Allow", allowed.joined(separator: ", ")))
                 response = r
             }
@@ -218,7 +225,9 @@ public final class ControlAPI: Sendable {
             try a.service.deleteVRF(p["name"]!)
             return .noContent
         },
-        APIRoute("GET", "/v1/vrfs/{name}/routes") { a, _, p throws(APIError) in .json(try a.service.routes(vrf: p["name"]!)) },
+        APIRoute("GET", "/v1/vrfs/{name}/routes") { a, _, p throws(APIError) in
+            .json(try a.service.routes(vrf: p["name"]!))
+        },
         APIRoute("POST", "/v1/vrfs/{name}/routes") { a, r, p throws(APIError) in
             // The plain form of a batch is read directly; anything else (and every error) by JSONDecoder.
             let change: RouteChange

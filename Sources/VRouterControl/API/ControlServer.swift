@@ -35,17 +35,29 @@ public final class ControlServer: @unchecked Sendable {  // Safe: set up in star
 
     /// Serves the API on `socketPath` (prepared with ControlSocket.prepare) and metrics on
     /// `metricsAddress` when given. On failure nothing is left listening.
-    public static func start(service: NodeService, socketPath: String, metricsAddress: String?) throws(ServiceError)
+    public static func start(
+        service: NodeService,
+        socketPath: String,
+        metricsAddress: String?
+    ) throws(ServiceError)
         -> ControlServer
     {
         let s = ControlServer(socketPath: socketPath)
         do throws(ServiceError) {
             if let m = metricsAddress {
-                guard let (host, port) = parseAddress(m) else { throw ServiceError("--metrics '\(m)' is not HOST:PORT") }
+                guard let (host, port) = parseAddress(m) else {
+                    throw ServiceError("--metrics '\(m)' is not HOST:PORT")
+                }
                 let nm = NodeMetrics(service: service)
                 MetricsSystem.bootstrap(nm.factory)
                 do {
-                    s.metrics = try HTTPServer.serve(host: host, port: port, group: s.group, pool: s.pool, maxBody: 1 << 16) {
+                    s.metrics = try HTTPServer.serve(
+                        host: host,
+                        port: port,
+                        group: s.group,
+                        pool: s.pool,
+                        maxBody: 1 << 16
+                    ) {
                         nm.respond($0)
                     }
                 } catch {

@@ -16,7 +16,10 @@ public enum ControlSocket {
         if !dir.isEmpty {
             do {
                 try FileManager.default.createDirectory(
-                    atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+                    atPath: dir,
+                    withIntermediateDirectories: true,
+                    attributes: [.posixPermissions: 0o755]
+                )
             } catch {
                 throw ServiceError("socket directory \(dir): \(error.localizedDescription)")
             }

@@ -23,7 +23,12 @@ public final class HTTPServer: Sendable {
         self.address = address
     }
 
-    static func bootstrap(group: any EventLoopGroup, pool: NIOThreadPool, maxBody: Int, _ respond: @escaping Responder)
+    static func bootstrap(
+        group: any EventLoopGroup,
+        pool: NIOThreadPool,
+        maxBody: Int,
+        _ respond: @escaping Responder
+    )
         -> ServerBootstrap
     {
         ServerBootstrap(group: group)
@@ -33,14 +38,18 @@ public final class HTTPServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        HTTPRequestHandler(pool: pool, maxBody: maxBody, respond: respond))
+                        HTTPRequestHandler(pool: pool, maxBody: maxBody, respond: respond)
+                    )
                 }
             }
     }
 
     /// Serves on a Unix socket at `path` (which the caller prepared, see ControlSocket).
     public static func serve(
-        unixSocket path: String, group: any EventLoopGroup, pool: NIOThreadPool, maxBody: Int,
+        unixSocket path: String,
+        group: any EventLoopGroup,
+        pool: NIOThreadPool,
+        maxBody: Int,
         _ respond: @escaping Responder
     ) throws -> HTTPServer {
         let ch = try bootstrap(group: group, pool: pool, maxBody: maxBody, respond)
@@ -50,7 +59,11 @@ public final class HTTPServer: Sendable {
 
     /// Serves on TCP `host:port` (port 0 picks a free one; `address` says which).
     public static func serve(
-        host: String, port: Int, group: any EventLoopGroup, pool: NIOThreadPool, maxBody: Int,
+        host: String,
+        port: Int,
+        group: any EventLoopGroup,
+        pool: NIOThreadPool,
+        maxBody: Int,
         _ respond: @escaping Responder
     ) throws -> HTTPServer {
         let ch = try bootstrap(group: group, pool: pool, maxBody: maxBody, respond).bind(host: host, port: port).wait()
@@ -146,7 +159,11 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         headers.add(name: "Content-Length", value: "\(r.body.count)")
         headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
         for (k, v) in r.headers { headers.add(name: k, value: v) }
-        let head = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: r.status), headers: headers)
+        let head = HTTPResponseHead(
+            version: version,
+            status: HTTPResponseStatus(statusCode: r.status),
+            headers: headers
+        )
         context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
         if !r.body.isEmpty {
             var buf = context.channel.allocator.buffer(capacity: r.body.count)

@@ -54,8 +54,16 @@ public struct InterfaceSpec: Codable, Sendable, Equatable {
     public var defaultRoute: Bool?
     public var tap: TapSpec
     public init(
-        name: String, vrf: String, mac: String, mtu: Int? = nil, ipv4: String? = nil, ipv6: String? = nil,
-        label: UInt32? = nil, antiSpoofing: Bool? = nil, defaultRoute: Bool? = nil, tap: TapSpec
+        name: String,
+        vrf: String,
+        mac: String,
+        mtu: Int? = nil,
+        ipv4: String? = nil,
+        ipv6: String? = nil,
+        label: UInt32? = nil,
+        antiSpoofing: Bool? = nil,
+        defaultRoute: Bool? = nil,
+        tap: TapSpec
     ) {
         self.name = name
         self.vrf = vrf
@@ -165,8 +173,15 @@ public struct RouteSpec: Codable, Sendable, Equatable {
     public var label: UInt32?
     public var ecmp: [RouteMember]?
     public var discard: Bool?
-    public init(prefix: String, interface: String? = nil, via: String? = nil, vni: UInt32? = nil, label: UInt32? = nil,
-                ecmp: [RouteMember]? = nil, discard: Bool? = nil) {
+    public init(
+        prefix: String,
+        interface: String? = nil,
+        via: String? = nil,
+        vni: UInt32? = nil,
+        label: UInt32? = nil,
+        ecmp: [RouteMember]? = nil,
+        discard: Bool? = nil
+    ) {
         self.prefix = prefix
         self.interface = interface
         self.via = via

@@ -33,7 +33,12 @@ public final class NodeMetrics: Sendable {
             func counter(_ name: String, _ help: String, _ labels: [(String, String)], _ value: UInt64) {
                 let key = name + labels.map { "|\($0.0)=\($0.1)" }.joined()
                 seenCounters.insert(key)
-                let c = ex.counters[key] ?? registry.makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
+                let c =
+                    ex.counters[key]
+                    ?? registry.makeCounter(
+                        descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help),
+                        labels: labels
+                    )
                 ex.counters[key] = c
                 c.reset()
                 c.increment(by: Int64(truncatingIfNeeded: min(value, UInt64(Int64.max))))
@@ -41,7 +46,12 @@ public final class NodeMetrics: Sendable {
             func gauge(_ name: String, _ help: String, _ labels: [(String, String)], _ value: Int) {
                 let key = name + labels.map { "|\($0.0)=\($0.1)" }.joined()
                 seenGauges.insert(key)
-                let g = ex.gauges[key] ?? registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
+                let g =
+                    ex.gauges[key]
+                    ?? registry.makeGauge(
+                        descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help),
+                        labels: labels
+                    )
                 ex.gauges[key] = g
                 g.set(Int64(value))
             }
@@ -55,22 +65,47 @@ public final class NodeMetrics: Sendable {
                 counter("vrouter_port_rx_bytes_total", "Bytes received on the port", l, itf.rxBytes)
                 counter("vrouter_port_tx_packets_total", "Packets sent on the port", l, itf.txPackets)
                 counter("vrouter_port_tx_bytes_total", "Bytes sent on the port", l, itf.txBytes)
-                counter("vrouter_port_rx_drops_total", "Packets received on the port and dropped (any reason)", l, itf.drops)
+                counter(
+                    "vrouter_port_rx_drops_total",
+                    "Packets received on the port and dropped (any reason)",
+                    l,
+                    itf.drops
+                )
                 if let r = itf.ringDrops {
-                    counter("vrouter_port_ring_drops_total", "Frames the kernel dropped before vrouterd read them (AF_PACKET RX ring full)", l, r)
+                    counter(
+                        "vrouter_port_ring_drops_total",
+                        "Frames the kernel dropped before vrouterd read them (AF_PACKET RX ring full)",
+                        l,
+                        r
+                    )
                 }
             }
             for r in DropReason.allCases {
-                counter("vrouter_drops_total", "Packets dropped, by reason", [("reason", r.name)], sum { $0.dropCount(r) })
+                counter(
+                    "vrouter_drops_total",
+                    "Packets dropped, by reason",
+                    [("reason", r.name)],
+                    sum { $0.dropCount(r) }
+                )
             }
             for e in PipelineEvent.allCases {
-                counter("vrouter_events_total", "Pipeline events that are not drops", [("event", e.name)], sum { $0.events[e.rawValue] })
+                counter(
+                    "vrouter_events_total",
+                    "Pipeline events that are not drops",
+                    [("event", e.name)],
+                    sum { $0.events[e.rawValue] }
+                )
             }
             let st = service.status()
             gauge("vrouter_flows", "Flow-table entries in use, over all workers", [], st.flows)
             gauge("vrouter_flow_capacity", "Flow-table slots, over all workers", [], service.flowCapacity)
             gauge("vrouter_workers", "Forwarding workers", [], st.workers)
-            gauge("vrouter_tables_version", "Version of the tables the workers use", [], Int(truncatingIfNeeded: st.tablesVersion))
+            gauge(
+                "vrouter_tables_version",
+                "Version of the tables the workers use",
+                [],
+                Int(truncatingIfNeeded: st.tablesVersion)
+            )
             let t = service.tableSizes()
             gauge("vrouter_ports", "Ports (vifs) in the tables", [], t.ports)
             gauge("vrouter_nexthops", "Nexthops in the tables", [], t.nexthops)
@@ -99,6 +134,10 @@ public final class NodeMetrics: Sendable {
         guard r.method == "GET" || r.method == "HEAD" else {
             return .error(APIError(405, "\(r.method) is not allowed on /metrics"))
         }
-        return APIResponse(status: 200, body: Data(scrape().utf8), contentType: "text/plain; version=0.0.4; charset=utf-8")
+        return APIResponse(
+            status: 200,
+            body: Data(scrape().utf8),
+            contentType: "text/plain; version=0.0.4; charset=utf-8"
+        )
     }
 }

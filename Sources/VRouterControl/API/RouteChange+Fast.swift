@@ -97,7 +97,9 @@ struct FastJSON {
             i += 1
         }
         guard i > start, i - start == 1 || b[start] != UInt8(ascii: "0") else { return nil }
-        if i < b.count, b[i] == UInt8(ascii: ".") || b[i] == UInt8(ascii: "e") || b[i] == UInt8(ascii: "E") { return nil }
+        if i < b.count, b[i] == UInt8(ascii: ".") || b[i] == UInt8(ascii: "e") || b[i] == UInt8(ascii: "E") {
+            return nil
+        }
         return UInt32(v)
     }
 
@@ -140,9 +142,15 @@ struct FastJSON {
         var label: UInt32?
         let ok = object { p, k in
             switch k {
-            case "via": guard let v = p.string() else { return false }; via = v
-            case "vni": guard let v = p.optUInt32() else { return false }; vni = v
-            case "label": guard let v = p.optUInt32() else { return false }; label = v
+            case "via":
+                guard let v = p.string() else { return false }
+                via = v
+            case "vni":
+                guard let v = p.optUInt32() else { return false }
+                vni = v
+            case "label":
+                guard let v = p.optUInt32() else { return false }
+                label = v
             default: return false
             }
             return true
@@ -156,14 +164,30 @@ struct FastJSON {
         var hasPrefix = false
         let ok = object { p, k in
             switch k {
-            case "prefix": guard let v = p.string() else { return false }; r.prefix = v; hasPrefix = true
-            case "interface": guard let v = p.optString() else { return false }; r.interface = v
-            case "via": guard let v = p.optString() else { return false }; r.via = v
-            case "vni": guard let v = p.optUInt32() else { return false }; r.vni = v
-            case "label": guard let v = p.optUInt32() else { return false }; r.label = v
-            case "discard": guard let v = p.optBool() else { return false }; r.discard = v
+            case "prefix":
+                guard let v = p.string() else { return false }
+                r.prefix = v
+                hasPrefix = true
+            case "interface":
+                guard let v = p.optString() else { return false }
+                r.interface = v
+            case "via":
+                guard let v = p.optString() else { return false }
+                r.via = v
+            case "vni":
+                guard let v = p.optUInt32() else { return false }
+                r.vni = v
+            case "label":
+                guard let v = p.optUInt32() else { return false }
+                r.label = v
+            case "discard":
+                guard let v = p.optBool() else { return false }
+                r.discard = v
             case "ecmp":
-                if p.null() { r.ecmp = nil; return true }
+                if p.null() {
+                    r.ecmp = nil
+                    return true
+                }
                 guard let ms = p.array({ $0.member() }) else { return false }
                 r.ecmp = ms
             default: return false

@@ -23,7 +23,8 @@ extension Decoder {
         for key in all.allKeys where K(stringValue: key.stringValue) == nil {
             let at = codingPath.isEmpty ? "" : " in \(JSONPath.text(codingPath))"
             throw DecodingError.dataCorrupted(
-                .init(codingPath: codingPath + [key], debugDescription: "unknown field '\(key.stringValue)'\(at)"))
+                .init(codingPath: codingPath + [key], debugDescription: "unknown field '\(key.stringValue)'\(at)")
+            )
         }
         return try container(keyedBy: K.self)
     }

@@ -115,11 +115,15 @@ public struct UnixHTTPClient: Sendable {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n < 0 {
                 if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { throw ClientError("no answer from \(socketPath) within \(timeout) s") }
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    throw ClientError("no answer from \(socketPath) within \(timeout) s")
+                }
                 if errno == ECONNRESET && headerEnd == nil && buf.isEmpty {
                     throw ClientError("\(socketPath) closed the connection without an answer", errno: errno)
                 }
-                if errno != ECONNRESET { throw ClientError("reading from \(socketPath): \(String(cString: strerror(errno)))", errno: errno) }
+                if errno != ECONNRESET {
+                    throw ClientError("reading from \(socketPath): \(String(cString: strerror(errno)))", errno: errno)
+                }
             }
             if n > 0 { buf.append(contentsOf: chunk[0..<n]) }
             if headerEnd == nil, let end = findHeaderEnd(buf) {
@@ -132,8 +136,12 @@ public struct UnixHTTPClient: Sendable {
                 return result
             }
             if n <= 0 {
-                guard let h = headerEnd else { throw ClientError("\(socketPath) closed the connection without an answer") }
-                if contentLength != nil { throw ClientError("\(socketPath) closed the connection in the middle of the answer") }
+                guard let h = headerEnd else {
+                    throw ClientError("\(socketPath) closed the connection without an answer")
+                }
+                if contentLength != nil {
+                    throw ClientError("\(socketPath) closed the connection in the middle of the answer")
+                }
                 result.body = Data(buf[(h + 4)...])
                 return result
             }
@@ -184,21 +192,32 @@ public struct ControlClient: Sendable {
         let r: HTTPResult
         do { r = try http.request(method, path, body: body) } catch { throw .transport(error) }
         guard (200..<300).contains(r.status) else {
-            let message = (try? JSONDecoder().decode(ErrorBody.self, from: r.body))?.error
+            let message =
+                (try? JSONDecoder().decode(ErrorBody.self, from: r.body))?.error
                 ?? "HTTP \(r.status): \(r.text.trimmingCharacters(in: .whitespacesAndNewlines))"
             throw .api(APIError(r.status, message))
         }
         return r.body
     }
 
-    public func call<T: Decodable>(_ method: String, _ path: String, body: Data? = nil, as: T.Type = T.self) throws(Failure) -> T {
+    public func call<T: Decodable>(
+        _ method: String,
+        _ path: String,
+        body: Data? = nil,
+        as: T.Type = T.self
+    ) throws(Failure) -> T {
         let data = try raw(method, path, body: body)
         do { return try JSONDecoder().decode(T.self, from: data) } catch {
             throw .api(APIError(0, "unexpected answer to \(method) \(path): \(error)"))
         }
     }
 
-    public func send<B: Encodable, T: Decodable>(_ method: String, _ path: String, _ body: B, as: T.Type = T.self) throws(Failure) -> T {
+    public func send<B: Encodable, T: Decodable>(
+        _ method: String,
+        _ path: String,
+        _ body: B,
+        as: T.Type = T.self
+    ) throws(Failure) -> T {
         let data: Data
         do { data = try JSONEncoder().encode(body) } catch { throw .api(APIError(0, "encoding the request: \(error)")) }
         return try call(method, path, body: data)

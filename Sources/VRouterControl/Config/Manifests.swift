@@ -7,7 +7,10 @@ import Foundation
 import Yams
 
 extension NetworkAttachmentDefinition {
-    public static func manifests(_ text: String, file: String = "manifest") throws(ConfigError) -> [NetworkAttachmentDefinition] {
+    public static func manifests(
+        _ text: String,
+        file: String = "manifest"
+    ) throws(ConfigError) -> [NetworkAttachmentDefinition] {
         var out: [NetworkAttachmentDefinition] = []
         do {
             for (i, doc) in try Yams.load_all(yaml: text).enumerated() {
@@ -32,14 +35,17 @@ extension NetworkAttachmentDefinition {
         }
         guard kind == kindName, (m["apiVersion"] as? String) == apiVersionV1 else {
             throw ConfigError(
-                "\(where_): only \(kindName) (\(apiVersionV1)) objects are known here, not \(kind ?? "an object without kind") (\(m["apiVersion"] as? String ?? "no apiVersion"))")
+                "\(where_): only \(kindName) (\(apiVersionV1)) objects are known here, not \(kind ?? "an object without kind") (\(m["apiVersion"] as? String ?? "no apiVersion"))"
+            )
         }
         guard let meta = m["metadata"] as? [String: Any], let name = meta["name"] as? String else {
             throw ConfigError("\(where_): metadata.name is missing")
         }
         var annotations: [String: String]?
         if let a = meta["annotations"] {
-            guard let am = a as? [String: Any] else { throw ConfigError("\(where_) (\(name)): metadata.annotations is not a mapping") }
+            guard let am = a as? [String: Any] else {
+                throw ConfigError("\(where_) (\(name)): metadata.annotations is not a mapping")
+            }
             var strings: [String: String] = [:]
             for (k, v) in am {
                 guard let s = v as? String else {
@@ -52,11 +58,18 @@ extension NetworkAttachmentDefinition {
         var spec: Spec?
         if let s = m["spec"] {
             guard let sm = s as? [String: Any] else { throw ConfigError("\(where_) (\(name)): spec is not a mapping") }
-            if let c = sm["config"], !(c is String) { throw ConfigError("\(where_) (\(name)): spec.config must be a string (JSON text)") }
+            if let c = sm["config"], !(c is String) {
+                throw ConfigError("\(where_) (\(name)): spec.config must be a string (JSON text)")
+            }
             spec = Spec(config: sm["config"] as? String)
         }
-        out.append(NetworkAttachmentDefinition(
-            apiVersion: apiVersionV1, kind: kindName,
-            metadata: Metadata(name: name, namespace: meta["namespace"] as? String, annotations: annotations), spec: spec))
+        out.append(
+            NetworkAttachmentDefinition(
+                apiVersion: apiVersionV1,
+                kind: kindName,
+                metadata: Metadata(name: name, namespace: meta["namespace"] as? String, annotations: annotations),
+                spec: spec
+            )
+        )
     }
 }

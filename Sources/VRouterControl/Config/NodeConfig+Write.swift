@@ -7,7 +7,9 @@ import VRouterCore
 extension NodeConfig {
     /// The config as YAML. VRFs named in `routeFiles` get `routesFile: routes-NAME.txt`.
     func yaml(routeFiles: Set<String>, journalSequence: Int) -> String {
-        func q(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+        func q(_ s: String) -> String {
+            "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        }
         var y = "# vrouterd state snapshot: the node as it was; restored on start.\n"
         y += "stateVersion: \(Self.stateVersion)\njournalSequence: \(journalSequence)\n"
         y += "node: { name: \(q(name)), routerMAC: \(q(routerMAC.description)) }\n"
@@ -25,7 +27,8 @@ extension NodeConfig {
         y += "ipam: { slice: \(ipamSlice), slices: \(ipamSlices) }\n"
         y += remoteNodes.isEmpty ? "remoteNodes: []\n" : "remoteNodes:\n"
         for n in remoteNodes {
-            var line = "  - { name: \(q(n.name)), address: \(n.address), encap: \(n.encap == .vxlan ? "vxlan" : "mpls-udp")"
+            var line =
+                "  - { name: \(q(n.name)), address: \(n.address), encap: \(n.encap == .vxlan ? "vxlan" : "mpls-udp")"
             if let m = n.mac { line += ", mac: \(q(m.description))" }
             line += ", innerMAC: \(q(n.innerMAC.description)) }\n"
             y += line

@@ -144,7 +144,9 @@ extension NodeConfig {
         if let v = top["stateVersion"] {
             let n = try v.int(1...Int.max)
             guard n <= Self.stateVersion else {
-                throw v.fail("this state was written by a newer vrouterd (state version \(n); this one reads up to \(Self.stateVersion))")
+                throw v.fail(
+                    "this state was written by a newer vrouterd (state version \(n); this one reads up to \(Self.stateVersion))"
+                )
             }
         }
         if let v = top["journalSequence"] { c.journalSequence = try v.int(0...Int.max) }
@@ -190,7 +192,9 @@ extension NodeConfig {
                 throw v.fail("a remote node needs name, address and encap")
             }
             let name = try nameNode.string()
-            guard !c.remoteNodes.contains(where: { $0.name == name }) else { throw nameNode.fail("duplicate remote node '\(name)'") }
+            guard !c.remoteNodes.contains(where: { $0.name == name }) else {
+                throw nameNode.fail("duplicate remote node '\(name)'")
+            }
             let encName = try enc.string()
             let encap: TunnelEncap
             switch encName {
@@ -211,7 +215,9 @@ extension NodeConfig {
                 throw v.fail("an interface needs name, kind and mac")
             }
             let name = try nameNode.string()
-            guard !c.interfaces.contains(where: { $0.name == name }) else { throw nameNode.fail("duplicate interface '\(name)'") }
+            guard !c.interfaces.contains(where: { $0.name == name }) else {
+                throw nameNode.fail("duplicate interface '\(name)'")
+            }
             guard let kind = Interface.Kind(rawValue: try kindNode.string()) else {
                 throw kindNode.fail("kind must be pod or fabric")
             }
@@ -248,16 +254,23 @@ extension NodeConfig {
                 let tm = try t.mapping(allowed: ["name", "netns", "ifname", "persistent"])
                 guard let tn = tm["name"] else { throw t.fail("a tap needs a name") }
                 let tapName = try tn.string()
-                guard !tapName.isEmpty, tapName.utf8.count <= 15 else { throw tn.fail("'\(tapName)' is not a valid interface name (1-15 bytes)") }
+                guard !tapName.isEmpty, tapName.utf8.count <= 15 else {
+                    throw tn.fail("'\(tapName)' is not a valid interface name (1-15 bytes)")
+                }
                 itf.tap = Tap(
-                    name: tapName, netns: try tm["netns"]?.string(), ifname: try tm["ifname"]?.string(),
-                    persistent: try tm["persistent"]?.bool() ?? false)
+                    name: tapName,
+                    netns: try tm["netns"]?.string(),
+                    ifname: try tm["ifname"]?.string(),
+                    persistent: try tm["persistent"]?.bool() ?? false
+                )
             }
             switch kind {
             case .pod:
                 guard itf.vrf != nil else { throw v.fail("pod interface '\(name)' needs a vrf") }
             case .fabric:
-                guard itf.ipv4 != nil else { throw v.fail("fabric interface '\(name)' needs the node's underlay address") }
+                guard itf.ipv4 != nil else {
+                    throw v.fail("fabric interface '\(name)' needs the node's underlay address")
+                }
                 guard itf.vrf == nil else { throw v.fail("the fabric interface belongs to no VRF") }
             }
             c.interfaces.append(itf)
@@ -266,7 +279,9 @@ extension NodeConfig {
             let m = try i.mapping(allowed: ["slice", "slices"])
             if let v = m["slices"] { c.ipamSlices = try v.int(1...4096) }
             if let v = m["slice"] { c.ipamSlice = try v.int(0...4095) }
-            guard c.ipamSlice < c.ipamSlices else { throw i.fail("ipam.slice must be below ipam.slices (\(c.ipamSlices))") }
+            guard c.ipamSlice < c.ipamSlices else {
+                throw i.fail("ipam.slice must be below ipam.slices (\(c.ipamSlices))")
+            }
         }
         guard c.interfaces.count <= Counters.maxPorts else {
             throw root.fail("\(c.interfaces.count) interfaces is more than the limit of \(Counters.maxPorts)")
@@ -323,15 +338,21 @@ extension NodeConfig {
         }
         if let v = m["subnet"] {
             let t = try v.string()
-            guard let p = IPv4Prefix(t), p.length <= 30 else { throw v.fail("subnet '\(t)' is not an IPv4 prefix of length 30 or less") }
+            guard let p = IPv4Prefix(t), p.length <= 30 else {
+                throw v.fail("subnet '\(t)' is not an IPv4 prefix of length 30 or less")
+            }
             n.subnet4 = p
         }
         if let v = m["subnet6"] {
             let t = try v.string()
-            guard let p = IPv6Prefix(t), p.length <= 126 else { throw v.fail("subnet6 '\(t)' is not an IPv6 prefix of length 126 or less") }
+            guard let p = IPv6Prefix(t), p.length <= 126 else {
+                throw v.fail("subnet6 '\(t)' is not an IPv6 prefix of length 126 or less")
+            }
             n.subnet6 = p
         }
-        guard n.subnet4 != nil || n.subnet6 != nil else { throw d.fail("defaultNetwork needs a subnet (and/or subnet6)") }
+        guard n.subnet4 != nil || n.subnet6 != nil else {
+            throw d.fail("defaultNetwork needs a subnet (and/or subnet6)")
+        }
         if let v = m["gateway"] { n.gateway4 = try v.ipv4() }
         if let v = m["gateway6"] { n.gateway6 = try v.ipv6() }
         if let v = m["vni"] { n.vni = UInt32(try v.int(1...(1 << 24) - 1)) }
@@ -341,14 +362,23 @@ extension NodeConfig {
             if n.gateway4 == nil { n.gateway4 = vrfs[i].gateway4 }
             if n.gateway6 == nil { n.gateway6 = vrfs[i].gateway6 }
             if n.vni == nil { n.vni = vrfs[i].vni }
-            guard vrfs[i].gateway4 == nil || vrfs[i].gateway4 == n.gateway4, vrfs[i].vni == nil || vrfs[i].vni == n.vni else {
+            guard vrfs[i].gateway4 == nil || vrfs[i].gateway4 == n.gateway4, vrfs[i].vni == nil || vrfs[i].vni == n.vni
+            else {
                 throw d.fail("defaultNetwork: its gateway/vni differ from VRF '\(n.name)'s")
             }
         }
-        if n.gateway4 == nil, let p = n.subnet4 { n.gateway4 = IPv4Address(p.address.value | ~IPv4Prefix.mask(Int(p.length)) &- 1) }
-        if n.gateway6 == nil, let p = n.subnet6 { n.gateway6 = IPv6Address(p.address.value | ~IPv6Prefix.mask(Int(p.length)) &- 1) }
-        if let g = n.gateway4, let p = n.subnet4, !p.contains(g) { throw d.fail("defaultNetwork: gateway \(g) is outside \(p)") }
-        if let g = n.gateway6, let p = n.subnet6, !p.contains(g) { throw d.fail("defaultNetwork: gateway6 \(g) is outside \(p)") }
+        if n.gateway4 == nil, let p = n.subnet4 {
+            n.gateway4 = IPv4Address(p.address.value | ~IPv4Prefix.mask(Int(p.length)) &- 1)
+        }
+        if n.gateway6 == nil, let p = n.subnet6 {
+            n.gateway6 = IPv6Address(p.address.value | ~IPv6Prefix.mask(Int(p.length)) &- 1)
+        }
+        if let g = n.gateway4, let p = n.subnet4, !p.contains(g) {
+            throw d.fail("defaultNetwork: gateway \(g) is outside \(p)")
+        }
+        if let g = n.gateway6, let p = n.subnet6, !p.contains(g) {
+            throw d.fail("defaultNetwork: gateway6 \(g) is outside \(p)")
+        }
         if let i = vrfs.firstIndex(where: { $0.name == n.name }) {
             vrfs[i].gateway4 = n.gateway4
             vrfs[i].gateway6 = n.gateway6
@@ -381,7 +411,8 @@ extension NodeConfig {
                 let key = "\(t.netns ?? "")/\(t.ifname ?? t.name)"
                 if let other = podNames[key], t.netns != nil {
                     throw ConfigError(
-                        "interfaces: \(other) and \(i.name) are both '\(t.ifname ?? t.name)' in network namespace '\(t.netns!)'")
+                        "interfaces: \(other) and \(i.name) are both '\(t.ifname ?? t.name)' in network namespace '\(t.netns!)'"
+                    )
                 }
                 podNames[key] = i.name
             }
@@ -395,7 +426,9 @@ extension NodeConfig {
                 }
             }
             if let l = i.label {
-                if let other = labels[l] { throw ConfigError("interfaces: label \(l) is given to both \(other) and \(i.name)") }
+                if let other = labels[l] {
+                    throw ConfigError("interfaces: label \(l) is given to both \(other) and \(i.name)")
+                }
                 labels[l] = i.name
             }
             for a in [i.ipv4?.description, i.ipv6?.description].compactMap({ $0 }) {

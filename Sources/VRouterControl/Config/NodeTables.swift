@@ -36,7 +36,9 @@ extension NodeConfig {
             do { return try body() } catch { throw ConfigError("\(what): \(error)") }
         }
         for v in vrfs {
-            try t("vrfs.\(v.name)") { try b.setVRF(v.id, VRFConfig(name: v.name, gateway4: v.gateway4, gateway6: v.gateway6)) }
+            try t("vrfs.\(v.name)") {
+                try b.setVRF(v.id, VRFConfig(name: v.name, gateway4: v.gateway4, gateway6: v.gateway6))
+            }
             vrfIDs[v.name] = v.id
             if let vni = v.vni { try t("vrfs.\(v.name)") { try b.setVNI(vni, vrf: v.id) } }
         }
@@ -54,8 +56,17 @@ extension NodeConfig {
                 try b.setPort(
                     id,
                     PortConfig(
-                        kind: itf.kind == .pod ? .pod : .fabric, name: itf.name, vrf: vrf, mac: itf.mac, mtu: itf.mtu,
-                        ipv4: itf.ipv4, ipv6: itf.ipv6, vlan: itf.vlan, antiSpoofing: itf.antiSpoofing))
+                        kind: itf.kind == .pod ? .pod : .fabric,
+                        name: itf.name,
+                        vrf: vrf,
+                        mac: itf.mac,
+                        mtu: itf.mtu,
+                        ipv4: itf.ipv4,
+                        ipv6: itf.ipv6,
+                        vlan: itf.vlan,
+                        antiSpoofing: itf.antiSpoofing
+                    )
+                )
             }
             if itf.kind == .fabric { fabricID = id }
             guard itf.kind == .pod else { continue }
@@ -78,18 +89,30 @@ extension NodeConfig {
             let mac = underlayMAC(node) ?? .zero
             try t("remoteNodes.\(node.name)") {
                 try b.setNexthop(
-                    nh, .tunnel(node.encap, port: fabric, destination: node.address, underlayMAC: mac, innerMAC: node.innerMAC))
+                    nh,
+                    .tunnel(
+                        node.encap,
+                        port: fabric,
+                        destination: node.address,
+                        underlayMAC: mac,
+                        innerMAC: node.innerMAC
+                    )
+                )
             }
         }
         var ecmpSets: [[RouteTarget]: UInt32] = [:]
         for v in vrfs {
             let vid = v.id
             if let g = v.gateway4 {
-                try t("vrfs.\(v.name)") { try b.addRoute(vrf: vid, IPv4Prefix(g, length: 32)!, RouteTarget(nexthop: Self.nexthopReceive)) }
+                try t("vrfs.\(v.name)") {
+                    try b.addRoute(vrf: vid, IPv4Prefix(g, length: 32)!, RouteTarget(nexthop: Self.nexthopReceive))
+                }
                 routeCount += 1
             }
             if let g = v.gateway6 {
-                try t("vrfs.\(v.name)") { try b.addRoute(vrf: vid, IPv6Prefix(g, length: 128)!, RouteTarget(nexthop: Self.nexthopReceive)) }
+                try t("vrfs.\(v.name)") {
+                    try b.addRoute(vrf: vid, IPv6Prefix(g, length: 128)!, RouteTarget(nexthop: Self.nexthopReceive))
+                }
                 routeCount += 1
             }
             var routes = v.routes
@@ -128,14 +151,25 @@ extension NodeConfig {
                     }
                 }
                 try t("vrfs.\(v.name)") {
-                    if let p = r.prefix4 { try b.addRoute(vrf: vid, p, target) } else { try b.addRoute(vrf: vid, r.prefix6!, target) }
+                    if let p = r.prefix4 {
+                        try b.addRoute(vrf: vid, p, target)
+                    } else {
+                        try b.addRoute(vrf: vid, r.prefix6!, target)
+                    }
                 }
                 routeCount += 1
             }
         }
         return CompiledNode(
-            builder: b, portIDs: portIDs, vrfIDs: vrfIDs, nodeNexthops: nodeNH, podNexthops: podNH, ecmpSets: ecmpSets,
-            nextNexthop: nextNH, routeCount: routeCount)
+            builder: b,
+            portIDs: portIDs,
+            vrfIDs: vrfIDs,
+            nodeNexthops: nodeNH,
+            podNexthops: podNH,
+            ecmpSets: ecmpSets,
+            nextNexthop: nextNH,
+            routeCount: routeCount
+        )
     }
 
     /// A routes file: one route per line, `PREFIX via NODE vni N`, `PREFIX via NODE label N`,
@@ -165,7 +199,10 @@ extension NodeConfig {
                 var r = Route(prefix4: IPv4Prefix(f[0]), prefix6: nil, target: .discard)
                 if r.prefix4 == nil {
                     r.prefix6 = IPv6Prefix(f[0])
-                    if r.prefix6 == nil { bad("'\(f[0])' is not a prefix"); continue }
+                    if r.prefix6 == nil {
+                        bad("'\(f[0])' is not a prefix")
+                        continue
+                    }
                 }
                 if f.count == 2 && f[1] == "discard" {
                     r.target = .discard

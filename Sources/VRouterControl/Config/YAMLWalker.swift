@@ -3,6 +3,7 @@
 // typo in a config is an error rather than a silently ignored setting.
 
 import Foundation
+import VRouterCore
 import Yams
 
 public struct ConfigError: Error, CustomStringConvertible, Sendable {
@@ -114,5 +115,3 @@ struct YAMLWalker {
         throw fail("'\(s)' is not a duration (e.g. 60s, 5m, 250ms)")
     }
 }
-
-import VRouterCore

@@ -45,11 +45,24 @@ struct SubnetPool: Sendable {
     }
 
     static func v4(_ p: IPv4Prefix, gateway: IPv4Address, slice: Int, slices: Int) -> SubnetPool? {
-        SubnetPool(v6: false, network: UInt128(p.address.value), length: Int(p.length), gateway: UInt128(gateway.value),
-                   slice: slice, slices: slices)
+        SubnetPool(
+            v6: false,
+            network: UInt128(p.address.value),
+            length: Int(p.length),
+            gateway: UInt128(gateway.value),
+            slice: slice,
+            slices: slices
+        )
     }
     static func v6(_ p: IPv6Prefix, gateway: IPv6Address, slice: Int, slices: Int) -> SubnetPool? {
-        SubnetPool(v6: true, network: p.address.value, length: Int(p.length), gateway: gateway.value, slice: slice, slices: slices)
+        SubnetPool(
+            v6: true,
+            network: p.address.value,
+            length: Int(p.length),
+            gateway: gateway.value,
+            slice: slice,
+            slices: slices
+        )
     }
 
     func contains(_ a: UInt128) -> Bool { a >= network && a <= broadcast }

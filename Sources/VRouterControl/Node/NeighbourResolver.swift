@@ -146,8 +146,13 @@ final class NeighbourResolver: @unchecked Sendable {  // Safe: `entries` is used
                     try builder.setNexthop(
                         nh,
                         .tunnel(
-                            node.encap, port: fabricPort, destination: node.address, underlayMAC: mac ?? .zero,
-                            innerMAC: node.innerMAC))
+                            node.encap,
+                            port: fabricPort,
+                            destination: node.address,
+                            underlayMAC: mac ?? .zero,
+                            innerMAC: node.innerMAC
+                        )
+                    )
                 }
             }
         } catch {

@@ -30,8 +30,12 @@ public struct NetworkAttachmentDefinition: Codable, Sendable, Equatable {
     public var kind: String?
     public var metadata: Metadata
     public var spec: Spec?
-    public init(apiVersion: String? = "k8s.cni.cncf.io/v1", kind: String? = "NetworkAttachmentDefinition", metadata: Metadata,
-                spec: Spec? = nil) {
+    public init(
+        apiVersion: String? = "k8s.cni.cncf.io/v1",
+        kind: String? = "NetworkAttachmentDefinition",
+        metadata: Metadata,
+        spec: Spec? = nil
+    ) {
         self.apiVersion = apiVersion
         self.kind = kind
         self.metadata = metadata
@@ -146,15 +150,28 @@ public struct PodAttachment: Codable, Sendable, Equatable {
             guard let r = d.result, let result = try? CNIResult.read(r) else {
                 return NetworkStatusEntry(name: network, interface: ifname, ips: nil, mac: nil, default: isDefault)
             }
-            let (itf, ips) = result.sandboxInterface ?? (CNIResult.Interface(name: ifname), result.ips.filter { $0.interface == nil })
+            let (itf, ips) =
+                result.sandboxInterface ?? (
+                    CNIResult.Interface(name: ifname), result.ips.filter { $0.interface == nil }
+                )
             return NetworkStatusEntry(
-                name: network, interface: itf.name, ips: ips.map(\.address), mac: itf.mac, default: isDefault,
-                defaultRoute: d.defaultRoute)
+                name: network,
+                interface: itf.name,
+                ips: ips.map(\.address),
+                mac: itf.mac,
+                default: isDefault,
+                defaultRoute: d.defaultRoute
+            )
         }
         guard detached != true else { return nil }
         return NetworkStatusEntry(
-            name: network, interface: ifname, ips: [ipv4, ipv6].compactMap { $0 }, mac: mac, default: isDefault,
-            defaultRoute: requestedDefaultRoute)
+            name: network,
+            interface: ifname,
+            ips: [ipv4, ipv6].compactMap { $0 },
+            mac: mac,
+            default: isDefault,
+            defaultRoute: requestedDefaultRoute
+        )
     }
 }
 
@@ -193,6 +210,7 @@ struct CNIState {
 
     /// Pods attached to a network, by pod key.
     func users(of network: String) -> [String] {
-        pods.values.filter { p in p.attachments.contains { $0.network == network && $0.detached != true } }.map(\.key).sorted()
+        pods.values.filter { p in p.attachments.contains { $0.network == network && $0.detached != true } }.map(\.key)
+            .sorted()
     }
 }

@@ -4,10 +4,10 @@
 // make what they describe when it is missing (VRFs; taps, re-attached when they survived).
 
 import Foundation
+import Logging
 import VRouterCNI
 import VRouterCore
 import VRouterIO
-import Logging
 
 /// cni.json in a state snapshot.
 public struct CNISnapshot: Codable, Sendable {
@@ -33,7 +33,8 @@ extension NodeService {
     func cniSnapshot(_ s: ControlState) -> CNISnapshot {
         CNISnapshot(
             networks: s.cni.networks.values.sorted { $0.key < $1.key },
-            pods: s.cni.pods.values.sorted { $0.containerID < $1.containerID })
+            pods: s.cni.pods.values.sorted { $0.containerID < $1.containerID }
+        )
     }
 
     static func pools(for rec: NetworkRecord, _ c: NodeConfig) -> [SubnetPool] {
@@ -54,9 +55,14 @@ extension NodeService {
     func markAddresses(_ p: PodRecord, used: Bool, _ s: inout ControlState) {
         for a in p.attachments where a.delegate == nil && a.detached != true {
             for ip in [a.ipv4, a.ipv6].compactMap({ $0 }) {
-                guard let (v6, value, _) = NetworkAnnotation.parseIP(ip), let pi = s.cni.pools[a.network]?.firstIndex(where: { $0.v6 == v6 })
+                guard let (v6, value, _) = NetworkAnnotation.parseIP(ip),
+                    let pi = s.cni.pools[a.network]?.firstIndex(where: { $0.v6 == v6 })
                 else { continue }
-                if used { s.cni.pools[a.network]![pi].markUsed(value) } else { s.cni.pools[a.network]![pi].release(value) }
+                if used {
+                    s.cni.pools[a.network]![pi].markUsed(value)
+                } else {
+                    s.cni.pools[a.network]![pi].release(value)
+                }
             }
         }
     }
@@ -100,15 +106,24 @@ extension NodeService {
                     if present { try? uninstallInterfaces([vif], &s) }
                 } else if !present {
                     guard NetworkNamespace.at(rec.netns).exists else {
-                        log.warning("pod namespace gone; its interface waits for DEL", metadata: ["pod": "\(rec.key)", "interface": "\(vif)"])
+                        log.warning(
+                            "pod namespace gone; its interface waits for DEL",
+                            metadata: ["pod": "\(rec.key)", "interface": "\(vif)"]
+                        )
                         continue
                     }
                     do {
                         _ = try installInterface(
-                            Self.nodeInterface(a, netns: rec.netns), &s, reattach: true,
-                            gateways: (a.gateway4.flatMap { IPv4Address($0) }, a.gateway6.flatMap { IPv6Address($0) }))
+                            Self.nodeInterface(a, netns: rec.netns),
+                            &s,
+                            reattach: true,
+                            gateways: (a.gateway4.flatMap { IPv4Address($0) }, a.gateway6.flatMap { IPv6Address($0) })
+                        )
                     } catch {
-                        log.error("pod interface not restored", metadata: ["pod": "\(rec.key)", "interface": "\(vif)", "error": "\(error)"])
+                        log.error(
+                            "pod interface not restored",
+                            metadata: ["pod": "\(rec.key)", "interface": "\(vif)", "error": "\(error)"]
+                        )
                     }
                 }
             }
@@ -129,8 +144,12 @@ extension NodeService {
     static func droppingVanishedPods(_ c: NodeConfig, _ log: Logger) -> NodeConfig {
         var c = c
         c.interfaces.removeAll { itf in
-            guard itf.kind == .pod, let t = itf.tap, t.persistent, let ns = t.netns, !NetworkNamespace.at(ns).exists else { return false }
-            log.warning("pod interface dropped: its network namespace is gone", metadata: ["interface": "\(itf.name)", "netns": "\(ns)"])
+            guard itf.kind == .pod, let t = itf.tap, t.persistent, let ns = t.netns, !NetworkNamespace.at(ns).exists
+            else { return false }
+            log.warning(
+                "pod interface dropped: its network namespace is gone",
+                metadata: ["interface": "\(itf.name)", "netns": "\(ns)"]
+            )
             return true
         }
         return c

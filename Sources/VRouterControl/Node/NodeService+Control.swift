@@ -15,28 +15,52 @@ extension NodeService {
         return state.withLock { s in
             let routes = s.builder.vrfs.values.reduce(0) { $0 + $1.routes4.count + $1.routes6.count }
             return StatusInfo(
-                node: s.config.name, version: vrouterVersion, uptimeSeconds: Date().timeIntervalSince(started),
-                workers: workers.count, interfaces: s.config.interfaces.count, vrfs: s.builder.vrfs.count, routes: routes,
-                nexthops: s.builder.nexthops.count, flows: flows, tablesVersion: publication.current.version,
-                stateDirectory: persistence?.directory, healthy: !stopping.load(ordering: .relaxed))
+                node: s.config.name,
+                version: vrouterVersion,
+                uptimeSeconds: Date().timeIntervalSince(started),
+                workers: workers.count,
+                interfaces: s.config.interfaces.count,
+                vrfs: s.builder.vrfs.count,
+                routes: routes,
+                nexthops: s.builder.nexthops.count,
+                flows: flows,
+                tablesVersion: publication.current.version,
+                stateDirectory: persistence?.directory,
+                healthy: !stopping.load(ordering: .relaxed)
+            )
         }
     }
 
     public func interfaces() -> [InterfaceInfo] {
         let cs = workerCounters
-        let ringDrops = fabricSockets.isEmpty ? nil : fabricSockets.reduce(UInt64(0)) { $0 + ((try? $1.statistics().drops) ?? 0) }
+        let ringDrops =
+            fabricSockets.isEmpty ? nil : fabricSockets.reduce(UInt64(0)) { $0 + ((try? $1.statistics().drops) ?? 0) }
         return state.withLock { s in
             s.config.interfaces.compactMap { itf -> InterfaceInfo? in
                 guard let id = s.compiled.portIDs[itf.name] else { return nil }
                 let i = Int(id)
                 func sum(_ f: (PortCounters) -> UInt64) -> UInt64 { cs.reduce(0) { $0 + f($1.ports[i]) } }
                 return InterfaceInfo(
-                    id: i, name: itf.name, kind: itf.kind.rawValue, vrf: itf.vrf, mac: itf.mac.description, mtu: itf.mtu,
-                    ipv4: itf.ipv4.map { "\($0)/\(itf.ipv4PrefixLength)" }, ipv6: itf.ipv6.map { "\($0)/\(itf.ipv6PrefixLength)" },
+                    id: i,
+                    name: itf.name,
+                    kind: itf.kind.rawValue,
+                    vrf: itf.vrf,
+                    mac: itf.mac.description,
+                    mtu: itf.mtu,
+                    ipv4: itf.ipv4.map { "\($0)/\(itf.ipv4PrefixLength)" },
+                    ipv6: itf.ipv6.map { "\($0)/\(itf.ipv6PrefixLength)" },
                     label: itf.label,
-                    tap: itf.tap.map { TapSpec(name: $0.name, netns: $0.netns, ifname: $0.ifname, persistent: $0.persistent) },
-                    device: itf.device, rxPackets: sum(\.rxPackets), rxBytes: sum(\.rxBytes), txPackets: sum(\.txPackets),
-                    txBytes: sum(\.txBytes), drops: sum(\.drops), ringDrops: itf.kind == .fabric ? ringDrops : nil)
+                    tap: itf.tap.map {
+                        TapSpec(name: $0.name, netns: $0.netns, ifname: $0.ifname, persistent: $0.persistent)
+                    },
+                    device: itf.device,
+                    rxPackets: sum(\.rxPackets),
+                    rxBytes: sum(\.rxBytes),
+                    txPackets: sum(\.txPackets),
+                    txBytes: sum(\.txBytes),
+                    drops: sum(\.drops),
+                    ringDrops: itf.kind == .fabric ? ringDrops : nil
+                )
             }
         }
     }
@@ -47,8 +71,15 @@ extension NodeService {
             s.builder.vrfs.sorted { $0.key < $1.key }.map { id, v in
                 let fib = tables.fibs(vrf: id).map { $0.0.memoryBytes + $0.1.memoryBytes } ?? 0
                 return VRFInfo(
-                    id: Int(id), name: v.name, vni: s.vnis[v.name], gateway: v.gateway4?.description,
-                    gateway6: v.gateway6?.description, ipv4Routes: v.routes4.count, ipv6Routes: v.routes6.count, fibBytes: fib)
+                    id: Int(id),
+                    name: v.name,
+                    vni: s.vnis[v.name],
+                    gateway: v.gateway4?.description,
+                    gateway6: v.gateway6?.description,
+                    ipv4Routes: v.routes4.count,
+                    ipv6Routes: v.routes6.count,
+                    fibBytes: fib
+                )
             }
         }
     }
@@ -80,7 +111,10 @@ extension NodeService {
             r.kind = "ecmp"
             r.members = members.map { m in
                 let node = s.compiled.nodeNexthops.first { $0.value == m.nexthop }?.key ?? "nexthop \(m.nexthop)"
-                let vx: Bool = { if case .tunnel(.vxlan, _, _, _, _)? = s.builder.nexthops[m.nexthop] { return true }; return false }()
+                let vx: Bool = {
+                    if case .tunnel(.vxlan, _, _, _, _)? = s.builder.nexthops[m.nexthop] { return true }
+                    return false
+                }()
                 return RouteMember(via: node, vni: vx ? m.label : nil, label: vx ? nil : m.label)
             }
         case .receive?:
@@ -140,9 +174,15 @@ extension NodeService {
                 var underlay: MACAddress?
                 if case .tunnel(_, _, _, let mac, _)? = s.builder.nexthops[nh], mac.value != 0 { underlay = mac }
                 return RemoteNodeInfo(
-                    name: n.name, address: n.address.description, encap: n.encap.name, mac: n.mac?.description,
-                    innerMAC: n.innerMAC.description, nexthop: nh, underlayMAC: underlay?.description,
-                    resolved: underlay != nil)
+                    name: n.name,
+                    address: n.address.description,
+                    encap: n.encap.name,
+                    mac: n.mac?.description,
+                    innerMAC: n.innerMAC.description,
+                    nexthop: nh,
+                    underlayMAC: underlay?.description,
+                    resolved: underlay != nil
+                )
             }
         }
     }
@@ -151,8 +191,12 @@ extension NodeService {
     public func tableSizes() -> TableSizes {
         state.withLock { s in
             var t = TableSizes(
-                ports: s.builder.ports.count, nexthops: s.builder.nexthops.count, labels: s.builder.labels.count,
-                vnis: s.builder.vnis.count, vrfs: [])
+                ports: s.builder.ports.count,
+                nexthops: s.builder.nexthops.count,
+                labels: s.builder.labels.count,
+                vnis: s.builder.vnis.count,
+                vrfs: []
+            )
             t.vrfs.reserveCapacity(s.builder.vrfs.count)
             for v in s.builder.vrfs.values { t.vrfs.append((v.name, v.routes4.count, v.routes6.count)) }
             return t
@@ -195,10 +239,21 @@ extension NodeService {
                 }
                 out.append(
                     FlowInfo(
-                        worker: w.index, vrf: names[f.vrf] ?? "\(f.vrf)", proto: f.proto, source: text(f.source),
-                        sourcePort: f.sport, destination: text(f.destination), destinationPort: f.dport,
-                        nexthop: f.value.nexthop, label: f.value.label, packets: f.value.packets, bytes: f.value.bytes,
-                        idleMilliseconds: f.idle, closing: f.value.flags.contains(.closing)))
+                        worker: w.index,
+                        vrf: names[f.vrf] ?? "\(f.vrf)",
+                        proto: f.proto,
+                        source: text(f.source),
+                        sourcePort: f.sport,
+                        destination: text(f.destination),
+                        destinationPort: f.dport,
+                        nexthop: f.value.nexthop,
+                        label: f.value.label,
+                        packets: f.value.packets,
+                        bytes: f.value.bytes,
+                        idleMilliseconds: f.idle,
+                        closing: f.value.flags.contains(.closing)
+                    )
+                )
             }
         }
         out.sort { $0.packets > $1.packets }

@@ -8,7 +8,10 @@ import VRouterIO
 
 extension NodeService {
     /// Runs `body` on the control state, publishes the resulting tables, and journals `record`.
-    private func mutate<R>(_ record: @autoclosure () -> StateRecord?, _ body: (inout ControlState) throws(APIError) -> R)
+    private func mutate<R>(
+        _ record: @autoclosure () -> StateRecord?,
+        _ body: (inout ControlState) throws(APIError) -> R
+    )
         throws(APIError) -> R
     {
         try state.withLock { s throws(APIError) -> R in
@@ -31,7 +34,9 @@ extension NodeService {
             guard let a = IPv6Address(g) else { throw .badRequest("gateway6 '\(g)' is not an IPv6 address") }
             return a
         }
-        if let n = spec.vni, !(1...TableBuilder.maxVNI).contains(n) { throw .badRequest("vni \(n) is outside 1...16777215") }
+        if let n = spec.vni, !(1...TableBuilder.maxVNI).contains(n) {
+            throw .badRequest("vni \(n) is outside 1...16777215")
+        }
         try mutate(.addVRF(spec)) { s throws(APIError) in
             guard s.compiled.vrfIDs[spec.name] == nil else { throw .conflict("VRF '\(spec.name)' exists") }
             if let n = spec.vni, let other = s.vnis.first(where: { $0.value == n }) {
@@ -40,8 +45,20 @@ extension NodeService {
             let id = (1...UInt16(65534)).first { s.builder.vrfs[$0] == nil }!
             do {
                 try s.builder.setVRF(id, VRFConfig(name: spec.name, gateway4: g4, gateway6: g6))
-                if let g = g4 { try s.builder.addRoute(vrf: id, IPv4Prefix(g, length: 32)!, RouteTarget(nexthop: NodeConfig.nexthopReceive)) }
-                if let g = g6 { try s.builder.addRoute(vrf: id, IPv6Prefix(g, length: 128)!, RouteTarget(nexthop: NodeConfig.nexthopReceive)) }
+                if let g = g4 {
+                    try s.builder.addRoute(
+                        vrf: id,
+                        IPv4Prefix(g, length: 32)!,
+                        RouteTarget(nexthop: NodeConfig.nexthopReceive)
+                    )
+                }
+                if let g = g6 {
+                    try s.builder.addRoute(
+                        vrf: id,
+                        IPv6Prefix(g, length: 128)!,
+                        RouteTarget(nexthop: NodeConfig.nexthopReceive)
+                    )
+                }
                 if let n = spec.vni { try s.builder.setVNI(n, vrf: id) }
             } catch { throw .badRequest("\(error)") }
             s.compiled.vrfIDs[spec.name] = id
@@ -89,12 +106,16 @@ extension NodeService {
         var parsedDels: [(IPv4Prefix?, IPv6Prefix?)] = []
         for d in dels { parsedDels.append(try parsePrefix(d)) }
         let result = try mutate(.routes(name, change)) { s throws(APIError) -> RouteChangeResult in
-            guard let id = s.compiled.vrfIDs[name], let v = s.builder.vrfs[id] else { throw .notFound("no VRF named '\(name)'") }
+            guard let id = s.compiled.vrfIDs[name], let v = s.builder.vrfs[id] else {
+                throw .notFound("no VRF named '\(name)'")
+            }
             // Check every delete names a route and every add resolves, before any change.
             for (p4, p6) in parsedDels {
                 let present: Bool
                 if let p = p4 { present = v.routes4[p] != nil } else { present = v.routes6[p6!] != nil }
-                guard present else { throw .notFound("VRF '\(name)' has no route \(p4?.description ?? p6!.description)") }
+                guard present else {
+                    throw .notFound("VRF '\(name)' has no route \(p4?.description ?? p6!.description)")
+                }
             }
             var targets: [RouteTarget] = []
             targets.reserveCapacity(parsedAdds.count)
@@ -109,12 +130,20 @@ extension NodeService {
                     s.compiled.ecmpSets[set] = nh
                 }
                 for (p4, p6) in parsedDels {
-                    if let p = p4 { try s.builder.removeRoute(vrf: id, p) } else { try s.builder.removeRoute(vrf: id, p6!) }
+                    if let p = p4 {
+                        try s.builder.removeRoute(vrf: id, p)
+                    } else {
+                        try s.builder.removeRoute(vrf: id, p6!)
+                    }
                 }
                 for (i, (p4, p6, r)) in parsedAdds.enumerated() {
                     var t = targets[i]
                     if r.ecmp != nil { t = RouteTarget(nexthop: s.compiled.ecmpSets[placeholderSet(t, newSets)]!) }
-                    if let p = p4 { try s.builder.addRoute(vrf: id, p, t) } else { try s.builder.addRoute(vrf: id, p6!, t) }
+                    if let p = p4 {
+                        try s.builder.addRoute(vrf: id, p, t)
+                    } else {
+                        try s.builder.addRoute(vrf: id, p6!, t)
+                    }
                 }
             } catch {
                 // Validated above; reaching this is a bug, and the model may be partly changed.
@@ -122,7 +151,11 @@ extension NodeService {
             }
             return RouteChangeResult(added: parsedAdds.count, deleted: parsedDels.count, tablesVersion: 0)
         }
-        return RouteChangeResult(added: result.added, deleted: result.deleted, tablesVersion: publication.current.version)
+        return RouteChangeResult(
+            added: result.added,
+            deleted: result.deleted,
+            tablesVersion: publication.current.version
+        )
     }
 
     private func parsePrefix(_ text: String) throws(APIError) -> (IPv4Prefix?, IPv6Prefix?) {
@@ -133,15 +166,25 @@ extension NodeService {
 
     /// The target of a route spec. ECMP sets not yet known are added to `newSets`, and the
     /// returned target's nexthop is then the set's index there with the top bit set.
-    private func target(_ r: RouteSpec, _ s: ControlState, _ newSets: inout [[RouteTarget]]) throws(APIError) -> RouteTarget {
+    private func target(
+        _ r: RouteSpec,
+        _ s: ControlState,
+        _ newSets: inout [[RouteTarget]]
+    ) throws(APIError) -> RouteTarget {
         if r.discard == true { return RouteTarget(nexthop: NodeConfig.nexthopDiscard) }
         if let i = r.interface {
-            guard let nh = s.compiled.podNexthops[i] else { throw .notFound("route \(r.prefix): no pod interface named '\(i)'") }
+            guard let nh = s.compiled.podNexthops[i] else {
+                throw .notFound("route \(r.prefix): no pod interface named '\(i)'")
+            }
             return RouteTarget(nexthop: nh)
         }
         func member(_ via: String, _ vni: UInt32?, _ label: UInt32?) throws(APIError) -> RouteTarget {
-            guard let nh = s.compiled.nodeNexthops[via] else { throw .notFound("route \(r.prefix): no remote node named '\(via)'") }
-            guard case .tunnel(let encap, _, _, _, _)? = s.builder.nexthops[nh] else { throw APIError(500, "node \(via) has no tunnel") }
+            guard let nh = s.compiled.nodeNexthops[via] else {
+                throw .notFound("route \(r.prefix): no remote node named '\(via)'")
+            }
+            guard case .tunnel(let encap, _, _, _, _)? = s.builder.nexthops[nh] else {
+                throw APIError(500, "node \(via) has no tunnel")
+            }
             if encap == .vxlan {
                 guard let n = vni, (1...TableBuilder.maxVNI).contains(n) else {
                     throw .badRequest("route \(r.prefix): node \(via) is VXLAN: give a vni in 1...16777215")
@@ -172,7 +215,9 @@ extension NodeService {
 
     public func addRemoteNode(_ spec: RemoteNodeSpec) throws(APIError) {
         try validName(spec.name, "remote node")
-        guard let addr = IPv4Address(spec.address) else { throw .badRequest("address '\(spec.address)' is not an IPv4 address") }
+        guard let addr = IPv4Address(spec.address) else {
+            throw .badRequest("address '\(spec.address)' is not an IPv4 address")
+        }
         let encap: TunnelEncap
         switch spec.encap {
         case "vxlan": encap = .vxlan
@@ -183,22 +228,32 @@ extension NodeService {
             guard let v = MACAddress(m) else { throw .badRequest("mac '\(m)' is not a MAC address") }
             return v
         }
-        let inner = try spec.innerMAC.map { m throws(APIError) in
-            guard let v = MACAddress(m) else { throw .badRequest("innerMAC '\(m)' is not a MAC address") }
-            return v
-        } ?? .vrouter
+        let inner =
+            try spec.innerMAC.map { m throws(APIError) in
+                guard let v = MACAddress(m) else { throw .badRequest("innerMAC '\(m)' is not a MAC address") }
+                return v
+            } ?? .vrouter
         try mutate(.addNode(spec)) { s throws(APIError) in
-            guard s.compiled.nodeNexthops[spec.name] == nil else { throw .conflict("remote node '\(spec.name)' exists") }
-            guard let fabric = s.config.interfaces.first(where: { $0.kind == .fabric }), let port = s.compiled.portIDs[fabric.name] else {
+            guard s.compiled.nodeNexthops[spec.name] == nil else {
+                throw .conflict("remote node '\(spec.name)' exists")
+            }
+            guard let fabric = s.config.interfaces.first(where: { $0.kind == .fabric }),
+                let port = s.compiled.portIDs[fabric.name]
+            else {
                 throw .conflict("this node has no fabric interface for tunnels")
             }
             let nh = s.compiled.nextNexthop
             do {
-                try s.builder.setNexthop(nh, .tunnel(encap, port: port, destination: addr, underlayMAC: mac ?? .zero, innerMAC: inner))
+                try s.builder.setNexthop(
+                    nh,
+                    .tunnel(encap, port: port, destination: addr, underlayMAC: mac ?? .zero, innerMAC: inner)
+                )
             } catch { throw .badRequest("\(error)") }
             s.compiled.nextNexthop += 1
             s.compiled.nodeNexthops[spec.name] = nh
-            s.config.remoteNodes.append(NodeConfig.RemoteNode(name: spec.name, address: addr, mac: mac, encap: encap, innerMAC: inner))
+            s.config.remoteNodes.append(
+                NodeConfig.RemoteNode(name: spec.name, address: addr, mac: mac, encap: encap, innerMAC: inner)
+            )
         }
         resolver?.watch()
     }
@@ -233,15 +288,24 @@ extension NodeService {
             itf.ipv6 = addr
             itf.ipv6PrefixLength = len
         }
-        if let l = spec.label, !(16...TableBuilder.maxLabel).contains(l) { throw .badRequest("label \(l) is outside 16...1048575") }
+        if let l = spec.label, !(16...TableBuilder.maxLabel).contains(l) {
+            throw .badRequest("label \(l) is outside 16...1048575")
+        }
         itf.label = spec.label
         itf.antiSpoofing = spec.antiSpoofing ?? true
         itf.defaultRoute = spec.defaultRoute ?? true
         guard !spec.tap.name.isEmpty, spec.tap.name.utf8.count <= 15 else {
             throw .badRequest("tap name '\(spec.tap.name)' is not a valid interface name (1-15 bytes)")
         }
-        itf.tap = NodeConfig.Tap(name: spec.tap.name, netns: spec.tap.netns, ifname: spec.tap.ifname, persistent: spec.tap.persistent ?? false)
-        if let n = spec.tap.netns, !NetworkNamespace.at(n).exists { throw .badRequest("network namespace '\(n)' does not exist") }
+        itf.tap = NodeConfig.Tap(
+            name: spec.tap.name,
+            netns: spec.tap.netns,
+            ifname: spec.tap.ifname,
+            persistent: spec.tap.persistent ?? false
+        )
+        if let n = spec.tap.netns, !NetworkNamespace.at(n).exists {
+            throw .badRequest("network namespace '\(n)' does not exist")
+        }
 
         return try state.withLock { s throws(APIError) -> InterfaceInfo in
             let port = try installInterface(itf, &s)
@@ -255,16 +319,24 @@ extension NodeService {
     /// label, the workers' queues) without publishing or journaling: callers publish once
     /// for a batch. `reattach`: a persistent tap already in the namespace is taken over (a
     /// restart) rather than refused.
-    func installInterface(_ itf: NodeConfig.Interface, _ s: inout ControlState, reattach: Bool = true,
-                          gateways: (IPv4Address?, IPv6Address?)? = nil) throws(APIError) -> UInt16 {
+    func installInterface(
+        _ itf: NodeConfig.Interface,
+        _ s: inout ControlState,
+        reattach: Bool = true,
+        gateways: (IPv4Address?, IPv6Address?)? = nil
+    ) throws(APIError) -> UInt16 {
         let name = itf.name
         let vrfName = itf.vrf ?? ""
         guard s.compiled.portIDs[name] == nil else { throw .conflict("interface '\(name)' exists") }
         guard let vrfID = s.compiled.vrfIDs[vrfName], let vrf = s.builder.vrfs[vrfID] else {
             throw .notFound("no VRF named '\(vrfName)'")
         }
-        if let a = itf.ipv4, vrf.routes4[IPv4Prefix(a, length: 32)!] != nil { throw .conflict("\(a) is already routed in VRF '\(vrfName)'") }
-        if let a = itf.ipv6, vrf.routes6[IPv6Prefix(a, length: 128)!] != nil { throw .conflict("\(a) is already routed in VRF '\(vrfName)'") }
+        if let a = itf.ipv4, vrf.routes4[IPv4Prefix(a, length: 32)!] != nil {
+            throw .conflict("\(a) is already routed in VRF '\(vrfName)'")
+        }
+        if let a = itf.ipv6, vrf.routes6[IPv6Prefix(a, length: 128)!] != nil {
+            throw .conflict("\(a) is already routed in VRF '\(vrfName)'")
+        }
         if let l = itf.label, s.builder.labels[l] != nil { throw .conflict("label \(l) is taken") }
         guard let port = (UInt16(0)..<UInt16(Counters.maxPorts)).first(where: { s.builder.ports[$0] == nil }) else {
             throw .conflict("no free port id")
@@ -274,7 +346,11 @@ extension NodeService {
         let tap: TapPort
         do {
             tap = try makeTap(
-                itf, queues: max(workers.count, 1), reattach: reattach, gateways: gateways ?? (vrf.gateway4, vrf.gateway6))
+                itf,
+                queues: max(workers.count, 1),
+                reattach: reattach,
+                gateways: gateways ?? (vrf.gateway4, vrf.gateway6)
+            )
         } catch {
             throw .badRequest("interface '\(name)': \(error)")
         }
@@ -283,11 +359,24 @@ extension NodeService {
         do {
             try s.builder.setPort(
                 port,
-                PortConfig(kind: .pod, name: name, vrf: vrfID, mac: mac, mtu: itf.mtu, ipv4: itf.ipv4, ipv6: itf.ipv6,
-                    antiSpoofing: itf.antiSpoofing))
+                PortConfig(
+                    kind: .pod,
+                    name: name,
+                    vrf: vrfID,
+                    mac: mac,
+                    mtu: itf.mtu,
+                    ipv4: itf.ipv4,
+                    ipv6: itf.ipv6,
+                    antiSpoofing: itf.antiSpoofing
+                )
+            )
             try s.builder.setNexthop(nh, .encap(port: port, mac: mac))
-            if let a = itf.ipv4 { try s.builder.addRoute(vrf: vrfID, IPv4Prefix(a, length: 32)!, RouteTarget(nexthop: nh)) }
-            if let a = itf.ipv6 { try s.builder.addRoute(vrf: vrfID, IPv6Prefix(a, length: 128)!, RouteTarget(nexthop: nh)) }
+            if let a = itf.ipv4 {
+                try s.builder.addRoute(vrf: vrfID, IPv4Prefix(a, length: 32)!, RouteTarget(nexthop: nh))
+            }
+            if let a = itf.ipv6 {
+                try s.builder.addRoute(vrf: vrfID, IPv6Prefix(a, length: 128)!, RouteTarget(nexthop: nh))
+            }
             if let l = itf.label { try s.builder.setLabel(l, nexthop: nh) }
         } catch {
             if let a = itf.ipv4 { try? s.builder.removeRoute(vrf: vrfID, IPv4Prefix(a, length: 32)!) }
@@ -323,7 +412,8 @@ extension NodeService {
     func uninstallInterfaces(_ names: [String], _ s: inout ControlState) throws(APIError) {
         var doomed: [(String, UInt16, NodeConfig.Interface, UInt32)] = []
         for name in names {
-            guard let port = s.compiled.portIDs[name], let itf = s.config.interfaces.first(where: { $0.name == name }) else {
+            guard let port = s.compiled.portIDs[name], let itf = s.config.interfaces.first(where: { $0.name == name })
+            else {
                 throw .notFound("no interface named '\(name)'")
             }
             guard itf.kind == .pod else { throw .conflict("the fabric interface cannot be removed while running") }
@@ -337,7 +427,9 @@ extension NodeService {
                 for (p, t) in v.routes6 where t.nexthop == nh && p != own6 { routed.append("\(v.name) \(p)") }
             }
             guard routed.isEmpty else {
-                throw .conflict("interface '\(name)' is the target of routes: \(routed.prefix(5).joined(separator: ", "))")
+                throw .conflict(
+                    "interface '\(name)' is the target of routes: \(routed.prefix(5).joined(separator: ", "))"
+                )
             }
             doomed.append((name, port, itf, nh))
         }
@@ -372,25 +464,45 @@ extension NodeService {
 
     func interfaceInfo(_ itf: NodeConfig.Interface, _ port: UInt16) -> InterfaceInfo {
         InterfaceInfo(
-            id: Int(port), name: itf.name, kind: itf.kind.rawValue, vrf: itf.vrf, mac: itf.mac.description, mtu: itf.mtu,
-            ipv4: itf.ipv4.map { "\($0)/\(itf.ipv4PrefixLength)" }, ipv6: itf.ipv6.map { "\($0)/\(itf.ipv6PrefixLength)" },
-            label: itf.label, tap: itf.tap.map { TapSpec(name: $0.name, netns: $0.netns, ifname: $0.ifname, persistent: $0.persistent) },
-            device: itf.device, rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, drops: 0)
+            id: Int(port),
+            name: itf.name,
+            kind: itf.kind.rawValue,
+            vrf: itf.vrf,
+            mac: itf.mac.description,
+            mtu: itf.mtu,
+            ipv4: itf.ipv4.map { "\($0)/\(itf.ipv4PrefixLength)" },
+            ipv6: itf.ipv6.map { "\($0)/\(itf.ipv6PrefixLength)" },
+            label: itf.label,
+            tap: itf.tap.map { TapSpec(name: $0.name, netns: $0.netns, ifname: $0.ifname, persistent: $0.persistent) },
+            device: itf.device,
+            rxPackets: 0,
+            rxBytes: 0,
+            txPackets: 0,
+            txBytes: 0,
+            drops: 0
+        )
     }
 
     // MARK: helpers
 
     private func validName(_ n: String, _ what: String) throws(APIError) {
-        guard !n.isEmpty, n.utf8.count <= 63, n.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != UInt8(ascii: "/") }) else {
+        guard !n.isEmpty, n.utf8.count <= 63, n.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != UInt8(ascii: "/") })
+        else {
             throw .badRequest("\(what) name '\(n)' must be 1-63 printable characters without spaces or '/'")
         }
     }
 
-    private func addressWithLength<A>(_ text: String, _ max: Int, _ parse: (Substring) -> A?) throws(APIError) -> (A, Int) {
+    private func addressWithLength<A>(
+        _ text: String,
+        _ max: Int,
+        _ parse: (Substring) -> A?
+    ) throws(APIError) -> (A, Int) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count <= 2, let a = parse(parts[0]) else { throw .badRequest("'\(text)' is not an address") }
         guard parts.count == 2 else { return (a, max) }
-        guard let l = Int(parts[1]), (0...max).contains(l) else { throw .badRequest("'\(text)': prefix length must be 0...\(max)") }
+        guard let l = Int(parts[1]), (0...max).contains(l) else {
+            throw .badRequest("'\(text)': prefix length must be 0...\(max)")
+        }
         return (a, l)
     }
 }

@@ -25,8 +25,12 @@ extension NodeService {
         }
         let name = nad.metadata.name
         let ns = nad.metadata.namespace ?? "default"
-        guard NetworkAnnotation.isDNSLabel(name) else { throw .badRequest("metadata.name '\(name)' is not a DNS-1123 label") }
-        guard NetworkAnnotation.isDNSLabel(ns) else { throw .badRequest("metadata.namespace '\(ns)' is not a DNS-1123 label") }
+        guard NetworkAnnotation.isDNSLabel(name) else {
+            throw .badRequest("metadata.name '\(name)' is not a DNS-1123 label")
+        }
+        guard NetworkAnnotation.isDNSLabel(ns) else {
+            throw .badRequest("metadata.namespace '\(ns)' is not a DNS-1123 label")
+        }
         let where_ = "network \(ns)/\(name)"
         let ann = nad.metadata.annotations ?? [:]
         var config: JSONObject?
@@ -55,13 +59,25 @@ extension NodeService {
             }
         }
         var r = NetworkRecord(
-            namespace: ns, name: name, kind: vrouterTypes.contains(type) ? .vrouter : .delegated, pluginType: type, config: nil,
-            ipFabricForwarding: try flag(fabricForwardingAnnotation), ipFabricSnat: try flag(fabricSnatAnnotation), annotations: ann)
+            namespace: ns,
+            name: name,
+            kind: vrouterTypes.contains(type) ? .vrouter : .delegated,
+            pluginType: type,
+            config: nil,
+            ipFabricForwarding: try flag(fabricForwardingAnnotation),
+            ipFabricSnat: try flag(fabricSnatAnnotation),
+            annotations: ann
+        )
         switch r.kind {
         case .delegated:
-            for k in [cidrAnnotation, contrailNetworkAnnotation, fabricForwardingAnnotation, fabricSnatAnnotation, vniAnnotation]
+            for k in [
+                cidrAnnotation, contrailNetworkAnnotation, fabricForwardingAnnotation, fabricSnatAnnotation,
+                vniAnnotation,
+            ]
             where ann[k] != nil {
-                throw .badRequest("\(where_): \(k) applies to vRouter networks; this one is delegated to the '\(type)' plugin")
+                throw .badRequest(
+                    "\(where_): \(k) applies to vRouter networks; this one is delegated to the '\(type)' plugin"
+                )
             }
             var c = config!
             if c["name"] == nil { c["name"] = .string(name) }
@@ -73,34 +89,50 @@ extension NodeService {
         case .vrouter:
             if ann[contrailNetworkAnnotation] != nil {
                 throw .badRequest(
-                    "\(where_): \(contrailNetworkAnnotation) (mapping to an existing Contrail VN) is not supported; give \(cidrAnnotation)")
+                    "\(where_): \(contrailNetworkAnnotation) (mapping to an existing Contrail VN) is not supported; give \(cidrAnnotation)"
+                )
             }
             if r.ipFabricForwarding {
                 throw .badRequest(
-                    "\(where_): \(fabricForwardingAnnotation)=true is not supported: this vRouter has no IP-fabric VRF to put the network's routes in (pods reach the fabric through the default network)")
+                    "\(where_): \(fabricForwardingAnnotation)=true is not supported: this vRouter has no IP-fabric VRF to put the network's routes in (pods reach the fabric through the default network)"
+                )
             }
             if r.ipFabricSnat {
-                throw .badRequest("\(where_): \(fabricSnatAnnotation)=true is not supported: the dataplane does no source NAT")
+                throw .badRequest(
+                    "\(where_): \(fabricSnatAnnotation)=true is not supported: the dataplane does no source NAT"
+                )
             }
             guard let cidr = ann[cidrAnnotation] else {
                 throw .badRequest("\(where_): a vRouter network needs the \(cidrAnnotation) annotation (its subnet)")
             }
             for part in cidr.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
                 if let p = IPv4Prefix(part) {
-                    guard r.subnet == nil else { throw .badRequest("\(where_): \(cidrAnnotation) has two IPv4 subnets") }
-                    guard p.length <= 30 else { throw .badRequest("\(where_): subnet \(p) has no room for pods (at most /30)") }
+                    guard r.subnet == nil else {
+                        throw .badRequest("\(where_): \(cidrAnnotation) has two IPv4 subnets")
+                    }
+                    guard p.length <= 30 else {
+                        throw .badRequest("\(where_): subnet \(p) has no room for pods (at most /30)")
+                    }
                     r.subnet = p.description
                     r.gateway = IPv4Address(p.address.value | ~IPv4Prefix.mask(Int(p.length)) &- 1).description
                 } else if let p = IPv6Prefix(part) {
-                    guard r.subnet6 == nil else { throw .badRequest("\(where_): \(cidrAnnotation) has two IPv6 subnets") }
-                    guard p.length <= 126 else { throw .badRequest("\(where_): subnet \(p) has no room for pods (at most /126)") }
+                    guard r.subnet6 == nil else {
+                        throw .badRequest("\(where_): \(cidrAnnotation) has two IPv6 subnets")
+                    }
+                    guard p.length <= 126 else {
+                        throw .badRequest("\(where_): subnet \(p) has no room for pods (at most /126)")
+                    }
                     r.subnet6 = p.description
                     r.gateway6 = IPv6Address(p.address.value | ~IPv6Prefix.mask(Int(p.length)) &- 1).description
                 } else {
-                    throw .badRequest("\(where_): \(cidrAnnotation) '\(part)' is not a prefix (address/length, host bits zero)")
+                    throw .badRequest(
+                        "\(where_): \(cidrAnnotation) '\(part)' is not a prefix (address/length, host bits zero)"
+                    )
                 }
             }
-            guard r.subnet != nil || r.subnet6 != nil else { throw .badRequest("\(where_): \(cidrAnnotation) is empty") }
+            guard r.subnet != nil || r.subnet6 != nil else {
+                throw .badRequest("\(where_): \(cidrAnnotation) is empty")
+            }
             r.vrf = "\(ns):\(name)"
             if let v = ann[vniAnnotation] {
                 guard let n = UInt32(v), (1...TableBuilder.maxVNI).contains(n) else {
@@ -126,7 +158,9 @@ extension NodeService {
                 if Self.sameDefinition(old, wanted) { return NetworkApplyResult(network: key, action: "unchanged") }
                 let users = s.cni.users(of: key)
                 guard users.isEmpty else {
-                    throw .conflict("network \(key) is used by pods (\(users.joined(separator: ", "))); delete them before changing it")
+                    throw .conflict(
+                        "network \(key) is used by pods (\(users.joined(separator: ", "))); delete them before changing it"
+                    )
                 }
                 try removeNetwork(old, &s)
                 action = "configured"
@@ -146,11 +180,14 @@ extension NodeService {
             guard let rec = s.cni.networks[key] else { throw .notFound("no network \(key)") }
             let users = s.cni.users(of: key)
             if !users.isEmpty && !force {
-                throw .conflict("network \(key) is used by pods: \(users.joined(separator: ", ")) (delete them first, or --force)")
+                throw .conflict(
+                    "network \(key) is used by pods: \(users.joined(separator: ", ")) (delete them first, or --force)"
+                )
             }
             for (cid, var pod) in s.cni.pods {
                 var changed = false
-                for i in pod.attachments.indices where pod.attachments[i].network == key && pod.attachments[i].detached != true {
+                for i in pod.attachments.indices
+                where pod.attachments[i].network == key && pod.attachments[i].detached != true {
                     if pod.attachments[i].delegate == nil { releaseAttachment(pod.attachments[i], &s) }
                     if rec.kind == .vrouter { pod.attachments[i].detached = true }
                     changed = true
@@ -185,7 +222,9 @@ extension NodeService {
         }
         guard s.compiled.vrfIDs[vrf] == nil else { throw .conflict("network \(rec.key): a VRF named '\(vrf)' exists") }
         if let n = rec.vni {
-            if let other = s.vnis.first(where: { $0.value == n }) { throw .conflict("network \(rec.key): VNI \(n) is taken by VRF '\(other.key)'") }
+            if let other = s.vnis.first(where: { $0.value == n }) {
+                throw .conflict("network \(rec.key): VNI \(n) is taken by VRF '\(other.key)'")
+            }
         } else {
             // A VNI from the name, so that nodes applying the same NADs in any order agree
             // (unless two names collide: the later one probes on, and `vrouter.io/vni` pins it).
@@ -199,24 +238,43 @@ extension NodeService {
         let g4 = rec.gateway.flatMap { IPv4Address($0) }
         let g6 = rec.gateway6.flatMap { IPv6Address($0) }
         var pools: [SubnetPool] = []
-        let slice = s.config.ipamSlice, slices = s.config.ipamSlices
+        let slice = s.config.ipamSlice
+        let slices = s.config.ipamSlices
         if let p = rec.subnet.flatMap({ IPv4Prefix($0) }), let g = g4 {
             guard let pool = SubnetPool.v4(p, gateway: g, slice: slice, slices: slices) else {
-                throw .badRequest("network \(rec.key): subnet \(p) split in \(slices) slices leaves this node no addresses")
+                throw .badRequest(
+                    "network \(rec.key): subnet \(p) split in \(slices) slices leaves this node no addresses"
+                )
             }
             pools.append(pool)
         }
         if let p = rec.subnet6.flatMap({ IPv6Prefix($0) }), let g = g6 {
             guard let pool = SubnetPool.v6(p, gateway: g, slice: slice, slices: slices) else {
-                throw .badRequest("network \(rec.key): subnet \(p) split in \(slices) slices leaves this node no addresses")
+                throw .badRequest(
+                    "network \(rec.key): subnet \(p) split in \(slices) slices leaves this node no addresses"
+                )
             }
             pools.append(pool)
         }
-        guard let id = (1...UInt16(65534)).first(where: { s.builder.vrfs[$0] == nil }) else { throw .conflict("no free VRF id") }
+        guard let id = (1...UInt16(65534)).first(where: { s.builder.vrfs[$0] == nil }) else {
+            throw .conflict("no free VRF id")
+        }
         do {
             try s.builder.setVRF(id, VRFConfig(name: vrf, gateway4: g4, gateway6: g6))
-            if let g = g4 { try s.builder.addRoute(vrf: id, IPv4Prefix(g, length: 32)!, RouteTarget(nexthop: NodeConfig.nexthopReceive)) }
-            if let g = g6 { try s.builder.addRoute(vrf: id, IPv6Prefix(g, length: 128)!, RouteTarget(nexthop: NodeConfig.nexthopReceive)) }
+            if let g = g4 {
+                try s.builder.addRoute(
+                    vrf: id,
+                    IPv4Prefix(g, length: 32)!,
+                    RouteTarget(nexthop: NodeConfig.nexthopReceive)
+                )
+            }
+            if let g = g6 {
+                try s.builder.addRoute(
+                    vrf: id,
+                    IPv6Prefix(g, length: 128)!,
+                    RouteTarget(nexthop: NodeConfig.nexthopReceive)
+                )
+            }
             try s.builder.setVNI(rec.vni!, vrf: id)
         } catch {
             try? s.builder.removeVRF(id)
@@ -233,7 +291,11 @@ extension NodeService {
     func removeNetwork(_ rec: NetworkRecord, _ s: inout ControlState) throws(APIError) {
         if rec.kind == .vrouter, let vrf = rec.vrf, let id = s.compiled.vrfIDs[vrf] {
             let users = s.config.interfaces.filter { $0.vrf == vrf }.map(\.name)
-            guard users.isEmpty else { throw .conflict("network \(rec.key): VRF '\(vrf)' still has interfaces: \(users.joined(separator: ", "))") }
+            guard users.isEmpty else {
+                throw .conflict(
+                    "network \(rec.key): VRF '\(vrf)' still has interfaces: \(users.joined(separator: ", "))"
+                )
+            }
             if let n = s.vnis[vrf] { try? s.builder.removeVNI(n) }
             do { try s.builder.removeVRF(id) } catch { throw .conflict("network \(rec.key): \(error)") }
             s.compiled.vrfIDs[vrf] = nil
@@ -257,10 +319,14 @@ extension NodeService {
 
     public func network(namespace: String, name: String) throws(APIError) -> NetworkInfo {
         try state.withLock { s throws(APIError) in
-            if let d = s.config.defaultNetwork, name == d.name, namespace.isEmpty || namespace == "default" || namespace == "-" {
+            if let d = s.config.defaultNetwork, name == d.name,
+                namespace.isEmpty || namespace == "default" || namespace == "-"
+            {
                 return defaultNetworkInfo(d, s)
             }
-            guard let rec = s.cni.networks["\(namespace)/\(name)"] else { throw .notFound("no network \(namespace)/\(name)") }
+            guard let rec = s.cni.networks["\(namespace)/\(name)"] else {
+                throw .notFound("no network \(namespace)/\(name)")
+            }
             return info(rec, s)
         }
     }
@@ -270,29 +336,53 @@ extension NodeService {
         let users = s.cni.users(of: rec.key)
         let inUse = rec.kind == .vrouter ? pools.reduce(0) { $0 + $1.used.count } : users.count
         return NetworkInfo(
-            network: rec, isDefault: false, pods: users, addressesInUse: inUse,
-            addressesFree: rec.kind == .vrouter ? pools.first.map(\.free) : nil)
+            network: rec,
+            isDefault: false,
+            pods: users,
+            addressesInUse: inUse,
+            addressesFree: rec.kind == .vrouter ? pools.first.map(\.free) : nil
+        )
     }
 
     private func defaultNetworkInfo(_ d: NodeConfig.DefaultNetwork, _ s: ControlState) -> NetworkInfo {
         let rec = NetworkRecord(
-            namespace: "", name: d.name, kind: .vrouter, pluginType: "vrouter-cni", config: nil, subnet: d.subnet4?.description,
-            subnet6: d.subnet6?.description, gateway: d.gateway4?.description, gateway6: d.gateway6?.description, vrf: d.name,
-            vni: s.vnis[d.name] ?? d.vni, ipFabricForwarding: false, ipFabricSnat: false, annotations: [:])
+            namespace: "",
+            name: d.name,
+            kind: .vrouter,
+            pluginType: "vrouter-cni",
+            config: nil,
+            subnet: d.subnet4?.description,
+            subnet6: d.subnet6?.description,
+            gateway: d.gateway4?.description,
+            gateway6: d.gateway6?.description,
+            vrf: d.name,
+            vni: s.vnis[d.name] ?? d.vni,
+            ipFabricForwarding: false,
+            ipFabricSnat: false,
+            annotations: [:]
+        )
         let pools = s.cni.pools[d.name] ?? []
         return NetworkInfo(
-            network: rec, isDefault: true, pods: s.cni.users(of: d.name), addressesInUse: pools.reduce(0) { $0 + $1.used.count },
-            addressesFree: pools.first.map(\.free))
+            network: rec,
+            isDefault: true,
+            pods: s.cni.users(of: d.name),
+            addressesInUse: pools.reduce(0) { $0 + $1.used.count },
+            addressesFree: pools.first.map(\.free)
+        )
     }
 
     /// The default network's pools, made from the config (at start).
     static func defaultPools(_ c: NodeConfig) -> [String: [SubnetPool]] {
         guard let d = c.defaultNetwork else { return [:] }
         var pools: [SubnetPool] = []
-        if let p = d.subnet4, let g = d.gateway4, let pool = SubnetPool.v4(p, gateway: g, slice: c.ipamSlice, slices: c.ipamSlices) {
+        if let p = d.subnet4, let g = d.gateway4,
+            let pool = SubnetPool.v4(p, gateway: g, slice: c.ipamSlice, slices: c.ipamSlices)
+        {
             pools.append(pool)
         }
-        if let p = d.subnet6, let g = d.gateway6, let pool = SubnetPool.v6(p, gateway: g, slice: c.ipamSlice, slices: c.ipamSlices) {
+        if let p = d.subnet6, let g = d.gateway6,
+            let pool = SubnetPool.v6(p, gateway: g, slice: c.ipamSlice, slices: c.ipamSlices)
+        {
             pools.append(pool)
         }
         return [d.name: pools]

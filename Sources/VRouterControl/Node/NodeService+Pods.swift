@@ -48,8 +48,10 @@ extension NodeService {
         }
         if let clash = selections.first(where: { $0.interface == req.ifname }) {
             throw CNIFailure(
-                400, .invalidNetworkConfig,
-                "network \(clash.key): interface '\(req.ifname)' is the default network's (the runtime's CNI_IFNAME)")
+                400,
+                .invalidNetworkConfig,
+                "network \(clash.key): interface '\(req.ifname)' is the default network's (the runtime's CNI_IFNAME)"
+            )
         }
         // What the pod already has in its namespace (a requested name must be free).
         let existing: Set<String>
@@ -72,8 +74,10 @@ extension NodeService {
             for sel in selections {
                 guard let rec = s.cni.networks[sel.key] else {
                     throw CNIFailure(
-                        404, .unknownNetwork,
-                        "network \(sel.key) is not known to vrouterd (apply its NetworkAttachmentDefinition first)")
+                        404,
+                        .unknownNetwork,
+                        "network \(sel.key) is not known to vrouterd (apply its NetworkAttachmentDefinition first)"
+                    )
                 }
                 var ifname = sel.interface ?? ""
                 if ifname.isEmpty {
@@ -88,8 +92,11 @@ extension NodeService {
                     if let ips = sel.ips { rc["ips"] = .array(ips.map { .string($0) }) }
                     if let m = sel.mac { rc["mac"] = .string(m) }
                     a.delegate = CNIDelegate(
-                        config: rec.config ?? .object(JSONObject()), runtimeConfig: rc.pairs.isEmpty ? nil : rc, cniArgs: sel.cniArgs,
-                        defaultRoute: sel.defaultRoute)
+                        config: rec.config ?? .object(JSONObject()),
+                        runtimeConfig: rc.pairs.isEmpty ? nil : rc,
+                        cniArgs: sel.cniArgs,
+                        defaultRoute: sel.defaultRoute
+                    )
                 } else if sel.defaultRoute != nil {
                     a.defaultRoute = true
                     plan[0].defaultRoute = false
@@ -99,17 +106,24 @@ extension NodeService {
                 records.append(rec)
             }
             for a in plan where existing.contains(a.ifname) {
-                throw CNIFailure(409, .interfaceFailure, "interface \(a.ifname) already exists in the pod's namespace \(req.netns)")
+                throw CNIFailure(
+                    409,
+                    .interfaceFailure,
+                    "interface \(a.ifname) already exists in the pod's namespace \(req.netns)"
+                )
             }
             // A pod that runs already (a new sandbox for it, or a second ADD).
             var previous: PodRecord?
-            if let key = req.pod.key, let prev = s.cni.pods.values.first(where: { $0.key == key && $0.releasing != true }) {
+            if let key = req.pod.key,
+                let prev = s.cni.pods.values.first(where: { $0.key == key && $0.releasing != true })
+            {
                 let samePod = prev.pod.uid == nil || req.pod.uid == nil || prev.pod.uid == req.pod.uid
                 let had = prev.attachments.map { "\($0.network)@\($0.ifname)" }
                 let wants = plan.map { "\($0.network)@\($0.ifname)" }
                 if samePod && Set(had) != Set(wants) {
                     throw CNIFailure(
-                        409, .podConflict,
+                        409,
+                        .podConflict,
                         "pod \(key) is running with networks [\(had.joined(separator: ", "))]: networks cannot be added to or removed from a running pod (asked for [\(wants.joined(separator: ", "))])"
                     )
                 }
@@ -129,26 +143,48 @@ extension NodeService {
                     for ip in sel?.ips ?? [] {
                         let (v6, value, length) = NetworkAnnotation.parseIP(ip)!
                         guard let pi = pools.firstIndex(where: { $0.v6 == v6 }) else {
-                            throw CNIFailure(400, .addressUnavailable, "network \(key): \(ip): the network has no IPv\(v6 ? 6 : 4) subnet")
+                            throw CNIFailure(
+                                400,
+                                .addressUnavailable,
+                                "network \(key): \(ip): the network has no IPv\(v6 ? 6 : 4) subnet"
+                            )
                         }
                         if let l = length, l != pools[pi].length {
-                            throw CNIFailure(400, .addressUnavailable, "network \(key): \(ip): the subnet's prefix length is /\(pools[pi].length)")
+                            throw CNIFailure(
+                                400,
+                                .addressUnavailable,
+                                "network \(key): \(ip): the subnet's prefix length is /\(pools[pi].length)"
+                            )
                         }
-                        if reserved.contains(where: { $0.0 == key && $0.1 == pi && $0.2 == value }) || (v6 ? plan[i].ipv6 : plan[i].ipv4) != nil {
+                        if reserved.contains(where: { $0.0 == key && $0.1 == pi && $0.2 == value })
+                            || (v6 ? plan[i].ipv6 : plan[i].ipv4) != nil
+                        {
                             throw CNIFailure(400, .addressUnavailable, "network \(key): \(ip): one address per family")
                         }
                         if let why = s.cni.pools[key]![pi].reserve(value) {
-                            throw CNIFailure(409, .addressUnavailable, "network \(key): address \(pools[pi].text(value)) is \(why)")
+                            throw CNIFailure(
+                                409,
+                                .addressUnavailable,
+                                "network \(key): address \(pools[pi].text(value)) is \(why)"
+                            )
                         }
                         reserved.append((key, pi, value))
-                        if v6 { plan[i].ipv6 = "\(pools[pi].text(value))/\(pools[pi].length)" } else {
+                        if v6 {
+                            plan[i].ipv6 = "\(pools[pi].text(value))/\(pools[pi].length)"
+                        } else {
                             plan[i].ipv4 = "\(pools[pi].text(value))/\(pools[pi].length)"
                         }
                     }
                     for pi in pools.indices where (pools[pi].v6 ? plan[i].ipv6 : plan[i].ipv4) == nil {
-                        let old = (pools[pi].v6 ? before?.ipv6 : before?.ipv4).flatMap { NetworkAnnotation.parseIP($0)?.value }
+                        let old = (pools[pi].v6 ? before?.ipv6 : before?.ipv4).flatMap {
+                            NetworkAnnotation.parseIP($0)?.value
+                        }
                         guard let value = s.cni.pools[key]![pi].allocate(preferring: old) else {
-                            throw CNIFailure(409, .addressUnavailable, "network \(key): no free address left in this node's part of \(pools[pi].text(pools[pi].network))/\(pools[pi].length)")
+                            throw CNIFailure(
+                                409,
+                                .addressUnavailable,
+                                "network \(key): no free address left in this node's part of \(pools[pi].text(pools[pi].network))/\(pools[pi].length)"
+                            )
                         }
                         reserved.append((key, pi, value))
                         let text = "\(pools[pi].text(value))/\(pools[pi].length)"
@@ -187,22 +223,38 @@ extension NodeService {
             for a in plan where a.delegate == nil {
                 do throws(APIError) {
                     _ = try installInterface(
-                        Self.nodeInterface(a, netns: req.netns), &s, reattach: false,
-                        gateways: (a.gateway4.flatMap { IPv4Address($0) }, a.gateway6.flatMap { IPv6Address($0) }))
+                        Self.nodeInterface(a, netns: req.netns),
+                        &s,
+                        reattach: false,
+                        gateways: (a.gateway4.flatMap { IPv4Address($0) }, a.gateway6.flatMap { IPv6Address($0) })
+                    )
                     made.append(a.interface!)
                 } catch {
                     try? uninstallInterfaces(made, &s)
                     undoReservations(&s)
-                    throw CNIFailure(error.status == 409 ? 409 : 500, .interfaceFailure, "network \(a.network) (\(a.ifname)): \(error.message)")
+                    throw CNIFailure(
+                        error.status == 409 ? 409 : 500,
+                        .interfaceFailure,
+                        "network \(a.network) (\(a.ifname)): \(error.message)"
+                    )
                 }
             }
             let rec = PodRecord(
-                containerID: req.containerID, netns: req.netns, pod: req.pod, attachments: plan,
-                committed: !plan.contains { $0.delegate != nil })
+                containerID: req.containerID,
+                netns: req.netns,
+                pod: req.pod,
+                attachments: plan,
+                committed: !plan.contains { $0.delegate != nil }
+            )
             s.cni.pods[req.containerID] = rec
             publication.publish(s.builder.build())
             journal(.pod(rec), s)
-            log.info("pod attached", metadata: ["pod": "\(rec.key)", "container": "\(req.containerID)", "interfaces": "\(plan.map(\.ifname))"])
+            log.info(
+                "pod attached",
+                metadata: [
+                    "pod": "\(rec.key)", "container": "\(req.containerID)", "interfaces": "\(plan.map(\.ifname))",
+                ]
+            )
             return CNIAddResponse(attachments: plan.map(\.wire))
         }
     }
@@ -243,7 +295,9 @@ extension NodeService {
     /// Releases one attachment's interface and addresses (network force-deleted).
     func releaseAttachment(_ a: PodAttachment, _ s: inout ControlState) {
         if let n = a.interface, s.compiled.portIDs[n] != nil {
-            do { try uninstallInterfaces([n], &s) } catch { log.error("releasing \(n)", metadata: ["error": "\(error)"]) }
+            do { try uninstallInterfaces([n], &s) } catch {
+                log.error("releasing \(n)", metadata: ["error": "\(error)"])
+            }
         }
         releaseAddresses(a, &s)
     }
@@ -251,7 +305,9 @@ extension NodeService {
     private func releaseAddresses(_ a: PodAttachment, _ s: inout ControlState) {
         guard a.delegate == nil, a.detached != true else { return }
         for ip in [a.ipv4, a.ipv6].compactMap({ $0 }) {
-            guard let (v6, value, _) = NetworkAnnotation.parseIP(ip), let pi = s.cni.pools[a.network]?.firstIndex(where: { $0.v6 == v6 }) else {
+            guard let (v6, value, _) = NetworkAnnotation.parseIP(ip),
+                let pi = s.cni.pools[a.network]?.firstIndex(where: { $0.v6 == v6 })
+            else {
                 continue
             }
             s.cni.pools[a.network]![pi].release(value)
@@ -268,7 +324,11 @@ extension NodeService {
             var routes: [(String, Route)] = []
             for r in req.results {
                 guard let i = p.attachments.firstIndex(where: { $0.ifname == r.ifname && $0.delegate != nil }) else {
-                    throw CNIFailure(400, .internalError, "container \(req.containerID) has no delegated attachment \(r.ifname)")
+                    throw CNIFailure(
+                        400,
+                        .internalError,
+                        "container \(req.containerID) has no delegated attachment \(r.ifname)"
+                    )
                 }
                 p.attachments[i].delegate!.result = r.result
                 for g in p.attachments[i].delegate!.defaultRoute ?? [] {
@@ -328,13 +388,21 @@ extension NodeService {
         guard let rec, rec.releasing != true else {
             throw CNIFailure(404, .unknownContainer, "vrouterd has no attachment for container \(req.containerID)")
         }
-        guard rec.committed else { throw CNIFailure(409, .checkFailed, "the ADD of container \(req.containerID) did not complete") }
+        guard rec.committed else {
+            throw CNIFailure(409, .checkFailed, "the ADD of container \(req.containerID) did not complete")
+        }
         if req.netns != rec.netns {
-            throw CNIFailure(409, .checkFailed, "container \(req.containerID) was attached in \(rec.netns), not \(req.netns)")
+            throw CNIFailure(
+                409,
+                .checkFailed,
+                "container \(req.containerID) was attached in \(rec.netns), not \(req.netns)"
+            )
         }
         let ns = NetworkNamespace.at(rec.netns)
         guard ns.exists else { throw CNIFailure(409, .checkFailed, "the pod's network namespace \(rec.netns) is gone") }
-        let links: [LinkInfo], addresses: [AddressInfo], routes: [Route]
+        let links: [LinkInfo]
+        let addresses: [AddressInfo]
+        let routes: [Route]
         do {
             let nl = try ns.netlink()
             links = try nl.links()
@@ -351,10 +419,20 @@ extension NodeService {
             guard let link = links.first(where: { $0.name == a.ifname }) else {
                 throw CNIFailure(409, .checkFailed, "\(what): the interface is missing from the pod's namespace")
             }
-            guard link.kind == "tun" else { throw CNIFailure(409, .checkFailed, "\(what): the interface is a \(link.kind ?? "?"), not vRouter's tap") }
+            guard link.kind == "tun" else {
+                throw CNIFailure(
+                    409,
+                    .checkFailed,
+                    "\(what): the interface is a \(link.kind ?? "?"), not vRouter's tap"
+                )
+            }
             guard link.isUp else { throw CNIFailure(409, .checkFailed, "\(what): the interface is down") }
             if let m = a.mac, link.mac?.description != m {
-                throw CNIFailure(409, .checkFailed, "\(what): MAC is \(link.mac?.description ?? "none"), attached with \(m)")
+                throw CNIFailure(
+                    409,
+                    .checkFailed,
+                    "\(what): MAC is \(link.mac?.description ?? "none"), attached with \(m)"
+                )
             }
             for ip in [a.ipv4, a.ipv6].compactMap({ $0 }) {
                 guard addresses.contains(where: { $0.interface == a.ifname && $0.address.description == ip }) else {
@@ -364,13 +442,21 @@ extension NodeService {
             if a.defaultRoute {
                 for (gw, dst) in [(a.gateway4, IPPrefix.defaultIPv4), (a.gateway6, IPPrefix.defaultIPv6)] {
                     guard let g = gw, (dst.isIPv4 ? a.ipv4 : a.ipv6) != nil else { continue }
-                    guard routes.contains(where: { $0.destination == dst && $0.gateway?.description == g && $0.device == a.ifname }) else {
+                    guard
+                        routes.contains(where: {
+                            $0.destination == dst && $0.gateway?.description == g && $0.device == a.ifname
+                        })
+                    else {
                         throw CNIFailure(409, .checkFailed, "\(what): the default route via \(g) is missing")
                     }
                 }
             }
         }
-        return CNIDelegatesResponse(found: true, netns: rec.netns, delegates: rec.attachments.filter { $0.delegate != nil }.map(\.wire))
+        return CNIDelegatesResponse(
+            found: true,
+            netns: rec.netns,
+            delegates: rec.attachments.filter { $0.delegate != nil }.map(\.wire)
+        )
     }
 
     // MARK: GC, STATUS
@@ -433,12 +519,25 @@ extension NodeService {
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let text = (try? e.encode(status)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
         return PodInfo(
-            namespace: p.pod.namespace, name: p.pod.name, uid: p.pod.uid, containerID: p.containerID, netns: p.netns,
-            networkStatus: status, annotations: [NetworkAnnotation.statusKey: text],
+            namespace: p.pod.namespace,
+            name: p.pod.name,
+            uid: p.pod.uid,
+            containerID: p.containerID,
+            netns: p.netns,
+            networkStatus: status,
+            annotations: [NetworkAnnotation.statusKey: text],
             interfaces: p.attachments.compactMap { a in
                 guard a.delegate == nil, a.detached != true, let vif = a.interface else { return nil }
-                return PodInterfaceInfo(ifname: a.ifname, network: a.network, interface: vif, vrf: a.vrf, label: a.label, tap: a.tap)
-            })
+                return PodInterfaceInfo(
+                    ifname: a.ifname,
+                    network: a.network,
+                    interface: vif,
+                    vrf: a.vrf,
+                    label: a.label,
+                    tap: a.tap
+                )
+            }
+        )
     }
 
     // MARK: names
@@ -446,7 +545,9 @@ extension NodeService {
     /// The lowest MPLS label in 16...maxLabel not bound in `labels` nor in `excluding`, or
     /// `preferring` when that one is free. Labels index a dense table, so low ones are best.
     static func freeLabel(_ labels: [UInt32: UInt32], preferring: UInt32?, excluding: Set<UInt32>) -> UInt32? {
-        if let p = preferring, (16...TableBuilder.maxLabel).contains(p), labels[p] == nil, !excluding.contains(p) { return p }
+        if let p = preferring, (16...TableBuilder.maxLabel).contains(p), labels[p] == nil, !excluding.contains(p) {
+            return p
+        }
         var l: UInt32 = 16
         while l <= TableBuilder.maxLabel {
             if labels[l] == nil, !excluding.contains(l) { return l }

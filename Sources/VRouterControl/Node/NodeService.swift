@@ -103,7 +103,8 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
             case .composite(let ms)?:
                 var l = "\(prefix) ecmp"
                 for m in ms {
-                    guard let n = nodes[m.nexthop], case .tunnel(let e, _, _, _, _)? = s.builder.nexthops[m.nexthop] else { return nil }
+                    guard let n = nodes[m.nexthop], case .tunnel(let e, _, _, _, _)? = s.builder.nexthops[m.nexthop]
+                    else { return nil }
                     l += " \(n) \(e == .vxlan ? "vni" : "label") \(m.label)"
                 }
                 return l
@@ -154,7 +155,9 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
         for itf in config.interfaces where requireLivePorts {
             switch itf.kind {
             case .pod where itf.tap == nil:
-                throw ServiceError("interfaces.\(itf.name): a pod interface needs a tap (name, netns, ifname) to run live")
+                throw ServiceError(
+                    "interfaces.\(itf.name): a pod interface needs a tap (name, netns, ifname) to run live"
+                )
             case .fabric where itf.device == nil:
                 throw ServiceError("interfaces.\(itf.name): the fabric interface needs a device to run live")
             default: break
@@ -166,8 +169,10 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
             if itf.kind == .fabric, let device = itf.device {
                 do {
                     _ = try NetworkNamespace.current.netlink().link(device)
-                } catch where error.errno == ENODEV {
-                    throw ServiceError("interfaces.\(itf.name): device '\(device)' does not exist in this network namespace")
+                } catch  where error.errno == ENODEV {
+                    throw ServiceError(
+                        "interfaces.\(itf.name): device '\(device)' does not exist in this network namespace"
+                    )
                 } catch {
                     throw ServiceError("interfaces.\(itf.name): device \(device): \(error.description)")
                 }
@@ -224,14 +229,22 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
 
     /// The pod's tap: a persistent one that survived a restart (or a crash) is re-attached
     /// inside the pod's namespace as it is; otherwise a new one is made and moved there.
-    func makeTap(_ itf: NodeConfig.Interface, queues: Int, reattach: Bool = true, gateways: (IPv4Address?, IPv6Address?)? = nil)
+    func makeTap(
+        _ itf: NodeConfig.Interface,
+        queues: Int,
+        reattach: Bool = true,
+        gateways: (IPv4Address?, IPv6Address?)? = nil
+    )
         throws(SystemError) -> TapPort
     {
         let t = itf.tap!
         let ns = t.netns.map { NetworkNamespace.at($0) } ?? .current
         let ifname = t.ifname ?? t.name
         if t.persistent, reattach, let existing = try? TapPort.attach(name: ifname, in: ns, queues: queues) {
-            log.info("re-attached persistent tap", metadata: ["interface": "\(itf.name)", "netns": "\(ns)", "ifname": "\(ifname)"])
+            log.info(
+                "re-attached persistent tap",
+                metadata: ["interface": "\(itf.name)", "netns": "\(ns)", "ifname": "\(ifname)"]
+            )
             return existing
         }
         if !reattach, t.persistent, ns != .current {
@@ -268,13 +281,19 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
     }
 
     /// `gateways`: the default route's (the VRF's gateways from the config file otherwise).
-    func tapConfiguration(_ itf: NodeConfig.Interface, name: String, gateways: (IPv4Address?, IPv6Address?)? = nil)
+    func tapConfiguration(
+        _ itf: NodeConfig.Interface,
+        name: String,
+        gateways: (IPv4Address?, IPv6Address?)? = nil
+    )
         -> TapPort.Configuration
     {
         var addresses: [InterfaceAddress] = []
         var routes: [Route] = []
         let fromConfig = config.vrfs.first { $0.name == itf.vrf }
-        let vrf = (gateway4: gateways?.0 ?? fromConfig?.gateway4, gateway6: gateways?.1 ?? fromConfig?.gateway6) as (gateway4: IPv4Address?, gateway6: IPv6Address?)?
+        let vrf =
+            (gateway4: gateways?.0 ?? fromConfig?.gateway4, gateway6: gateways?.1 ?? fromConfig?.gateway6)
+            as (gateway4: IPv4Address?, gateway6: IPv6Address?)?
         if let a = itf.ipv4 { addresses.append(InterfaceAddress(.v4(a), prefixLength: itf.ipv4PrefixLength)) }
         if let a = itf.ipv6 { addresses.append(InterfaceAddress(.v6(a), prefixLength: itf.ipv6PrefixLength)) }
         if itf.defaultRoute {
@@ -306,7 +325,12 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
             }
             do {
                 let worker = try Worker.start(
-                    index: w, cpu: cpu, service: self, taps: tapQueues, fabric: af)
+                    index: w,
+                    cpu: cpu,
+                    service: self,
+                    taps: tapQueues,
+                    fabric: af
+                )
                 workers.append(worker)
                 if let af { fabricSockets.append(af.1) }
             } catch {

@@ -22,8 +22,11 @@ public final class StatePersistence: @unchecked Sendable {  // Safe: used under 
     public init(directory: String) throws(ServiceError) {
         self.directory = directory
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                attributes: [.posixPermissions: 0o700])
+            try FileManager.default.createDirectory(
+                atPath: directory,
+                withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700]
+            )
         } catch {
             throw ServiceError("state directory \(directory): \(error.localizedDescription)")
         }
@@ -39,7 +42,9 @@ public final class StatePersistence: @unchecked Sendable {  // Safe: used under 
         do {
             config = try NodeConfig.load(path: currentPath + "/config.yaml")
         } catch {
-            throw ServiceError("state \(currentPath)/config.yaml is unreadable, refusing to start with a silent reset: \(error.description)")
+            throw ServiceError(
+                "state \(currentPath)/config.yaml is unreadable, refusing to start with a silent reset: \(error.description)"
+            )
         }
         var records: [StateRecord] = []
         sequence = config.journalSequence
@@ -68,7 +73,9 @@ public final class StatePersistence: @unchecked Sendable {  // Safe: used under 
         do {
             return try JSONDecoder().decode(CNISnapshot.self, from: data)
         } catch {
-            throw ServiceError("state \(currentPath)/cni.json is unreadable, refusing to start with a silent reset: \(error)")
+            throw ServiceError(
+                "state \(currentPath)/cni.json is unreadable, refusing to start with a silent reset: \(error)"
+            )
         }
     }
 
@@ -82,7 +89,11 @@ public final class StatePersistence: @unchecked Sendable {  // Safe: used under 
         do {
             if journalHandle == nil {
                 if !FileManager.default.fileExists(atPath: journalPath) {
-                    FileManager.default.createFile(atPath: journalPath, contents: nil, attributes: [.posixPermissions: 0o600])
+                    FileManager.default.createFile(
+                        atPath: journalPath,
+                        contents: nil,
+                        attributes: [.posixPermissions: 0o600]
+                    )
                 }
                 journalHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: journalPath))
                 try journalHandle!.seekToEnd()
@@ -102,18 +113,27 @@ public final class StatePersistence: @unchecked Sendable {  // Safe: used under 
         let name = "snapshot-\(sequence)-\(UInt64(Date().timeIntervalSince1970 * 1000))"
         let dir = directory + "/" + name
         do {
-            try fm.createDirectory(atPath: dir, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+            try fm.createDirectory(
+                atPath: dir,
+                withIntermediateDirectories: false,
+                attributes: [.posixPermissions: 0o700]
+            )
             for (vrf, lines) in routes {
                 try write(dir + "/routes-\(vrf).txt", Data((lines.joined(separator: "\n") + "\n").utf8))
             }
             for (file, data) in extra { try write(dir + "/" + file, data) }
-            try write(dir + "/config.yaml", Data(config.yaml(routeFiles: Set(routes.keys), journalSequence: sequence).utf8))
+            try write(
+                dir + "/config.yaml",
+                Data(config.yaml(routeFiles: Set(routes.keys), journalSequence: sequence).utf8)
+            )
             try fsyncPath(dir)
             // Swap `current` atomically: a new symlink renamed over the old one.
             let link = directory + "/current.tmp"
             try? fm.removeItem(atPath: link)
             try fm.createSymbolicLink(atPath: link, withDestinationPath: name)
-            guard rename(link, currentPath) == 0 else { throw ServiceError("rename \(link): \(String(cString: strerror(errno)))") }
+            guard rename(link, currentPath) == 0 else {
+                throw ServiceError("rename \(link): \(String(cString: strerror(errno)))")
+            }
             try fsyncPath(directory)
         } catch let e as ServiceError {
             throw e
@@ -126,13 +146,15 @@ public final class StatePersistence: @unchecked Sendable {  // Safe: used under 
         _ = truncate(journalPath, 0)
         journalLength = 0
         // Older snapshots go.
-        for entry in (try? fm.contentsOfDirectory(atPath: directory)) ?? [] where entry.hasPrefix("snapshot-") && entry != name {
+        for entry in (try? fm.contentsOfDirectory(atPath: directory)) ?? []
+        where entry.hasPrefix("snapshot-") && entry != name {
             try? fm.removeItem(atPath: directory + "/" + entry)
         }
     }
 
     private func write(_ path: String, _ data: Data) throws {
-        guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
+        guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600])
+        else {
             throw ServiceError("cannot write \(path)")
         }
         try fsyncPath(path)

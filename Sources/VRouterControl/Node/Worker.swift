@@ -28,10 +28,17 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
     private let inboxCount = Atomic<Int>(0)
 
     static func start(
-        index: Int, cpu: Int?, service: NodeService, taps: [(UInt16, TapPort, Int)], fabric: (UInt16, AFPacketPort)?
+        index: Int,
+        cpu: Int?,
+        service: NodeService,
+        taps: [(UInt16, TapPort, Int)],
+        fabric: (UInt16, AFPacketPort)?
     ) throws(SystemError) -> Worker {
         let local = try LocalPacketPool(
-            count: service.config.poolBuffers, bufferSize: service.config.bufferSize, nearCPU: cpu)
+            count: service.config.poolBuffers,
+            bufferSize: service.config.bufferSize,
+            nearCPU: cpu
+        )
         let waker = try IOLoopWaker()
         var pc = PipelineConfig()
         pc.flowCapacity = service.config.flowCapacity
@@ -39,7 +46,13 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
         guard let reader = service.publication.register() else {
             throw SystemError(call: "register", object: "table reader", errno: ENOSPC, detail: "too many workers")
         }
-        let w = Worker(index: index, local: local, waker: waker, pipeline: Pipeline(pool: local.pool, config: pc), reader: reader)
+        let w = Worker(
+            index: index,
+            local: local,
+            waker: waker,
+            pipeline: Pipeline(pool: local.pool, config: pc),
+            reader: reader
+        )
         w.portIDs = taps.map(\.0) + (fabric.map { [$0.0] } ?? [])
         // The io_uring is made, and every request submitted, on the worker thread itself:
         // completions are delivered as task work to the submitting thread, so a ring fed
@@ -75,7 +88,10 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
     }
 
     private init(
-        index: Int, local: LocalPacketPool, waker: IOLoopWaker, pipeline: consuming Pipeline,
+        index: Int,
+        local: LocalPacketPool,
+        waker: IOLoopWaker,
+        pipeline: consuming Pipeline,
         reader: consuming TableReader
     ) {
         self.index = index
@@ -133,12 +149,30 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
                     }
                 }
                 take(pipeline.flows4) { k, v in
-                    FlowRecord(v6: false, vrf: k.vrf, proto: k.proto, source: UInt128(k.src.value), sport: k.sport,
-                        destination: UInt128(k.dst.value), dport: k.dport, value: v, idle: now &- v.lastSeen)
+                    FlowRecord(
+                        v6: false,
+                        vrf: k.vrf,
+                        proto: k.proto,
+                        source: UInt128(k.src.value),
+                        sport: k.sport,
+                        destination: UInt128(k.dst.value),
+                        dport: k.dport,
+                        value: v,
+                        idle: now &- v.lastSeen
+                    )
                 }
                 take(pipeline.flows6) { k, v in
-                    FlowRecord(v6: true, vrf: k.vrf, proto: k.proto, source: k.src.value, sport: k.sport,
-                        destination: k.dst.value, dport: k.dport, value: v, idle: now &- v.lastSeen)
+                    FlowRecord(
+                        v6: true,
+                        vrf: k.vrf,
+                        proto: k.proto,
+                        source: k.src.value,
+                        sport: k.sport,
+                        destination: k.dst.value,
+                        dport: k.dport,
+                        value: v,
+                        idle: now &- v.lastSeen
+                    )
                 }
                 c.flows = out
                 c.flowCount = pipeline.flows4.count + pipeline.flows6.count
@@ -156,14 +190,19 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
     }
 
     /// Milliseconds on the monotonic clock (the pipeline's `now`).
-    @inline(__always) static func nowMilliseconds() -> UInt32 { UInt32(truncatingIfNeeded: vrt_monotonic_ns() / 1_000_000) }
+    @inline(__always) static func nowMilliseconds() -> UInt32 {
+        UInt32(truncatingIfNeeded: vrt_monotonic_ns() / 1_000_000)
+    }
 
     private func run(_ loop: IOLoop) {
         var rx = Frame.allocate()
         var tx = Frame.allocate(capacity: pipeline.config.outputCapacity)
         defer {
             // Commands that arrive while stopping are answered (with nothing done).
-            for c in inbox.withLock({ q -> [WorkerCommand] in defer { q.removeAll() }; return q }) { c.done.signal() }
+            for c in inbox.withLock({ q -> [WorkerCommand] in
+                defer { q.removeAll() }
+                return q
+            }) { c.done.signal() }
             publishIO(loop)
             reader.goOffline()
             // Packets still held go back to the pool before the loop is closed (it waits for

@@ -52,7 +52,9 @@ extension ReplayNode {
             let hitsBefore = pipeline.counters.eventCount(.flowHit)
             let missesBefore = pipeline.counters.eventCount(.flowMiss) + pipeline.counters.eventCount(.flowStale)
             let t0 = clock.now
-            let stats = pipeline.replay(inputs, input: &input, output: &output, tables: view, now: 1_000) { pool.free(&$0) }
+            let stats = pipeline.replay(inputs, input: &input, output: &output, tables: view, now: 1_000) {
+                pool.free(&$0)
+            }
             let seconds = (clock.now - t0).seconds
             outputs = stats.outputs
             dropsPerPass = pipeline.counters.totalDrops - dropsBefore
@@ -86,14 +88,25 @@ extension ReplayNode {
         }
         let warm = warmPasses > 0 ? warmTotal / Double(warmPasses) : cold
         let drops = Dictionary(
-            uniqueKeysWithValues: DropReason.allCases.map { ($0.name, pipeline.counters.dropCount($0)) }.filter { $0.1 > 0 })
+            uniqueKeysWithValues: DropReason.allCases.map { ($0.name, pipeline.counters.dropCount($0)) }.filter {
+                $0.1 > 0
+            }
+        )
         let result = BenchResult(
-            packets: inputs.count, repeats: max(repeats, 1), mpps: Double(inputs.count) / warm / 1e6,
-            ns_per_packet: warm * 1e9 / Double(inputs.count), cold_mpps: Double(inputs.count) / cold / 1e6,
-            cold_ns_per_packet: cold * 1e9 / Double(inputs.count), dropped: dropsPerPass, outputs: outputs,
+            packets: inputs.count,
+            repeats: max(repeats, 1),
+            mpps: Double(inputs.count) / warm / 1e6,
+            ns_per_packet: warm * 1e9 / Double(inputs.count),
+            cold_mpps: Double(inputs.count) / cold / 1e6,
+            cold_ns_per_packet: cold * 1e9 / Double(inputs.count),
+            dropped: dropsPerPass,
+            outputs: outputs,
             flow_hit_rate: warmLookups > 0 ? Double(warmHits) / Double(warmLookups) : 0,
-            flows_installed: pipeline.counters.eventCount(.flowInstalled), routes: compiled.routeCount,
-            node_ns_per_packet: nodes, drops: drops)
+            flows_installed: pipeline.counters.eventCount(.flowInstalled),
+            routes: compiled.routeCount,
+            node_ns_per_packet: nodes,
+            drops: drops
+        )
         _ = consume pipeline
         pool.deallocate()
         return result

@@ -79,7 +79,13 @@ public final class ReplayNode {
             output.deallocate()
         }
         var punted = 0
-        let stats = pipeline.replay(inputs, input: &input, output: &output, tables: UnsafePointer(tables.viewPointer), now: nil) { out in
+        let stats = pipeline.replay(
+            inputs,
+            input: &input,
+            output: &output,
+            tables: UnsafePointer(tables.viewPointer),
+            now: nil
+        ) { out in
             for k in 0..<out.count {
                 let idx = out[k]
                 let m = pool.metas[Int(idx)]
@@ -103,12 +109,22 @@ public final class ReplayNode {
     func summarize(_ c: Counters, packets: Int, outputs: Int, punted: Int) -> ReplaySummary {
         let ports = portNames.enumerated().map { i, name in
             PortSummary(
-                name: name, received: c.ports[i].rxPackets, transmitted: c.ports[i].txPackets, dropped: c.ports[i].drops)
+                name: name,
+                received: c.ports[i].rxPackets,
+                transmitted: c.ports[i].txPackets,
+                dropped: c.ports[i].drops
+            )
         }
         let drops = DropReason.allCases.map { ($0.name, c.dropCount($0)) }.filter { $0.1 > 0 }
         let events = PipelineEvent.allCases.map { ($0.name, c.eventCount($0)) }.filter { $0.1 > 0 }
         return ReplaySummary(
-            packets: packets, outputs: outputs, punted: punted, ports: ports, drops: drops, events: events,
-            totalDrops: c.totalDrops)
+            packets: packets,
+            outputs: outputs,
+            punted: punted,
+            ports: ports,
+            drops: drops,
+            events: events,
+            totalDrops: c.totalDrops
+        )
     }
 }

@@ -87,7 +87,12 @@ public struct IPv4FlowKey: FlowKey, CustomStringConvertible {
 
     @inlinable
     public init(
-        vrf: UInt16, proto: UInt8, src: IPv4Address, dst: IPv4Address, sport: UInt16 = 0, dport: UInt16 = 0
+        vrf: UInt16,
+        proto: UInt8,
+        src: IPv4Address,
+        dst: IPv4Address,
+        sport: UInt16 = 0,
+        dport: UInt16 = 0
     ) {
         self.init(vrf: vrf, proto: proto, src: src.value, dst: dst.value, sport: sport, dport: dport)
     }
@@ -124,7 +129,8 @@ public struct IPv4FlowKey: FlowKey, CustomStringConvertible {
     public static func load(_ entry: UnsafeRawPointer) -> IPv4FlowKey {
         IPv4FlowKey(
             word0: entry.load(as: UInt64.self) & ~FlowEntryMeta.allBits,
-            word1: entry.load(fromByteOffset: 8, as: UInt64.self))
+            word1: entry.load(fromByteOffset: 8, as: UInt64.self)
+        )
     }
 
     // Written out (not synthesized) so that clients inline them: one branch-free compare.
@@ -167,7 +173,12 @@ public struct IPv6FlowKey: FlowKey, CustomStringConvertible {
 
     @inlinable
     public init(
-        vrf: UInt16, proto: UInt8, src: IPv6Address, dst: IPv6Address, sport: UInt16 = 0, dport: UInt16 = 0
+        vrf: UInt16,
+        proto: UInt8,
+        src: IPv6Address,
+        dst: IPv6Address,
+        sport: UInt16 = 0,
+        dport: UInt16 = 0
     ) {
         self.init(vrf: vrf, proto: proto, src: src.value, dst: dst.value, sport: sport, dport: dport)
     }

@@ -18,8 +18,11 @@ extension FlowTable {
     /// prefetched for writing, for a `touch` that follows.
     @inlinable
     public func lookup(
-        keys: UnsafePointer<Key>, hashes: UnsafePointer<UInt32>, count: Int,
-        slots: UnsafeMutablePointer<UInt32>, prefetchCounters: Bool = true
+        keys: UnsafePointer<Key>,
+        hashes: UnsafePointer<UInt32>,
+        count: Int,
+        slots: UnsafeMutablePointer<UInt32>,
+        prefetchCounters: Bool = true
     ) {
         var done = 0
         var hits = 0
@@ -42,8 +45,11 @@ extension FlowTable {
     /// that the constant `prefetchCounters` of each call site folds away.
     @inlinable @inline(__always)
     func lookupPass(
-        _ keys: UnsafePointer<Key>, _ hashes: UnsafePointer<UInt32>, _ n: Int,
-        _ slots: UnsafeMutablePointer<UInt32>, _ prefetchCounters: Bool
+        _ keys: UnsafePointer<Key>,
+        _ hashes: UnsafePointer<UInt32>,
+        _ n: Int,
+        _ slots: UnsafeMutablePointer<UInt32>,
+        _ prefetchCounters: Bool
     ) -> Int {
         let ahead = Self.prefetchDistance
         // Primary buckets, software-pipelined: request key i + ahead, compare key i.
@@ -134,7 +140,10 @@ extension FlowTable {
     /// `touch` for every hit of a batch (`slots[i] != miss`), with per-packet byte counts.
     @inlinable
     public func touch(
-        slots: UnsafePointer<UInt32>, bytes: UnsafePointer<UInt16>, count: Int, now: UInt32
+        slots: UnsafePointer<UInt32>,
+        bytes: UnsafePointer<UInt16>,
+        count: Int,
+        now: UInt32
     ) {
         for i in 0..<count where slots[i] != Self.miss {
             touch(slots[i], bytes: Int(bytes[i]), now: now)

@@ -40,7 +40,9 @@ extension FlowTable {
         c.storeBytes(of: c.load(as: UInt64.self) &+ 1, as: UInt64.self)
         c.storeBytes(
             of: c.load(fromByteOffset: 8, as: UInt64.self) &+ UInt64(truncatingIfNeeded: bytes),
-            toByteOffset: 8, as: UInt64.self)
+            toByteOffset: 8,
+            as: UInt64.self
+        )
     }
 
     /// Sets flag bits (for example `.closing` when the pipeline sees a TCP FIN or RST).
@@ -100,6 +102,7 @@ extension FlowTable {
             flags: FlowFlags(rawValue: Self.meta(e) & FlowFlags.storable.rawValue),
             packets: c.load(as: UInt64.self),
             bytes: c.load(fromByteOffset: 8, as: UInt64.self),
-            lastSeen: Self.lastSeen(e))
+            lastSeen: Self.lastSeen(e)
+        )
     }
 }

@@ -28,8 +28,10 @@ extension FlowTable {
         let e = entry(b, lane)
         let action = e + Self.actionOffset
         let h = FlowHit(
-            nexthop: action.load(as: UInt32.self), label: action.load(fromByteOffset: 4, as: UInt32.self),
-            generation: action.load(fromByteOffset: 8, as: UInt32.self))
+            nexthop: action.load(as: UInt32.self),
+            label: action.load(fromByteOffset: 4, as: UInt32.self),
+            generation: action.load(fromByteOffset: 8, as: UInt32.self)
+        )
         Self.setLastSeen(e, now)
         vrt_prefetch_write(counters(b, lane))
         return h
@@ -43,6 +45,8 @@ extension FlowTable {
         c.storeBytes(of: c.load(as: UInt64.self) &+ 1, as: UInt64.self)
         c.storeBytes(
             of: c.load(fromByteOffset: 8, as: UInt64.self) &+ UInt64(truncatingIfNeeded: bytes),
-            toByteOffset: 8, as: UInt64.self)
+            toByteOffset: 8,
+            as: UInt64.self
+        )
     }
 }

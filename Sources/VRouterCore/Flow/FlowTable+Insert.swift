@@ -21,7 +21,12 @@ extension FlowTable {
     /// its quota or the VRF id is ≥ vrfLimit (`.full` only for a table with nothing to
     /// evict). Slots returned earlier may be invalid afterwards.
     @inlinable
-    public func insert(_ key: Key, hash: UInt32, value: FlowValue, now: UInt32)
+    public func insert(
+        _ key: Key,
+        hash: UInt32,
+        value: FlowValue,
+        now: UInt32
+    )
         -> Result<UInt32, FlowInsertError>
     {
         let existing = find(key, hash: hash)
@@ -49,8 +54,12 @@ extension FlowTable {
     @inlinable
     @discardableResult
     public func insert(
-        keys: UnsafePointer<Key>, hashes: UnsafePointer<UInt32>, values: UnsafePointer<FlowValue>,
-        count: Int, now: UInt32, slots: UnsafeMutablePointer<UInt32>
+        keys: UnsafePointer<Key>,
+        hashes: UnsafePointer<UInt32>,
+        values: UnsafePointer<FlowValue>,
+        count: Int,
+        now: UInt32,
+        slots: UnsafeMutablePointer<UInt32>
     ) -> Int {
         let ahead = Self.insertPrefetchDistance
         for i in 0..<Swift.min(ahead, count) { requestForInsert(hashes[i]) }
@@ -89,7 +98,12 @@ extension FlowTable {
 
     /// Insert for a key known to be absent (the caller just missed on it).
     @inlinable
-    func insertNew(_ key: Key, hash: UInt32, value: FlowValue, now: UInt32)
+    func insertNew(
+        _ key: Key,
+        hash: UInt32,
+        value: FlowValue,
+        now: UInt32
+    )
         -> Result<UInt32, FlowInsertError>
     {
         let vrf = Int(key.vrf)
@@ -133,10 +147,16 @@ extension FlowTable {
     /// Writes a new entry into an empty lane of one of the key's candidate buckets.
     @inlinable
     func place(
-        _ key: Key, _ hash: UInt32, _ value: FlowValue, _ now: UInt32, _ b: UInt32, _ lane: Int
+        _ key: Key,
+        _ hash: UInt32,
+        _ value: FlowValue,
+        _ now: UInt32,
+        _ b: UInt32,
+        _ lane: Int
     ) -> UInt32 {
         let e = entry(b, lane)
-        let meta = Self.meta(e) & Self.overflowBits | FlowEntryMeta.occupied
+        let meta =
+            Self.meta(e) & Self.overflowBits | FlowEntryMeta.occupied
             | value.flags.rawValue & FlowFlags.storable.rawValue
         key.store(e, meta: meta)
         Self.storeAction(e, value)

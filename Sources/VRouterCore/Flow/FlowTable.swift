@@ -148,7 +148,9 @@ public struct FlowTable<Key: FlowKey>: @unchecked Sendable {  // Safe: used by o
     /// `setQuota` says otherwise; nil means no per-VRF limit (then only the capacity
     /// bounds a VRF, and a full table evicts instead of refusing).
     public init(
-        capacity: Int, vrfLimit: Int = 4096, defaultQuota: Int? = nil,
+        capacity: Int,
+        vrfLimit: Int = 4096,
+        defaultQuota: Int? = nil,
         hashSeed: UInt64 = FlowHash.defaultSeed
     ) {
         let bytes = Self.bucketBytes(capacity: capacity)
@@ -157,26 +159,46 @@ public struct FlowTable<Key: FlowKey>: @unchecked Sendable {  // Safe: used by o
         // Huge pages for a big table (MADV_HUGEPAGE): +8-10% hits at 1M flows, measured.
         let (mem, token) = HugeMemory.allocate(bytes: bytes)
         self.init(
-            capacity: capacity, vrfLimit: vrfLimit, defaultQuota: defaultQuota, hashSeed: hashSeed,
-            memory: mem, owns: true, token: token)
+            capacity: capacity,
+            vrfLimit: vrfLimit,
+            defaultQuota: defaultQuota,
+            hashSeed: hashSeed,
+            memory: mem,
+            owns: true,
+            token: token
+        )
     }
 
     /// Builds a table in bucket memory the caller owns (64-byte aligned, at least
     /// `bucketBytes(capacity:)`; for example NUMA-local or huge-page memory). The
     /// memory is zeroed here and must outlive the table.
     public init(
-        capacity: Int, vrfLimit: Int = 4096, defaultQuota: Int? = nil,
-        hashSeed: UInt64 = FlowHash.defaultSeed, memory: UnsafeMutableRawPointer
+        capacity: Int,
+        vrfLimit: Int = 4096,
+        defaultQuota: Int? = nil,
+        hashSeed: UInt64 = FlowHash.defaultSeed,
+        memory: UnsafeMutableRawPointer
     ) {
         precondition(UInt(bitPattern: memory) & 63 == 0, "flow table memory must be 64-byte aligned")
         self.init(
-            capacity: capacity, vrfLimit: vrfLimit, defaultQuota: defaultQuota, hashSeed: hashSeed,
-            memory: memory, owns: false, token: 0)
+            capacity: capacity,
+            vrfLimit: vrfLimit,
+            defaultQuota: defaultQuota,
+            hashSeed: hashSeed,
+            memory: memory,
+            owns: false,
+            token: 0
+        )
     }
 
     init(
-        capacity: Int, vrfLimit: Int, defaultQuota: Int?, hashSeed: UInt64,
-        memory: UnsafeMutableRawPointer, owns: Bool, token: Int
+        capacity: Int,
+        vrfLimit: Int,
+        defaultQuota: Int?,
+        hashSeed: UInt64,
+        memory: UnsafeMutableRawPointer,
+        owns: Bool,
+        token: Int
     ) {
         precondition(vrfLimit > 0 && vrfLimit <= 1 << 16, "vrfLimit must be 1...65536")
         let buckets = Self.bucketCount(capacity: capacity)
@@ -191,7 +213,8 @@ public struct FlowTable<Key: FlowKey>: @unchecked Sendable {  // Safe: used by o
         let quota = defaultQuota.map { Self.quotaBits($0) } ?? .max
         header = .allocate(capacity: 1)
         header.initialize(
-            to: FlowTableHeader(count: 0, cursor: 0, defaultQuota: quota, stats: FlowTableStats()))
+            to: FlowTableHeader(count: 0, cursor: 0, defaultQuota: quota, stats: FlowTableStats())
+        )
         vrfCounts = .allocate(capacity: vrfLimit)
         vrfCounts.initialize(repeating: 0, count: vrfLimit)
         vrfQuotas = .allocate(capacity: vrfLimit)

@@ -53,8 +53,13 @@ public struct FlowValue: Hashable, Sendable {
 
     @inlinable
     public init(
-        nexthop: UInt32, label: UInt32 = 0, generation: UInt32 = 0, flags: FlowFlags = [],
-        packets: UInt64 = 0, bytes: UInt64 = 0, lastSeen: UInt32 = 0
+        nexthop: UInt32,
+        label: UInt32 = 0,
+        generation: UInt32 = 0,
+        flags: FlowFlags = [],
+        packets: UInt64 = 0,
+        bytes: UInt64 = 0,
+        lastSeen: UInt32 = 0
     ) {
         self.nexthop = nexthop
         self.label = label

@@ -69,7 +69,10 @@ public enum EchoResponder {
             // word changes, 0x8000 → 0x8100.
             icmp.type = ICMPv6Header.echoReply
             icmp.checksum = Checksum.update(
-                icmp.checksum, old: UInt16(ICMPv6Header.echoRequest) << 8, new: UInt16(ICMPv6Header.echoReply) << 8)
+                icmp.checksum,
+                old: UInt16(ICMPv6Header.echoRequest) << 8,
+                new: UInt16(ICMPv6Header.echoReply) << 8
+            )
             m.pointee.length = UInt16(l2 + parsed.l3Length)
             m.pointee.l4 = UInt16(offset + parsed.l4Offset)
             m.pointee.proto = IPProtocol.icmpv6

@@ -87,8 +87,14 @@ public enum ICMPv4Error {
         EthernetHeader(n).swapAddresses()
         let ip = n + l2
         _ = PacketBuilder.ipv4(
-            ip, source: source, destination: parsed.sourceIPv4, proto: IPProtocol.icmp,
-            payloadLength: HeaderSize.icmp + quote, ttl: ttl, tos: tos)
+            ip,
+            source: source,
+            destination: parsed.sourceIPv4,
+            proto: IPProtocol.icmp,
+            payloadLength: HeaderSize.icmp + quote,
+            ttl: ttl,
+            tos: tos
+        )
         let icmp = ip + HeaderSize.ipv4
         icmp.setU8(0, kind.type)
         icmp.setU8(1, kind.code)

@@ -49,7 +49,8 @@ public enum ICMPv6Error {
     /// cannot be read), about a packet to a multicast address or sent as link-layer
     /// multicast/broadcast (Packet Too Big excepted), or from a source that is not one
     /// node (unspecified or multicast).
-    public static func isAllowed(_ kind: ICMPv6ErrorKind, about parsed: ParsedPacket, frame p: UnsafeRawPointer) -> Bool {
+    public static func isAllowed(_ kind: ICMPv6ErrorKind, about parsed: ParsedPacket, frame p: UnsafeRawPointer) -> Bool
+    {
         guard parsed.isValid, parsed.family == .ipv6 else { return false }
         if parsed.proto == IPProtocol.icmpv6 {
             guard parsed.hasTransportHeader, !ICMPv6Header.isError(parsed.icmpType) else { return false }
@@ -90,14 +91,21 @@ public enum ICMPv6Error {
         let ip = n + l2
         let icmpLength = HeaderSize.icmp + quote
         _ = PacketBuilder.ipv6(
-            ip, source: source, destination: parsed.sourceIPv6, nextHeader: IPProtocol.icmpv6,
-            payloadLength: icmpLength, hopLimit: hopLimit)
+            ip,
+            source: source,
+            destination: parsed.sourceIPv6,
+            nextHeader: IPProtocol.icmpv6,
+            payloadLength: icmpLength,
+            hopLimit: hopLimit
+        )
         let icmp = ip + HeaderSize.ipv6
         icmp.setU8(0, kind.type)
         icmp.setU8(1, kind.code)
         icmp.setBE32(4, kind.restOfHeader)
         ICMPv6Header(icmp).updateChecksum(
-            length: icmpLength, pseudoHeaderSum: IPv6Header(ip).pseudoHeaderSum(nextHeader: IPProtocol.icmpv6, length: icmpLength))
+            length: icmpLength,
+            pseudoHeaderSum: IPv6Header(ip).pseudoHeaderSum(nextHeader: IPProtocol.icmpv6, length: icmpLength)
+        )
         m.pointee.offset = UInt16(newStart)
         m.pointee.length = UInt16(l2 + added + quote)
         m.pointee.l3 = UInt16(newStart + l2)

@@ -21,7 +21,11 @@ public enum IPv4Fragmenter {
     /// `.fragmentFailed` (not a well-formed IPv4 packet, bad options, an MTU below 68
     /// that leaves no room for 8 data bytes, or fragments too big for a buffer).
     public static func fragment(
-        pool: PacketPool, _ idx: UInt32, l2Length: Int, mtu: Int, into out: inout Frame
+        pool: PacketPool,
+        _ idx: UInt32,
+        l2Length: Int,
+        mtu: Int,
+        into out: inout Frame
     ) -> DropReason? {
         let m = pool.meta(idx)
         let offset = Int(m.pointee.offset)
@@ -49,7 +53,10 @@ public enum IPv4Fragmenter {
         var laterOptions = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         let laterOptionsLength: Int? = withUnsafeMutableBytes(of: &laterOptions) { buf in
             IPv4Options.copyForLaterFragments(
-                from: ip.options, length: hl - HeaderSize.ipv4, to: buf.baseAddress!)
+                from: ip.options,
+                length: hl - HeaderSize.ipv4,
+                to: buf.baseAddress!
+            )
         }
         guard let optLength = laterOptionsLength else { return .fragmentFailed }
         let laterHL = HeaderSize.ipv4 + optLength

@@ -181,7 +181,9 @@ public enum IPv4Options {
     /// the list is malformed. `dst` has room for `length` rounded up to 4.
     @inlinable
     public static func copyForLaterFragments(
-        from src: UnsafeRawPointer, length: Int, to dst: UnsafeMutableRawPointer
+        from src: UnsafeRawPointer,
+        length: Int,
+        to dst: UnsafeMutableRawPointer
     ) -> Int? {
         var i = 0
         var out = 0

@@ -19,7 +19,10 @@ public enum MSSClamp {
         // checksum words and contributes its bytes swapped.
         let odd = at & 1 != 0
         h.checksum = Checksum.update(
-            h.checksum, old: odd ? old.byteSwapped : old, new: odd ? maximum.byteSwapped : maximum)
+            h.checksum,
+            old: odd ? old.byteSwapped : old,
+            new: odd ? maximum.byteSwapped : maximum
+        )
         return true
     }
 
@@ -33,7 +36,9 @@ public enum MSSClamp {
         let parsed = PacketParser.parse(frame, length: length)
         guard parsed.isValid, parsed.proto == IPProtocol.tcp, parsed.hasTransportHeader else { return false }
         return clamp(
-            tcp: frame + parsed.l4Offset, available: parsed.l3Offset + parsed.l3Length - parsed.l4Offset,
-            maximum: maximum)
+            tcp: frame + parsed.l4Offset,
+            available: parsed.l3Offset + parsed.l3Length - parsed.l4Offset,
+            maximum: maximum
+        )
     }
 }

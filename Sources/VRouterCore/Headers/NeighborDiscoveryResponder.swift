@@ -44,22 +44,33 @@ public enum NeighborDiscoveryResponder {
         let icmp = ICMPv6Header(p + parsed.l4Offset)
         guard
             icmp.isChecksumValid(
-                length: icmpLength, pseudoHeaderSum: ip.pseudoHeaderSum(nextHeader: IPProtocol.icmpv6, length: icmpLength))
+                length: icmpLength,
+                pseudoHeaderSum: ip.pseudoHeaderSum(nextHeader: IPProtocol.icmpv6, length: icmpLength)
+            )
         else { return nil }
         let nd = NeighborDiscoveryHeader(p + parsed.l4Offset)
         let target = nd.target
         guard !target.isMulticast else { return nil }
         let scan = NeighborDiscoveryHeader.scanOptions(
-            nd.options, length: icmpLength - NeighborDiscoveryHeader.fixedLength,
-            linkLayerType: NeighborDiscoveryHeader.sourceLinkLayerOption)
+            nd.options,
+            length: icmpLength - NeighborDiscoveryHeader.fixedLength,
+            linkLayerType: NeighborDiscoveryHeader.sourceLinkLayerOption
+        )
         guard scan.isValid else { return nil }
         let source = parsed.sourceIPv6
         if source == .any {
-            guard parsed.destination & ~0xFF_FFFF == solicitedNodePrefix, scan.linkLayerAddress == nil else { return nil }
+            guard parsed.destination & ~0xFF_FFFF == solicitedNodePrefix, scan.linkLayerAddress == nil else {
+                return nil
+            }
         }
         return NeighborSolicitation(
-            target: target, source: source, sourceLinkLayerAddress: scan.linkLayerAddress,
-            l3Offset: parsed.l3Offset, l4Offset: parsed.l4Offset, vlanCount: parsed.vlanCount)
+            target: target,
+            source: source,
+            sourceLinkLayerAddress: scan.linkLayerAddress,
+            l3Offset: parsed.l3Offset,
+            l4Offset: parsed.l4Offset,
+            vlanCount: parsed.vlanCount
+        )
     }
 
     /// Turns the neighbour solicitation in buffer `idx` into a neighbour advertisement for
@@ -87,8 +98,13 @@ public enum NeighborDiscoveryResponder {
         eth.source = mac
         let ip = frame + ns.l3Offset
         _ = PacketBuilder.ipv6(
-            ip, source: ns.target, destination: dad ? allNodes : ns.source, nextHeader: IPProtocol.icmpv6,
-            payloadLength: naLength, hopLimit: hopLimit)
+            ip,
+            source: ns.target,
+            destination: dad ? allNodes : ns.source,
+            nextHeader: IPProtocol.icmpv6,
+            payloadLength: naLength,
+            hopLimit: hopLimit
+        )
         let na = frame + ns.l4Offset
         na.setU8(0, ICMPv6Header.neighborAdvertisement)
         na.setU8(1, 0)
@@ -101,7 +117,9 @@ public enum NeighborDiscoveryResponder {
         na.setU8(25, 1)
         na.setBE48(26, mac.value)
         ICMPv6Header(na).updateChecksum(
-            length: naLength, pseudoHeaderSum: IPv6Header(ip).pseudoHeaderSum(nextHeader: IPProtocol.icmpv6, length: naLength))
+            length: naLength,
+            pseudoHeaderSum: IPv6Header(ip).pseudoHeaderSum(nextHeader: IPProtocol.icmpv6, length: naLength)
+        )
         m.pointee.length = UInt16(newLength)
         m.pointee.l3 = UInt16(start + ns.l3Offset)
         m.pointee.l4 = UInt16(start + ns.l4Offset)

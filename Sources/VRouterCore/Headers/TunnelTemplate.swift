@@ -78,7 +78,10 @@ public struct TunnelTemplate: Sendable {
     /// `innerLength + headerLength` ≤ 65535.
     @inlinable @inline(__always)
     public func apply(
-        to inner: UnsafeMutableRawPointer, innerLength: Int, sourcePort: UInt16, labelOrVNI: UInt32,
+        to inner: UnsafeMutableRawPointer,
+        innerLength: Int,
+        sourcePort: UInt16,
+        labelOrVNI: UInt32,
         identification: UInt16 = 0
     ) -> UnsafeMutableRawPointer {
         let h = inner - headerLength
@@ -107,15 +110,23 @@ public struct TunnelTemplate: Sendable {
     /// and moves offset and length. False (nothing written) when the headroom is too small.
     @inlinable @inline(__always)
     public func apply(
-        pool: PacketPool, _ idx: UInt32, sourcePort: UInt16, labelOrVNI: UInt32, identification: UInt16 = 0
+        pool: PacketPool,
+        _ idx: UInt32,
+        sourcePort: UInt16,
+        labelOrVNI: UInt32,
+        identification: UInt16 = 0
     ) -> Bool {
         let m = pool.meta(idx)
         let off = Int(m.pointee.offset)
         guard off >= headerLength else { return false }
         let len = Int(m.pointee.length)
         _ = apply(
-            to: pool.buffer(idx) + off, innerLength: len, sourcePort: sourcePort, labelOrVNI: labelOrVNI,
-            identification: identification)
+            to: pool.buffer(idx) + off,
+            innerLength: len,
+            sourcePort: sourcePort,
+            labelOrVNI: labelOrVNI,
+            identification: identification
+        )
         m.pointee.offset = UInt16(truncatingIfNeeded: off &- headerLength)
         m.pointee.length = UInt16(truncatingIfNeeded: len &+ headerLength)
         return true

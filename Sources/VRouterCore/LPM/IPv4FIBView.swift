@@ -17,9 +17,12 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
 
     @usableFromInline
     init(
-        direct: UnsafePointer<UInt32>, nodes: UnsafePointer<PoptrieNode>,
-        leaves: UnsafePointer<UInt32>, inline: UnsafePointer<UInt32>,
-        values: UnsafePointer<UInt32>?, directBits: Int
+        direct: UnsafePointer<UInt32>,
+        nodes: UnsafePointer<PoptrieNode>,
+        leaves: UnsafePointer<UInt32>,
+        inline: UnsafePointer<UInt32>,
+        values: UnsafePointer<UInt32>?,
+        directBits: Int
     ) {
         self.values = values
         self.direct = direct
@@ -108,7 +111,9 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
 
     @inlinable @inline(__always)
     func lookupGroup(
-        _ keys: UnsafePointer<UInt32>, _ results: UnsafeMutablePointer<UInt32>, _ n: Int,
+        _ keys: UnsafePointer<UInt32>,
+        _ results: UnsafeMutablePointer<UInt32>,
+        _ n: Int,
         _ scratch: UnsafeMutablePointer<UInt64>
     ) {
         let g = Self.group
@@ -159,8 +164,11 @@ public struct IPv4FIBView: @unchecked Sendable {  // Safe: read-only memory.
     /// are fetched together at the end.
     @inlinable @inline(__always)
     func walkNodes(
-        _ results: UnsafeMutablePointer<UInt32>, _ live: Int, _ nodeKeys: UnsafeMutablePointer<UInt64>,
-        _ kk: UnsafeMutablePointer<UInt64>, _ entry: UnsafeMutablePointer<UInt64>,
+        _ results: UnsafeMutablePointer<UInt32>,
+        _ live: Int,
+        _ nodeKeys: UnsafeMutablePointer<UInt64>,
+        _ kk: UnsafeMutablePointer<UInt64>,
+        _ entry: UnsafeMutablePointer<UInt64>,
         _ scratch: UnsafeMutablePointer<UInt64>
     ) {
         let g = Self.group

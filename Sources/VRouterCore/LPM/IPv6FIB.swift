@@ -23,14 +23,18 @@ public final class IPv6FIB: @unchecked Sendable {  // Safe: nothing changes afte
         self.init(routes: rib, arrays: .build(rib, directBits: directBits))
     }
 
-    static func flatten(_ routes: UnsafeBufferPointer<(IPv6Prefix, UInt32)>) -> [(addr: UInt128, len: UInt8, value: UInt32)] {
+    static func flatten(
+        _ routes: UnsafeBufferPointer<(IPv6Prefix, UInt32)>
+    ) -> [(addr: UInt128, len: UInt8, value: UInt32)] {
         routes.map { p, v in
             precondition(v < LPM.maxValue, "route value \(v) is not below LPM.maxValue")
             return (p.address.value, p.length, v)
         }
     }
 
-    static func flatten(_ changes: UnsafeBufferPointer<(IPv6Prefix, UInt32?)>) -> [(addr: UInt128, len: UInt8, value: UInt32)] {
+    static func flatten(
+        _ changes: UnsafeBufferPointer<(IPv6Prefix, UInt32?)>
+    ) -> [(addr: UInt128, len: UInt8, value: UInt32)] {
         changes.map { p, v in
             if let v { precondition(v < LPM.maxValue, "route value \(v) is not below LPM.maxValue") }
             return (p.address.value, p.length, v ?? RouteList<UInt128>.deleted)
@@ -67,9 +71,13 @@ public final class IPv6FIB: @unchecked Sendable {  // Safe: nothing changes afte
     /// The raw pointers the packet path reads; valid while this FIB is alive.
     public var view: IPv6FIBView {
         IPv6FIBView(
-            direct: arrays.direct, nodes: arrays.nodes.base, leaves: arrays.leaves.base,
-            inline: arrays.inline.base, values: arrays.narrow ? arrays.values.base : nil,
-            directBits: arrays.directBits)
+            direct: arrays.direct,
+            nodes: arrays.nodes.base,
+            leaves: arrays.leaves.base,
+            inline: arrays.inline.base,
+            values: arrays.narrow ? arrays.values.base : nil,
+            directBits: arrays.directBits
+        )
     }
 
     /// Bytes of lookup structure this FIB allocated (direct array, nodes, leaves, inline

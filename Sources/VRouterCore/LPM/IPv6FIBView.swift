@@ -17,9 +17,12 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
 
     @usableFromInline
     init(
-        direct: UnsafePointer<UInt32>, nodes: UnsafePointer<PoptrieNode>,
-        leaves: UnsafePointer<UInt32>, inline: UnsafePointer<UInt32>,
-        values: UnsafePointer<UInt32>?, directBits: Int
+        direct: UnsafePointer<UInt32>,
+        nodes: UnsafePointer<PoptrieNode>,
+        leaves: UnsafePointer<UInt32>,
+        inline: UnsafePointer<UInt32>,
+        values: UnsafePointer<UInt32>?,
+        directBits: Int
     ) {
         self.values = values
         self.direct = direct
@@ -106,8 +109,11 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
 
     @inlinable @inline(__always)
     func lookupGroup(
-        _ keys: UnsafePointer<UInt128>, _ results: UnsafeMutablePointer<UInt32>, _ n: Int,
-        _ kk: UnsafeMutablePointer<UInt128>, _ scratch: UnsafeMutablePointer<UInt64>
+        _ keys: UnsafePointer<UInt128>,
+        _ results: UnsafeMutablePointer<UInt32>,
+        _ n: Int,
+        _ kk: UnsafeMutablePointer<UInt128>,
+        _ scratch: UnsafeMutablePointer<UInt64>
     ) {
         let g = Self.group
         let shift = UInt128(128 &- directBits)
@@ -154,8 +160,11 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
     /// IPv4FIBView.walkNodes): finished keys leave the live list without a branch.
     @inlinable @inline(__always)
     func walkNodes(
-        _ results: UnsafeMutablePointer<UInt32>, _ live: Int, _ nodeKeys: UnsafeMutablePointer<UInt64>,
-        _ kk: UnsafeMutablePointer<UInt128>, _ entry: UnsafeMutablePointer<UInt64>,
+        _ results: UnsafeMutablePointer<UInt32>,
+        _ live: Int,
+        _ nodeKeys: UnsafeMutablePointer<UInt64>,
+        _ kk: UnsafeMutablePointer<UInt128>,
+        _ entry: UnsafeMutablePointer<UInt64>,
         _ scratch: UnsafeMutablePointer<UInt64>
     ) {
         let g = Self.group

@@ -86,10 +86,14 @@ extension PoptrieArrays {
             }
         }
         let arrays = PoptrieArrays(
-            direct: .allocate(capacity: 1 << directBits), directBits: directBits,
+            direct: .allocate(capacity: 1 << directBits),
+            directBits: directBits,
             nodes: LPMBuffer(capacity: routes.count / 8 + 1),
             leaves: LPMBuffer(capacity: routes.count / 4 + 1),
-            inline: LPMBuffer(capacity: routes.count + 3), narrow: narrow, values: values)
+            inline: LPMBuffer(capacity: routes.count + 3),
+            narrow: narrow,
+            values: values
+        )
         var out = PoptrieBuilder.with(routes, arrays) { b in
             b.valueIndex = valueIndex
             // Node 0 and leaf 0: the sentinel the batch lookup walks for direct answers.
@@ -111,7 +115,9 @@ extension PoptrieArrays {
     /// A copy of self with the direct slots in `ranges` rebuilt from `routes`, or nil
     /// when `newValues` would overflow a narrow table's 2^16 value indices.
     func rebuilding<K>(
-        _ ranges: [(Int, Int)], from routes: RouteList<K>, newValues: [UInt32]
+        _ ranges: [(Int, Int)],
+        from routes: RouteList<K>,
+        newValues: [UInt32]
     ) -> PoptrieArrays? {
         var table = LPMBuffer(copying: values, extra: narrow ? newValues.count : 0)
         var valueIndex: [UInt32: UInt16] = [:]
@@ -130,11 +136,17 @@ extension PoptrieArrays {
         d.update(from: direct, count: 1 << directBits)
         let extra = ranges.count * 4 + 64
         let copy = PoptrieArrays(
-            direct: d, directBits: directBits,
+            direct: d,
+            directBits: directBits,
             nodes: LPMBuffer(copying: nodes, extra: extra),
             leaves: LPMBuffer(copying: leaves, extra: extra * 8),
-            inline: LPMBuffer(copying: inline, extra: extra * 8), narrow: narrow, values: table,
-            garbageNodes: garbageNodes, garbageLeaves: garbageLeaves, garbageInline: garbageInline)
+            inline: LPMBuffer(copying: inline, extra: extra * 8),
+            narrow: narrow,
+            values: table,
+            garbageNodes: garbageNodes,
+            garbageLeaves: garbageLeaves,
+            garbageInline: garbageInline
+        )
         return PoptrieBuilder.with(routes, copy) { b in
             b.valueIndex = valueIndex
             for (lo, hi) in ranges { b.buildSlots(lo, hi, countGarbage: true) }
@@ -151,7 +163,9 @@ extension PoptrieArrays {
 
 /// Direct-pointing slot ranges that changed prefixes cover, merged and sorted.
 func affectedSlots<K: FixedWidthInteger & UnsignedInteger>(
-    _ addrs: [K], _ lens: [UInt8], directBits s: Int
+    _ addrs: [K],
+    _ lens: [UInt8],
+    directBits s: Int
 ) -> [(Int, Int)] {
     var ranges: [(Int, Int)] = []
     for i in 0..<addrs.count {

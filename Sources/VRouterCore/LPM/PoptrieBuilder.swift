@@ -21,7 +21,9 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
 
     /// Runs `body` with a builder over `routes` writing into `arrays`.
     static func with<R>(
-        _ routes: RouteList<K>, _ arrays: PoptrieArrays, _ body: (inout PoptrieBuilder) -> R
+        _ routes: RouteList<K>,
+        _ arrays: PoptrieArrays,
+        _ body: (inout PoptrieBuilder) -> R
     ) -> R {
         let scratch = maxDepth * 64
         let paint = UnsafeMutablePointer<UInt32>.allocate(capacity: scratch)
@@ -36,8 +38,15 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
             routes.lens.withUnsafeBufferPointer { l in
                 routes.values.withUnsafeBufferPointer { v in
                     var b = PoptrieBuilder(
-                        addrs: a, lens: l, values: v, arrays: arrays, s: arrays.directBits,
-                        paint: paint, childStart: cs, childEnd: ce)
+                        addrs: a,
+                        lens: l,
+                        values: v,
+                        arrays: arrays,
+                        s: arrays.directBits,
+                        paint: paint,
+                        childStart: cs,
+                        childEnd: ce
+                    )
                     return body(&b)
                 }
             }
@@ -241,7 +250,11 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
         let base1 = arrays.nodes.grow(by: vector.nonzeroBitCount)
         precondition(base1 < Int(PoptrieNode.skipFlag), "LPM table too large")
         arrays.nodes.base[index] = PoptrieNode(
-            vector: vector, leafvec: leafvec, base0: UInt32(base0), base1: UInt32(base1))
+            vector: vector,
+            leafvec: leafvec,
+            base0: UInt32(base0),
+            base1: UInt32(base1)
+        )
         let vals = paint + depth * 64
         let cs = childStart + depth * 64
         let ce = childEnd + depth * 64
@@ -285,8 +298,11 @@ struct PoptrieBuilder<K: FixedWidthInteger & UnsignedInteger & Sendable> {
         let child = arrays.nodes.grow(by: 1)
         precondition(child < Int(PoptrieNode.skipFlag), "LPM table too large")
         arrays.nodes.base[index] = PoptrieNode(
-            vector: pattern, leafvec: UInt64(length), base0: UInt32(leaf),
-            base1: PoptrieNode.skipFlag | UInt32(child))
+            vector: pattern,
+            leafvec: UInt64(length),
+            base0: UInt32(leaf),
+            base1: PoptrieNode.skipFlag | UInt32(child)
+        )
         emitNode(child, off: o, depth: d, vector: next)
     }
 

@@ -5,7 +5,6 @@
 // The order matters to the builder: a prefix sorts before every prefix it contains, and
 // the prefixes inside any aligned block are one contiguous run.
 
-
 struct RouteList<K: FixedWidthInteger & UnsignedInteger & Sendable>: Sendable {
     var addrs: [K] = []
     var lens: [UInt8] = []
@@ -23,7 +22,8 @@ struct RouteList<K: FixedWidthInteger & UnsignedInteger & Sendable>: Sendable {
         var sorted = true
         var i = 1
         while i < routes.count {
-            let a = routes[i - 1], b = routes[i]
+            let a = routes[i - 1]
+            let b = routes[i]
             if !(a.addr < b.addr || (a.addr == b.addr && a.len < b.len)) {
                 sorted = false
                 break
@@ -45,7 +45,8 @@ struct RouteList<K: FixedWidthInteger & UnsignedInteger & Sendable>: Sendable {
         var order = Array(0..<routes.count)
         routes.withUnsafeBufferPointer { rs in
             order.sort { x, y in
-                let a = rs[x], b = rs[y]
+                let a = rs[x]
+                let b = rs[y]
                 if a.addr != b.addr { return a.addr < b.addr }
                 if a.len != b.len { return a.len < b.len }
                 return x < y
@@ -111,7 +112,8 @@ struct RouteList<K: FixedWidthInteger & UnsignedInteger & Sendable>: Sendable {
             } else if i == count {
                 takeOld = false
             } else {
-                let a = addrs[i], b = changes.addrs[j]
+                let a = addrs[i]
+                let b = changes.addrs[j]
                 if a != b {
                     takeOld = a < b
                 } else if lens[i] != changes.lens[j] {
@@ -125,7 +127,8 @@ struct RouteList<K: FixedWidthInteger & UnsignedInteger & Sendable>: Sendable {
                 // Copy the run of old routes below the next change in one go.
                 var e = i + 1
                 if j < changes.count {
-                    let b = changes.addrs[j], bl = changes.lens[j]
+                    let b = changes.addrs[j]
+                    let bl = changes.lens[j]
                     let bound = lowerBound(b, bl)
                     e = max(e, min(bound, count))
                 } else {

@@ -42,7 +42,8 @@ public enum SyntheticRoutes {
         var counts = mix.map { (length: $0.length, count: count * $0.weight / total) }
         var left = count - counts.reduce(0) { $0 + $1.count }
         let order = mix.indices.sorted {
-            let ra = count * mix[$0].weight % total, rb = count * mix[$1].weight % total
+            let ra = count * mix[$0].weight % total
+            let rb = count * mix[$1].weight % total
             return ra != rb ? ra > rb : mix[$0].weight > mix[$1].weight
         }
         var k = 0
@@ -57,13 +58,19 @@ public enum SyntheticRoutes {
     /// `count` distinct, clustered IPv4 routes (see the file comment).
     public static func ipv4(count: Int, seed: UInt64) -> [(IPv4Prefix, UInt32)] {
         var rng = SplitMix64(seed: seed)
-        struct Block { var addr: UInt32; var len: Int; var nexthop: UInt32 }
+        struct Block {
+            var addr: UInt32
+            var len: Int
+            var nexthop: UInt32
+        }
         let blockLens = [12, 13, 14, 14, 15, 15, 16, 16, 16, 16, 17, 17, 18, 18, 19, 19, 19, 20, 20, 20]
         let blocks = (0..<max(1, count / 32)).map { _ in
             let len = blockLens[Int(rng.next() % UInt64(blockLens.count))]
             return Block(
-                addr: unicast4(&rng) & IPv4Prefix.mask(len), len: len,
-                nexthop: UInt32(rng.next() % UInt64(nexthopCount)))
+                addr: unicast4(&rng) & IPv4Prefix.mask(len),
+                len: len,
+                nexthop: UInt32(rng.next() % UInt64(nexthopCount))
+            )
         }
         return generate(width: 32, lengthCounts(ipv4Mix, count: count), &rng) { len, rng in
             // Squaring a uniform draw skews toward the first blocks: a few holders announce a lot.
@@ -71,7 +78,8 @@ public enum SyntheticRoutes {
             let b = blocks[min(blocks.count - 1, Int(u * u * Double(blocks.count)))]
             let addr: UInt32
             if len >= b.len {
-                addr = (b.addr | UInt32(truncatingIfNeeded: rng.next()) & ~IPv4Prefix.mask(b.len)) & IPv4Prefix.mask(len)
+                addr =
+                    (b.addr | UInt32(truncatingIfNeeded: rng.next()) & ~IPv4Prefix.mask(b.len)) & IPv4Prefix.mask(len)
             } else {
                 addr = b.addr & IPv4Prefix.mask(len)
             }
@@ -96,15 +104,21 @@ public enum SyntheticRoutes {
         let pools: [(UInt128, Int)] = [
             (0x2001, 16), (0x240, 12), (0x260, 12), (0x280, 12), (0x2a0, 12), (0x2c0, 12),
         ].map { (UInt128($0.0) << UInt128(128 - $0.1), $0.1) }
-        struct Block { var addr: UInt128; var len: Int; var nexthop: UInt32 }
+        struct Block {
+            var addr: UInt128
+            var len: Int
+            var nexthop: UInt32
+        }
         let blockLens = [29, 29, 32, 32, 32, 32, 32, 31, 30, 32]
         let blocks = (0..<max(1, count / 16)).map { _ in
             let pool = pools[Int(rng.next() % UInt64(pools.count))]
             let len = blockLens[Int(rng.next() % UInt64(blockLens.count))]
             let bits = (UInt128(rng.next()) << 64) & ~IPv6Prefix.mask(pool.1)
             return Block(
-                addr: (pool.0 | bits) & IPv6Prefix.mask(len), len: len,
-                nexthop: UInt32(rng.next() % UInt64(nexthopCount)))
+                addr: (pool.0 | bits) & IPv6Prefix.mask(len),
+                len: len,
+                nexthop: UInt32(rng.next() % UInt64(nexthopCount))
+            )
         }
         return generate(width: 128, lengthCounts(ipv6Mix, count: count), &rng) { len, rng in
             let u = Double(rng.next() >> 11) / Double(1 << 53)
@@ -140,10 +154,15 @@ public enum SyntheticRoutes {
     /// (a table arrives in no particular order). Past 64 collisions in a row a length's
     /// block space is exhausted, and the prefix is placed uniformly instead.
     static func generate(
-        width: Int, _ counts: [(length: Int, count: Int)], _ rng: inout SplitMix64,
+        width: Int,
+        _ counts: [(length: Int, count: Int)],
+        _ rng: inout SplitMix64,
         place: (Int, inout SplitMix64) -> (UInt128, UInt32)
     ) -> [(UInt128, Int, UInt32)] {
-        struct Key: Hashable { var addr: UInt128; var len: Int }
+        struct Key: Hashable {
+            var addr: UInt128
+            var len: Int
+        }
         var seen = Set<Key>()
         var out: [(UInt128, Int, UInt32)] = []
         out.reserveCapacity(counts.reduce(0) { $0 + $1.count })

@@ -99,7 +99,10 @@ extension Pipeline {
     /// padding from `end` (and the frame length). Returns a drop reason when invalid.
     @inline(__always)
     mutating func parseIPv4(
-        _ p: UnsafeMutableRawPointer, _ off: Int, _ end: inout Int, _ m: UnsafeMutablePointer<PacketMeta>
+        _ p: UnsafeMutableRawPointer,
+        _ off: Int,
+        _ end: inout Int,
+        _ m: UnsafeMutablePointer<PacketMeta>
     ) -> DropReason? {
         guard end &- off >= 20 else { return .truncated }
         let vihl = p.u8(off)
@@ -152,7 +155,10 @@ extension Pipeline {
     /// header, and records it. Returns a drop reason when invalid.
     @inline(__always)
     mutating func parseIPv6(
-        _ p: UnsafeMutableRawPointer, _ off: Int, _ end: inout Int, _ m: UnsafeMutablePointer<PacketMeta>
+        _ p: UnsafeMutableRawPointer,
+        _ off: Int,
+        _ end: inout Int,
+        _ m: UnsafeMutablePointer<PacketMeta>
     ) -> DropReason? {
         guard end &- off >= 40 else { return .truncated }
         guard p.u8(off) >> 4 == 6 else { return .invalidPacket }
@@ -217,7 +223,11 @@ extension Pipeline {
 
     /// IPv4 from a pod: anti-spoofing, then routed in the port's VRF.
     @inline(__always)
-    mutating func podIPv4(_ p: UnsafeMutableRawPointer, _ m: UnsafeMutablePointer<PacketMeta>, _ port: UnsafePointer<PortEntry>) -> Disposition {
+    mutating func podIPv4(
+        _ p: UnsafeMutableRawPointer,
+        _ m: UnsafeMutablePointer<PacketMeta>,
+        _ port: UnsafePointer<PortEntry>
+    ) -> Disposition {
         let l3 = Int(m.pointee.l3)
         let src = p.be32(l3 &+ 12)
         let dst = p.be32(l3 &+ 16)
@@ -234,7 +244,11 @@ extension Pipeline {
 
     /// IPv6 from a pod: neighbour discovery to arp-nd, anti-spoofing, then routed.
     @inline(__always)
-    mutating func podIPv6(_ p: UnsafeMutableRawPointer, _ m: UnsafeMutablePointer<PacketMeta>, _ port: UnsafePointer<PortEntry>) -> Disposition {
+    mutating func podIPv6(
+        _ p: UnsafeMutableRawPointer,
+        _ m: UnsafeMutablePointer<PacketMeta>,
+        _ port: UnsafePointer<PortEntry>
+    ) -> Disposition {
         let l3 = Int(m.pointee.l3)
         let src = p.be128(l3 &+ 8)
         let dst = p.be128(l3 &+ 24)
@@ -257,8 +271,12 @@ extension Pipeline {
     /// requests to it are answered; anything else is not ours.
     @inline(__always)
     mutating func fabricIPv4(
-        _ idx: UInt32, _ p: UnsafeMutableRawPointer, _ m: UnsafeMutablePointer<PacketMeta>, _ end: inout Int,
-        _ port: UnsafePointer<PortEntry>, _ view: ForwardingView
+        _ idx: UInt32,
+        _ p: UnsafeMutableRawPointer,
+        _ m: UnsafeMutablePointer<PacketMeta>,
+        _ end: inout Int,
+        _ port: UnsafePointer<PortEntry>,
+        _ view: ForwardingView
     ) -> Disposition {
         let l3 = Int(m.pointee.l3)
         guard p.be32(l3 &+ 16) == port.pointee.ipv4 else { return .drop(.notTunnel) }
@@ -326,7 +344,10 @@ extension Pipeline {
 
     /// Decapsulated packets are unicast IP for a pod; multicast is not carried.
     @inline(__always)
-    mutating func innerDestinationCheck(_ p: UnsafeMutableRawPointer, _ m: UnsafeMutablePointer<PacketMeta>) -> Disposition {
+    mutating func innerDestinationCheck(
+        _ p: UnsafeMutableRawPointer,
+        _ m: UnsafeMutablePointer<PacketMeta>
+    ) -> Disposition {
         let l3 = Int(m.pointee.l3)
         if m.pointee.flags.contains(.ipv4) {
             let dst = p.be32(l3 &+ 16)
@@ -341,7 +362,10 @@ extension Pipeline {
     /// back where it came from (operators ping nodes).
     @inline(never)
     mutating func reflectEcho(
-        _ idx: UInt32, _ p: UnsafeMutableRawPointer, _ m: UnsafeMutablePointer<PacketMeta>, _ end: Int
+        _ idx: UInt32,
+        _ p: UnsafeMutableRawPointer,
+        _ m: UnsafeMutablePointer<PacketMeta>,
+        _ end: Int
     ) -> Disposition {
         guard EchoResponder.reply(pool: pool, idx) else { return .drop(.notTunnel) }
         m.pointee.txPort = m.pointee.rxPort

@@ -29,7 +29,13 @@ extension Pipeline {
         let dport = UInt16(truncatingIfNeeded: ports)
         if m.pointee.flags.contains(.ipv4) {
             let key = IPv4FlowKey(
-                vrf: m.pointee.vrf, proto: proto, src: p.be32(l3 &+ 12), dst: p.be32(l3 &+ 16), sport: sport, dport: dport)
+                vrf: m.pointee.vrf,
+                proto: proto,
+                src: p.be32(l3 &+ 12),
+                dst: p.be32(l3 &+ 16),
+                sport: sport,
+                dport: dport
+            )
             let h = flows4.hash(key)
             keys4[count4] = key
             hashes4[count4] = h
@@ -38,7 +44,13 @@ extension Pipeline {
             count4 &+= 1
         } else {
             let key = IPv6FlowKey(
-                vrf: m.pointee.vrf, proto: proto, src: p.be128(l3 &+ 8), dst: p.be128(l3 &+ 24), sport: sport, dport: dport)
+                vrf: m.pointee.vrf,
+                proto: proto,
+                src: p.be128(l3 &+ 8),
+                dst: p.be128(l3 &+ 24),
+                sport: sport,
+                dport: dport
+            )
             let h = flows6.hash(key)
             keys6[count6] = key
             hashes6[count6] = h

@@ -79,7 +79,10 @@ public struct Pipeline: ~Copyable {
         counters = .allocate()
         flows4 = FlowTable(capacity: config.flowCapacity, vrfLimit: 1 << 16, defaultQuota: config.flowQuotaPerVRF)
         flows6 = FlowTable(
-            capacity: max(config.flowCapacity / 4, 1024), vrfLimit: 1 << 16, defaultQuota: config.flowQuotaPerVRF)
+            capacity: max(config.flowCapacity / 4, 1024),
+            vrfLimit: 1 << 16,
+            defaultQuota: config.flowQuotaPerVRF
+        )
         ipList = .allocate()
         missList = .allocate()
         arpList = .allocate()
@@ -120,7 +123,10 @@ public struct Pipeline: ~Copyable {
     /// to `output` (with `meta.txPort` set; the caller transmits and frees it) or freed and
     /// counted under one drop reason. `input` is empty afterwards. `now` is in milliseconds.
     public mutating func process(
-        _ input: inout Frame, tables: UnsafePointer<ForwardingView>, now: UInt32, output: inout Frame
+        _ input: inout Frame,
+        tables: UnsafePointer<ForwardingView>,
+        now: UInt32,
+        output: inout Frame
     ) {
         let view = tables.pointee
         lastNow = now
@@ -172,7 +178,11 @@ public struct Pipeline: ~Copyable {
         for i in 0..<pendingCount {
             let s = pendingSlots[i]
             let bytes = Int(pendingBytes[i])
-            if s & 0x8000_0000 == 0 { flows4.count(s, bytes: bytes) } else { flows6.count(s & 0x7FFF_FFFF, bytes: bytes) }
+            if s & 0x8000_0000 == 0 {
+                flows4.count(s, bytes: bytes)
+            } else {
+                flows6.count(s & 0x7FFF_FFFF, bytes: bytes)
+            }
         }
         pendingCount = 0
     }
@@ -196,8 +206,17 @@ public struct Pipeline: ~Copyable {
 
     /// Expires idle flows, a slice of the table at a time; call between frames.
     public mutating func age(now: UInt32, maxScan: Int = 4096) -> Int {
-        flows4.expire(now: now, idleTimeout: config.flowIdleTimeout, closingTimeout: config.flowClosingTimeout, maxScan: maxScan)
+        flows4.expire(
+            now: now,
+            idleTimeout: config.flowIdleTimeout,
+            closingTimeout: config.flowClosingTimeout,
+            maxScan: maxScan
+        )
             + flows6.expire(
-                now: now, idleTimeout: config.flowIdleTimeout, closingTimeout: config.flowClosingTimeout, maxScan: maxScan)
+                now: now,
+                idleTimeout: config.flowIdleTimeout,
+                closingTimeout: config.flowClosingTimeout,
+                maxScan: maxScan
+            )
     }
 }

@@ -61,8 +61,12 @@ extension Pipeline {
 
     @inline(__always)
     mutating func forward(
-        _ idx: UInt32, _ m: UnsafeMutablePointer<PacketMeta>, _ nh: UnsafePointer<Nexthop>, _ label: UInt32,
-        _ view: ForwardingView, output: inout Frame
+        _ idx: UInt32,
+        _ m: UnsafeMutablePointer<PacketMeta>,
+        _ nh: UnsafePointer<Nexthop>,
+        _ label: UInt32,
+        _ view: ForwardingView,
+        output: inout Frame
     ) {
         let p = pool.buffer(idx)
         let l3 = Int(m.pointee.l3)
@@ -113,8 +117,15 @@ extension Pipeline {
     /// and emits the packet.
     @inline(__always)
     mutating func writeHeaders(
-        _ idx: UInt32, _ m: UnsafeMutablePointer<PacketMeta>, _ p: UnsafeMutableRawPointer, _ l3: Int,
-        _ ipLength: Int, _ v4: Bool, _ nh: UnsafePointer<Nexthop>, _ label: UInt32, _ view: ForwardingView,
+        _ idx: UInt32,
+        _ m: UnsafeMutablePointer<PacketMeta>,
+        _ p: UnsafeMutableRawPointer,
+        _ l3: Int,
+        _ ipLength: Int,
+        _ v4: Bool,
+        _ nh: UnsafePointer<Nexthop>,
+        _ label: UInt32,
+        _ view: ForwardingView,
         output: inout Frame
     ) {
         let etherType = v4 ? EtherType.ipv4 : EtherType.ipv6
@@ -159,16 +170,25 @@ extension Pipeline {
     /// counter, so outer packets are distinct if the underlay ever fragments them.
     @inline(__always)
     mutating func encapsulate(
-        _ p: UnsafeMutableRawPointer, _ inner: Int, _ length: Int, _ m: UnsafeMutablePointer<PacketMeta>,
-        _ nh: UnsafePointer<Nexthop>, _ label: UInt32, _ view: ForwardingView
+        _ p: UnsafeMutableRawPointer,
+        _ inner: Int,
+        _ length: Int,
+        _ m: UnsafeMutablePointer<PacketMeta>,
+        _ nh: UnsafePointer<Nexthop>,
+        _ label: UInt32,
+        _ view: ForwardingView
     ) -> Int {
         // Safe: nh points into view.nexthops (view.nexthop(_:) returned it), so the
         // difference is its id, and templates has one slot per nexthop id.
         let template = view.templates + (nh - view.nexthops)
         outerID &+= 1
         let start = template.pointee.apply(
-            to: p + inner, innerLength: length, sourcePort: TunnelTemplate.sourcePort(hash: m.pointee.hash),
-            labelOrVNI: label, identification: outerID)
+            to: p + inner,
+            innerLength: length,
+            sourcePort: TunnelTemplate.sourcePort(hash: m.pointee.hash),
+            labelOrVNI: label,
+            identification: outerID
+        )
         return start - p
     }
 

@@ -32,8 +32,11 @@ extension Pipeline {
     @inline(__always)
     mutating func install(_ m: UnsafeMutablePointer<PacketMeta>, _ view: ForwardingView, now: UInt32) {
         let value = FlowValue(
-            nexthop: m.pointee.nexthop, label: m.pointee.label, generation: view.vrfs[Int(m.pointee.vrf)].generation,
-            flags: m.pointee.flags.contains(.tcpClosing) ? .closing : [])
+            nexthop: m.pointee.nexthop,
+            label: m.pointee.label,
+            generation: view.vrfs[Int(m.pointee.vrf)].generation,
+            flags: m.pointee.flags.contains(.tcpClosing) ? .closing : []
+        )
         let v4 = m.pointee.flags.contains(.ipv4)
         let pos = Int(m.pointee.aux)
         let r =
@@ -56,7 +59,11 @@ extension Pipeline {
 
     /// LPM in the packet's VRF; fills meta.nexthop/label. False when there is no route.
     @inline(__always)
-    mutating func resolve(_ m: UnsafeMutablePointer<PacketMeta>, _ p: UnsafeMutableRawPointer, _ view: ForwardingView) -> Bool {
+    mutating func resolve(
+        _ m: UnsafeMutablePointer<PacketMeta>,
+        _ p: UnsafeMutableRawPointer,
+        _ view: ForwardingView
+    ) -> Bool {
         let vrf = view.vrfs + Int(m.pointee.vrf)
         let l3 = Int(m.pointee.l3)
         let r =

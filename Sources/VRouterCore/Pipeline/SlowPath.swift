@@ -145,12 +145,22 @@ extension Pipeline {
     /// onto each piece, so the outer packets are never fragments).
     @inline(never)
     mutating func fragmentAndForward(
-        _ idx: UInt32, _ m: UnsafeMutablePointer<PacketMeta>, _ nh: UnsafePointer<Nexthop>, _ label: UInt32,
-        _ view: ForwardingView, output: inout Frame
+        _ idx: UInt32,
+        _ m: UnsafeMutablePointer<PacketMeta>,
+        _ nh: UnsafePointer<Nexthop>,
+        _ label: UInt32,
+        _ view: ForwardingView,
+        output: inout Frame
     ) {
         focusOnInnerPacket(idx, view)
         fragments.removeAll()
-        if let reason = IPv4Fragmenter.fragment(pool: pool, idx, l2Length: 14, mtu: Int(nh.pointee.innerMTU), into: &fragments) {
+        if let reason = IPv4Fragmenter.fragment(
+            pool: pool,
+            idx,
+            l2Length: 14,
+            mtu: Int(nh.pointee.innerMTU),
+            into: &fragments
+        ) {
             drop(idx, reason)
             return
         }
@@ -198,7 +208,10 @@ extension Pipeline {
 
     @inline(__always)
     mutating func arp(
-        _ idx: UInt32, _ m: UnsafeMutablePointer<PacketMeta>, _ port: PortEntry, _ view: ForwardingView,
+        _ idx: UInt32,
+        _ m: UnsafeMutablePointer<PacketMeta>,
+        _ port: PortEntry,
+        _ view: ForwardingView,
         output: inout Frame
     ) {
         let p = pool.buffer(idx)
@@ -247,7 +260,10 @@ extension Pipeline {
 
     @inline(__always)
     mutating func nd(
-        _ idx: UInt32, _ m: UnsafeMutablePointer<PacketMeta>, _ port: PortEntry, _ view: ForwardingView,
+        _ idx: UInt32,
+        _ m: UnsafeMutablePointer<PacketMeta>,
+        _ port: PortEntry,
+        _ view: ForwardingView,
         output: inout Frame
     ) {
         let p = pool.buffer(idx)

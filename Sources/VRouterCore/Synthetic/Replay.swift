@@ -20,8 +20,13 @@ extension Pipeline {
     /// must free every packet in it before returning (it may leave it non-empty only by
     /// freeing; the frame is emptied after the call).
     public mutating func replay(
-        _ set: PacketSet, input: inout Frame, output: inout Frame, tables: UnsafePointer<ForwardingView>,
-        now: UInt32?, frameSize: Int = Frame.defaultCapacity, transmit: (inout Frame) -> Void
+        _ set: PacketSet,
+        input: inout Frame,
+        output: inout Frame,
+        tables: UnsafePointer<ForwardingView>,
+        now: UInt32?,
+        frameSize: Int = Frame.defaultCapacity,
+        transmit: (inout Frame) -> Void
     ) -> ReplayStats {
         var stats = ReplayStats()
         let pool = self.pool
@@ -52,7 +57,11 @@ extension Pipeline {
                                     let m = pool.meta(idx)
                                     // Frames larger than a buffer are cut, as a NIC with a smaller buffer would.
                                     let copy = min(Int(lengths[j]), maxLength)
-                                    copyFrame(to: pool.buffer(idx) + PacketPool.headroom, from: base + offsets[j], count: copy)
+                                    copyFrame(
+                                        to: pool.buffer(idx) + PacketPool.headroom,
+                                        from: base + offsets[j],
+                                        count: copy
+                                    )
                                     m.pointee.length = UInt16(truncatingIfNeeded: copy)
                                     m.pointee.rxPort = ports[j]
                                     m.pointee.timestamp = stamps[j]

@@ -74,28 +74,56 @@ public struct SampleTopology: Sendable {
         try builder.setVRF(b.blue, VRFConfig(name: "blue", gateway4: b.blueGateway, gateway6: b.blueGateway6))
         try builder.setVRF(b.red, VRFConfig(name: "red", gateway4: b.redGateway))
         try builder.setPort(
-            b.fabricPort, PortConfig(kind: .fabric, name: "fabric0", mac: b.nodeMAC, mtu: fabricMTU, ipv4: b.underlay))
+            b.fabricPort,
+            PortConfig(kind: .fabric, name: "fabric0", mac: b.nodeMAC, mtu: fabricMTU, ipv4: b.underlay)
+        )
         try builder.setPort(
             b.blueA,
-            PortConfig(kind: .pod, name: "blue-a", vrf: b.blue, mac: b.blueAMAC, mtu: podMTU, ipv4: b.blueAIP, ipv6: b.blueAIPv6))
+            PortConfig(
+                kind: .pod,
+                name: "blue-a",
+                vrf: b.blue,
+                mac: b.blueAMAC,
+                mtu: podMTU,
+                ipv4: b.blueAIP,
+                ipv6: b.blueAIPv6
+            )
+        )
         try builder.setPort(
             b.blueB,
-            PortConfig(kind: .pod, name: "blue-b", vrf: b.blue, mac: b.blueBMAC, mtu: podMTU, ipv4: b.blueBIP, ipv6: b.blueBIPv6))
+            PortConfig(
+                kind: .pod,
+                name: "blue-b",
+                vrf: b.blue,
+                mac: b.blueBMAC,
+                mtu: podMTU,
+                ipv4: b.blueBIP,
+                ipv6: b.blueBIPv6
+            )
+        )
         try builder.setPort(
-            b.redA, PortConfig(kind: .pod, name: "red-a", vrf: b.red, mac: b.redAMAC, mtu: podMTU, ipv4: b.redAIP))
+            b.redA,
+            PortConfig(kind: .pod, name: "red-a", vrf: b.red, mac: b.redAMAC, mtu: podMTU, ipv4: b.redAIP)
+        )
 
         try builder.setNexthop(b.nhBlueA, .encap(port: b.blueA, mac: b.blueAMAC))
         try builder.setNexthop(b.nhBlueB, .encap(port: b.blueB, mac: b.blueBMAC))
         try builder.setNexthop(b.nhRedA, .encap(port: b.redA, mac: b.redAMAC))
         try builder.setNexthop(
-            b.nhNodeA, .tunnel(.vxlan, port: b.fabricPort, destination: b.nodeA, underlayMAC: b.nodeAMAC))
+            b.nhNodeA,
+            .tunnel(.vxlan, port: b.fabricPort, destination: b.nodeA, underlayMAC: b.nodeAMAC)
+        )
         try builder.setNexthop(
-            b.nhNodeB, .tunnel(.mplsOverUDP, port: b.fabricPort, destination: b.nodeB, underlayMAC: b.nodeBMAC))
+            b.nhNodeB,
+            .tunnel(.mplsOverUDP, port: b.fabricPort, destination: b.nodeB, underlayMAC: b.nodeBMAC)
+        )
         try builder.setNexthop(
             b.nhECMP,
             .composite([
-                RouteTarget(nexthop: b.nhNodeA, label: b.vniBlue), RouteTarget(nexthop: b.nhNodeB, label: b.labelAtNodeBBlue),
-            ]))
+                RouteTarget(nexthop: b.nhNodeA, label: b.vniBlue),
+                RouteTarget(nexthop: b.nhNodeB, label: b.labelAtNodeBBlue),
+            ])
+        )
         try builder.setNexthop(b.nhReceive, .receive)
         try builder.setNexthop(b.nhDiscard, .discard)
 
@@ -103,18 +131,27 @@ public struct SampleTopology: Sendable {
         try builder.addRoute(vrf: b.blue, IPv4Prefix(b.blueBIP, length: 32)!, RouteTarget(nexthop: b.nhBlueB))
         try builder.addRoute(vrf: b.blue, IPv4Prefix(b.blueGateway, length: 32)!, RouteTarget(nexthop: b.nhReceive))
         try builder.addRoute(
-            vrf: b.blue, IPv4Prefix("192.0.2.128/25")!, RouteTarget(nexthop: b.nhNodeA, label: b.vniBlue))
+            vrf: b.blue,
+            IPv4Prefix("192.0.2.128/25")!,
+            RouteTarget(nexthop: b.nhNodeA, label: b.vniBlue)
+        )
         try builder.addRoute(vrf: b.blue, IPv4Prefix("203.0.113.0/24")!, RouteTarget(nexthop: b.nhECMP))
         try builder.addRoute(vrf: b.blue, IPv6Prefix(b.blueAIPv6, length: 128)!, RouteTarget(nexthop: b.nhBlueA))
         try builder.addRoute(vrf: b.blue, IPv6Prefix(b.blueBIPv6, length: 128)!, RouteTarget(nexthop: b.nhBlueB))
         try builder.addRoute(vrf: b.blue, IPv6Prefix(b.blueGateway6, length: 128)!, RouteTarget(nexthop: b.nhReceive))
         try builder.addRoute(
-            vrf: b.blue, IPv6Prefix("2001:db8:1:1::/64")!, RouteTarget(nexthop: b.nhNodeA, label: b.vniBlue))
+            vrf: b.blue,
+            IPv6Prefix("2001:db8:1:1::/64")!,
+            RouteTarget(nexthop: b.nhNodeA, label: b.vniBlue)
+        )
 
         try builder.addRoute(vrf: b.red, IPv4Prefix(b.redAIP, length: 32)!, RouteTarget(nexthop: b.nhRedA))
         try builder.addRoute(vrf: b.red, IPv4Prefix(b.redGateway, length: 32)!, RouteTarget(nexthop: b.nhReceive))
         try builder.addRoute(
-            vrf: b.red, IPv4Prefix("198.51.100.128/25")!, RouteTarget(nexthop: b.nhNodeB, label: b.labelAtNodeBRed))
+            vrf: b.red,
+            IPv4Prefix("198.51.100.128/25")!,
+            RouteTarget(nexthop: b.nhNodeB, label: b.labelAtNodeBRed)
+        )
 
         try builder.setLabel(b.labelToBlueA, nexthop: b.nhBlueA)
         try builder.setLabel(b.labelToBlueB, nexthop: b.nhBlueB)

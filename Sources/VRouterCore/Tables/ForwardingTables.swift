@@ -65,10 +65,18 @@ public final class ForwardingTables: @unchecked Sendable {  // Safe: never mutat
     let vnis: VNITable
 
     init(
-        version: UInt64, routerMAC: MACAddress, fib4: [IPv4FIB?], fib6: [IPv6FIB?],
-        ports: [PortEntry], vrfs: [VRFEntry], nexthops: [Nexthop], templates: [TunnelTemplate],
+        version: UInt64,
+        routerMAC: MACAddress,
+        fib4: [IPv4FIB?],
+        fib6: [IPv6FIB?],
+        ports: [PortEntry],
+        vrfs: [VRFEntry],
+        nexthops: [Nexthop],
+        templates: [TunnelTemplate],
         components: [RouteTarget],
-        results: [RouteTarget], labels: [UInt32], vnis: [UInt32: UInt16]
+        results: [RouteTarget],
+        labels: [UInt32],
+        vnis: [UInt32: UInt16]
     ) {
         func copy<T>(_ a: [T], atLeast n: Int = 1, fill: T) -> UnsafeMutableBufferPointer<T> {
             let b = UnsafeMutableBufferPointer<T>.allocate(capacity: max(a.count, n))
@@ -90,14 +98,22 @@ public final class ForwardingTables: @unchecked Sendable {  // Safe: never mutat
         viewPointer = .allocate(capacity: 1)
         viewPointer.initialize(
             to: ForwardingView(
-                ports: UnsafePointer(self.ports.baseAddress!), portCount: ports.count,
-                vrfs: UnsafePointer(self.vrfs.baseAddress!), vrfCount: vrfs.count,
-                nexthops: UnsafePointer(self.nexthops.baseAddress!), nexthopCount: nexthops.count,
+                ports: UnsafePointer(self.ports.baseAddress!),
+                portCount: ports.count,
+                vrfs: UnsafePointer(self.vrfs.baseAddress!),
+                vrfCount: vrfs.count,
+                nexthops: UnsafePointer(self.nexthops.baseAddress!),
+                nexthopCount: nexthops.count,
                 templates: UnsafePointer(self.templates.baseAddress!),
                 components: UnsafePointer(self.components.baseAddress!),
-                results: UnsafePointer(self.results.baseAddress!), resultCount: results.count,
-                labels: UnsafePointer(self.labels.baseAddress!), labelCount: labels.count,
-                vnis: self.vnis, routerMAC: routerMAC.value))
+                results: UnsafePointer(self.results.baseAddress!),
+                resultCount: results.count,
+                labels: UnsafePointer(self.labels.baseAddress!),
+                labelCount: labels.count,
+                vnis: self.vnis,
+                routerMAC: routerMAC.value
+            )
+        )
     }
 
     deinit {
@@ -133,8 +149,15 @@ public final class ForwardingTables: @unchecked Sendable {  // Safe: never mutat
 extension VRFEntry {
     static var absent: VRFEntry {
         VRFEntry(
-            v4: IPv4FIB.empty.view, v6: IPv6FIB.empty.view, generation: 0, present: false,
-            hasGateway4: false, hasGateway6: false, gateway4: 0, gateway6: 0)
+            v4: IPv4FIB.empty.view,
+            v6: IPv6FIB.empty.view,
+            generation: 0,
+            present: false,
+            hasGateway4: false,
+            hasGateway6: false,
+            gateway4: 0,
+            gateway6: 0
+        )
     }
 }
 

@@ -15,8 +15,13 @@ public enum NexthopConfig: Hashable, Sendable {
     /// (the remote node or the gateway), `innerMAC` the inner destination MAC for VXLAN
     /// (the remote router's MAC: 00:00:5e:00:01:00 for a vRouter peer, the device MAC of
     /// a Linux VXLAN interface), ignored for MPLS over UDP.
-    case tunnel(TunnelEncap, port: UInt16, destination: IPv4Address, underlayMAC: MACAddress,
-        innerMAC: MACAddress = .vrouter)
+    case tunnel(
+        TunnelEncap,
+        port: UInt16,
+        destination: IPv4Address,
+        underlayMAC: MACAddress,
+        innerMAC: MACAddress = .vrouter
+    )
     /// ECMP over members, each with the label/VNI to push toward it; the member is chosen
     /// by the flow hash, so a flow stays on one member.
     case composite([RouteTarget])
@@ -87,7 +92,20 @@ public struct Nexthop: Sendable {
     public static let unresolved: UInt8 = 2
 
     public static let invalid = Nexthop(
-        kind: .invalid, flags: 0, port: 0, vrf: 0, innerMTU: 0, dstMAC: 0, srcMAC: 0,
-        underlayMAC: 0, tunnelSource: 0, tunnelDestination: 0, componentStart: 0, componentCount: 0,
-        vlan: 0, reserved: 0, reserved2: 0)
+        kind: .invalid,
+        flags: 0,
+        port: 0,
+        vrf: 0,
+        innerMTU: 0,
+        dstMAC: 0,
+        srcMAC: 0,
+        underlayMAC: 0,
+        tunnelSource: 0,
+        tunnelDestination: 0,
+        componentStart: 0,
+        componentCount: 0,
+        vlan: 0,
+        reserved: 0,
+        reserved2: 0
+    )
 }

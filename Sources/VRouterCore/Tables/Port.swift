@@ -29,9 +29,16 @@ public struct PortConfig: Hashable, Sendable {
     public var up: Bool
 
     public init(
-        kind: PortKind, name: String, vrf: UInt16 = 0, mac: MACAddress, mtu: Int = 1500,
-        ipv4: IPv4Address? = nil, ipv6: IPv6Address? = nil, vlan: UInt16? = nil,
-        antiSpoofing: Bool = true, up: Bool = true
+        kind: PortKind,
+        name: String,
+        vrf: UInt16 = 0,
+        mac: MACAddress,
+        mtu: Int = 1500,
+        ipv4: IPv4Address? = nil,
+        ipv6: IPv6Address? = nil,
+        vlan: UInt16? = nil,
+        antiSpoofing: Bool = true,
+        up: Bool = true
     ) {
         self.kind = kind
         self.name = name

@@ -74,7 +74,9 @@ public struct TableBuilder: Sendable {
         guard let p = ports[id] else { throw TableError("port \(id) does not exist") }
         let users = nexthops.filter { portOf($0.value) == id }.map(\.key).sorted()
         guard users.isEmpty else {
-            throw TableError("port \(id) (\(p.name)) is used by nexthops \(users.map(String.init).joined(separator: ", "))")
+            throw TableError(
+                "port \(id) (\(p.name)) is used by nexthops \(users.map(String.init).joined(separator: ", "))"
+            )
         }
         ports[id] = nil
         bumpAll = true
@@ -117,7 +119,9 @@ public struct TableBuilder: Sendable {
         }
         let usedByVNIs = vnis.filter { $0.value == id }.map(\.key).sorted()
         guard usedByVNIs.isEmpty else {
-            throw TableError("VRF \(v.name) is the target of VNIs \(usedByVNIs.map(String.init).joined(separator: ", "))")
+            throw TableError(
+                "VRF \(v.name) is the target of VNIs \(usedByVNIs.map(String.init).joined(separator: ", "))"
+            )
         }
         for t in v.routes4.values { release(t) }
         for t in v.routes6.values { release(t) }
@@ -222,7 +226,9 @@ public struct TableBuilder: Sendable {
         if case .tunnel(let encap, _, _, _, _) = nh {
             let limit = encap == .vxlan ? Self.maxVNI : Self.maxLabel
             guard target.label <= limit else {
-                throw TableError("route \(prefix): \(encap == .vxlan ? "VNI" : "label") \(target.label) is above \(limit)")
+                throw TableError(
+                    "route \(prefix): \(encap == .vxlan ? "VNI" : "label") \(target.label) is above \(limit)"
+                )
             }
         }
     }
@@ -304,9 +310,15 @@ public struct TableBuilder: Sendable {
             fib4[Int(id)] = f4
             fib6[Int(id)] = f6
             vrfEntries[Int(id)] = VRFEntry(
-                v4: f4.view, v6: f6.view, generation: generations[id] ?? 0, present: true,
-                hasGateway4: v.gateway4 != nil, hasGateway6: v.gateway6 != nil,
-                gateway4: v.gateway4?.value ?? 0, gateway6: v.gateway6?.value ?? 0)
+                v4: f4.view,
+                v6: f6.view,
+                generation: generations[id] ?? 0,
+                present: true,
+                hasGateway4: v.gateway4 != nil,
+                hasGateway6: v.gateway6 != nil,
+                gateway4: v.gateway4?.value ?? 0,
+                gateway6: v.gateway6?.value ?? 0
+            )
         }
         pending4 = [:]
         pending6 = [:]
@@ -321,8 +333,15 @@ public struct TableBuilder: Sendable {
             if p.ipv4 != nil { flags.insert(.hasIPv4) }
             if p.ipv6 != nil { flags.insert(.hasIPv6) }
             portEntries[Int(id)] = PortEntry(
-                kind: p.kind, flags: flags, vrf: p.vrf, mtu: UInt16(p.mtu), vlan: p.vlan ?? 0,
-                mac: p.mac.value, ipv4: p.ipv4?.value ?? 0, ipv6: p.ipv6?.value ?? 0)
+                kind: p.kind,
+                flags: flags,
+                vrf: p.vrf,
+                mtu: UInt16(p.mtu),
+                vlan: p.vlan ?? 0,
+                mac: p.mac.value,
+                ipv4: p.ipv4?.value ?? 0,
+                ipv6: p.ipv6?.value ?? 0
+            )
         }
 
         let nhCount = (nexthops.keys.max().map { Int($0) + 1 }) ?? 0
@@ -342,9 +361,19 @@ public struct TableBuilder: Sendable {
         for (l, nh) in labels { labelEntries[Int(l)] = nh }
 
         return ForwardingTables(
-            version: version, routerMAC: routerMAC, fib4: fib4, fib6: fib6, ports: portEntries,
-            vrfs: vrfEntries, nexthops: nhEntries, templates: templates, components: components, results: results,
-            labels: labelEntries, vnis: vnis)
+            version: version,
+            routerMAC: routerMAC,
+            fib4: fib4,
+            fib6: fib6,
+            ports: portEntries,
+            vrfs: vrfEntries,
+            nexthops: nhEntries,
+            templates: templates,
+            components: components,
+            results: results,
+            labels: labelEntries,
+            vnis: vnis
+        )
     }
 
     private mutating func intern(_ t: RouteTarget) -> UInt32 {
@@ -365,11 +394,21 @@ public struct TableBuilder: Sendable {
         case .vxlan:
             // Untagged, the inner Ethernet header fits in the template too (50 + 14 = 64).
             return VXLANEncap.template(
-                sourceMAC: fabricMAC, destinationMAC: MACAddress(n.underlayMAC), vlanTCI: vlan, source: src, destination: dst,
-                innerEthernet: vlan == nil ? (MACAddress(n.dstMAC), MACAddress(n.srcMAC)) : nil)
+                sourceMAC: fabricMAC,
+                destinationMAC: MACAddress(n.underlayMAC),
+                vlanTCI: vlan,
+                source: src,
+                destination: dst,
+                innerEthernet: vlan == nil ? (MACAddress(n.dstMAC), MACAddress(n.srcMAC)) : nil
+            )
         case .mplsOverUDP:
             return MPLSoUDPEncap.template(
-                sourceMAC: fabricMAC, destinationMAC: MACAddress(n.underlayMAC), vlanTCI: vlan, source: src, destination: dst)
+                sourceMAC: fabricMAC,
+                destinationMAC: MACAddress(n.underlayMAC),
+                vlanTCI: vlan,
+                source: src,
+                destination: dst
+            )
         }
     }
 

@@ -78,7 +78,8 @@ public final class TablePublication: @unchecked Sendable {  // Safe: shared stat
     /// Registers a worker thread; each worker calls this once and keeps the reader.
     public func register() -> TableReader? {
         for i in 0..<maxReaders {
-            if readerUsed[i].compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged {
+            if readerUsed[i].compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+            {
                 readerEpochs[i].store(Self.offline, ordering: .releasing)
                 return TableReader(publication: self, slot: i)
             }

@@ -19,7 +19,9 @@ import CVRouterShims
 import Glibc
 import Synchronization
 
-public final class AFPacketPort: @unchecked Sendable {  // Safe: immutable after open; the mapping is only walked by the one IOLoop the port is added to.
+// Safe (@unchecked Sendable): immutable after open; the mapping is only walked by the one IOLoop
+// the port is added to.
+public final class AFPacketPort: @unchecked Sendable {
     public struct Configuration: Sendable, Hashable {
         /// RX ring: `rxBlockCount` blocks of `rxBlockSize` bytes (a multiple of the page size).
         /// A block holds ~1800 minimum-size frames; 32 × 256 KiB absorbs ~58k frames of a

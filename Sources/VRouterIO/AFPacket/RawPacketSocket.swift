@@ -15,7 +15,9 @@ public final class RawPacketSocket: @unchecked Sendable {  // Safe: fd use is se
 
     /// Opens a socket on `interface` in `namespace` receiving frames of `etherType`.
     public static func open(
-        interface: String, in namespace: NetworkNamespace = .current, etherType: UInt16
+        interface: String,
+        in namespace: NetworkNamespace = .current,
+        etherType: UInt16
     ) throws(SystemError) -> RawPacketSocket {
         try Sys.checkInterfaceName(interface, call: "AF_PACKET")
         let object = "AF_PACKET raw \(interface) in \(namespace)"

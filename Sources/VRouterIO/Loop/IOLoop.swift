@@ -345,7 +345,12 @@ public final class IOLoop {
 enum UserData {
 
     enum Kind: UInt8 {
-        case tapRead = 1, tapWrite, afPoll, afKick, wake, cancel
+        case tapRead = 1
+        case tapWrite
+        case afPoll
+        case afKick
+        case wake
+        case cancel
     }
 
     @inline(__always)

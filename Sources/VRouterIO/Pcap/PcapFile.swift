@@ -87,7 +87,8 @@ public final class PcapWriter {
 
     public init(path: String, snaplen: Int32 = 65535) throws(PcapError) {
         self.path = path
-        guard let d = pcap_open_dead_with_tstamp_precision(DLT_EN10MB, snaplen, UInt32(PCAP_TSTAMP_PRECISION_NANO)) else {
+        guard let d = pcap_open_dead_with_tstamp_precision(DLT_EN10MB, snaplen, UInt32(PCAP_TSTAMP_PRECISION_NANO))
+        else {
             throw PcapError("\(path): libpcap could not make a capture handle")
         }
         guard let dump = pcap_dump_open(d, path) else {
@@ -107,8 +108,11 @@ public final class PcapWriter {
         hdr.caplen = UInt32(bytes.count)
         hdr.len = UInt32(bytes.count)
         withUnsafePointer(to: &hdr) { h in
-            pcap_dump(UnsafeMutableRawPointer(dumper).assumingMemoryBound(to: UInt8.self), h,
-                bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(bitPattern: 1)!)
+            pcap_dump(
+                UnsafeMutableRawPointer(dumper).assumingMemoryBound(to: UInt8.self),
+                h,
+                bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(bitPattern: 1)!
+            )
         }
         packets += 1
     }

@@ -65,7 +65,12 @@ struct StopStats: CustomStringConvertible {
         for token in line[r.upperBound...].split(separator: " ").map(String.init) {
             let kv = token.split(separator: "=", maxSplits: 1).map(String.init)
             if kv.count == 1 {
-                if token == "dead", let p = port { dead.insert(p) } else { port = token; ports[token] = [:] }
+                if token == "dead", let p = port {
+                    dead.insert(p)
+                } else {
+                    port = token
+                    ports[token] = [:]
+                }
             } else if let p = port, Self.portKeys.contains(kv[0]) {
                 ports[p]![kv[0]] = UInt64(kv[1]) ?? 0
             } else {
@@ -82,7 +87,8 @@ extension Lab {
     func ping(from ns: String, _ address: String, count: Int = 3, wait: Int = 1) throws -> Int {
         let r = try run(
             inNS(ns, [Tool.ping, "-c", "\(count)", "-i", "0.2", "-W", "\(wait)", "-n", address]),
-            timeout: Double(count * wait + 10))
+            timeout: Double(count * wait + 10)
+        )
         // "3 packets transmitted, 3 received, ..."
         guard let m = r.output.firstMatch(of: /(\d+) received/) else { return 0 }
         return Int(m.1) ?? 0
@@ -109,28 +115,39 @@ extension Lab {
 
     /// An iperf3 TCP run of `seconds` from `clientNS` to the server in `serverNS` at
     /// `address`: the bytes the receiver got, or a failure with iperf3's own error.
-    func iperf3(server serverNS: String, client clientNS: String, address: String, seconds: Int = 2) throws -> IperfResult {
+    func iperf3(
+        server serverNS: String,
+        client clientNS: String,
+        address: String,
+        seconds: Int = 2
+    ) throws -> IperfResult {
         let server = try start(
             inNS(serverNS, [Tool.iperf3, "-s", "-1", "--rcv-timeout", "10000", "--forceflush"]),
-            name: "iperf3-server-\(serverNS)")
+            name: "iperf3-server-\(serverNS)"
+        )
         defer { server.end(grace: 2) }
         let deadline = Date().addingTimeInterval(10)
         while !server.stdout.contains("Server listening") {
-            guard Date() < deadline, server.isRunning else { throw Failure("iperf3 server did not start: \(server.stderr)") }
+            guard Date() < deadline, server.isRunning else {
+                throw Failure("iperf3 server did not start: \(server.stderr)")
+            }
             usleep(20_000)
         }
         let r = try run(
             inNS(clientNS, [Tool.iperf3, "-c", address, "-t", "\(seconds)", "--json", "--connect-timeout", "5000"]),
-            timeout: Double(seconds + 20))
+            timeout: Double(seconds + 20)
+        )
         guard let obj = try? JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any] else {
             throw Failure("iperf3 printed no JSON (\(r.status)): \(r.output) \(r.error)")
         }
         let end = obj["end"] as? [String: Any]
         let received = end?["sum_received"] as? [String: Any]
         return IperfResult(
-            status: r.status, error: obj["error"] as? String,
+            status: r.status,
+            error: obj["error"] as? String,
             bytes: (received?["bytes"] as? NSNumber)?.uint64Value ?? 0,
-            bitsPerSecond: (received?["bits_per_second"] as? NSNumber)?.doubleValue ?? 0)
+            bitsPerSecond: (received?["bits_per_second"] as? NSNumber)?.doubleValue ?? 0
+        )
     }
 
     /// tshark on `device` in `ns`, writing a capture file, started and ready.
@@ -138,7 +155,8 @@ extension Lab {
         let file = "\(dir)/\(name).pcapng"
         let c = try start(
             inNS(ns, [Tool.tshark, "-n", "-i", device, "-f", filter, "-a", "duration:60", "-w", file]),
-            name: "tshark-\(name)")
+            name: "tshark-\(name)"
+        )
         let deadline = Date().addingTimeInterval(20)
         while !c.stderr.contains("Capturing on") {
             guard Date() < deadline, c.isRunning else { throw Failure("tshark did not start: \(c.stderr)") }
@@ -175,7 +193,10 @@ struct Capture {
         if child.wait(seconds: 10) == nil { child.end(grace: 1) }
         let out = try lab.must(
             [Tool.tshark, "-n", "-r", file, "-d", "udp.port==6635,mpls", "-T", "fields"]
-                + fields.flatMap { ["-e", $0] })
-        return out.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
+                + fields.flatMap { ["-e", $0] }
+        )
+        return out.split(separator: "\n").map {
+            $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+        }
     }
 }
