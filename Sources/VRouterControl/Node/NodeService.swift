@@ -10,6 +10,7 @@ import CVRouterShims
 import Foundation
 import Logging
 import Synchronization
+import VRouterAPI
 import VRouterCore
 import VRouterIO
 
