@@ -4,6 +4,7 @@ import Testing
 import VRouterAPI
 import VRouterCore
 import VRouterIO
+import VRouterTestSupport
 
 @testable import VRouterControl
 
@@ -315,7 +316,7 @@ import VRouterIO
     }
 
     @Test func podsSurviveARestart() throws {
-        let dir = FileManagerHelper.temp("cni-state-\(UInt32.random(in: 0...UInt32.max))")
+        let dir = Scratch.path("cni-state-\(UInt32.random(in: 0...UInt32.max))")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let p1 = try StatePersistence(directory: dir)
         var s = try service(state: p1)
