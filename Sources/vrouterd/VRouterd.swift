@@ -193,6 +193,9 @@ struct Run: ParsableCommand {
         var persistence: StatePersistence?
         do {
             nodeConfig = try NodeConfig.load(path: config)
+            // Before the state directory and the socket's directory are made (neither may
+            // exist yet, and making them needs root too), so that the refusal says why.
+            try Privileges.check(nodeConfig)
             if let dir = stateDir {
                 let p = try StatePersistence(directory: dir)
                 persistence = p

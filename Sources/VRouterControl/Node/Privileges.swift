@@ -1,9 +1,18 @@
-// What `vrouterd run` needs from the kernel before it touches anything: checked up front so
-// that an unprivileged start is one clear line, not an EPERM from whichever call came first.
+// What `vrouterd run` needs from the kernel before it touches anything: checked up front (before
+// the state directory or the control socket's directory is made) so that an unprivileged start
+// is one clear line, not an EPERM from whichever call came first.
 
 import Foundation
 
-enum Privileges {
+public enum Privileges {
+    /// Refuses, in one line, a `config` that needs capabilities this process lacks.
+    public static func check(_ config: NodeConfig) throws(ServiceError) {
+        let missing = missing(for: config)
+        guard missing.isEmpty else {
+            throw ServiceError("run needs root, or these capabilities: \(missing.joined(separator: ", "))")
+        }
+    }
+
     /// Linux capability numbers (linux/capability.h).
     static let netAdmin = 12, netRaw = 13, sysAdmin = 21
 
