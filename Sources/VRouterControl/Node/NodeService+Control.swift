@@ -117,6 +117,13 @@ extension NodeService {
                 }()
                 return RouteMember(via: node, vni: vx ? m.label : nil, label: vx ? nil : m.label)
             }
+        case .underlay?:
+            r.kind = "fabric"
+        case .vrfTranslate(let vrf)?:
+            r.kind = "vrf-translate"
+            r.via = s.builder.vrfs[vrf]?.name
+        case .sourceNAT?:
+            r.kind = "snat"
         case .receive?:
             r.kind = "receive"
         case .discard?, nil:
@@ -145,6 +152,15 @@ extension NodeService {
                 case .composite(let members):
                     info.kind = "composite"
                     info.members = members.map { NexthopMember(nexthop: $0.nexthop, label: $0.label) }
+                case .underlay(_, let via, let mac):
+                    info.kind = "fabric"
+                    info.destination = via.description
+                    info.underlayMAC = mac.value == 0 ? nil : mac.description
+                    info.resolved = mac.value != 0
+                case .vrfTranslate:
+                    info.kind = "vrf-translate"
+                case .sourceNAT:
+                    info.kind = "snat"
                 }
                 return info
             }
