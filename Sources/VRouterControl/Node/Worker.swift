@@ -43,6 +43,11 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
         var pc = PipelineConfig()
         pc.flowCapacity = service.config.flowCapacity
         pc.flowIdleTimeout = UInt32(min(service.config.flowIdleTimeout * 1000, Double(UInt32.max / 4)))
+        // Each worker translates to its own share of the node's ports (the fabric's receive
+        // steering sends replies to the share's owner).
+        pc.snat = service.config.snat.map {
+            SNATPortRange(first: $0.first, last: $0.last, slice: index, slices: service.config.workers)
+        }
         guard let reader = service.publication.register() else {
             throw SystemError(call: "register", object: "table reader", errno: ENOSPC, detail: "too many workers")
         }

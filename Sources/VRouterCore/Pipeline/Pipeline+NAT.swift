@@ -213,21 +213,31 @@ extension Pipeline {
 
     // MARK: Keeping pairs whole
 
-    /// A reply (or ICMP error) to the node's address hit a reverse entry whose VRF
-    /// generation changed: still good if its pod nexthop is the same pod and the forward
-    /// entry still translates to this port; then its generation is renewed and the
-    /// packet goes on as a hit. Otherwise the reverse entry goes (its forward, if any, is
-    /// an orphan for aging) and false is returned.
+    /// A reply (or ICMP error) to the node's address that flow-lookup did not resolve.
+    /// Its reverse entry may have been set up by a packet earlier in the same frame (a
+    /// replay can hold a request and its reply): then it is a hit after all. Or it hit an
+    /// entry whose VRF generation changed: still good if its pod nexthop is the same pod
+    /// and the forward entry still translates to this port; then its generation is
+    /// renewed and the packet goes on as a hit. Otherwise the reverse entry goes (its
+    /// forward, if any, is an orphan for aging) and false is returned.
     @inline(never)
-    mutating func revalidateReverse(_ m: UnsafeMutablePointer<PacketMeta>, _ view: ForwardingView) -> Bool {
+    mutating func resumeReverse(_ m: UnsafeMutablePointer<PacketMeta>, _ view: ForwardingView, now: UInt32) -> Bool {
         let pos = Int(m.pointee.aux)
         let key = keys4[pos]
         let slot = flows4.find(key, hash: hashes4[pos])
         guard slot != FlowTable<IPv4FlowKey>.miss, let v = flows4.value(at: slot) else { return false }
-        guard FlowTranslation.isTranslated(v.label), FlowTranslation.isDestination(v.label) else { return false }
-        if let nh = view.nexthop(v.nexthop), nh.pointee.kind == .encap, nh.pointee.address != 0,
+        guard FlowTranslation.isTranslated(v.label), FlowTranslation.isDestination(v.label),
             let underlay = view.vrf(key.vrf)
-        {
+        else { return false }
+        // Counted now if flow-lookup did not (it counted the packet as a miss).
+        if m.pointee.flow == PacketMeta.noFlow { flows4.touch(slot, bytes: Int(m.pointee.length), now: now) }
+        if v.generation == underlay.pointee.generation {
+            m.pointee.nexthop = v.nexthop
+            m.pointee.label = v.label
+            m.pointee.flow = slot
+            return true
+        }
+        if let nh = view.nexthop(v.nexthop), nh.pointee.kind == .encap, nh.pointee.address != 0 {
             let forward = SourceNAT.forwardKey(
                 key,
                 vrf: nh.pointee.vrf,

@@ -16,8 +16,8 @@ extension Pipeline {
             let flags = m.pointee.flags
             if flags.contains(.toNode) {
                 // Only a translation's reverse entry is for the node's address; this one
-                // is stale (re-checked) or missing.
-                if m.pointee.flow != PacketMeta.noFlow && revalidateReverse(m, view) {
+                // is stale (re-checked), set up by an earlier packet of this frame, or missing.
+                if resumeReverse(m, view, now: now) {
                     ipList.append(idx)
                 } else {
                     drop(idx, .natNoMapping)
