@@ -319,7 +319,13 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
             if let fabric, let device = fabric.device {
                 do {
                     var c = AFPacketPort.Configuration()
-                    if config.workers > 1 { c.fanoutGroup = UInt16(truncatingIfNeeded: getpid()) }
+                    if config.workers > 1 {
+                        c.fanoutGroup = UInt16(truncatingIfNeeded: getpid())
+                        // Replies of translated flows go to the worker that owns their port.
+                        if let r = config.snat {
+                            c.fanoutSteering = FanoutSteering.program(first: r.first, last: r.last)
+                        }
+                    }
                     af = (portIDs[fabric.name]!, try AFPacketPort.open(interface: device, configuration: c))
                 } catch {
                     throw ServiceError("interfaces.\(fabric.name): \(error.description)")
