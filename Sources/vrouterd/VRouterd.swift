@@ -193,6 +193,10 @@ struct Run: ParsableCommand {
         var persistence: StatePersistence?
         do {
             nodeConfig = try NodeConfig.load(path: config)
+            // Refuse before touching anything without the privileges the config needs: the
+            // state directory and the socket's directory may not exist yet, and making them
+            // needs root too. (A restored config is checked again by NodeService.)
+            try Privileges.check(for: nodeConfig)
             if let dir = stateDir {
                 let p = try StatePersistence(directory: dir)
                 persistence = p
