@@ -121,6 +121,7 @@ extension NodeConfig {
         if needsUnderlayVRF, let port = fabricID, let f = interfaces.first(where: { $0.kind == .fabric }) {
             let ft = try makeFabricTables(&b, port: port, fabric: f, nextNexthop: &nextNH, gatewayMAC: gatewayMAC)
             fabricTables = ft
+            vrfIDs[Self.underlayVRFName] = ft.vrf
             // Pods of forwarded networks are routed in the underlay too: the fabric reaches them.
             for itf in interfaces where itf.kind == .pod {
                 guard let a = itf.ipv4, vrfs.first(where: { $0.name == itf.vrf })?.ipFabricForwarding == true,
@@ -216,7 +217,7 @@ extension NodeConfig {
 
     /// The underlay VRF on the fabric port, with the underlay gateway as its default
     /// route, and the nexthops networks use to reach it (translated or not).
-    func makeFabricTables(
+    public func makeFabricTables(
         _ b: inout TableBuilder,
         port: UInt16,
         fabric: Interface,
@@ -226,7 +227,10 @@ extension NodeConfig {
         func t<R>(_ body: () throws -> R) throws(ConfigError) -> R {
             do { return try body() } catch { throw ConfigError("\(Self.underlayVRFName): \(error)") }
         }
-        let id = (1...UInt16(65534)).first { id in !vrfs.contains { $0.id == id } }!
+        let taken = Set(vrfs.map(\.id))
+        guard let id = (1...UInt16(65534)).first(where: { b.vrfs[$0] == nil && !taken.contains($0) }) else {
+            throw ConfigError("\(Self.underlayVRFName): no free VRF id")
+        }
         var p = b.ports[port]!
         p.underlayVRF = id
         try t {

@@ -238,13 +238,14 @@ extension NodeService {
 
     /// Flows of every worker (one VRF or all), the most active first, at most `top`.
     public func flows(vrf name: String?, top: Int) throws(APIError) -> [FlowInfo] {
-        let (vrfID, names) = try state.withLock { s throws(APIError) -> (UInt16?, [UInt16: String]) in
+        let (vrfID, names, addresses) = try state.withLock {
+            s throws(APIError) -> (UInt16?, [UInt16: String], [UInt32: IPv4Address]) in
             var id: UInt16?
             if let name {
                 guard let v = s.compiled.vrfIDs[name] else { throw .notFound("no VRF named '\(name)'") }
                 id = v
             }
-            return (id, s.builder.vrfs.mapValues(\.name))
+            return (id, s.builder.vrfs.mapValues(\.name), Self.translationAddresses(s.builder))
         }
         var out: [FlowInfo] = []
         for w in workers {
@@ -268,13 +269,34 @@ extension NodeService {
                         packets: f.value.packets,
                         bytes: f.value.bytes,
                         idleMilliseconds: f.idle,
-                        closing: f.value.flags.contains(.closing)
+                        closing: f.value.flags.contains(.closing),
+                        translation: f.v6 ? nil : Self.translation(f.value, addresses)
                     )
                 )
             }
         }
         out.sort { $0.packets > $1.packets }
         return Array(out.prefix(max(top, 0)))
+    }
+
+    /// The address a translated flow's nexthop stands for: an underlay nexthop's source
+    /// (the node's underlay address), an encap nexthop's pod.
+    static func translationAddresses(_ b: TableBuilder) -> [UInt32: IPv4Address] {
+        var out: [UInt32: IPv4Address] = [:]
+        for (id, nh) in b.nexthops {
+            switch nh {
+            case .underlay(let port, _, _), .encap(let port, _): out[id] = b.ports[port]?.ipv4
+            default: break
+            }
+        }
+        return out
+    }
+
+    static func translation(_ v: FlowValue, _ addresses: [UInt32: IPv4Address]) -> String? {
+        guard FlowTranslation.isTranslated(v.label) else { return nil }
+        let address = addresses[v.nexthop]?.description ?? "?"
+        let port = FlowTranslation.port(v.label)
+        return FlowTranslation.isDestination(v.label) ? "dnat \(address):\(port)" : "snat \(address):\(port)"
     }
 }
 

@@ -374,12 +374,19 @@ extension NodeService {
             try s.builder.setNexthop(nh, .encap(port: port, mac: mac))
             if let a = itf.ipv4 {
                 try s.builder.addRoute(vrf: vrfID, IPv4Prefix(a, length: 32)!, RouteTarget(nexthop: nh))
+                // A forwarded network's pod is routed on the fabric too: the fabric reaches it.
+                if let u = underlayRoute(forPodIn: vrfName, s) {
+                    try s.builder.addRoute(vrf: u, IPv4Prefix(a, length: 32)!, RouteTarget(nexthop: nh))
+                }
             }
             if let a = itf.ipv6 {
                 try s.builder.addRoute(vrf: vrfID, IPv6Prefix(a, length: 128)!, RouteTarget(nexthop: nh))
             }
             if let l = itf.label { try s.builder.setLabel(l, nexthop: nh) }
         } catch {
+            if let a = itf.ipv4, let u = underlayRoute(forPodIn: vrfName, s) {
+                try? s.builder.removeRoute(vrf: u, IPv4Prefix(a, length: 32)!)
+            }
             if let a = itf.ipv4 { try? s.builder.removeRoute(vrf: vrfID, IPv4Prefix(a, length: 32)!) }
             if let a = itf.ipv6 { try? s.builder.removeRoute(vrf: vrfID, IPv6Prefix(a, length: 128)!) }
             try? s.builder.removeNexthop(nh)
@@ -438,6 +445,9 @@ extension NodeService {
             let vrfID = s.builder.ports[port]!.vrf
             do {
                 if let a = itf.ipv4 { try s.builder.removeRoute(vrf: vrfID, IPv4Prefix(a, length: 32)!) }
+                if let a = itf.ipv4, let u = underlayRoute(forPodIn: itf.vrf ?? "", s) {
+                    try s.builder.removeRoute(vrf: u, IPv4Prefix(a, length: 32)!)
+                }
                 if let a = itf.ipv6 { try s.builder.removeRoute(vrf: vrfID, IPv6Prefix(a, length: 128)!) }
                 if let l = itf.label { try s.builder.removeLabel(l) }
                 try s.builder.removeNexthop(nh)

@@ -85,6 +85,7 @@ extension NodeService {
             return rec
         }
         guard s.compiled.vrfIDs[vrf] == nil else { throw .conflict("network \(rec.key): a VRF named '\(vrf)' exists") }
+        try checkFabricServices(rec, s)
         if let n = rec.vni {
             if let other = s.vnis.first(where: { $0.value == n }) {
                 throw .conflict("network \(rec.key): VNI \(n) is taken by VRF '\(other.key)'")
@@ -144,9 +145,19 @@ extension NodeService {
             try? s.builder.removeVRF(id)
             throw APIError(500, "network \(rec.key): \(error)")
         }
+        do {
+            try installFabricRoute(rec, vrf: id, &s)
+        } catch {
+            try? s.builder.removeVNI(rec.vni!)
+            try? s.builder.removeVRF(id)
+            throw error
+        }
         s.compiled.vrfIDs[vrf] = id
         s.vnis[vrf] = rec.vni
-        s.config.vrfs.append(NodeConfig.VRF(name: vrf, id: id, vni: rec.vni, gateway4: g4, gateway6: g6))
+        var v = NodeConfig.VRF(name: vrf, id: id, vni: rec.vni, gateway4: g4, gateway6: g6)
+        v.ipFabricForwarding = rec.ipFabricForwarding
+        v.ipFabricSnat = rec.ipFabricSnat
+        s.config.vrfs.append(v)
         s.cni.networks[rec.key] = rec
         s.cni.pools[rec.key] = pools
         return rec
@@ -221,8 +232,8 @@ extension NodeService {
             gateway6: d.gateway6?.description,
             vrf: d.name,
             vni: s.vnis[d.name] ?? d.vni,
-            ipFabricForwarding: false,
-            ipFabricSnat: false,
+            ipFabricForwarding: d.ipFabricForwarding,
+            ipFabricSnat: d.ipFabricSnat,
             annotations: [:]
         )
         let pools = s.cni.pools[d.name] ?? []

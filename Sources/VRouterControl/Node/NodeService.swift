@@ -384,6 +384,20 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
     /// Every worker's counters (read while they run: plain per-worker values).
     public var workerCounters: [Counters] { workers.map(\.counters) }
 
+    /// Fabric SNAT over the workers, by protocol (tcp, udp, icmp): translated flows alive
+    /// and ports in use (a port counts once per worker; workers own disjoint ports).
+    public func snatStats() -> [(String, SNATProtocolStats)] {
+        [("tcp", IPProtocol.tcp), ("udp", IPProtocol.udp), ("icmp", IPProtocol.icmp)].map { name, proto in
+            var total = SNATProtocolStats()
+            for w in workers {
+                let s = w.nat.stats(proto: proto)
+                total.flows += s.flows
+                total.portsInUse += s.portsInUse
+            }
+            return (name, total)
+        }
+    }
+
     /// Totals over the workers while they run; after `stop()`, the totals they stopped with.
     public func stats() -> NodeStats { finalStats ?? collectStats() }
 

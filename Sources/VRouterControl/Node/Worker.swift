@@ -12,6 +12,8 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
     let index: Int
     let waker: IOLoopWaker
     let counters: Counters
+    /// The worker's translations (plain per-worker counts, read racily like `counters`).
+    let nat: SourceNAT
     /// What the port layer did (writes the kernel refused, dead ports...), copied out of the
     /// loop every 100 ms and once more as the worker stops (the loop forgets its ports when
     /// it closes). One lock per 100 ms; the pipeline counters above need none.
@@ -103,6 +105,7 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
         self.local = local
         self.waker = waker
         counters = pipeline.counters
+        nat = pipeline.nat
         self.pipeline = pipeline
         self.reader = reader
     }
@@ -182,13 +185,8 @@ final class Worker: @unchecked Sendable {  // Safe: loop, pool, pipeline and rea
                 c.flows = out
                 c.flowCount = pipeline.flows4.count + pipeline.flows6.count
             case .flush(let vrf):
-                if let vrf {
-                    _ = pipeline.flows4.removeAll(vrf: vrf)
-                    _ = pipeline.flows6.removeAll(vrf: vrf)
-                } else {
-                    pipeline.flows4.removeAll()
-                    pipeline.flows6.removeAll()
-                }
+                // Through the pipeline: translated flows give their ports back.
+                if let vrf { pipeline.removeFlows(vrf: vrf) } else { pipeline.removeAllFlows() }
             }
             c.done.signal()
         }
