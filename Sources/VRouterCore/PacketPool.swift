@@ -68,6 +68,10 @@ public struct PacketFlags: OptionSet, Sendable {
     /// An ICMPv4 error about a translated flow: the flow key came from its quote, and the
     /// quote (at `scratch0`) is translated with it.
     public static let natICMPError = PacketFlags(rawValue: 1 << 14)
+    /// The port layer says the TCP/UDP checksum is not filled in yet (a local sender's
+    /// checksum offload: AF_PACKET's TP_STATUS_CSUMNOTREADY). Completed before the packet
+    /// is translated or handed to a pod, which would otherwise see a wrong checksum.
+    public static let checksumPartial = PacketFlags(rawValue: 1 << 15)
 }
 
 /// A pool of packet buffers, as a bundle of raw pointers: trivially copyable, so the hot

@@ -144,6 +144,43 @@ private func natHarness(
         #expect(h.events(.flowHit) == 2)
     }
 
+    /// A sender on the same machine leaves its checksum to an offload (AF_PACKET says
+    /// TP_STATUS_CSUMNOTREADY): the field holds only the pseudo-header sum. It is completed
+    /// before the translation, so the pod gets a datagram whose checksum verifies.
+    @Test func aChecksumLeftToOffloadIsCompletedFirst() {
+        let h = natHarness()
+        _ = h.run(
+            F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 40000, dport: 53),
+            from: Topo.greenA
+        )
+        var reply = F.udp(Topo.gatewayMAC, Topo.nodeMAC, Topo.world, Topo.underlay, sport: 53, dport: 20000)
+        reply[40] = 0x12  // not the checksum: what an offload would have replaced
+        reply[41] = 0x34
+        let back = h.run([(reply, Topo.fabricPort)], flags: .checksumPartial)
+        #expect(
+            back.first?.bytes
+                == F.udp(.vrouter, Topo.greenAMAC, Topo.world, Topo.greenAIP, sport: 53, dport: 40000, ttl: 63)
+        )
+        // The same for a pod of a forwarded network, TCP.
+        var syn = F.tcp(Topo.gatewayMAC, Topo.nodeMAC, Topo.world, Topo.purpleAIP, sport: 80, dport: 5000, flags: 0x12)
+        syn[50] = 0
+        syn[51] = 0
+        let toPod = h.run([(syn, Topo.fabricPort)], flags: .checksumPartial)
+        #expect(
+            toPod.first?.bytes
+                == F.tcp(
+                    .vrouter,
+                    Topo.purpleAMAC,
+                    Topo.world,
+                    Topo.purpleAIP,
+                    sport: 80,
+                    dport: 5000,
+                    flags: 0x12,
+                    ttl: 63
+                )
+        )
+    }
+
     @Test func aDatagramWithoutChecksumStaysWithout() {
         let h = natHarness()
         let out = h.run(

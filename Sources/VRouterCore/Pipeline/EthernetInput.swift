@@ -377,9 +377,34 @@ extension Pipeline {
     ) -> Disposition {
         let dst = p.be32(Int(m.pointee.l3) &+ 16)
         if dst >> 28 == 0xE || dst == 0xFFFF_FFFF { return .drop(.multicast) }
+        if m.pointee.flags.contains(.checksumPartial) { completeChecksum(p, m) }
         m.pointee.vrf = port.pointee.vrf
         m.pointee.flags.insert(toNode ? [.underlayRouted, .toNode] : .underlayRouted)
         return .ip
+    }
+
+    /// Fills in the TCP or UDP checksum of a packet whose sender left it to an offload that
+    /// never ran (it holds only the pseudo-header sum): translation updates it
+    /// incrementally and a pod's kernel checks it. Rare (a sender on this machine), so
+    /// computed in full.
+    @inline(never)
+    func completeChecksum(_ p: UnsafeMutableRawPointer, _ m: UnsafeMutablePointer<PacketMeta>) {
+        let proto = m.pointee.proto
+        guard !m.pointee.flags.contains(.fragment), proto == IPProtocol.tcp || proto == IPProtocol.udp else { return }
+        let l3 = Int(m.pointee.l3)
+        let l4 = Int(m.pointee.l4)
+        let length = l3 &+ Int(p.be16(l3 &+ 2)) &- l4
+        let pseudo = Checksum.pseudoHeaderIPv4(
+            src: p.be32(l3 &+ 12),
+            dst: p.be32(l3 &+ 16),
+            proto: proto,
+            length: length
+        )
+        if proto == IPProtocol.tcp {
+            TCPHeader(p + l4).updateChecksum(length: length, pseudoHeaderSum: pseudo)
+        } else {
+            UDPHeader(p + l4).updateChecksum(length: length, pseudoHeaderSum: pseudo)
+        }
     }
 
     /// Decapsulated packets are unicast IP for a pod; multicast is not carried.
