@@ -17,12 +17,13 @@ import Foundation
 import Glibc
 import Testing
 import VRouterAPI
+import VRouterTestSupport
 
 @Suite(
     .serialized,
     .enabled(if: isRoot, "needs root: makes network namespaces, veths and taps, runs vrouterd"),
     .enabled(if: Tool.trafficTools, "needs ip, bridge, ping, iperf3 and tshark (tools/bootstrap installs them)"),
-    .enabled(if: VRouterd.path != nil, "vrouterd is not built (swift build)")
+    .enabled(if: Binaries.path("vrouterd") != nil, "vrouterd is not built (swift build)")
 )
 struct FabricTrafficTests {
     static let python = "/usr/bin/python3"
@@ -168,7 +169,7 @@ struct FabricTrafficTests {
         }
 
         func dropstats() throws -> [String: UInt64] {
-            let d: DropStatsInfo = try ControlClient(socketPath: node1.socket).call("GET", "/v1/dropstats")
+            let d: DropStatsInfo = try node1.api.call("GET", "/v1/dropstats")
             return d.reasons
         }
     }
@@ -226,7 +227,7 @@ struct FabricTrafficTests {
         let ttl = try lab.run(lab.inNS(f.p1, [Tool.ping, "-c", "1", "-t", "2", "-W", "2", "-n", "192.0.2.2"]))
         #expect(ttl.output.contains("198.18.0.254") && ttl.output.contains("Time to live exceeded"), "\(ttl.output)")
 
-        let flows: [FlowInfo] = try ControlClient(socketPath: f.node1.socket).call("GET", "/v1/flows?top=1000")
+        let flows: [FlowInfo] = try f.node1.api.call("GET", "/v1/flows?top=1000")
         #expect(flows.contains { $0.translation?.hasPrefix("snat 198.18.0.1:2") == true })
         #expect(flows.contains { $0.translation?.hasPrefix("dnat 198.51.100.1") == true })
 

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VRouterCore
 import VRouterIO
+import VRouterTestSupport
 
 @testable import VRouterControl
 
@@ -12,7 +13,7 @@ import VRouterIO
 ///   VRT_UPDATE_GOLDEN=1 swift test --filter FabricReplayTests   rewrites them.
 @Suite(.serialized) struct FabricReplayTests {
     static let dir: String = {
-        let d = FileManagerHelper.temp("fabric-replay")
+        let d = Scratch.path("fabric-replay")
         try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
         return d
     }()
@@ -225,15 +226,15 @@ import VRouterIO
         let tshark = "/usr/bin/tshark"
         #expect(FileManager.default.isExecutableFile(atPath: tshark), "tshark is missing: run tools/bootstrap")
         func fields(_ file: String, _ f: [String]) throws -> [[String]] {
-            let (status, out) = try FileManagerHelper.run(
-                tshark,
+            let r = try run(
                 [
+                    tshark,
                     "-r", Self.golden + "/" + file, "-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE",
                     "-o", "tcp.check_checksum:TRUE", "-T", "fields", "-E", "separator=;",
                 ] + f.flatMap { ["-e", $0] }
             )
-            #expect(status == 0)
-            return out.split(separator: "\n").map {
+            #expect(r.status == 0)
+            return r.output.split(separator: "\n").map {
                 $0.split(separator: ";", omittingEmptySubsequences: false).map(String.init)
             }
         }
@@ -253,23 +254,24 @@ import VRouterIO
         #expect(back.count == 5)
         #expect(back.allSatisfy { $0[0].hasPrefix("198.51.100.34") })
         // The time-exceeded quotes green-a's own datagram: source 198.51.100.34, port 40000.
-        let (s, quote) = try FileManagerHelper.run(
-            tshark,
+        let q = try run(
             [
-                "-r", Self.golden + "/green-out.pcap", "-Y", "icmp.type==11", "-T", "fields", "-e", "ip.src", "-e",
-                "udp.srcport",
+                tshark, "-r", Self.golden + "/green-out.pcap", "-Y", "icmp.type==11", "-T", "fields", "-e", "ip.src",
+                "-e", "udp.srcport",
             ]
         )
-        #expect(s == 0)
+        let quote = q.output
+        #expect(q.status == 0)
         #expect(quote.contains("198.51.100.34") && quote.contains("40000"), "\(quote)")
-        let (s2, expert) = try FileManagerHelper.run(
-            tshark,
+        let e = try run(
             [
-                "-r", Self.golden + "/green-out.pcap", "-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE",
+                tshark, "-r", Self.golden + "/green-out.pcap", "-o", "ip.check_checksum:TRUE", "-o",
+                "udp.check_checksum:TRUE",
                 "-o", "tcp.check_checksum:TRUE", "-q", "-z", "expert,warn",
             ]
         )
-        #expect(s2 == 0)
+        let expert = e.output
+        #expect(e.status == 0)
         #expect(!expert.lowercased().contains("bad checksum"), "\(expert)")
         #expect(!expert.contains("Malformed"))
     }

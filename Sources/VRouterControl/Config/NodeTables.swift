@@ -119,7 +119,15 @@ extension NodeConfig {
         }
         var fabricTables: FabricTables?
         if needsUnderlayVRF, let port = fabricID, let f = interfaces.first(where: { $0.kind == .fabric }) {
-            let ft = try makeFabricTables(&b, port: port, fabric: f, nextNexthop: &nextNH, gatewayMAC: gatewayMAC)
+            let ft = try Self.makeFabricTables(
+                &b,
+                port: port,
+                fabric: f,
+                snat: snat != nil,
+                reservedVRFs: Set(vrfs.map(\.id)),
+                nextNexthop: &nextNH,
+                gatewayMAC: gatewayMAC
+            )
             fabricTables = ft
             vrfIDs[Self.underlayVRFName] = ft.vrf
             // Pods of forwarded networks are routed in the underlay too: the fabric reaches them.
@@ -216,19 +224,21 @@ extension NodeConfig {
     }
 
     /// The underlay VRF on the fabric port, with the underlay gateway as its default
-    /// route, and the nexthops networks use to reach it (translated or not).
-    public func makeFabricTables(
+    /// route, and the nexthops networks use to reach it (translated with `snat`, or not).
+    /// Its id is the first free one not in `reservedVRFs`.
+    static func makeFabricTables(
         _ b: inout TableBuilder,
         port: UInt16,
         fabric: Interface,
+        snat: Bool,
+        reservedVRFs: Set<UInt16>,
         nextNexthop: inout UInt32,
         gatewayMAC: (IPv4Address) -> MACAddress?
     ) throws(ConfigError) -> FabricTables {
         func t<R>(_ body: () throws -> R) throws(ConfigError) -> R {
             do { return try body() } catch { throw ConfigError("\(Self.underlayVRFName): \(error)") }
         }
-        let taken = Set(vrfs.map(\.id))
-        guard let id = (1...UInt16(65534)).first(where: { b.vrfs[$0] == nil && !taken.contains($0) }) else {
+        guard let id = (1...UInt16(65534)).first(where: { b.vrfs[$0] == nil && !reservedVRFs.contains($0) }) else {
             throw ConfigError("\(Self.underlayVRFName): no free VRF id")
         }
         var p = b.ports[port]!
@@ -243,7 +253,7 @@ extension NodeConfig {
         }
         var tables = FabricTables(vrf: id, port: port, snat: nil, toUnderlay: next(), gateway: nil)
         try t { try b.setNexthop(tables.toUnderlay, .vrfTranslate(vrf: id)) }
-        if snat != nil {
+        if snat {
             let nh = next()
             try t { try b.setNexthop(nh, .sourceNAT(fabric: port)) }
             tables.snat = nh

@@ -47,7 +47,7 @@ final class NeighbourResolver: @unchecked Sendable {  // Safe: `entries` is used
 
     /// Next hops to resolve for the remote nodes the node has now (and the gateway).
     private func targets() -> [IPv4Address: [NodeConfig.RemoteNode]] {
-        let (nodes, gatewayNexthop) = service.state.withLock { ($0.config.remoteNodes, $0.compiled.fabric?.gateway) }
+        let (nodes, gatewayNexthop) = service.tables.read { ($0.remoteNodes, $0.compiled.fabric?.gateway) }
         let own = fabric.ipv4!
         let mask = IPv4Prefix.mask(fabric.ipv4PrefixLength)
         var out: [IPv4Address: [NodeConfig.RemoteNode]] = [:]
