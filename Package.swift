@@ -141,7 +141,7 @@ let package = Package(
         // What the test targets share: running programs (own process group, output in files, a
         // timeout), the namespace lab, a vrouterd helper, the root check, finding the built
         // executables. Each test target names the executables it runs as dependencies, so that
-        // building the tests builds them.
+        // building the tests builds them (but for the statically linked ones: see staticEssentials).
         .target(name: "VRouterTestSupport", dependencies: ["VRouterAPI"], path: "Tests/VRouterTestSupport"),
         .testTarget(name: "VRouterCoreTests", dependencies: ["VRouterCore", "VRouterTestSupport"]),
         .testTarget(name: "VRouterIOTests", dependencies: ["VRouterIO", "VRouterCore", "VRouterTestSupport"]),
