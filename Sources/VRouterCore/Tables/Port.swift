@@ -77,4 +77,7 @@ public struct PortFlags: OptionSet, Sendable {
     public static let antiSpoofing = PortFlags(rawValue: 2)
     public static let hasIPv4 = PortFlags(rawValue: 4)
     public static let hasIPv6 = PortFlags(rawValue: 8)
+    /// The port takes superframes and partial checksums (a tap with a virtio-net header
+    /// and TSO, a fabric socket that sends UDP GSO trains): segmentation is left to it.
+    public static let offloads = PortFlags(rawValue: 16)
 }
