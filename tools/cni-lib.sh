@@ -46,17 +46,9 @@ YAML
 }
 
 cni_start_vrouterd() {
-  "$BIN/vrouterd" run --config "$TMP/node.yaml" --state-dir "$TMP/state" --socket "$SOCK" --log-level warning \
-    2>>"$TMP/vrouterd.log" &
-  VRD_PID=$!
-  for _ in $(seq 1 600); do
-    [[ -S $SOCK ]] && "${CTL[@]}" status >/dev/null 2>&1 && return 0
-    kill -0 "$VRD_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "vrouterd did not start:" >&2
-  cat "$TMP/vrouterd.log" >&2
-  exit 1
+  vrt_start_vrouterd "$SOCK" "$TMP/vrouterd.log" \
+    "$BIN/vrouterd" run --config "$TMP/node.yaml" --state-dir "$TMP/state" --socket "$SOCK" --log-level warning ||
+    exit 1
 }
 
 cni_stop_vrouterd() {

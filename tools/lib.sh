@@ -67,3 +67,24 @@ vrt_cnirun() {
   mv "$bin.tmp" "$bin"
   echo "$bin"
 }
+# vrt_start_vrouterd SOCKET LOG CMD...: starts CMD (a `vrouterd run ... --socket SOCKET` command
+# line, with whatever it needs in front: `ip netns exec NS`, `taskset -c N`) in the background,
+# its output appended to LOG, sets VRD_PID, and waits until the control socket answers
+# (ports made, workers started: the API comes up last), at most $VRT_VROUTERD_WAIT seconds
+# (default 30). On failure prints LOG to stderr and returns 1.
+vrt_start_vrouterd() {
+  local sock=$1 log=$2 i
+  shift 2
+  "$@" >>"$log" 2>&1 &
+  VRD_PID=$!
+  for ((i = 0; i < ${VRT_VROUTERD_WAIT:-30} * 20; i++)); do
+    if [[ -S $sock ]] && curl -sf --max-time 2 --unix-socket "$sock" http://vrouterd/healthz >/dev/null 2>&1; then
+      return 0
+    fi
+    kill -0 "$VRD_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "vrouterd did not start serving $sock:" >&2
+  cat "$log" >&2
+  return 1
+}
