@@ -6,7 +6,8 @@
 //     same rule;
 //   - every buffer is free or in the output frame, exactly once (no leak, no double free);
 //   - every frame out lies inside its buffer, goes to a port the tables know (or to the
-//     control plane), and fits that port's MTU.
+//     control plane), and fits that port's MTU (a reply made in place of a request that
+//     itself was too big for the port may be as big as the request).
 // Slow and allocating on purpose: it is a checker, never run by a worker.
 
 public struct PipelineAudit {
@@ -15,6 +16,8 @@ public struct PipelineAudit {
     let available: Int
     let drops: UInt64
     let born: UInt64
+    /// Input buffers and their frame lengths.
+    let inputLengths: [UInt32: Int]
 
     /// Takes the counts before `pipeline.process(&input, …, output: &output)`.
     public init(_ pipeline: borrowing Pipeline, input: Frame, output: Frame) {
@@ -23,6 +26,9 @@ public struct PipelineAudit {
         available = pipeline.pool.available
         drops = pipeline.counters.totalDrops
         born = Self.born(pipeline.counters)
+        var lengths: [UInt32: Int] = [:]
+        for i in 0..<input.count { lengths[input[i]] = Int(pipeline.pool.metas[Int(input[i])].length) }
+        inputLengths = lengths
     }
 
     /// Packets the pipeline made in new buffers: ICMP errors, and every fragment but the
@@ -93,9 +99,11 @@ public struct PipelineAudit {
             }
             let frame = pool.packet(UInt32(idx))
             let l2 = frame.be16(12) == EtherType.vlan ? 18 : 14
-            if length - l2 > Int(port.pointee.mtu) {
+            let inPlaceReply = m.txPort == m.rxPort && length <= inputLengths[UInt32(idx)] ?? 0
+            if length - l2 > Int(port.pointee.mtu) && !inPlaceReply {
                 found.append(
-                    "buffer \(idx): \(length - l2) B of IP sent to port \(m.txPort), whose MTU is \(port.pointee.mtu)"
+                    "buffer \(idx): \(length - l2) B of IP sent to port \(m.txPort), whose MTU is \(port.pointee.mtu) "
+                        + "(from port \(m.rxPort), flags 0x\(String(m.flags.rawValue, radix: 16)), nexthop \(m.nexthop))"
                 )
             }
         }
