@@ -7,13 +7,7 @@ import Testing
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    static func vrouterd() -> String? {
-        for dir in [".build/debug", ".build/release"] {
-            let p = root.appendingPathComponent(dir).appendingPathComponent("vrouterd").path
-            if FileManager.default.isExecutableFile(atPath: p) { return p }
-        }
-        return nil
-    }
+    static func vrouterd() -> String? { binary("vrouterd") }
 
     static func run(_ args: [String]) throws -> (Int32, String, String) {
         let p = Process()

@@ -8,9 +8,17 @@ import VRouterControl
 
 var isRoot: Bool { getuid() == 0 }
 
+/// A product `swift build` put next to the tests: in the running test binary's own
+/// directory (so a sanitizer build in its own scratch path runs its own binaries), else
+/// debug first, as CI builds it.
 func binary(_ name: String) -> String? {
-    for dir in [".build/debug", ".build/release"] {
-        let p = CLITests.root.appendingPathComponent(dir).appendingPathComponent(name).path
+    let here = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).map {
+        URL(fileURLWithPath: $0).deletingLastPathComponent()
+    }
+    let dirs =
+        [here].compactMap { $0 } + [".build/debug", ".build/release"].map { CLITests.root.appendingPathComponent($0) }
+    for dir in dirs {
+        let p = dir.appendingPathComponent(name).path
         if FileManager.default.isExecutableFile(atPath: p) { return p }
     }
     return nil

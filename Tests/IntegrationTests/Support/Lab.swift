@@ -26,14 +26,21 @@ enum Tool {
     static var trafficTools: Bool { [ip, bridge, ping, iperf3, tshark].allSatisfy(exists) }
 }
 
-/// The vrouterd that `swift build` put next to the tests (debug first, as CI builds it).
+/// The vrouterd that `swift build` put next to the tests: in the running test binary's
+/// own directory (so a sanitizer build in its own scratch path runs its own vrouterd),
+/// else debug first, as CI builds it.
 enum VRouterd {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
 
     static var path: String? {
-        for dir in [".build/debug", ".build/release"] {
-            let p = root.appendingPathComponent(dir).appendingPathComponent("vrouterd").path
+        let here = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).map {
+            URL(fileURLWithPath: $0).deletingLastPathComponent()
+        }
+        let dirs =
+            [here].compactMap { $0 } + [".build/debug", ".build/release"].map { root.appendingPathComponent($0) }
+        for dir in dirs {
+            let p = dir.appendingPathComponent("vrouterd").path
             if FileManager.default.isExecutableFile(atPath: p) { return p }
         }
         return nil
