@@ -215,8 +215,14 @@ struct Run: ParsableCommand {
         sigaddset(&set, SIGTERM)
         sigaddset(&set, SIGINT)
         pthread_sigmask(SIG_BLOCK, &set, nil)
-        // Refuse before touching any port when another vrouterd answers on the socket.
-        do { try ControlSocket.prepare(socket) } catch { fail(error.description) }
+        // Refuse before touching anything (the socket's directory included) when privileges
+        // are missing, and before touching any port when another vrouterd answers.
+        do {
+            try Privileges.check(nodeConfig)
+            try ControlSocket.prepare(socket)
+        } catch {
+            fail(error.description)
+        }
         let service: NodeService
         let server: ControlServer
         do {

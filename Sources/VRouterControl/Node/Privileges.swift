@@ -3,7 +3,15 @@
 
 import Foundation
 
-enum Privileges {
+public enum Privileges {
+    /// Throws, naming them, when this process lacks capabilities `config` needs.
+    public static func check(_ config: NodeConfig) throws(ServiceError) {
+        let missing = missing(for: config)
+        guard missing.isEmpty else {
+            throw ServiceError("run needs root, or these capabilities: \(missing.joined(separator: ", "))")
+        }
+    }
+
     /// Linux capability numbers (linux/capability.h).
     static let netAdmin = 12, netRaw = 13, sysAdmin = 21
 
