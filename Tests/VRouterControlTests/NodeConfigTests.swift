@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VRouterCore
+import VRouterTestSupport
 
 @testable import VRouterControl
 
@@ -110,7 +111,7 @@ import VRouterCore
         #expect(written.contains("in: \"in.pcap\", out: \"out/p.pcap\""))
         #expect(try NodeConfig.parse(written).yaml(routeFiles: [], journalSequence: 1) == written)
 
-        let file = FileManagerHelper.temp("relative.yaml")
+        let file = Scratch.path("relative.yaml")
         try text.write(toFile: file, atomically: true, encoding: .utf8)
         let cwd = FileManager.default.currentDirectoryPath
         let up = String(repeating: "../", count: cwd.split(separator: "/").count)
@@ -121,7 +122,7 @@ import VRouterCore
     }
 
     @Test func routeFilesAreParsedAndCheckedLineByLine() throws {
-        let path = FileManagerHelper.temp("routes.txt")
+        let path = Scratch.path("routes.txt")
         try "# comment\n198.18.4.0/22 via node-a vni 7\n2001:db8:9::/48 discard\n\n198.18.8.0/24 interface blue-a\n"
             .write(toFile: path, atomically: true, encoding: .utf8)
         let routes = try NodeConfig.loadRoutes(path, vrf: "blue")

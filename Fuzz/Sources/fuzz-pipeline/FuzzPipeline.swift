@@ -77,6 +77,7 @@ final class Rig {
     let fill: UInt8
     var frame = Frame.allocate()
     var output: Frame
+    var punt = Frame.allocate()
 
     init(world: UInt8, fill: UInt8) {
         var config = PipelineConfig()
@@ -109,15 +110,21 @@ final class Rig {
         func process() {
             guard !frame.isEmpty else { return }
             let view = tables[version].viewPointer
-            let audit = PipelineAudit(pipeline, input: frame, output: output)
-            pipeline.process(&frame, tables: UnsafePointer(view), now: now, output: &output)
-            require(noProblems: audit.problems(pipeline, input: frame, output: output, tables: view.pointee), "frame")
+            let audit = PipelineAudit(pipeline, input: frame, output: output, punt: punt)
+            pipeline.process(&frame, tables: UnsafePointer(view), now: now, output: &output, punt: &punt)
+            require(
+                noProblems: audit.problems(pipeline, input: frame, output: output, punt: punt, tables: view.pointee),
+                "frame"
+            )
             for i in 0..<output.count {
                 let idx = output[i]
                 outcome.sent.append(Sent(port: pool.metas[Int(idx)].txPort, bytes: Array(pool.bytes(idx))))
-                pool.free(idx)
             }
-            output.removeAll()
+            for i in 0..<punt.count {
+                outcome.sent.append(Sent(port: PacketMeta.puntPort, bytes: Array(pool.bytes(punt[i]))))
+            }
+            pool.free(&output)
+            pool.free(&punt)
         }
 
         while !input.isAtEnd {

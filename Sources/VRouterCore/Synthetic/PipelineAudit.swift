@@ -1,10 +1,11 @@
 // What forwarding a frame must always keep, checked from outside the pipeline by the
 // pipeline tests (on every frame they run) and by the pipeline fuzzer (on every frame it
 // makes up):
-//   - every packet in is either sent or counted under exactly one drop reason; packets the
-//     node makes itself (ICMP errors, the fragments after a packet's first) are held to the
-//     same rule;
-//   - every buffer is free or in the output frame, exactly once (no leak, no double free);
+//   - every packet in is either sent, punted to the control plane, or counted under exactly
+//     one drop reason; packets the node makes itself (ICMP errors, the fragments after a
+//     packet's first) are held to the same rule;
+//   - every buffer is free or in the output or punt frame, exactly once (no leak, no
+//     double free);
 //   - every frame out lies inside its buffer, goes to a port the tables know (or to the
 //     control plane), and fits that port's MTU (a reply made in place of a request that
 //     itself was too big for the port may be as big as the request).
@@ -13,16 +14,18 @@
 public struct PipelineAudit {
     let inputCount: Int
     let outputCount: Int
+    let puntCount: Int
     let available: Int
     let drops: UInt64
     let born: UInt64
     /// Input buffers and their frame lengths.
     let inputLengths: [UInt32: Int]
 
-    /// Takes the counts before `pipeline.process(&input, …, output: &output)`.
-    public init(_ pipeline: borrowing Pipeline, input: Frame, output: Frame) {
+    /// Takes the counts before `pipeline.process(&input, …, output: &output, punt: &punt)`.
+    public init(_ pipeline: borrowing Pipeline, input: Frame, output: Frame, punt: Frame) {
         inputCount = input.count
         outputCount = output.count
+        puntCount = punt.count
         available = pipeline.pool.available
         drops = pipeline.counters.totalDrops
         born = Self.born(pipeline.counters)
@@ -42,26 +45,27 @@ public struct PipelineAudit {
         _ pipeline: borrowing Pipeline,
         input: Frame,
         output: Frame,
+        punt: Frame,
         tables: ForwardingView
     ) -> [String] {
         var found: [String] = []
         let pool = pipeline.pool
         let c = pipeline.counters
         if input.count != 0 { found.append("the input frame still holds \(input.count) packets") }
-        let sent = output.count - outputCount
+        let sent = output.count - outputCount + punt.count - puntCount
         let dropped = Int(c.totalDrops &- drops)
         let made = Int(Self.born(c) &- born)
         if inputCount + made != sent + dropped {
             found.append(
-                "\(inputCount) packets in and \(made) made, but \(sent) sent and \(dropped) dropped"
-                    + " (every packet is sent or counted under one drop reason)"
+                "\(inputCount) packets in and \(made) made, but \(sent) sent or punted and \(dropped) dropped"
+                    + " (every packet is sent, punted or counted under one drop reason)"
             )
         }
         // Buffers: whoever held some before (outside the input and output) still does.
-        if available + inputCount + outputCount != pool.available + output.count {
+        if available + inputCount + outputCount + puntCount != pool.available + output.count + punt.count {
             found.append(
-                "buffers leaked or freed twice: \(available) free + \(inputCount) in + \(outputCount) out before, "
-                    + "\(pool.available) free + \(output.count) out after"
+                "buffers leaked or freed twice: \(available) free + \(inputCount) in + \(outputCount) out + "
+                    + "\(puntCount) punted before, \(pool.available) free + \(output.count) out + \(punt.count) punted after"
             )
         }
         var state = [UInt8](repeating: 0, count: pool.count)  // 1 free, 2 out
@@ -74,8 +78,9 @@ public struct PipelineAudit {
             if state[idx] != 0 { found.append("buffer \(idx) is on the free list twice") }
             state[idx] = 1
         }
-        for i in outputCount..<output.count {
-            let idx = Int(output[i])
+        let punted = (puntCount..<punt.count).map { punt[$0] }
+        for (i, isPunt) in (outputCount..<output.count).map({ (output[$0], false) }) + punted.map({ ($0, true) }) {
+            let idx = Int(i)
             guard idx < pool.count else {
                 found.append("output holds \(idx), not a buffer")
                 continue
@@ -92,7 +97,7 @@ public struct PipelineAudit {
                 )
                 continue
             }
-            if m.txPort == PacketMeta.puntPort { continue }
+            if isPunt { continue }
             guard let port = tables.port(m.txPort), port.pointee.kind != .none else {
                 found.append("buffer \(idx) is sent to port \(m.txPort), which the tables do not have")
                 continue
