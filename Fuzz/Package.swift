@@ -15,16 +15,16 @@ import PackageDescription
 let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .lastPathComponent.lowercased()
 
-func fuzzer(_ name: String, _ products: [String]) -> Target {
+func fuzzer(_ name: String, _ products: [String], node: Bool = false) -> Target {
     .executableTarget(
         name: "fuzz-\(name)",
-        dependencies: ["FuzzSupport"] + products.map { .product(name: $0, package: root) }
+        dependencies: ["FuzzSupport"] + (node ? ["FuzzNode"] : []) + products.map { .product(name: $0, package: root) }
     )
 }
 
 let package = Package(
     name: "vrouter-fuzz",
-    dependencies: [.package(path: "..")],
+    dependencies: [.package(path: ".."), .package(url: "https://github.com/apple/swift-log", from: "1.6.0")],
     targets: [
         .target(name: "FuzzSupport", dependencies: [.product(name: "VRouterCore", package: root)]),
         // Frames on a pod port and on the fabric through the whole pipeline.
@@ -35,5 +35,17 @@ let package = Package(
         fuzzer("netlink", ["VRouterIO"]),
         // The node config (YAML): parse and validate, compile into tables, write and read back.
         fuzzer("config", ["VRouterCore", "VRouterControl"]),
+        // Control API requests on a running node (in namespaces of its own), then a restart.
+        fuzzer("api", ["VRouterAPI", "VRouterControl"], node: true),
+        // The CNI plugin's stdin, CNI_ARGS and annotation, against a running node.
+        fuzzer("cni", ["VRouterAPI", "VRouterCNI", "VRouterControl"], node: true),
+        // A running node in namespaces of the target's own, for the control-side targets.
+        .target(
+            name: "FuzzNode",
+            dependencies: [
+                "FuzzSupport", .product(name: "VRouterControl", package: root),
+                .product(name: "VRouterIO", package: root), .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
     ]
 )
