@@ -7,6 +7,7 @@
 import Foundation
 import Testing
 import VRouterAPI
+import VRouterControl
 import VRouterCore
 import VRouterTestSupport
 import Yams
@@ -217,5 +218,28 @@ import Yams
                 "\(t)"
             )
         }
+    }
+}
+
+/// A number that does not fit its field is named: JSONDecoder only says the body is not
+/// valid JSON, with no path (found by the API fuzzer: `"vni": -1` was "malformed JSON").
+@Suite struct StrictJSONTests {
+    @Test(arguments: [
+        (#"{"name":"x","vni":-1}"#, "vni = -1"), (#"{"name":"x","vni":1.5}"#, "vni = 1.5"),
+        (#"{"name":"x","vni":4294967296,"gateway":"192.0.2.1"}"#, "vni = 4294967296"),
+    ])
+    func unfitNumbersAreNamed(_ body: String, _ expected: String) {
+        #expect {
+            _ = try StrictJSON.decode(VRFSpec.self, from: Data(body.utf8))
+        } throws: { e in
+            let m = (e as? APIError)?.message ?? ""
+            return (e as? APIError)?.status == 400 && m.contains(expected) && !m.contains("not valid JSON")
+        }
+    }
+
+    @Test func brokenJSONIsStillMalformed() {
+        #expect {
+            _ = try StrictJSON.decode(VRFSpec.self, from: Data(#"{"name": "x", "vni": -1"#.utf8))
+        } throws: { ($0 as? APIError)?.message.hasPrefix("malformed JSON") == true }
     }
 }
