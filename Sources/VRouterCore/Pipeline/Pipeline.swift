@@ -190,6 +190,22 @@ public struct Pipeline: ~Copyable {
         pool.free(idx)
     }
 
+    /// Forgets everything traffic taught it (flows, counters, the ICMP token bucket, the outer
+    /// IPv4 identification) and is as new, keeping its memory: for runs that must start alike,
+    /// such as the fuzzer's two runs of every input.
+    public mutating func reset() {
+        flows4.removeAll()
+        flows4.resetStats()
+        flows6.removeAll()
+        flows6.resetStats()
+        counters.reset()
+        pendingCount = 0
+        icmpTokens = config.icmpErrorBurst
+        icmpRefilledAt = 0
+        outerID = 0
+        lastNow = 0
+    }
+
     /// Expires idle flows, a slice of the table at a time; call between frames.
     /// Translated flows expire as pairs (`ageTranslations`).
     public mutating func age(now: UInt32, maxScan: Int = 4096) -> Int {
