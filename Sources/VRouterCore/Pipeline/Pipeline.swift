@@ -199,7 +199,6 @@ public struct Pipeline: ~Copyable {
         flows6.removeAll()
         flows6.resetStats()
         counters.reset()
-        pendingCount = 0
         icmpTokens = config.icmpErrorBurst
         icmpRefilledAt = 0
         outerID = 0
