@@ -212,7 +212,14 @@ struct Run: ParsableCommand {
             if let dir = stateDir {
                 let p = try StatePersistence(directory: dir)
                 persistence = p
-                if let (restored, records) = try p.load() {
+                let loaded = try p.load()
+                if let torn = p.droppedTail {
+                    log.warning(
+                        "state journal: torn last record dropped (a crash cut its write short; it was never acknowledged)",
+                        metadata: ["line": "\(torn.line)", "bytes": "\(torn.bytes)", "directory": "\(dir)"]
+                    )
+                }
+                if let (restored, records) = loaded {
                     log.info("restoring saved state", metadata: ["directory": "\(dir)", "changes": "\(records.count)"])
                     nodeConfig = restored
                     saved = records
