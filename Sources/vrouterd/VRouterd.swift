@@ -247,7 +247,7 @@ struct Run: ParsableCommand {
             service.persistence = persistence
             if let c = savedCNI { service.restoreCNI(c) }
             try service.start()
-            service.replay(saved)
+            service.replay(saved, adding: savedCNI?.adding ?? [])
             try service.saveSnapshot()
         } catch {
             fail(error.description)
