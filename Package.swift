@@ -35,6 +35,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         // The control API's HTTP server (and the metrics endpoint): NIO only, no framework.
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        // TLS with client certificates to etcd (its --client-cert-auth); BoringSSL inside.
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
@@ -75,6 +77,19 @@ let package = Package(
         // delegation) and the shim's side of its talk with vrouterd. Foundation-light: the
         // shim is exec'd once per pod operation, so its start-up time is pod start-up time.
         .target(name: "VRouterCNI", dependencies: ["VRouterCore"]),
+        // An etcd v3 client over etcd's JSON gateway (/v3/): KV, transactions, leases,
+        // compaction and watches, several endpoints with failover, TLS. Knows nothing of vRouter.
+        .target(
+            name: "VRouterEtcd",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "VRouterControl",
             dependencies: [
@@ -136,6 +151,8 @@ let package = Package(
             name: "VRouterControlTests",
             dependencies: ["VRouterControl", "VRouterIO", "VRouterCore", .product(name: "Yams", package: "Yams")]
         ),
+        // The etcd client against real etcd members the tests start (tests/EtcdLab).
+        .testTarget(name: "VRouterEtcdTests", dependencies: ["VRouterEtcd"]),
         .testTarget(name: "VRouterCNITests", dependencies: ["VRouterCNI", "VRouterCore"]),
         .testTarget(name: "CompareToolsTests", dependencies: ["vrouter-perf"]),
         // vrouterd as a black box (root): namespaces, veths, ping, iperf3, tshark, the kernel's
