@@ -1,6 +1,6 @@
 // swift-tools-version: 6.1
 // vRouter: a userspace packet-forwarding dataplane for Kubernetes nodes.
-// Dependencies point one way: executables → Control/CNI → IO → Core → C targets.
+// Dependencies point one way: executables → Control/CNI → API, IO → Core → C targets.
 // Benchmarks live in their own package (Benchmarks/Package.swift) so that the
 // benchmark harness does not add to every build of the node software.
 import PackageDescription
@@ -24,6 +24,7 @@ let package = Package(
     products: [
         .library(name: "VRouterCore", targets: ["VRouterCore"]),
         .library(name: "VRouterIO", targets: ["VRouterIO"]),
+        .library(name: "VRouterAPI", targets: ["VRouterAPI"]),
         .library(name: "VRouterControl", targets: ["VRouterControl"]),
         .executable(name: "vrouterd", targets: ["vrouterd"]),
         .executable(name: "vrouter-cni", targets: ["vrouter-cni"]),
@@ -73,10 +74,14 @@ let package = Package(
             dependencies: ["VRouterCore", "CVRouterShims", "CPcap", "CURing", "CNuma", "CMnl"],
             swiftSettings: hotPath
         ),
-        // The CNI protocol (config, results, errors, versions, the multi-net annotation,
-        // delegation) and the shim's side of its talk with vrouterd. Foundation-light: the
-        // shim is exec'd once per pod operation, so its start-up time is pod start-up time.
-        .target(name: "VRouterCNI", dependencies: ["VRouterCore"]),
+        // The contract between the programs: the control API's model, the shim↔daemon wire
+        // types, the CNI vocabulary (config, results, errors, versions, the multi-net
+        // annotation) with its validation, and the one Unix-socket HTTP client. A leaf that
+        // needs only VRouterCore's address types, and Foundation-light: vrouter-cni is exec'd
+        // once per pod operation, so its start-up time is pod start-up time.
+        .target(name: "VRouterAPI", dependencies: ["VRouterCore"]),
+        // The shim's runtime: the CNI commands, delegation to other plugins, running them.
+        .target(name: "VRouterCNI", dependencies: ["VRouterAPI"]),
         // An etcd v3 client over etcd's JSON gateway (/v3/): KV, transactions, leases,
         // compaction and watches, several endpoints with failover, TLS. Knows nothing of vRouter.
         .target(
@@ -93,7 +98,7 @@ let package = Package(
         .target(
             name: "VRouterControl",
             dependencies: [
-                "VRouterCore", "VRouterIO", "VRouterCNI", "CVRouterShims", .product(name: "Yams", package: "Yams"),
+                "VRouterCore", "VRouterIO", "VRouterAPI", "CVRouterShims", .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -122,11 +127,13 @@ let package = Package(
                 ])
             ]
         ),
-        // The operator's tool: speaks the control API over vrouterd's Unix socket.
+        // The operator's tool: speaks the control API over vrouterd's Unix socket. It links the
+        // contract only (no NIO, no dataplane, no C libraries); Yams reads `apply -f` manifests.
         .executableTarget(
             name: "vrouterctl",
             dependencies: [
-                "VRouterControl", "VRouterCNI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "VRouterAPI", .product(name: "Yams", package: "Yams"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
@@ -149,14 +156,16 @@ let package = Package(
         .testTarget(name: "VRouterIOTests", dependencies: ["VRouterIO", "VRouterCore"]),
         .testTarget(
             name: "VRouterControlTests",
-            dependencies: ["VRouterControl", "VRouterIO", "VRouterCore", .product(name: "Yams", package: "Yams")]
+            dependencies: [
+                "VRouterControl", "VRouterAPI", "VRouterIO", "VRouterCore", .product(name: "Yams", package: "Yams"),
+            ]
         ),
-        // The etcd client against real etcd members the tests start (tests/EtcdLab).
+        // The etcd client against real etcd members the tests start (tools/etcd-lab).
         .testTarget(name: "VRouterEtcdTests", dependencies: ["VRouterEtcd"]),
-        .testTarget(name: "VRouterCNITests", dependencies: ["VRouterCNI", "VRouterCore"]),
+        .testTarget(name: "VRouterCNITests", dependencies: ["VRouterCNI", "VRouterAPI", "VRouterCore"]),
         .testTarget(name: "CompareToolsTests", dependencies: ["vrouter-perf"]),
         // vrouterd as a black box (root): namespaces, veths, ping, iperf3, tshark, the kernel's
         // VXLAN. Depends on vrouterd so that building the tests builds the binary they run.
-        .testTarget(name: "IntegrationTests", dependencies: ["vrouterd", "VRouterControl"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["vrouterd", "VRouterAPI"]),
     ]
 )

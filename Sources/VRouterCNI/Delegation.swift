@@ -5,6 +5,8 @@
 // §4.1.2: asking for them of a network that cannot honour them fails the ADD). A
 // conflist runs as a chain: ADD in order with prevResult, DEL in reverse.
 
+import VRouterAPI
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

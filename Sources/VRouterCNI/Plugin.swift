@@ -6,6 +6,7 @@
 // succeeds when there is nothing left to release.
 
 import Glibc
+import VRouterAPI
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -19,7 +20,7 @@ public struct CNIPlugin: Sendable {
     let executor: any PluginExecutor
 
     public init(
-        transport: @escaping TransportFactory = { UnixHTTPTransport(socketPath: $0.socket, timeout: $0.timeout) },
+        transport: @escaping TransportFactory = { SocketTransport(socketPath: $0.socket, timeout: $0.timeout) },
         executor: any PluginExecutor = ProcessPluginExecutor()
     ) {
         transportFor = transport

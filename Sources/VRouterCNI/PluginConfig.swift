@@ -2,6 +2,8 @@
 // with name, cniVersion, runtimeConfig and prevResult injected by libcni). Unknown keys
 // are tolerated, `capabilities` included (libcni leaves it in).
 
+import VRouterAPI
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -22,7 +24,7 @@ public struct PluginConfig: Sendable {
     public var prevResult: JSONValue?
     public var raw: JSONObject
 
-    public static let defaultSocket = "/run/vrouter/vrouterd.sock"
+    public static let defaultSocket = UnixHTTPClient.defaultSocket
     public static let defaultStateDir = "/var/lib/cni/vrouter"
 
     /// The pod annotations containerd/CRI-O pass when the config declares the capability.

@@ -4,6 +4,7 @@
 // empty, stderr says why).
 
 import Glibc
+import VRouterAPI
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -81,7 +82,7 @@ public struct ProcessPluginExecutor: PluginExecutor {
             close(open.0)
             open.0 = -1
         }
-        let deadline = UnixHTTPTransport.now() + timeout
+        let deadline = UnixHTTPClient.now() + timeout
         var buf = [UInt8](repeating: 0, count: 16384)
         var timedOut = false
         while open.1 >= 0 || open.2 >= 0 {
@@ -90,7 +91,7 @@ public struct ProcessPluginExecutor: PluginExecutor {
                 pollfd(fd: open.1, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: open.2, events: Int16(POLLIN), revents: 0),
             ]
-            let left = deadline - UnixHTTPTransport.now()
+            let left = deadline - UnixHTTPClient.now()
             if left <= 0 {
                 timedOut = true
                 break

@@ -4,8 +4,7 @@
 
 import ArgumentParser
 import Foundation
-import VRouterCNI
-import VRouterControl
+import VRouterAPI
 
 /// "NS/NAME" or "NAME" (namespace default).
 func namespaced(_ s: String) -> (String, String) {

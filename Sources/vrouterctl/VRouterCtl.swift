@@ -7,13 +7,13 @@
 
 import ArgumentParser
 import Foundation
-import VRouterControl
+import VRouterAPI
 
 struct VRouterCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vrouterctl",
         abstract: "Inspect and program a running vrouterd through its control socket.",
-        discussion: "The socket is --socket, else $VROUTER_SOCKET, else \(ControlSocket.defaultPath).",
+        discussion: "The socket is --socket, else $VROUTER_SOCKET, else \(UnixHTTPClient.defaultSocket).",
         subcommands: [
             Status.self, Vif.self, VRFCommand.self, RouteCommand.self, NH.self, MPLS.self, VXLAN.self, NodeCommand.self,
             FlowCommand.self, Dropstats.self, Apply.self, Delete.self, NetworkCommand.self, PodCommand.self,
@@ -62,7 +62,7 @@ struct Global: ParsableArguments {
 
     var socketPath: String {
         socket ?? ProcessInfo.processInfo.environment["VROUTER_SOCKET"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? ControlSocket.defaultPath
+            ?? UnixHTTPClient.defaultSocket
     }
     var client: ControlClient { ControlClient(socketPath: socketPath) }
     var json: Bool { output == .json }

@@ -215,8 +215,12 @@ struct Run: ParsableCommand {
         sigaddset(&set, SIGTERM)
         sigaddset(&set, SIGINT)
         pthread_sigmask(SIG_BLOCK, &set, nil)
-        // Refuse before touching any port when another vrouterd answers on the socket.
-        do { try ControlSocket.prepare(socket) } catch { fail(error.description) }
+        // Refuse before touching anything (the socket's directory included) without the
+        // privileges the config needs, and before any port when another vrouterd answers.
+        do {
+            try Privileges.check(for: nodeConfig)
+            try ControlSocket.prepare(socket)
+        } catch { fail(error.description) }
         let service: NodeService
         let server: ControlServer
         do {

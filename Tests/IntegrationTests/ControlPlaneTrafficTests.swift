@@ -5,7 +5,7 @@
 import Foundation
 import Glibc
 import Testing
-import VRouterControl
+import VRouterAPI
 
 @Suite(
     .serialized,

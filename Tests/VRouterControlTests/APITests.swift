@@ -5,6 +5,7 @@
 
 import Foundation
 import Testing
+import VRouterAPI
 import VRouterControl
 
 @Suite(.serialized) struct APITests {

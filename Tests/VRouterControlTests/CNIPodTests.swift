@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import Testing
-import VRouterCNI
+import VRouterAPI
 import VRouterCore
 import VRouterIO
 
@@ -67,27 +67,30 @@ import VRouterIO
     }
 
     @Test func contrailManifestsAreVRouterNetworks() throws {
-        let r = try NodeService.networkRecord(
-            nad(
-                "right-network",
-                [
-                    "opencontrail.org/cidr": "198.51.100.0/24", "opencontrail.org/ip_fabric_forwarding": "false",
-                    "opencontrail.org/ip_fabric_snat": "False",
-                ],
-                config: #"{ "cniVersion": "0.3.0", "type": "contrail-k8s-cni" }"#
-            )
+        let r = try NetworkRecord(
+            validating:
+                nad(
+                    "right-network",
+                    [
+                        "opencontrail.org/cidr": "198.51.100.0/24", "opencontrail.org/ip_fabric_forwarding": "false",
+                        "opencontrail.org/ip_fabric_snat": "False",
+                    ],
+                    config: #"{ "cniVersion": "0.3.0", "type": "contrail-k8s-cni" }"#
+                )
         )
         #expect(r.kind == .vrouter && r.key == "default/right-network")
         #expect(r.subnet == "198.51.100.0/24" && r.gateway == "198.51.100.254" && r.vrf == "default:right-network")
-        let none = try NodeService.networkRecord(
-            nad("data-network", ns: "extns", ["opencontrail.org/cidr": "198.19.16.0/24,2001:db8:16::/64"])
+        let none = try NetworkRecord(
+            validating:
+                nad("data-network", ns: "extns", ["opencontrail.org/cidr": "198.19.16.0/24,2001:db8:16::/64"])
         )
         #expect(
             none.kind == .vrouter && none.subnet6 == "2001:db8:16::/64"
                 && none.gateway6 == "2001:db8:16:0:ffff:ffff:ffff:fffe"
         )
-        let d = try NodeService.networkRecord(
-            nad("br", [:], config: #"{"type":"bridge","bridge":"vrtbr0","ipam":{"type":"host-local"}}"#)
+        let d = try NetworkRecord(
+            validating:
+                nad("br", [:], config: #"{"type":"bridge","bridge":"vrtbr0","ipam":{"type":"host-local"}}"#)
         )
         #expect(
             d.kind == .delegated && d.config?["name"] == .string("br") && d.config?["cniVersion"] == .string("1.0.0")
@@ -109,7 +112,7 @@ import VRouterIO
         (["opencontrail.org/cidr": "198.51.100.0/31"], "no room"),
     ])
     func badDefinitionsAreRefusedAtApply(_ ann: [String: String], _ expected: String) {
-        #expect { _ = try NodeService.networkRecord(nad("n", ann)) } throws: {
+        #expect { _ = try NetworkRecord(validating: nad("n", ann)) } throws: {
             ($0 as? APIError)?.message.contains(expected) == true
         }
     }

@@ -4,6 +4,7 @@
 
 import Foundation
 import Testing
+import VRouterAPI
 import VRouterControl
 
 var isRoot: Bool { getuid() == 0 }

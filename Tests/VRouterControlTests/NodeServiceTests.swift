@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+import VRouterAPI
 import VRouterCore
 
 @testable import VRouterControl

@@ -6,6 +6,7 @@
 
 import Foundation
 import Testing
+import VRouterAPI
 import VRouterCore
 import Yams
 

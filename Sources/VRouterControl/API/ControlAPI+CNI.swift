@@ -4,7 +4,7 @@
 // they mean (`cniCode`) beside the message, so the shim reports the runtime the right one.
 
 import Foundation
-import VRouterCNI
+import VRouterAPI
 
 extension ControlAPI {
     static let networkRoutes: [APIRoute] = [

@@ -5,6 +5,7 @@
 
 import CoreMetrics
 import Foundation
+import VRouterAPI
 import VRouterCore
 
 public struct APIRequest: Sendable {
@@ -71,12 +72,6 @@ public struct APIResponse: Sendable {
     }
 
     public static var noContent: APIResponse { APIResponse(status: 204, body: Data()) }
-}
-
-/// Every error answer's body.
-public struct ErrorBody: Codable, Sendable {
-    public var error: String
-    public init(error: String) { self.error = error }
 }
 
 public struct HealthInfo: Codable, Sendable {

@@ -5,9 +5,10 @@
 
 import Foundation
 import Glibc
+import VRouterAPI
 
 public enum ControlSocket {
-    public static let defaultPath = "/run/vrouter/vrouterd.sock"
+    public static let defaultPath = UnixHTTPClient.defaultSocket
 
     /// Makes `path` free for a new socket, or throws naming why it cannot be.
     public static func prepare(_ path: String) throws(ServiceError) {
@@ -36,11 +37,7 @@ public enum ControlSocket {
     }
 
     /// Whether something accepts connections on the socket at `path`.
-    public static func isLive(_ path: String) -> Bool {
-        guard let fd = try? UnixHTTPClient.connect(path) else { return false }
-        close(fd)
-        return true
-    }
+    public static func isLive(_ path: String) -> Bool { UnixHTTPClient.isLive(path) }
 
     /// Runs `bind` with a umask that makes the socket file 0600 from its creation (no
     /// window in which others could connect), then sets the mode explicitly as well.

@@ -10,6 +10,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import VRouterAPI
 
 public final class HTTPServer: Sendable {
     public typealias Responder = @Sendable (APIRequest) -> APIResponse

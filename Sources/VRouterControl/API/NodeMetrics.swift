@@ -8,6 +8,7 @@
 import Foundation
 import Prometheus
 import Synchronization
+import VRouterAPI
 import VRouterCore
 
 public final class NodeMetrics: Sendable {

@@ -8,6 +8,7 @@
 // accepts, with the same result, and never decides an error itself.
 
 import Foundation
+import VRouterAPI
 import VRouterCore
 
 extension RouteChange {

@@ -1,50 +1,9 @@
-// Request bodies decode strictly: a field the type does not name is an error naming it
-// (a typo such as "prefx" must not silently add a route without a prefix), and every
-// decoding failure becomes one 400 message that says where in the body it went wrong.
-// The check costs one extra keyed container per object (a key list walk), no second
-// parse of the body.
+// Every decoding failure of a request body becomes one 400 message that says where in the
+// body it went wrong (the model's types refuse unknown fields themselves: VRouterAPI's
+// StrictDecoding).
 
 import Foundation
-
-struct AnyCodingKey: CodingKey {
-    var stringValue: String
-    var intValue: Int?
-    init(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) {
-        stringValue = "\(intValue)"
-        self.intValue = intValue
-    }
-}
-
-extension Decoder {
-    /// A keyed container that refuses any key `K` does not name.
-    func strictContainer<K: CodingKey>(keyedBy: K.Type) throws -> KeyedDecodingContainer<K> {
-        let all = try container(keyedBy: AnyCodingKey.self)
-        for key in all.allKeys where K(stringValue: key.stringValue) == nil {
-            let at = codingPath.isEmpty ? "" : " in \(JSONPath.text(codingPath))"
-            throw DecodingError.dataCorrupted(
-                .init(codingPath: codingPath + [key], debugDescription: "unknown field '\(key.stringValue)'\(at)")
-            )
-        }
-        return try container(keyedBy: K.self)
-    }
-}
-
-enum JSONPath {
-    /// "add[3].prefix" for a coding path.
-    static func text(_ path: [any CodingKey]) -> String {
-        var s = ""
-        for k in path {
-            if let i = k.intValue {
-                s += "[\(i)]"
-            } else {
-                if !s.isEmpty { s += "." }
-                s += k.stringValue
-            }
-        }
-        return s.isEmpty ? "the body" : s
-    }
-}
+import VRouterAPI
 
 public enum StrictJSON {
     /// Decodes a request body, turning every failure into a 400 that names the problem.

@@ -5,7 +5,7 @@
 
 import Foundation
 import Logging
-import VRouterCNI
+import VRouterAPI
 import VRouterCore
 import VRouterIO
 

@@ -4,6 +4,7 @@
 // state journal. Reads are answered from the model and the workers' counters.
 
 import Foundation
+import VRouterAPI
 import VRouterCore
 import VRouterIO
 

@@ -3,6 +3,7 @@
 // that touch the kernel, like making a tap) undoes what was done.
 
 import Foundation
+import VRouterAPI
 import VRouterCore
 import VRouterIO
 

@@ -9,7 +9,7 @@
 // that sandbox's record (usually none: it was replaced), never the running one's.
 
 import Foundation
-import VRouterCNI
+import VRouterAPI
 import VRouterCore
 import VRouterIO
 

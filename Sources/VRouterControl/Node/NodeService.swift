@@ -10,6 +10,7 @@ import CVRouterShims
 import Foundation
 import Logging
 import Synchronization
+import VRouterAPI
 import VRouterCore
 import VRouterIO
 
@@ -146,12 +147,7 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
         let config = Self.droppingVanishedPods(config, logger)
         self.config = config
         log = logger
-        if requireLivePorts {
-            let missing = Privileges.missing(for: config)
-            guard missing.isEmpty else {
-                throw ServiceError("run needs root, or these capabilities: \(missing.joined(separator: ", "))")
-            }
-        }
+        if requireLivePorts { try Privileges.check(for: config) }
         for itf in config.interfaces where requireLivePorts {
             switch itf.kind {
             case .pod where itf.tap == nil:

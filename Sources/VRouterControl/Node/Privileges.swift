@@ -3,7 +3,7 @@
 
 import Foundation
 
-enum Privileges {
+public enum Privileges {
     /// Linux capability numbers (linux/capability.h).
     static let netAdmin = 12, netRaw = 13, sysAdmin = 21
 
@@ -21,6 +21,15 @@ enum Privileges {
         }
         guard let effective else { return [] }  // unknown: let the calls themselves tell
         return needed.filter { effective & (1 << UInt64($0.0)) == 0 }.map(\.1)
+    }
+
+    /// Throws the one line naming what is missing (before anything is touched: the control
+    /// socket's directory included).
+    public static func check(for config: NodeConfig) throws(ServiceError) {
+        let missing = missing(for: config)
+        guard missing.isEmpty else {
+            throw ServiceError("run needs root, or these capabilities: \(missing.joined(separator: ", "))")
+        }
     }
 
     /// CapEff of this process, from /proc/self/status (nil when unreadable).

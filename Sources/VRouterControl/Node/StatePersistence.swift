@@ -10,6 +10,7 @@
 // the journal grows long, and the journal is then truncated.
 
 import Foundation
+import VRouterAPI
 import VRouterCore
 
 public final class StatePersistence: @unchecked Sendable {  // Safe: used under the node's state lock.

@@ -4,52 +4,62 @@
 // must be strings, as the API server requires).
 
 import Foundation
+import VRouterAPI
 import Yams
 
+/// A manifest that is not what `apply -f` takes, in one line naming the file and document.
+struct ManifestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
 extension NetworkAttachmentDefinition {
-    public static func manifests(
+    static func manifests(
         _ text: String,
         file: String = "manifest"
-    ) throws(ConfigError) -> [NetworkAttachmentDefinition] {
+    ) throws(ManifestError) -> [NetworkAttachmentDefinition] {
         var out: [NetworkAttachmentDefinition] = []
         do {
             for (i, doc) in try Yams.load_all(yaml: text).enumerated() {
                 if doc is NSNull { continue }
                 try collect(doc, "\(file): document \(i + 1)", &out)
             }
-        } catch let e as ConfigError {
+        } catch let e as ManifestError {
             throw e
         } catch {
-            throw ConfigError("\(file): not valid YAML: \(error)")
+            throw ManifestError("\(file): not valid YAML: \(error)")
         }
         return out
     }
 
-    static func collect(_ doc: Any, _ where_: String, _ out: inout [NetworkAttachmentDefinition]) throws(ConfigError) {
-        guard let m = doc as? [String: Any] else { throw ConfigError("\(where_): not a Kubernetes object (a mapping)") }
+    static func collect(_ doc: Any, _ where_: String, _ out: inout [NetworkAttachmentDefinition]) throws(ManifestError)
+    {
+        guard let m = doc as? [String: Any] else {
+            throw ManifestError("\(where_): not a Kubernetes object (a mapping)")
+        }
         let kind = m["kind"] as? String
         if kind == "List" {
-            guard let items = m["items"] as? [Any] else { throw ConfigError("\(where_): a List without items") }
+            guard let items = m["items"] as? [Any] else { throw ManifestError("\(where_): a List without items") }
             for (k, item) in items.enumerated() { try collect(item, "\(where_) items[\(k)]", &out) }
             return
         }
         guard kind == kindName, (m["apiVersion"] as? String) == apiVersionV1 else {
-            throw ConfigError(
+            throw ManifestError(
                 "\(where_): only \(kindName) (\(apiVersionV1)) objects are known here, not \(kind ?? "an object without kind") (\(m["apiVersion"] as? String ?? "no apiVersion"))"
             )
         }
         guard let meta = m["metadata"] as? [String: Any], let name = meta["name"] as? String else {
-            throw ConfigError("\(where_): metadata.name is missing")
+            throw ManifestError("\(where_): metadata.name is missing")
         }
         var annotations: [String: String]?
         if let a = meta["annotations"] {
             guard let am = a as? [String: Any] else {
-                throw ConfigError("\(where_) (\(name)): metadata.annotations is not a mapping")
+                throw ManifestError("\(where_) (\(name)): metadata.annotations is not a mapping")
             }
             var strings: [String: String] = [:]
             for (k, v) in am {
                 guard let s = v as? String else {
-                    throw ConfigError("\(where_) (\(name)): annotation \(k) must be a string (quote it: \"\(v)\")")
+                    throw ManifestError("\(where_) (\(name)): annotation \(k) must be a string (quote it: \"\(v)\")")
                 }
                 strings[k] = s
             }
@@ -57,9 +67,11 @@ extension NetworkAttachmentDefinition {
         }
         var spec: Spec?
         if let s = m["spec"] {
-            guard let sm = s as? [String: Any] else { throw ConfigError("\(where_) (\(name)): spec is not a mapping") }
+            guard let sm = s as? [String: Any] else {
+                throw ManifestError("\(where_) (\(name)): spec is not a mapping")
+            }
             if let c = sm["config"], !(c is String) {
-                throw ConfigError("\(where_) (\(name)): spec.config must be a string (JSON text)")
+                throw ManifestError("\(where_) (\(name)): spec.config must be a string (JSON text)")
             }
             spec = Spec(config: sm["config"] as? String)
         }

@@ -242,7 +242,7 @@ public enum NetworkAnnotation {
         return b.allSatisfy { alnum($0) || $0 == UInt8(ascii: "-") }
     }
 
-    static func describe(_ error: any Error) -> String {
+    package static func describe(_ error: any Error) -> String {
         switch error {
         case DecodingError.keyNotFound(let k, let ctx):
             return "missing '\(k.stringValue)'\(path(ctx.codingPath))"
@@ -257,16 +257,5 @@ public enum NetworkAnnotation {
 
     static func path(_ p: [any CodingKey]) -> String {
         p.isEmpty ? "" : " at " + p.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
-    }
-}
-
-extension StringProtocol {
-    func trimmingWhitespace() -> String {
-        let b = Array(utf8)
-        var lo = 0
-        var hi = b.count
-        while lo < hi, b[lo] == 32 || b[lo] == 9 || b[lo] == 10 || b[lo] == 13 { lo += 1 }
-        while hi > lo, b[hi - 1] == 32 || b[hi - 1] == 9 || b[hi - 1] == 10 || b[hi - 1] == 13 { hi -= 1 }
-        return String(decoding: b[lo..<hi], as: UTF8.self)
     }
 }

@@ -19,6 +19,12 @@ public struct APIError: Error, CustomStringConvertible, Sendable, Codable {
     public static func conflict(_ m: String) -> APIError { APIError(409, m) }
 }
 
+/// Every error answer's body.
+public struct ErrorBody: Codable, Sendable {
+    public var error: String
+    public init(error: String) { self.error = error }
+}
+
 public struct TapSpec: Codable, Sendable, Equatable {
     public var name: String
     public var netns: String?
@@ -112,6 +118,43 @@ public struct InterfaceInfo: Codable, Sendable, Equatable {
     /// The fabric only: frames the kernel dropped before vrouterd read them (its AF_PACKET
     /// RX ring was full), PACKET_STATISTICS' tp_drops summed over the workers' sockets.
     public var ringDrops: UInt64?
+    public init(
+        id: Int,
+        name: String,
+        kind: String,
+        vrf: String? = nil,
+        mac: String,
+        mtu: Int,
+        ipv4: String? = nil,
+        ipv6: String? = nil,
+        label: UInt32? = nil,
+        tap: TapSpec? = nil,
+        device: String? = nil,
+        rxPackets: UInt64,
+        rxBytes: UInt64,
+        txPackets: UInt64,
+        txBytes: UInt64,
+        drops: UInt64,
+        ringDrops: UInt64? = nil
+    ) {
+        self.id = id
+        self.name = name
+        self.kind = kind
+        self.vrf = vrf
+        self.mac = mac
+        self.mtu = mtu
+        self.ipv4 = ipv4
+        self.ipv6 = ipv6
+        self.label = label
+        self.tap = tap
+        self.device = device
+        self.rxPackets = rxPackets
+        self.rxBytes = rxBytes
+        self.txPackets = txPackets
+        self.txBytes = txBytes
+        self.drops = drops
+        self.ringDrops = ringDrops
+    }
 }
 
 public struct VRFSpec: Codable, Sendable, Equatable {
@@ -144,6 +187,25 @@ public struct VRFInfo: Codable, Sendable, Equatable {
     public var ipv4Routes: Int
     public var ipv6Routes: Int
     public var fibBytes: Int
+    public init(
+        id: Int,
+        name: String,
+        vni: UInt32? = nil,
+        gateway: String? = nil,
+        gateway6: String? = nil,
+        ipv4Routes: Int,
+        ipv6Routes: Int,
+        fibBytes: Int
+    ) {
+        self.id = id
+        self.name = name
+        self.vni = vni
+        self.gateway = gateway
+        self.gateway6 = gateway6
+        self.ipv4Routes = ipv4Routes
+        self.ipv6Routes = ipv6Routes
+        self.fibBytes = fibBytes
+    }
 }
 
 public struct RouteMember: Codable, Sendable, Equatable {
@@ -223,6 +285,15 @@ public struct RouteChangeResult: Codable, Sendable, Equatable {
     public var added: Int
     public var deleted: Int
     public var tablesVersion: UInt64
+    public init(
+        added: Int,
+        deleted: Int,
+        tablesVersion: UInt64
+    ) {
+        self.added = added
+        self.deleted = deleted
+        self.tablesVersion = tablesVersion
+    }
 }
 
 public struct RouteInfo: Codable, Sendable, Equatable {
@@ -234,6 +305,25 @@ public struct RouteInfo: Codable, Sendable, Equatable {
     public var vni: UInt32?
     public var label: UInt32?
     public var members: [RouteMember]?
+    public init(
+        prefix: String,
+        nexthop: UInt32,
+        kind: String,
+        interface: String? = nil,
+        via: String? = nil,
+        vni: UInt32? = nil,
+        label: UInt32? = nil,
+        members: [RouteMember]? = nil
+    ) {
+        self.prefix = prefix
+        self.nexthop = nexthop
+        self.kind = kind
+        self.interface = interface
+        self.via = via
+        self.vni = vni
+        self.label = label
+        self.members = members
+    }
 }
 
 public struct NexthopInfo: Codable, Sendable, Equatable {
@@ -245,22 +335,64 @@ public struct NexthopInfo: Codable, Sendable, Equatable {
     public var underlayMAC: String?
     public var resolved: Bool?
     public var members: [NexthopMember]?
+    public init(
+        id: UInt32,
+        kind: String,
+        interface: String? = nil,
+        node: String? = nil,
+        destination: String? = nil,
+        underlayMAC: String? = nil,
+        resolved: Bool? = nil,
+        members: [NexthopMember]? = nil
+    ) {
+        self.id = id
+        self.kind = kind
+        self.interface = interface
+        self.node = node
+        self.destination = destination
+        self.underlayMAC = underlayMAC
+        self.resolved = resolved
+        self.members = members
+    }
 }
 
 public struct NexthopMember: Codable, Sendable, Equatable {
     public var nexthop: UInt32
     public var label: UInt32
+    public init(
+        nexthop: UInt32,
+        label: UInt32
+    ) {
+        self.nexthop = nexthop
+        self.label = label
+    }
 }
 
 public struct LabelInfo: Codable, Sendable, Equatable {
     public var label: UInt32
     public var nexthop: UInt32
     public var interface: String?
+    public init(
+        label: UInt32,
+        nexthop: UInt32,
+        interface: String? = nil
+    ) {
+        self.label = label
+        self.nexthop = nexthop
+        self.interface = interface
+    }
 }
 
 public struct VNIInfo: Codable, Sendable, Equatable {
     public var vni: UInt32
     public var vrf: String
+    public init(
+        vni: UInt32,
+        vrf: String
+    ) {
+        self.vni = vni
+        self.vrf = vrf
+    }
 }
 
 public struct RemoteNodeSpec: Codable, Sendable, Equatable {
@@ -298,6 +430,25 @@ public struct RemoteNodeInfo: Codable, Sendable, Equatable {
     public var nexthop: UInt32
     public var underlayMAC: String?
     public var resolved: Bool
+    public init(
+        name: String,
+        address: String,
+        encap: String,
+        mac: String? = nil,
+        innerMAC: String,
+        nexthop: UInt32,
+        underlayMAC: String? = nil,
+        resolved: Bool
+    ) {
+        self.name = name
+        self.address = address
+        self.encap = encap
+        self.mac = mac
+        self.innerMAC = innerMAC
+        self.nexthop = nexthop
+        self.underlayMAC = underlayMAC
+        self.resolved = resolved
+    }
 }
 
 public struct FlowInfo: Codable, Sendable, Equatable {
@@ -314,12 +465,50 @@ public struct FlowInfo: Codable, Sendable, Equatable {
     public var bytes: UInt64
     public var idleMilliseconds: UInt32
     public var closing: Bool
+    public init(
+        worker: Int,
+        vrf: String,
+        proto: UInt8,
+        source: String,
+        sourcePort: UInt16,
+        destination: String,
+        destinationPort: UInt16,
+        nexthop: UInt32,
+        label: UInt32,
+        packets: UInt64,
+        bytes: UInt64,
+        idleMilliseconds: UInt32,
+        closing: Bool
+    ) {
+        self.worker = worker
+        self.vrf = vrf
+        self.proto = proto
+        self.source = source
+        self.sourcePort = sourcePort
+        self.destination = destination
+        self.destinationPort = destinationPort
+        self.nexthop = nexthop
+        self.label = label
+        self.packets = packets
+        self.bytes = bytes
+        self.idleMilliseconds = idleMilliseconds
+        self.closing = closing
+    }
 }
 
 public struct DropStatsInfo: Codable, Sendable, Equatable {
     public var total: UInt64
     public var reasons: [String: UInt64]
     public var ports: [String: UInt64]
+    public init(
+        total: UInt64,
+        reasons: [String: UInt64],
+        ports: [String: UInt64]
+    ) {
+        self.total = total
+        self.reasons = reasons
+        self.ports = ports
+    }
 }
 
 public struct StatusInfo: Codable, Sendable, Equatable {
@@ -338,4 +527,35 @@ public struct StatusInfo: Codable, Sendable, Equatable {
     /// Where the API and the metrics endpoint listen (filled in by the API server).
     public var socket: String?
     public var metrics: String?
+    public init(
+        node: String,
+        version: String,
+        uptimeSeconds: Double,
+        workers: Int,
+        interfaces: Int,
+        vrfs: Int,
+        routes: Int,
+        nexthops: Int,
+        flows: Int,
+        tablesVersion: UInt64,
+        stateDirectory: String? = nil,
+        healthy: Bool,
+        socket: String? = nil,
+        metrics: String? = nil
+    ) {
+        self.node = node
+        self.version = version
+        self.uptimeSeconds = uptimeSeconds
+        self.workers = workers
+        self.interfaces = interfaces
+        self.vrfs = vrfs
+        self.routes = routes
+        self.nexthops = nexthops
+        self.flows = flows
+        self.tablesVersion = tablesVersion
+        self.stateDirectory = stateDirectory
+        self.healthy = healthy
+        self.socket = socket
+        self.metrics = metrics
+    }
 }

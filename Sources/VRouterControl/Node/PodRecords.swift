@@ -1,87 +1,8 @@
-// Networks as vrouterd knows them: NetworkAttachmentDefinitions (k8s.cni.cncf.io/v1)
-// applied by `vrouterctl apply -f`, and the pods attached through the CNI shim.
-//
-// A NAD is a vRouter network when its config's type is vrouter-cni or Contrail's
-// contrail-k8s-cni, or when it has no config (the multi-net spec's "implementation-known
-// network"): it gets a VRF and a VNI, its subnet from `opencontrail.org/cidr` (gateway:
-// Contrail's last address but one), and vrouterd's IPAM. Any other type is delegated: the
-// shim runs that plugin with the NAD's config, and vrouterd only records the result.
+// What vrouterd keeps of the pods attached through the CNI shim: one record per sandbox
+// (container ID), journaled, with every attachment as made at ADD.
 
-import VRouterCNI
+import VRouterAPI
 import VRouterCore
-
-/// The Kubernetes object as `vrouterctl apply` sends it (YAML turned into JSON).
-public struct NetworkAttachmentDefinition: Codable, Sendable, Equatable {
-    public struct Metadata: Codable, Sendable, Equatable {
-        public var name: String
-        public var namespace: String?
-        public var annotations: [String: String]?
-        public init(name: String, namespace: String? = nil, annotations: [String: String]? = nil) {
-            self.name = name
-            self.namespace = namespace
-            self.annotations = annotations
-        }
-    }
-    public struct Spec: Codable, Sendable, Equatable {
-        public var config: String?
-        public init(config: String? = nil) { self.config = config }
-    }
-    public var apiVersion: String?
-    public var kind: String?
-    public var metadata: Metadata
-    public var spec: Spec?
-    public init(
-        apiVersion: String? = "k8s.cni.cncf.io/v1",
-        kind: String? = "NetworkAttachmentDefinition",
-        metadata: Metadata,
-        spec: Spec? = nil
-    ) {
-        self.apiVersion = apiVersion
-        self.kind = kind
-        self.metadata = metadata
-        self.spec = spec
-    }
-    public static let apiVersionV1 = "k8s.cni.cncf.io/v1"
-    public static let kindName = "NetworkAttachmentDefinition"
-}
-
-/// A network vrouterd knows (what `network show` prints and the state keeps).
-public struct NetworkRecord: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable { case vrouter, delegated }
-    public var namespace: String
-    public var name: String
-    public var kind: Kind
-    /// The config's plugin type ("vrouter-cni", "contrail-k8s-cni", "bridge"…; "" for none).
-    public var pluginType: String
-    /// Delegated networks: the config run through the plugin (name and cniVersion set).
-    public var config: JSONValue?
-    public var subnet: String?
-    public var subnet6: String?
-    public var gateway: String?
-    public var gateway6: String?
-    public var vrf: String?
-    public var vni: UInt32?
-    public var ipFabricForwarding: Bool
-    public var ipFabricSnat: Bool
-    public var annotations: [String: String]
-    public var key: String { "\(namespace)/\(name)" }
-}
-
-/// `network list` / `network show`.
-public struct NetworkInfo: Codable, Sendable, Equatable {
-    public var network: NetworkRecord
-    public var isDefault: Bool
-    /// Pods ("namespace/name", or the container ID when the runtime gave no pod name).
-    public var pods: [String]
-    public var addressesInUse: Int
-    public var addressesFree: Int?
-}
-
-public struct NetworkApplyResult: Codable, Sendable, Equatable {
-    public var network: String
-    /// "created", "unchanged" or "configured" (kubectl's words).
-    public var action: String
-}
 
 /// One pod's attachments for one sandbox (container ID), as recorded at ADD.
 public struct PodRecord: Codable, Sendable, Equatable {
@@ -173,29 +94,6 @@ public struct PodAttachment: Codable, Sendable, Equatable {
             defaultRoute: requestedDefaultRoute
         )
     }
-}
-
-/// `pod show` / `pod list`.
-public struct PodInfo: Codable, Sendable, Equatable {
-    public var namespace: String?
-    public var name: String?
-    public var uid: String?
-    public var containerID: String
-    public var netns: String
-    public var networkStatus: [NetworkStatusEntry]
-    /// The pod's annotations as vrouterd would set them (network-status as its JSON text).
-    public var annotations: [String: String]
-    /// The node side of each vRouter attachment: its vif, VRF and MPLS label.
-    public var interfaces: [PodInterfaceInfo]?
-}
-
-public struct PodInterfaceInfo: Codable, Sendable, Equatable {
-    public var ifname: String
-    public var network: String
-    public var interface: String
-    public var vrf: String?
-    public var label: UInt32?
-    public var tap: String?
 }
 
 /// What vrouterd keeps for networks and pods (under the node's state lock).
