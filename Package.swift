@@ -95,6 +95,15 @@ let package = Package(
                 .product(name: "NIOTLS", package: "swift-nio"),
             ]
         ),
+        // The cluster's data model in etcd (nodes, networks, block and address claims, pod
+        // endpoints), its racing writes as transactions, this node's leased records, and the
+        // list-then-watch engine that turns the store into intents for the node's tables.
+        .target(
+            name: "VRouterCluster",
+            dependencies: [
+                "VRouterEtcd", "VRouterAPI", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "VRouterControl",
             dependencies: [
@@ -161,7 +170,7 @@ let package = Package(
             ]
         ),
         // The etcd client against real etcd members the tests start (tools/etcd-lab).
-        .testTarget(name: "VRouterEtcdTests", dependencies: ["VRouterEtcd"]),
+        .testTarget(name: "VRouterEtcdTests", dependencies: ["VRouterEtcd", "VRouterCluster", "VRouterAPI"]),
         .testTarget(name: "VRouterCNITests", dependencies: ["VRouterCNI", "VRouterAPI", "VRouterCore"]),
         .testTarget(name: "CompareToolsTests", dependencies: ["vrouter-perf"]),
         // vrouterd as a black box (root): namespaces, veths, ping, iperf3, tshark, the kernel's

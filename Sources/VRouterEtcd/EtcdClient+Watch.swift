@@ -63,7 +63,11 @@ extension EtcdClient {
                     head.headers.add(name: "Content-Type", value: "application/json")
                     head.headers.add(name: "Content-Length", value: String(requestBody.readableBytes))
                     head.headers.add(name: "Grpc-Metadata-hasleader", value: "true")
-                    try await outbound.write(contentsOf: [.head(head), .body(.byteBuffer(requestBody)), .end(nil)])
+                    do {
+                        try await outbound.write(contentsOf: [.head(head), .body(.byteBuffer(requestBody)), .end(nil)])
+                    } catch {
+                        throw EtcdError.watchClosed(endpoint: endpoint, reason: "sending the request: \(error)")
+                    }
                     var reader = WatchStream.Iterator(
                         parts: inbound.makeAsyncIterator(),
                         endpoint: endpoint,

@@ -15,6 +15,9 @@ public enum KeyRange: Sendable, Hashable {
     public static func key(_ s: String) -> KeyRange { .key(Array(s.utf8)) }
     public static func prefix(_ s: String) -> KeyRange { .prefix(Array(s.utf8)) }
 
+    /// etcd's range_end: nil for one key, [0] for "to the end".
+    public var rangeEnd: [UInt8]? { wire.end }
+
     /// etcd's (key, range_end) pair: range_end nil for one key, [0] for "to the end".
     var wire: (key: [UInt8], end: [UInt8]?) {
         switch self {
@@ -218,6 +221,12 @@ public struct WatchEvent: Sendable, Hashable {
     /// For a delete, the key with modRevision = the deleting revision and an empty value.
     public var kv: KeyValue
     public var prevKV: KeyValue?
+
+    public init(kind: Kind, kv: KeyValue, prevKV: KeyValue? = nil) {
+        self.kind = kind
+        self.kv = kv
+        self.prevKV = prevKV
+    }
 }
 
 public struct WatchResponse: Sendable {
