@@ -17,8 +17,8 @@ import NIOHTTP1
 extension EtcdClient {
     /// Opens a watch, waits for etcd to confirm it (within `timeout`, trying each endpoint), then
     /// runs `body` with the stream of its responses. The watch ends when `body` returns or
-    /// throws. A start revision that is already compacted throws `.compacted` with etcd's
-    /// oldest kept revision.
+    /// throws. A start revision that is already compacted ends the stream at once with
+    /// `.compacted` and etcd's oldest kept revision (etcd confirms the watch, then cancels it).
     public func watch<Result: Sendable>(
         _ request: WatchRequest,
         timeout: Duration? = nil,
@@ -33,6 +33,9 @@ extension EtcdClient {
         let deadline = deadline(timeout)
         let limit = timeout ?? configuration.requestTimeout
         var failures: [EtcdError.EndpointFailure] = []
+        // Once `body` has run, an error is the caller's to handle: the watch is never started
+        // again behind its back (it would deliver events twice).
+        var bodyStarted = false
         for index in endpointOrder() {
             let endpoint = configuration.endpoints[index]
             let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
@@ -91,9 +94,10 @@ extension EtcdClient {
                         throw error
                     }
                     answered(index)
+                    bodyStarted = true
                     return try await body(WatchStream(iterator: reader, created: created))
                 }
-            } catch let e as EtcdError {
+            } catch let e as EtcdError where !bodyStarted {
                 // A member without a leader refuses the watch; another may have one.
                 if case .watchCanceled(_, let reason) = e, reason.contains("no leader") {
                     failures.record(endpoint, reason)

@@ -182,6 +182,10 @@ final class EtcdTransport: Sendable {
             ("ALERT_BAD_CERTIFICATE", "the server refused our client certificate"),
             ("ALERT_HANDSHAKE_FAILURE", "the server refused the handshake (client certificate?)"),
             ("WRONG_VERSION_NUMBER", "the endpoint does not speak TLS (plain http?)"),
+            (
+                "EOF during handshake",
+                "the server closed the connection during the handshake (does it refuse our client certificate?)"
+            ),
         ]
         for (needle, hint) in hints where text.contains(needle) { return "\(hint) [\(text)]" }
         if error is ChannelError || error is IOError { return "connection closed during the handshake (\(text))" }
@@ -340,6 +344,7 @@ final class HTTPCallHandler: ChannelDuplexHandler {
     private var promise: EventLoopPromise<HTTPReply>?
     private var timer: Scheduled<Void>?
     private var sent = false
+    private var gotHead = false
     private var status: HTTPResponseStatus = .ok
     private var keepAlive = false
     private var body = ByteBuffer()
@@ -354,6 +359,7 @@ final class HTTPCallHandler: ChannelDuplexHandler {
         }
         promise = call.promise
         sent = false
+        gotHead = false
         body.clear()
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         timer = context.eventLoop.scheduleTask(deadline: call.deadline) {
@@ -379,6 +385,7 @@ final class HTTPCallHandler: ChannelDuplexHandler {
         switch unwrapInboundIn(data) {
         case .head(let h):
             sent = true
+            gotHead = true
             status = h.status
             keepAlive = h.isKeepAlive
         case .body(var part):
@@ -410,12 +417,19 @@ final class HTTPCallHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        fail(sent ? AttemptFailure.lost("connection closed") : AttemptFailure.notSent("connection closed"))
+        fail(sent ? AttemptFailure.lost(closedReason) : AttemptFailure.notSent("connection closed"))
         context.fireChannelInactive()
     }
 
+    /// A member closing without a byte of answer is often a TLS listener reached over http.
+    private var closedReason: String {
+        gotHead
+            ? "connection closed in the middle of the answer"
+            : "connection closed without an answer (an https endpoint?)"
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) {
-        fail(sent ? AttemptFailure.lost("connection closed") : AttemptFailure.notSent("connection closed"))
+        fail(sent ? AttemptFailure.lost(closedReason) : AttemptFailure.notSent("connection closed"))
     }
 
     private func fail(_ f: AttemptFailure) {

@@ -141,7 +141,7 @@ extension LiveEtcd {
             defer { lab.cleanup() }
             let keys = try ClusterKeys(prefix: "/vrt")
             let logger = Logger(label: "test")
-            let ttl: Int64 = 2
+            let ttl: Int64 = 3  // etcd's minimum in the lab (1.5 election timeouts)
 
             let a = ClusterPublisher(
                 client: try lab.client(),
@@ -177,6 +177,8 @@ extension LiveEtcd {
 
             // vrouterd killed: the publisher stops without revoking; within TTL + 1 s (plus the
             // watch's delivery) the peer has withdrawn node a and both pods.
+            let probe = try lab.client()
+            let term = try await probe.range(.key("/")).header.raftTerm
             aTask.cancel()
             await aTask.value
             let killed = ContinuousClock.now
@@ -185,7 +187,11 @@ extension LiveEtcd {
                 Set(i.dropFirst(before)) == [.endpointDown(p1), .endpointDown(p2), .nodeDown(name: "a")]
             }
             let took = ContinuousClock.now - killed
-            #expect(took < .seconds(ttl + 1) + .milliseconds(900), "withdrawn after \(took)")
+            // The bound holds with a steady leader; an election (this machine is shared and
+            // busy) restarts every lease's TTL on the new leader (etcd#9395).
+            if try await probe.range(.key("/")).header.raftTerm == term {
+                #expect(took < .seconds(ttl + 1) + .milliseconds(900), "withdrawn after \(took)")
+            }
             #expect(watcher.status.remoteEndpoints == 0 && watcher.status.remoteNodes == 0)
         }
 

@@ -65,7 +65,9 @@ extension LiveEtcd {
             let now = try await etcd.put("/c/a", "last").header.revision
             try await etcd.compact(now - 1)
             await #expect(throws: EtcdError.compacted(requested: old, compactRevision: now - 1)) {
-                try await etcd.watch(WatchRequest(.prefix("/c/"), startRevision: old)) { _ in 0 }
+                try await etcd.watch(WatchRequest(.prefix("/c/"), startRevision: old)) { stream in
+                    for try await _ in stream {}
+                }
             }
             // From the compact revision on, it works.
             let first = try await etcd.watch(WatchRequest(.prefix("/c/"), startRevision: now - 1)) { stream in
