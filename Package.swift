@@ -161,20 +161,26 @@ let package = Package(
             ],
             swiftSettings: hotPath
         ),
-        .testTarget(name: "VRouterCoreTests", dependencies: ["VRouterCore"]),
-        .testTarget(name: "VRouterIOTests", dependencies: ["VRouterIO", "VRouterCore"]),
+        // What the test targets share: running programs (own process group, output in files, a
+        // timeout), the namespace lab, a vrouterd helper, the root check, finding the built
+        // executables. Each test target names the executables it runs as dependencies, so that
+        // building the tests builds them.
+        .target(name: "VRouterTestSupport", dependencies: ["VRouterAPI"], path: "Tests/VRouterTestSupport"),
+        .testTarget(name: "VRouterCoreTests", dependencies: ["VRouterCore", "VRouterTestSupport"]),
+        .testTarget(name: "VRouterIOTests", dependencies: ["VRouterIO", "VRouterCore", "VRouterTestSupport"]),
         .testTarget(
             name: "VRouterControlTests",
             dependencies: [
-                "VRouterControl", "VRouterAPI", "VRouterIO", "VRouterCore", .product(name: "Yams", package: "Yams"),
+                "VRouterControl", "VRouterAPI", "VRouterIO", "VRouterCore", "VRouterTestSupport", "vrouterd",
+                "vrouterctl", .product(name: "Yams", package: "Yams"),
             ]
         ),
         // The etcd client against real etcd members the tests start (tools/etcd-lab).
         .testTarget(name: "VRouterEtcdTests", dependencies: ["VRouterEtcd", "VRouterCluster", "VRouterAPI"]),
         .testTarget(name: "VRouterCNITests", dependencies: ["VRouterCNI", "VRouterAPI", "VRouterCore"]),
-        .testTarget(name: "CompareToolsTests", dependencies: ["vrouter-perf"]),
+        .testTarget(name: "CompareToolsTests", dependencies: ["vrouter-perf", "VRouterTestSupport"]),
         // vrouterd as a black box (root): namespaces, veths, ping, iperf3, tshark, the kernel's
-        // VXLAN. Depends on vrouterd so that building the tests builds the binary they run.
-        .testTarget(name: "IntegrationTests", dependencies: ["vrouterd", "VRouterAPI"]),
+        // VXLAN.
+        .testTarget(name: "IntegrationTests", dependencies: ["vrouterd", "VRouterAPI", "VRouterTestSupport"]),
     ]
 )

@@ -1,8 +1,10 @@
-# Shared by tools/test-cni and tools/bench-cni: a vrouterd with a default network, driven
-# through vrouter-cni by cnirun (Debian's libcni: the runtime side, as containerd calls
-# plugins). Everything runs inside a throwaway network namespace acting as the node's host
-# (unshare -n), so taps, bridges and addresses never touch the machine's own; pods are
-# namespaces named vrt-ct-*, removed on every exit path.
+# Shared by tools/test-cni, tools/bench-cni and tools/test-cnirun: a vrouterd with a default
+# network, driven through vrouter-cni by cnirun (tools/cnirun on Debian's libcni: the runtime
+# side, as containerd calls plugins). Everything runs inside a throwaway network namespace
+# acting as the node's host (unshare -n), so taps, bridges and addresses never touch the
+# machine's own; pods are namespaces named vrt-ct<PID>-*, this run's own (two runs, say from
+# two clones, never touch each other's), removed on every exit path, and what a killed run
+# left is removed by the next.
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -13,10 +15,13 @@ cni_reexec() {
     VRT_CNI_HOSTNS=1 exec unshare -n "$0" "$@"
   fi
   ip link set lo up
+  vrt_netns_reap vrt-ct
 }
+CNI_NS=vrt-ct$$-
 
 # cni_setup BUILD_DIR: builds cnirun if needed, writes the node config and conflist, and
 # starts vrouterd. Sets TMP, SOCK, CONF, CNIRUN, BIN, VRD_PID, CTL (vrouterctl command).
+# libcni's result cache is $TMP/cni-cache (see cnirun), so it goes with $TMP.
 cni_setup() {
   BIN=$1
   for b in vrouterd vrouterctl vrouter-cni; do
@@ -41,17 +46,9 @@ YAML
 }
 
 cni_start_vrouterd() {
-  "$BIN/vrouterd" run --config "$TMP/node.yaml" --state-dir "$TMP/state" --socket "$SOCK" --log-level warning \
-    2>>"$TMP/vrouterd.log" &
-  VRD_PID=$!
-  for _ in $(seq 1 600); do
-    [[ -S $SOCK ]] && "${CTL[@]}" status >/dev/null 2>&1 && return 0
-    kill -0 "$VRD_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "vrouterd did not start:" >&2
-  cat "$TMP/vrouterd.log" >&2
-  exit 1
+  vrt_start_vrouterd "$SOCK" "$TMP/vrouterd.log" \
+    "$BIN/vrouterd" run --config "$TMP/node.yaml" --state-dir "$TMP/state" --socket "$SOCK" --log-level warning ||
+    exit 1
 }
 
 cni_stop_vrouterd() {
@@ -65,21 +62,22 @@ cni_stop_vrouterd() {
 cni_cleanup() {
   cni_stop_vrouterd
   local ns
-  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^vrt-ct-' || true); do ip netns del "$ns" 2>/dev/null || true; done
+  for ns in $(ip netns list 2>/dev/null | awk -v p="$CNI_NS" 'index($1, p) == 1 {print $1}'); do ip netns del "$ns" 2>/dev/null; done
   ip link del vrtbr0 2>/dev/null || true
-  # libcni's result cache of the pods made here (a DEL removes each; an interrupted run may not).
-  rm -f /var/lib/cni/results/vrouter-ctr-* /var/lib/cni/results/bench-bridge-ctr-* 2>/dev/null
   [[ -n ${TMP:-} && -d $TMP ]] && rm -rf "$TMP"
   return 0
 }
 
 # pod NAME: a fresh pod namespace; prints its path.
 pod() {
-  ip netns del "vrt-ct-$1" 2>/dev/null || true
-  ip netns add "vrt-ct-$1"
-  ip -n "vrt-ct-$1" link set lo up
-  echo "/var/run/netns/vrt-ct-$1"
+  ip netns del "$CNI_NS$1" 2>/dev/null || true
+  ip netns add "$CNI_NS$1"
+  ip -n "$CNI_NS$1" link set lo up
+  echo "/var/run/netns/$CNI_NS$1"
 }
+
+# cnirun ARGS...: cnirun with this run's result cache.
+cnirun() { "$CNIRUN" --cache-dir "$TMP/cni-cache" "$@"; }
 
 # cni CMD POD [ANNOTATION] [CONFLIST]: runs cnirun for pod NAME (namespace default) with the
 # networks annotation in CAP_ARGS; the container ID is ctr-NAME.
@@ -89,5 +87,5 @@ cni() {
     cap=$(jq -cn --arg v "$ann" '{"io.kubernetes.cri.pod-annotations": {"k8s.v1.cni.cncf.io/networks": $v}}')
   fi
   CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$name;K8S_POD_INFRA_CONTAINER_ID=ctr-$name;K8S_POD_UID=uid-$name" \
-    CAP_ARGS=$cap "$CNIRUN" "$cmd" "$conf" "ctr-$name" "/var/run/netns/vrt-ct-$name"
+    CAP_ARGS=$cap cnirun "$cmd" "$conf" "ctr-$name" "/var/run/netns/$CNI_NS$name"
 }

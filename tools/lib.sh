@@ -33,22 +33,58 @@ vrt_cc() {
   fi
   echo "$bin"
 }
-# vrt_cnirun: builds cnirun (libcni, the runtime side of CNI) into .build-tools when missing or
-# older than its source, and prints its path. The source is $VRT_CNIRUN_SRC, else
-# ../shared/tools/cnirun next to the repository.
+# vrt_netns_reap PREFIX: what killed runs left. Scripts name their namespaces PREFIX<PID>-*
+# (or PREFIX<PID>) after their own process, so that two runs (say from two clones) never
+# remove each other's; this deletes those whose run is gone, ending any process left in them.
+vrt_netns_reap() {
+  local ns pids
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+    [[ $ns =~ ^$1([0-9]+)(-|$) ]] || continue
+    kill -0 "${BASH_REMATCH[1]}" 2>/dev/null && continue
+    pids=$(ip netns pids "$ns" 2>/dev/null)
+    [[ -n $pids ]] && kill -KILL $pids 2>/dev/null
+    ip netns del "$ns" 2>/dev/null
+  done
+  return 0
+}
+# vrt_cnirun: builds cnirun (tools/cnirun: the runtime side of CNI on Debian's libcni) into
+# .build-tools when missing or older than its source, and prints its path. Go builds it in
+# GOPATH mode against /usr/share/gocode, with its cache in .build-tools (nothing outside the
+# clone is written).
 vrt_cnirun() {
-  local src=${VRT_CNIRUN_SRC:-$VRT_ROOT/../shared/tools/cnirun} bin=$VRT_ROOT/.build-tools/cnirun
-  if [[ ! -f $src/main.go || ! -x $src/build ]]; then
-    if [[ -x $bin ]]; then echo "$bin"; return 0; fi
-    echo "cnirun's source is not at $src (set VRT_CNIRUN_SRC to the directory holding main.go and build)" >&2
+  local src=$VRT_ROOT/tools/cnirun bin=$VRT_ROOT/.build-tools/cnirun
+  if [[ -x $bin && ! $src/main.go -nt $bin ]]; then echo "$bin"; return 0; fi
+  if ! command -v go >/dev/null 2>&1 || [[ ! -d /usr/share/gocode/src/github.com/containernetworking/cni/libcni ]]; then
+    echo "cnirun needs Go and Debian's libcni (golang-go, golang-github-appc-cni-dev): run tools/bootstrap as root" >&2
     return 1
   fi
-  if [[ ! -x $bin || $src/main.go -nt $bin ]]; then
-    mkdir -p "$VRT_ROOT/.build-tools"
-    if ! "$src/build" "$VRT_ROOT/.build-tools" >/dev/null; then
-      echo "cannot build cnirun from $src (tools/bootstrap installs golang and libcni)" >&2
-      return 1
-    fi
+  mkdir -p "$VRT_ROOT/.build-tools"
+  if ! (cd "$src" && GO111MODULE=off GOFLAGS= GOPATH=/usr/share/gocode GOCACHE="$VRT_ROOT/.build-tools/go-cache" \
+    go build -o "$bin.tmp" .) >&2; then
+    echo "building cnirun from $src failed" >&2
+    return 1
   fi
+  mv "$bin.tmp" "$bin"
   echo "$bin"
+}
+# vrt_start_vrouterd SOCKET LOG CMD...: starts CMD (a `vrouterd run ... --socket SOCKET` command
+# line, with whatever it needs in front: `ip netns exec NS`, `taskset -c N`) in the background,
+# its output appended to LOG, sets VRD_PID, and waits until the control socket answers
+# (ports made, workers started: the API comes up last), at most $VRT_VROUTERD_WAIT seconds
+# (default 30). On failure prints LOG to stderr and returns 1.
+vrt_start_vrouterd() {
+  local sock=$1 log=$2 i
+  shift 2
+  "$@" >>"$log" 2>&1 &
+  VRD_PID=$!
+  for ((i = 0; i < ${VRT_VROUTERD_WAIT:-30} * 20; i++)); do
+    if [[ -S $sock ]] && curl -sf --max-time 2 --unix-socket "$sock" http://vrouterd/healthz >/dev/null 2>&1; then
+      return 0
+    fi
+    kill -0 "$VRD_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "vrouterd did not start serving $sock:" >&2
+  cat "$log" >&2
+  return 1
 }

@@ -13,6 +13,7 @@ final class PipelineFixture: @unchecked Sendable {
     var pipeline: Pipeline
     var input = Frame.allocate()
     var output: Frame
+    var punt = Frame.allocate()
     let traffic: PacketSet
     var cursor = 0
     let frameSize = 250
@@ -74,8 +75,9 @@ final class PipelineFixture: @unchecked Sendable {
                     cursor += 1
                     if cursor == traffic.count { cursor = 0 }
                 }
-                pipeline.process(&input, tables: view, now: 2, output: &output)
+                pipeline.process(&input, tables: view, now: 2, output: &output, punt: &punt)
                 pool.free(&output)
+                pool.free(&punt)
             }
         }
     }

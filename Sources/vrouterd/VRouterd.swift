@@ -193,6 +193,10 @@ struct Run: ParsableCommand {
         var persistence: StatePersistence?
         do {
             nodeConfig = try NodeConfig.load(path: config)
+            // Refuse before touching anything without the privileges the config needs: the
+            // state directory and the socket's directory may not exist yet, and making them
+            // needs root too. (A restored config is checked again by NodeService.)
+            try Privileges.check(for: nodeConfig)
             if let dir = stateDir {
                 let p = try StatePersistence(directory: dir)
                 persistence = p
@@ -215,12 +219,8 @@ struct Run: ParsableCommand {
         sigaddset(&set, SIGTERM)
         sigaddset(&set, SIGINT)
         pthread_sigmask(SIG_BLOCK, &set, nil)
-        // Refuse before touching anything (the socket's directory included) without the
-        // privileges the config needs, and before any port when another vrouterd answers.
-        do {
-            try Privileges.check(for: nodeConfig)
-            try ControlSocket.prepare(socket)
-        } catch { fail(error.description) }
+        // Refuse before touching any port when another vrouterd answers on the socket.
+        do { try ControlSocket.prepare(socket) } catch { fail(error.description) }
         let service: NodeService
         let server: ControlServer
         do {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VRouterTestSupport
 
 @testable import vrouter_perf
 
@@ -12,28 +13,13 @@ struct LPMAgreementTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path
 
-    static func run(_ path: String, _ args: [String]) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = args
-        let out = Pipe()
-        let err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-    }
-
     /// rte_lpm_bench compiled into `dir` the way tools/lib.sh's vrt_cc does.
     static func compile(into dir: String) throws -> String {
-        let flags = try run("/usr/bin/pkg-config", ["--cflags", "--libs", "libdpdk"]).out
+        let flags = try run(["/usr/bin/pkg-config", "--cflags", "--libs", "libdpdk"]).output
             .split(whereSeparator: \.isWhitespace).map(String.init)
         let bin = dir + "/rte_lpm_bench"
-        let r = try run("/usr/bin/gcc", ["-O2", "-o", bin, root + "/tools/compare/rte_lpm_bench.c"] + flags)
-        #expect(r.status == 0, "gcc: \(r.err)")
+        let r = try run(["/usr/bin/gcc", "-O2", "-o", bin, root + "/tools/compare/rte_lpm_bench.c"] + flags)
+        #expect(r.status == 0, "gcc: \(r.error)")
         return bin
     }
 
@@ -56,26 +42,26 @@ struct LPMAgreementTests {
             "--routes", "3000", "--keys", "20000", "--key-mode", keyMode, "--repeat", "1", "--out", dir + "/t",
         ])
         try ours.run()
-        let good = try Self.run(bench, [dir + "/t", "--repeat", "1"])
-        #expect(good.status == 0, "\(good.err)")
-        #expect(good.out.contains("\"rte_lpm_agree\":true"))
-        #expect(good.out.contains("\"rte_lpm_checked_answers\":60000"))
+        let good = try run([bench, dir + "/t", "--repeat", "1"])
+        #expect(good.status == 0, "\(good.error)")
+        #expect(good.output.contains("\"rte_lpm_agree\":true"))
+        #expect(good.output.contains("\"rte_lpm_checked_answers\":60000"))
 
         // One wrong batched answer, then one wrong step of the dependent chain.
         try Self.flipWord(dir + "/t/expect.bin", at: 12345)
-        let bad = try Self.run(bench, [dir + "/t", "--repeat", "1"])
+        let bad = try run([bench, dir + "/t", "--repeat", "1"])
         #expect(bad.status == 3)
-        #expect(bad.err.contains("key 12345"))
-        #expect(bad.err.contains("FAIL"))
+        #expect(bad.error.contains("key 12345"))
+        #expect(bad.error.contains("FAIL"))
         try Self.flipWord(dir + "/t/expect.bin", at: 12345)
         try Self.flipWord(dir + "/t/expect-dep.bin", at: 777)
-        let badDep = try Self.run(bench, [dir + "/t", "--repeat", "1"])
+        let badDep = try run([bench, dir + "/t", "--repeat", "1"])
         #expect(badDep.status == 3)
-        #expect(badDep.err.contains("dependent chain"))
-        #expect(badDep.err.contains("key 777"))
+        #expect(badDep.error.contains("dependent chain"))
+        #expect(badDep.error.contains("key 777"))
     }
 }
 
 let dpdkToolsPresent: Bool =
     FileManager.default.isExecutableFile(atPath: "/usr/bin/gcc")
-    && (try? LPMAgreementTests.run("/usr/bin/pkg-config", ["--exists", "libdpdk"]).status) == 0
+    && (try? run(["/usr/bin/pkg-config", "--exists", "libdpdk"]).status) == 0

@@ -5,11 +5,12 @@
 import Foundation
 import Glibc
 import Testing
+import VRouterTestSupport
 
 @Suite(
     .enabled(if: isRoot, "needs root: makes network namespaces and checks what vrouterd leaves in them"),
     .enabled(if: Tool.exists(Tool.ip), "needs ip (iproute2)"),
-    .enabled(if: VRouterd.path != nil, "vrouterd is not built (swift build)")
+    .enabled(if: Binaries.path("vrouterd") != nil, "vrouterd is not built (swift build)")
 )
 struct ConfigErrorTests {
     struct Case: Sendable, CustomStringConvertible {
@@ -101,7 +102,7 @@ struct ConfigErrorTests {
             \(c.interfaces(lab))
             """
         )
-        let vrouterd = VRouterd.path!
+        let vrouterd = try Binaries.require("vrouterd")
         var argv = [
             vrouterd, "run", "--config", config, "--socket", (config as NSString).deletingPathExtension + ".sock",
         ]

@@ -6,12 +6,13 @@ import Foundation
 import Glibc
 import Testing
 import VRouterAPI
+import VRouterTestSupport
 
 @Suite(
     .serialized,
     .enabled(if: isRoot, "needs root: makes network namespaces and taps, runs vrouterd"),
     .enabled(if: Tool.trafficTools, "needs ip, ping, iperf3 (tools/bootstrap installs them)"),
-    .enabled(if: VRouterd.path != nil, "vrouterd is not built (swift build)")
+    .enabled(if: Binaries.path("vrouterd") != nil, "vrouterd is not built (swift build)")
 )
 struct ControlPlaneTrafficTests {
     static func podsConfig(_ lab: Lab, _ p1: String, _ p2: String, persistent: Bool) -> String {

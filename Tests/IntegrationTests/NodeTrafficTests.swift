@@ -8,12 +8,13 @@
 import Foundation
 import Glibc
 import Testing
+import VRouterTestSupport
 
 @Suite(
     .serialized,
     .enabled(if: isRoot, "needs root: makes network namespaces, veths and taps, runs vrouterd"),
     .enabled(if: Tool.trafficTools, "needs ip, bridge, ping, iperf3 and tshark (tools/bootstrap installs them)"),
-    .enabled(if: VRouterd.path != nil, "vrouterd is not built (swift build)")
+    .enabled(if: Binaries.path("vrouterd") != nil, "vrouterd is not built (swift build)")
 )
 struct NodeTrafficTests {
 

@@ -7,6 +7,7 @@ import Foundation
 import Testing
 import VRouterAPI
 import VRouterControl
+import VRouterTestSupport
 
 @Suite(.serialized) struct APITests {
     static let tag = "\(getpid() % 100_000)"
@@ -38,7 +39,7 @@ import VRouterControl
               - { name: fabric, kind: fabric, mac: "02:00:00:00:00:fe", ipv4: 198.18.0.1/24, device: \(Self.fabricLink) }
             """
         let d = try Daemon("every", yaml: yaml, extra: ["--metrics", "127.0.0.1:0"])
-        defer { d.stop() }
+        defer { d.terminate() }
 
         // status
         let st = try #require(try d.json(["status"]) as? [String: Any])
@@ -85,14 +86,14 @@ import VRouterControl
         #expect(pod["ipv4"] as? String == "198.51.100.10/24")
         #expect((pod["tap"] as? [String: Any])?["netns"] as? String == Self.netns)
         #expect(vifs.contains { $0["name"] as? String == "fabric" && $0["kind"] as? String == "fabric" })
-        let (_, inNS, _) = try runProgram("/sbin/ip", ["-n", Self.netns, "-o", "addr", "show", "dev", "eth0"])
+        let inNS = try run(["/sbin/ip", "-n", Self.netns, "-o", "addr", "show", "dev", "eth0"]).output
         #expect(inNS.contains("198.51.100.10/24"), "the pod's eth0 in \(Self.netns): \(inNS)")
 
         // Traffic: the pod pings its gateway (the vRouter answers), so pod1 counts packets.
-        let (pingStatus, pingOut, _) = try runProgram(
-            "/sbin/ip",
-            ["netns", "exec", Self.netns, "ping", "-c", "2", "-i", "0.2", "-W", "2", "198.51.100.1"]
-        )
+        let ping = try run([
+            "/sbin/ip", "netns", "exec", Self.netns, "ping", "-c", "2", "-i", "0.2", "-W", "2", "198.51.100.1",
+        ])
+        let (pingStatus, pingOut) = (ping.status, ping.output)
         #expect(pingStatus == 0, "ping the gateway from the pod: \(pingOut)")
         let pinged = try #require(objects(try d.json(["vif", "list"])).first { $0["name"] as? String == "pod1" })
         let pingedRx = pinged["rxPackets"] as? Int ?? 0
@@ -137,12 +138,12 @@ import VRouterControl
         #expect(drops["total"] is Int)
 
         // Human output: aligned tables with headers.
-        let (_, vrfTable, _) = try d.ctl(["vrf", "list"])
+        let vrfTable = try d.ctl(["vrf", "list"]).output
         let lines = vrfTable.split(separator: "\n")
         #expect(lines.first?.hasPrefix("ID  NAME") == true, "\(vrfTable)")
         #expect(lines.count == 3)
         #expect(lines.contains { $0.contains("red") && $0.contains("200") })
-        let (_, rt, _) = try d.ctl(["route", "dump", "red"])
+        let rt = try d.ctl(["route", "dump", "red"]).output
         #expect(rt.contains("via n1 vni 300"), "\(rt)")
 
         // Metrics: scraped and parsed, with the pod's real packet counts.
@@ -167,7 +168,8 @@ import VRouterControl
         _ = try d.json(["route", "del", "red", "203.0.113.0/24"])
         routes = objects(try d.json(["route", "dump", "red"]))
         #expect(route("203.0.113.0/24") == nil)
-        let (busy, _, busyErr) = try d.ctl(["node", "del", "n2"])
+        let busyRun = try d.ctl(["node", "del", "n2"])
+        let (busy, busyErr) = (busyRun.status, busyRun.error)
         #expect(busy == 1)
         #expect(busyErr.hasPrefix("vrouterctl: ") && busyErr.contains("n2"), "\(busyErr)")
         _ = try d.json(["route", "del", "red", "192.0.2.0/25"])
@@ -175,14 +177,15 @@ import VRouterControl
         #expect(objects(try d.json(["node", "list"])).count == 1)
 
         // API errors: the API's message, exit 1.
-        let (missing, _, missingErr) = try d.ctl(["route", "add", "nope", "203.0.113.0/24", "--discard"])
+        let missingRun = try d.ctl(["route", "add", "nope", "203.0.113.0/24", "--discard"])
+        let (missing, missingErr) = (missingRun.status, missingRun.error)
         #expect(missing == 1)
         #expect(missingErr == "vrouterctl: no VRF named 'nope'\n", "\(missingErr)")
 
         // vif del removes the tap from the namespace; vrf del
         _ = try d.json(["route", "del", "red", "2001:db8:1::/48"])
         _ = try d.json(["vif", "del", "pod1"])
-        let (_, gone, _) = try runProgram("/sbin/ip", ["-n", Self.netns, "-o", "link", "show"])
+        let gone = try run(["/sbin/ip", "-n", Self.netns, "-o", "link", "show"]).output
         #expect(!gone.contains("eth0"), "\(gone)")
         // A new interface on the freed vif id starts its counters from zero, not from pod1's.
         _ = try d.json([
@@ -198,16 +201,18 @@ import VRouterControl
         #expect(objects(try d.json(["vrf", "list"])).count == 1)
 
         // Daemon gone: one line naming the socket, exit 1.
-        d.stop()
+        d.terminate()
         #expect(!FileManager.default.fileExists(atPath: d.socket), "the socket is removed on stop")
-        let (down, _, downErr) = try d.ctl(["status"])
+        let downRun = try d.ctl(["status"])
+        let (down, downErr) = (downRun.status, downRun.error)
         #expect(down == 1)
         #expect(downErr == "vrouterctl: vrouterd is not running: no socket at \(d.socket)\n", "\(downErr)")
     }
 
     /// Prometheus text → value per "name{labels}" (labels as the exporter writes them, sorted).
     static func scrape(_ address: String) throws -> [String: Double] {
-        let (st, text, err) = try runProgram("/usr/bin/curl", ["-sS", "--max-time", "10", "http://\(address)/metrics"])
+        let scraped = try run(["/usr/bin/curl", "-sS", "--max-time", "10", "http://\(address)/metrics"])
+        let (st, text, err) = (scraped.status, scraped.output, scraped.error)
         #expect(st == 0, "curl \(address): \(err)")
         var out: [String: Double] = [:]
         var types: Set<String> = []
@@ -235,7 +240,7 @@ import VRouterControl
     /// Everything wrong gets a 4xx naming the problem, and nothing changes.
     @Test func badInputIsRefusedAndChangesNothing() throws {
         let d = try Daemon("bad", yaml: "vrfs: [ { name: blue, gateway: 192.0.2.1 } ]\n")
-        defer { d.stop() }
+        defer { d.terminate() }
         let (_, ok) = try d.http(
             "POST",
             "/v1/vrfs/blue/routes",
@@ -298,23 +303,23 @@ import VRouterControl
         // Not root: the socket (0600, root's) refuses the connection.
         var st = stat()
         #expect(stat(d.socket, &st) == 0 && st.st_mode & 0o777 == 0o600 && st.st_uid == 0)
-        if isRoot, let ctl = binary("vrouterctl") {
-            let (code, _, err) = try runProgram(
-                "/usr/bin/setpriv",
-                ["--reuid=65534", "--regid=65534", "--clear-groups", ctl, "status", "--socket", d.socket]
+        if isRoot, let ctl = Binaries.path("vrouterctl") {
+            let refused = try run(
+                [
+                    "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ctl, "status", "--socket",
+                    d.socket,
+                ]
             )
+            let (code, err) = (refused.status, refused.error)
             #expect(code == 1)
             #expect(
                 err == "vrouterctl: permission denied connecting to \(d.socket) (the control socket is root's)\n",
                 "\(err)"
             )
-            let (curl, _, _) = try runProgram(
-                "/usr/bin/setpriv",
-                [
-                    "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/curl", "-sS", "--unix-socket",
-                    d.socket, "http://x/v1/status",
-                ]
-            )
+            let curl = try run([
+                "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/curl", "-sS",
+                "--unix-socket", d.socket, "http://x/v1/status",
+            ]).status
             #expect(curl == 7)  // couldn't connect
         }
         #expect(try state() == before)
@@ -323,18 +328,19 @@ import VRouterControl
     /// A second vrouterd on a live socket is refused; a stale socket is replaced.
     @Test func liveSocketRefusedStaleReplaced() throws {
         let d = try Daemon("live", yaml: "vrfs: [ { name: blue } ]\n")
-        defer { d.stop() }
-        guard let bin = binary("vrouterd") else { return }
-        let (st, _, err) = try runProgram(bin, ["run", "--config", d.dir + "/config.yaml", "--socket", d.socket])
+        defer { d.terminate() }
+        guard let bin = Binaries.path("vrouterd") else { return }
+        let second = try run([bin, "run", "--config", d.dir + "/config.yaml", "--socket", d.socket])
+        let (st, err) = (second.status, second.error)
         #expect(st == 1)
         #expect(err.contains("another vrouterd is serving \(d.socket)"), "\(err)")
         #expect(ControlSocket.isLive(d.socket))
         // A stale socket: kill -9 leaves the file behind.
-        kill(d.process.processIdentifier, SIGKILL)
-        d.process.waitUntilExit()
+        d.child.signal(SIGKILL)
+        d.child.wait(seconds: 10)
         #expect(FileManager.default.fileExists(atPath: d.socket))
         let again = try Daemon("live", yaml: "vrfs: [ { name: blue } ]\n")
-        defer { again.stop() }
+        defer { again.terminate() }
         #expect(try again.http("GET", "/healthz").0 == 200)
     }
 }

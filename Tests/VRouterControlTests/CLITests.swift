@@ -1,37 +1,14 @@
 import Foundation
 import Testing
+import VRouterTestSupport
 
 /// vrouterd as an operator runs it: bad input gets one clear line on stderr and a
 /// non-zero exit. The binary is the one `swift build` put next to the tests.
 @Suite struct CLITests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-
-    static func vrouterd() -> String? {
-        for dir in [".build/debug", ".build/release"] {
-            let p = root.appendingPathComponent(dir).appendingPathComponent("vrouterd").path
-            if FileManager.default.isExecutableFile(atPath: p) { return p }
-        }
-        return nil
-    }
-
-    static func run(_ args: [String]) throws -> (Int32, String, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: vrouterd()!)
-        p.arguments = args
-        let out = Pipe()
-        let err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-    }
+    static func vrouterd() -> String? { Binaries.path("vrouterd") }
 
     static func scenario(_ name: String, pcap: Data?, extraRoute: String = "") throws -> String {
-        let dir = FileManagerHelper.temp("cli-\(name)")
+        let dir = Scratch.path("cli-\(name)")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let yaml = """
             vrfs: [ { name: blue, routes: [ \(extraRoute) ] } ]
@@ -89,7 +66,8 @@ import Testing
         }
         let config = try Self.scenario(c.name, pcap: c.pcap, extraRoute: c.route)
         for args in [["replay", "--config", config], ["bench", "--config", config, "--repeat", "1"]] {
-            let (status, _, err) = try Self.run(args)
+            let r = try run([Self.vrouterd()!] + args)
+            let (status, err) = (r.status, r.error)
             #expect(status != 0, "\(args[0]) \(c.name) exited 0")
             let lines = err.split(separator: "\n")
             #expect(lines.count == 1, "\(args[0]) \(c.name): \(err)")
@@ -101,7 +79,8 @@ import Testing
     @Test func garbagePacketsAreCountedNotFatal() throws {
         guard Self.vrouterd() != nil else { return }
         let config = try Self.scenario("garbage-packet", pcap: Self.onePacket)
-        let (status, out, _) = try Self.run(["replay", "--config", config, "--json"])
+        let r = try run([Self.vrouterd()!, "replay", "--config", config, "--json"])
+        let (status, out) = (r.status, r.output)
         #expect(status == 0)
         #expect(out.contains("\"dropped\":1"))
         #expect(out.contains("\"unsupported_protocol\":1") || out.contains("\"invalid"))

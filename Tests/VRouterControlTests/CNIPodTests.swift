@@ -1,9 +1,11 @@
 import Foundation
 import Logging
+import Synchronization
 import Testing
 import VRouterAPI
 import VRouterCore
 import VRouterIO
+import VRouterTestSupport
 
 @testable import VRouterControl
 
@@ -315,7 +317,7 @@ import VRouterIO
     }
 
     @Test func podsSurviveARestart() throws {
-        let dir = FileManagerHelper.temp("cni-state-\(UInt32.random(in: 0...UInt32.max))")
+        let dir = Scratch.path("cni-state-\(UInt32.random(in: 0...UInt32.max))")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let p1 = try StatePersistence(directory: dir)
         var s = try service(state: p1)
@@ -365,5 +367,45 @@ import VRouterIO
             ).found
         )
         #expect(try pod.links() == [])
+    }
+}
+
+/// ADDs of different pods at once (a kubelet starting many pods): each is planned, made and
+/// committed on its own, so they overlap; none shares an address or a label, and DELs at
+/// once leave nothing behind.
+@Suite(.serialized) struct CNIConcurrencyTests {
+    @Test func podsAddedAndDeletedAtOnceGetDistinctAddressesAndLeaveNothing() throws {
+        let s = try CNIPodTests().service()
+        defer { s.stop() }
+        _ = try s.applyNetwork(CNIPodTests.nad("left-network", "192.0.2.0/24"))
+        let n = 8
+        let pods = try (0..<n).map { try CNIPodTests.Netns("m\($0)") }
+        let paths = pods.map(\.path)
+        let results = Mutex<[Int: Result<CNIAddResponse, CNIFailure>]>([:])
+        DispatchQueue.concurrentPerform(iterations: n) { i in
+            let r = Result { () throws(CNIFailure) -> CNIAddResponse in
+                try s.cniAdd(
+                    CNIAddRequest(
+                        containerID: "c-m\(i)",
+                        netns: paths[i],
+                        ifname: "eth0",
+                        pod: CNIPod(namespace: "default", name: "m\(i)"),
+                        networks: [NetworkSelection(name: "left-network", namespace: "default")]
+                    )
+                )
+            }
+            results.withLock { $0[i] = r }
+        }
+        let added = try results.withLock { r in try (0..<n).map { try r[$0]!.get() } }
+        let ips = added.flatMap { $0.attachments.flatMap { $0.ips ?? [] } }
+        #expect(ips.count == 2 * n && Set(ips).count == 2 * n)
+        #expect(Set(s.labels().compactMap(\.label)).count == 2 * n)
+        for (i, pod) in pods.enumerated() { #expect(try pod.links() == ["eth0", "net1"], "pod \(i)") }
+        DispatchQueue.concurrentPerform(iterations: n) { i in
+            _ = s.cniDel(CNIDelRequest(containerID: "c-m\(i)", netns: paths[i], ifname: "eth0", pod: CNIPod()))
+        }
+        for pod in pods { #expect(try pod.links() == []) }
+        #expect(s.networks().allSatisfy { $0.addressesInUse == 0 && $0.pods.isEmpty })
+        #expect(s.interfaces().filter { $0.kind == "pod" }.isEmpty && s.labels().isEmpty)
     }
 }

@@ -1,5 +1,6 @@
 import Testing
 import VRouterCore
+import VRouterTestSupport
 
 @testable import VRouterControl
 
@@ -94,7 +95,7 @@ import VRouterCore
     }
 
     @Test func routeFilesAreParsedAndCheckedLineByLine() throws {
-        let path = FileManagerHelper.temp("routes.txt")
+        let path = Scratch.path("routes.txt")
         try "# comment\n198.18.4.0/22 via node-a vni 7\n2001:db8:9::/48 discard\n\n198.18.8.0/24 interface blue-a\n"
             .write(toFile: path, atomically: true, encoding: .utf8)
         let routes = try NodeConfig.loadRoutes(path, vrf: "blue")

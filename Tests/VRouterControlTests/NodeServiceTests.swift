@@ -3,6 +3,7 @@ import Logging
 import Testing
 import VRouterAPI
 import VRouterCore
+import VRouterTestSupport
 
 @testable import VRouterControl
 
@@ -111,7 +112,7 @@ import VRouterCore
     }
 
     @Test func stateSurvivesARestart() throws {
-        let dir = FileManagerHelper.temp("state-\(UInt32.random(in: 0...UInt32.max))")
+        let dir = Scratch.path("state-\(UInt32.random(in: 0...UInt32.max))")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let config = try NodeConfig.parse(Self.yaml)
         do {
@@ -162,7 +163,7 @@ import VRouterCore
     }
 
     @Test func aCorruptOrNewerStateIsAnErrorNotAReset() throws {
-        let dir = FileManagerHelper.temp("state-bad-\(UInt32.random(in: 0...UInt32.max))")
+        let dir = Scratch.path("state-bad-\(UInt32.random(in: 0...UInt32.max))")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let p = try StatePersistence(directory: dir)
         let s = try service(NodeConfig.parse(Self.yaml), state: p)

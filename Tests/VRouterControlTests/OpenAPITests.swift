@@ -8,13 +8,14 @@ import Foundation
 import Testing
 import VRouterAPI
 import VRouterCore
+import VRouterTestSupport
 import Yams
 
 @testable import VRouterControl
 
 @Suite struct OpenAPITests {
     static func document() throws -> [String: Any] {
-        let path = CLITests.root.appendingPathComponent("docs/openapi.yaml").path
+        let path = Binaries.root + "/docs/openapi.yaml"
         let text = try String(contentsOfFile: path, encoding: .utf8)
         return try #require(try Yams.load(yaml: text) as? [String: Any])
     }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VRouterCore
 import VRouterIO
+import VRouterTestSupport
 
 @testable import VRouterControl
 
@@ -9,7 +10,7 @@ import VRouterIO
 /// packet by packet, and with tshark as an outside decoder.
 @Suite(.serialized) struct ReplayTests {
     static let dir: String = {
-        let d = FileManagerHelper.temp("replay")
+        let d = Scratch.path("replay")
         try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
         return d
     }()
@@ -166,13 +167,14 @@ import VRouterIO
             try replayWritesExactlyWhatEachPortTransmitted()
         }
         let file = Self.dir + "/fabric-out.pcap"
-        let (status, fields) = try FileManagerHelper.run(
-            tshark,
+        let decoded = try run(
             [
+                tshark,
                 "-r", file, "-d", "udp.port==6635,mpls", "-o", "ip.check_checksum:TRUE", "-T", "fields",
                 "-E", "separator=;", "-e", "vxlan.vni", "-e", "mpls.label", "-e", "ip.checksum.status",
             ]
         )
+        let (status, fields) = (decoded.status, decoded.output)
         #expect(status == 0)
         let lines = fields.split(separator: "\n")
         #expect(lines.count == 90)
@@ -180,14 +182,15 @@ import VRouterIO
         #expect(lines.filter { $0.hasPrefix(";200;") }.count == 40)
         // Outer and inner IPv4 checksums both verify ("1" is good in tshark's status enum).
         #expect(lines.allSatisfy { $0.hasSuffix(";1,1") })
-        let (s2, expert) = try FileManagerHelper.run(
-            tshark,
+        let warned = try run(
             [
+                tshark,
                 "-r", file, "-d", "udp.port==6635,mpls", "-d", "udp.port==9,data", "-o", "ip.check_checksum:TRUE", "-q",
                 "-z",
                 "expert,warn",
             ]
         )
+        let (s2, expert) = (warned.status, warned.output)
         #expect(s2 == 0)
         #expect(!expert.contains("Malformed"))
         #expect(!expert.lowercased().contains("bad checksum"))

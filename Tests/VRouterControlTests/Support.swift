@@ -1,24 +1,17 @@
+// What this target's tests add to the shared support (VRouterTestSupport): vrouterctl's
+// JSON, checked and parsed.
+
 import Foundation
+import Testing
+import VRouterTestSupport
 
-enum FileManagerHelper {
-    static func temp(_ name: String) -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vrt-ctl-\(getpid())")
-        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir.appendingPathComponent(name).path
-    }
-
-    /// Runs a program, returning its exit status and standard output.
-    @discardableResult
-    static func run(_ path: String, _ args: [String]) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+extension Daemon {
+    /// vrouterctl -o json, its exit status checked and its output parsed.
+    func json(_ args: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> Any {
+        let r = try ctl(args + ["-o", "json"])
+        #expect(r.status == 0, "vrouterctl \(args.joined(separator: " ")): \(r.error)", sourceLocation: sourceLocation)
+        return try JSONSerialization.jsonObject(with: Data(r.output.utf8), options: [.fragmentsAllowed])
     }
 }
+
+func objects(_ v: Any) -> [[String: Any]] { v as? [[String: Any]] ?? [] }

@@ -5,6 +5,7 @@
 
 import Foundation
 import Testing
+import VRouterTestSupport
 
 @testable import VRouterCore
 
@@ -12,14 +13,7 @@ private let python = "/usr/bin/python3"
 
 private let scapyAvailable: Bool = {
     guard FileManager.default.isExecutableFile(atPath: python) else { return false }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: python)
-    p.arguments = ["-c", "import scapy.all"]
-    p.standardOutput = FileHandle.nullDevice
-    p.standardError = FileHandle.nullDevice
-    do { try p.run() } catch { return false }
-    p.waitUntilExit()
-    return p.terminationStatus == 0
+    return (try? run([python, "-c", "import scapy.all"]).status) == 0
 }()
 
 /// For each line "name hex field=Layer,...": decode with scapy, clear the listed fields
@@ -45,20 +39,8 @@ private let checker = """
 @Suite(.enabled(if: scapyAvailable, "scapy is not importable by /usr/bin/python3"))
 struct HeadersScapyTests {
     func check(_ frames: [(String, [UInt8], String)]) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = ["-c", checker]
-        let input = Pipe()
-        let output = Pipe()
-        p.standardInput = input
-        p.standardOutput = output
-        p.standardError = FileHandle.nullDevice
-        try p.run()
         let text = frames.map { "\($0.0) \($0.1.map { String(format: "%02x", $0) }.joined()) \($0.2)\n" }.joined()
-        input.fileHandleForWriting.write(text.data(using: .utf8)!)
-        try input.fileHandleForWriting.close()
-        let result = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
+        let result = try run([python, "-c", checker], input: text).output
         let lines = result.split(separator: "\n")
         #expect(lines.count == frames.count)
         for line in lines { #expect(line.hasSuffix(" OK"), "\(line)") }

@@ -8,6 +8,7 @@ final class PipelineHarness {
     var tables: ForwardingTables
     var input = Frame.allocate()
     var output: Frame
+    var punt = Frame.allocate()
     var now: UInt32 = 1_000
 
     struct Sent: CustomStringConvertible {
@@ -28,12 +29,14 @@ final class PipelineHarness {
     deinit {
         input.deallocate()
         output.deallocate()
+        punt.deallocate()
         pool.deallocate()
     }
 
     func rebuild() { tables = topology.builder.build() }
 
-    /// Runs one frame made of `packets` (bytes, receiving port) and returns the output.
+    /// Runs one frame made of `packets` (bytes, receiving port) and returns the output, then
+    /// what was punted to the control plane (reported on `PacketMeta.puntPort`).
     func run(_ packets: [([UInt8], UInt16)]) -> [Sent] {
         precondition(packets.count <= Frame.defaultCapacity)
         for (bytes, port) in packets {
@@ -42,14 +45,17 @@ final class PipelineHarness {
             pool.metas[Int(idx)].rxPort = port
             input.append(idx)
         }
-        pipeline.process(&input, tables: UnsafePointer(tables.viewPointer), now: now, output: &output)
+        pipeline.process(&input, tables: UnsafePointer(tables.viewPointer), now: now, output: &output, punt: &punt)
         var sent: [Sent] = []
         for i in 0..<output.count {
             let idx = output[i]
             sent.append(Sent(port: pool.metas[Int(idx)].txPort, bytes: Array(pool.bytes(idx))))
-            pool.free(idx)
         }
-        output.removeAll()
+        for i in 0..<punt.count {
+            sent.append(Sent(port: PacketMeta.puntPort, bytes: Array(pool.bytes(punt[i]))))
+        }
+        pool.free(&output)
+        pool.free(&punt)
         return sent
     }
 

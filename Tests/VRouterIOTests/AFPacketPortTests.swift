@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 import VRouterCore
+import VRouterTestSupport
 
 @testable import VRouterIO
 
@@ -16,12 +17,15 @@ struct AFPacketPortTests {
         let a = try s.namespace("A")
         let b = try s.namespace("B")
         for ns in [a, b] {
-            let r = try runProgram(
-                ipTool,
-                inNamespace(
-                    ns,
-                    ["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]
-                )
+            let r = try run(
+                [ipTool]
+                    + inNamespace(
+                        ns,
+                        [
+                            "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1",
+                            "net.ipv6.conf.default.disable_ipv6=1",
+                        ]
+                    )
             )
             #expect(r.status == 0, "\(r.error)")
         }
@@ -93,9 +97,8 @@ struct AFPacketPortTests {
             for line in sys.stdin:
                 s.send(bytes.fromhex(line.strip()))
             """
-        let r = try runProgram(
-            ipTool,
-            inNamespace(f.a, [systemPython, "-c", sender, f.ea]),
+        let r = try run(
+            [ipTool] + inNamespace(f.a, [systemPython, "-c", sender, f.ea]),
             input: sent.map { $0.map { String(format: "%02x", $0) }.joined() }.joined(separator: "\n") + "\n"
         )
         #expect(r.status == 0, "\(r.error)")
@@ -171,11 +174,10 @@ struct AFPacketPortTests {
                     got.append(d.hex())
             print("\\n".join(got))
             """
-        let rx = try BackgroundProcess(
-            ipTool,
-            inNamespace(f.a, [systemPython, "-c", receiver, f.ea, ready, String(n)])
+        let rx = try Child.start(
+            [ipTool] + inNamespace(f.a, [systemPython, "-c", receiver, f.ea, ready, String(n)])
         )
-        defer { rx.kill() }
+        defer { rx.end() }
         let waitUntil = ContinuousClock.now + .seconds(10)
         while access(ready, F_OK) != 0 && ContinuousClock.now < waitUntil { usleep(10_000) }
 
@@ -256,9 +258,8 @@ struct AFPacketPortTests {
                 s.send(dst + src + b"\\x08\\x00" + ip + udp)
             """
         let hex = { (m: MACAddress) in Self.bytes(m).map { String(format: "%02x", $0) }.joined() }
-        let r = try runProgram(
-            ipTool,
-            inNamespace(f.a, [systemPython, "-c", sender, f.ea, hex(Self.macB), hex(Self.macA)])
+        let r = try run(
+            [ipTool] + inNamespace(f.a, [systemPython, "-c", sender, f.ea, hex(Self.macB), hex(Self.macA)])
         )
         #expect(r.status == 0, "\(r.error)")
         var counts = [0, 0]

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 import VRouterCore
+import VRouterTestSupport
 
 @testable import VRouterIO
 
@@ -17,7 +18,7 @@ struct NetlinkTests {
         #expect(ns.exists)
         #expect(NetworkNamespace.list().contains(s.name("x")))
         // iproute2 sees it and can run in it.
-        let r = try runProgram(ipTool, ["-n", s.name("x"), "-o", "link"])
+        let r = try run([ipTool] + ["-n", s.name("x"), "-o", "link"])
         #expect(r.status == 0)
         #expect(r.output.contains("lo:"))
         // A second namespace with the same name is refused, naming it.
@@ -104,11 +105,11 @@ struct NetlinkTests {
         )
 
         // iproute2 agrees (outside oracle).
-        let ipr = try runProgram(ipTool, ["-n", a.name!, "route", "show", "198.51.100.0/24"])
+        let ipr = try run([ipTool] + ["-n", a.name!, "route", "show", "198.51.100.0/24"])
         #expect(ipr.output.contains("via 192.0.2.1 dev \(ea)"))
         #expect(ipr.output.contains("onlink"))
         // And the link really carries traffic.
-        let ping = try runProgram(ipTool, inNamespace(a, ["ping", "-c", "1", "-W", "2", "198.18.0.2"]))
+        let ping = try run([ipTool] + inNamespace(a, ["ping", "-c", "1", "-W", "2", "198.18.0.2"]))
         #expect(ping.status == 0, "\(ping.output)\(ping.error)")
 
         // Removal.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VRouterCore
+import VRouterTestSupport
 
 @testable import VRouterIO
 
@@ -114,12 +115,7 @@ import VRouterCore
         let pkt = [UInt8](repeating: 0x42, count: 64)
         for _ in 0..<5 { pkt.withUnsafeBytes { w.write($0, timestamp: 2_000_000_000) } }
         try w.close()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: editcap)
-        p.arguments = ["-F", "pcapng", classic, ng]
-        try p.run()
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0)
+        #expect(try run([editcap, "-F", "pcapng", classic, ng]).status == 0)
         var set = PacketSet()
         #expect(try PcapFile.read(path: ng, port: 1, into: &set) == 5)
         #expect(set.packet(4) == pkt)

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 import VRouterCore
+import VRouterTestSupport
 
 @testable import VRouterIO
 
@@ -77,11 +78,10 @@ struct TapPortTests {
             txFrame.deallocate()
         }
 
-        let ping = try BackgroundProcess(
-            ipTool,
-            inNamespace(ns, ["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.51.100.7"])
+        let ping = try Child.start(
+            [ipTool] + inNamespace(ns, ["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.51.100.7"])
         )
-        defer { ping.kill() }
+        defer { ping.end() }
         var firstIPv4OrARP: (etherType: UInt16, arpOp: UInt16, target: IPv4Address)? = nil
         var arpReplies = 0
         var echoReplies = 0
@@ -171,11 +171,10 @@ struct TapPortTests {
         let loop = try IOLoop(pool: pool)
         defer { loop.close() }
         try loop.add(again, as: 3)
-        let ping = try BackgroundProcess(
-            ipTool,
-            inNamespace(ns, ["ping", "-c", "2", "-i", "0.3", "-W", "1", "198.51.100.7"])
+        let ping = try Child.start(
+            [ipTool] + inNamespace(ns, ["ping", "-c", "2", "-i", "0.3", "-W", "1", "198.51.100.7"])
         )
-        defer { ping.kill() }
+        defer { ping.end() }
         var frame = Frame.allocate()
         defer { frame.deallocate() }
         var sawARP = false
@@ -326,11 +325,10 @@ struct TapPortTests {
         try loops[0].add(t, as: 1, queue: 0)
         try loops[1].add(t, as: 1, queue: 1)
         #expect(throws: SystemError.self) { try loops[1].add(t, as: 2, queue: 2) }
-        let ping = try BackgroundProcess(
-            ipTool,
-            inNamespace(ns, ["ping", "-c", "2", "-i", "0.3", "-W", "1", "198.51.100.7"])
+        let ping = try Child.start(
+            [ipTool] + inNamespace(ns, ["ping", "-c", "2", "-i", "0.3", "-W", "1", "198.51.100.7"])
         )
-        defer { ping.kill() }
+        defer { ping.end() }
         var frame = Frame.allocate()
         defer { frame.deallocate() }
         var arps = 0
@@ -393,7 +391,7 @@ struct TapPortTests {
             s.send(b"\\x02" * 12 + b"\\x88\\xb5" + b"BIG" + bytes(2500))
             s.send(b"\\x02" * 12 + b"\\x88\\xb5" + b"SMALL" + bytes(60))
             """
-        let r = try runProgram(ipTool, inNamespace(ns, [systemPython, "-c", sender]))
+        let r = try run([ipTool] + inNamespace(ns, [systemPython, "-c", sender]))
         #expect(r.status == 0, "\(r.error)")
         var frame = Frame.allocate()
         defer { frame.deallocate() }
@@ -464,7 +462,7 @@ struct TapPortTests {
             s.bind(("eth0", 0))
             s.send(b"\\x02" * 12 + b"\\x88\\xb5" + b"AGAIN" + bytes(60))
             """
-        let r = try runProgram(ipTool, inNamespace(ns, [systemPython, "-c", sender]))
+        let r = try run([ipTool] + inNamespace(ns, [systemPython, "-c", sender]))
         #expect(r.status == 0, "\(r.error)")
         var seen = 0
         let deadline = ContinuousClock.now + .seconds(5)

@@ -3,6 +3,7 @@ import Glibc
 import Synchronization
 import Testing
 import VRouterCore
+import VRouterTestSupport
 
 @testable import VRouterIO
 
@@ -110,7 +111,7 @@ import VRouterCore
                 failure.withLock { $0 = "\(error)" }
             }
         }
-        let ping = try runProgram(ipTool, inNamespace(ns, ["ping", "-c", "2", "-i", "0.2", "-W", "2", "198.51.100.9"]))
+        let ping = try run([ipTool] + inNamespace(ns, ["ping", "-c", "2", "-i", "0.2", "-W", "2", "198.51.100.9"]))
         stop.store(true, ordering: .releasing)
         waker.wake()  // the worker is waiting up to 5 s in rx; this returns it at once
         worker.join()

@@ -1,6 +1,8 @@
 // What vrouterd runs beside the workers: the control API on its Unix socket and,
 // when asked for, the Prometheus endpoint on TCP. One event-loop thread serves both
-// (they only parse and write); two pool threads run the service calls.
+// (they only parse and write); pool threads run the service calls: two for reads, and
+// enough for changes that a burst of CNI ADDs overlaps (their time is device work in the
+// kernel and exec'd plugins, not this process's CPU).
 
 import Foundation
 import Metrics
@@ -10,7 +12,9 @@ import NIOPosix
 public final class ControlServer: @unchecked Sendable {  // Safe: set up in start, torn down once in stop.
     public static let maxBody = 16 << 20
     let group: MultiThreadedEventLoopGroup
-    let pool: NIOThreadPool
+    let pools: HTTPServer.Pools
+    /// Changes served at once; more wait on the event loop's side.
+    static let changeThreads = 16
     public private(set) var api: HTTPServer?
     public private(set) var metrics: HTTPServer?
     public let socketPath: String
@@ -18,8 +22,12 @@ public final class ControlServer: @unchecked Sendable {  // Safe: set up in star
     private init(socketPath: String) {
         self.socketPath = socketPath
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        pool = NIOThreadPool(numberOfThreads: 2)
-        pool.start()
+        pools = HTTPServer.Pools(
+            reads: NIOThreadPool(numberOfThreads: 2),
+            changes: NIOThreadPool(numberOfThreads: Self.changeThreads)
+        )
+        pools.reads.start()
+        pools.changes.start()
     }
 
     /// Parses "HOST:PORT", "[V6]:PORT" or ":PORT" (all addresses).
@@ -55,7 +63,7 @@ public final class ControlServer: @unchecked Sendable {  // Safe: set up in star
                         host: host,
                         port: port,
                         group: s.group,
-                        pool: s.pool,
+                        pools: s.pools,
                         maxBody: 1 << 16
                     ) {
                         nm.respond($0)
@@ -67,7 +75,7 @@ public final class ControlServer: @unchecked Sendable {  // Safe: set up in star
             let api = ControlAPI(service: service, socketPath: socketPath, metricsAddress: s.metrics?.address)
             do {
                 s.api = try ControlSocket.bindPrivate(socketPath) {
-                    try HTTPServer.serve(unixSocket: socketPath, group: s.group, pool: s.pool, maxBody: maxBody) {
+                    try HTTPServer.serve(unixSocket: socketPath, group: s.group, pools: s.pools, maxBody: maxBody) {
                         api.handle($0)
                     }
                 }
@@ -88,7 +96,8 @@ public final class ControlServer: @unchecked Sendable {  // Safe: set up in star
         api = nil
         metrics?.close()
         metrics = nil
-        try? pool.syncShutdownGracefully()
+        try? pools.reads.syncShutdownGracefully()
+        try? pools.changes.syncShutdownGracefully()
         try? group.syncShutdownGracefully()
     }
 }

@@ -22,7 +22,9 @@ public enum ControlSocket {
                     attributes: [.posixPermissions: 0o755]
                 )
             } catch {
-                throw ServiceError("socket directory \(dir): \(error.localizedDescription)")
+                throw ServiceError(
+                    "socket directory \(dir): \(error.localizedDescription) (run as root, or choose --socket PATH)"
+                )
             }
         }
         var st = stat()

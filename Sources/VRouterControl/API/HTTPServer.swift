@@ -1,7 +1,9 @@
 // A small HTTP/1.1 server on NIO for the control socket and the metrics endpoint. The
 // event loop only parses and writes; each complete request is answered on a thread
-// pool, because the node service blocks (a mutation holds the state lock and may wait
-// for the workers) and must never stall the loop. Bodies are collected up to a limit;
+// pool, because the node service blocks (a change waits for devices, the workers and the
+// journal's fsync) and must never stall the loop. Reads and changes have pools of their
+// own, so that a read never queues behind changes (a kubelet starting pods sends many CNI
+// ADDs at once, each tens of milliseconds of device work). Bodies are collected up to a limit;
 // a larger one is answered 413 at once (from Content-Length when given) and the rest of
 // it is read and thrown away, so a client that writes everything before it reads still
 // gets the answer.
@@ -15,6 +17,17 @@ import VRouterAPI
 public final class HTTPServer: Sendable {
     public typealias Responder = @Sendable (APIRequest) -> APIResponse
 
+    /// Where requests run: GET and HEAD on `reads`, everything else on `changes`.
+    public struct Pools: Sendable {
+        public let reads: NIOThreadPool
+        public let changes: NIOThreadPool
+        public init(reads: NIOThreadPool, changes: NIOThreadPool) {
+            self.reads = reads
+            self.changes = changes
+        }
+        func pool(for method: HTTPMethod) -> NIOThreadPool { method == .GET || method == .HEAD ? reads : changes }
+    }
+
     public let channel: any Channel
     /// What the server listens on: a Unix socket path or "host:port".
     public let address: String
@@ -26,7 +39,7 @@ public final class HTTPServer: Sendable {
 
     static func bootstrap(
         group: any EventLoopGroup,
-        pool: NIOThreadPool,
+        pools: Pools,
         maxBody: Int,
         _ respond: @escaping Responder
     )
@@ -39,7 +52,7 @@ public final class HTTPServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        HTTPRequestHandler(pool: pool, maxBody: maxBody, respond: respond)
+                        HTTPRequestHandler(pools: pools, maxBody: maxBody, respond: respond)
                     )
                 }
             }
@@ -49,11 +62,11 @@ public final class HTTPServer: Sendable {
     public static func serve(
         unixSocket path: String,
         group: any EventLoopGroup,
-        pool: NIOThreadPool,
+        pools: Pools,
         maxBody: Int,
         _ respond: @escaping Responder
     ) throws -> HTTPServer {
-        let ch = try bootstrap(group: group, pool: pool, maxBody: maxBody, respond)
+        let ch = try bootstrap(group: group, pools: pools, maxBody: maxBody, respond)
             .bind(unixDomainSocketPath: path).wait()
         return HTTPServer(channel: ch, address: path)
     }
@@ -63,11 +76,12 @@ public final class HTTPServer: Sendable {
         host: String,
         port: Int,
         group: any EventLoopGroup,
-        pool: NIOThreadPool,
+        pools: Pools,
         maxBody: Int,
         _ respond: @escaping Responder
     ) throws -> HTTPServer {
-        let ch = try bootstrap(group: group, pool: pool, maxBody: maxBody, respond).bind(host: host, port: port).wait()
+        let ch = try bootstrap(group: group, pools: pools, maxBody: maxBody, respond).bind(host: host, port: port)
+            .wait()
         let bound = ch.localAddress
         let h = bound?.ipAddress ?? host
         let text = h.contains(":") ? "[\(h)]:\(bound?.port ?? port)" : "\(h):\(bound?.port ?? port)"
@@ -83,7 +97,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let pool: NIOThreadPool
+    private let pools: HTTPServer.Pools
     private let maxBody: Int
     private let respond: HTTPServer.Responder
     private var head: HTTPRequestHead?
@@ -94,8 +108,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// A client sending more than this after a 413 is cut off.
     private static let discardLimit = 1 << 30
 
-    init(pool: NIOThreadPool, maxBody: Int, respond: @escaping HTTPServer.Responder) {
-        self.pool = pool
+    init(pools: HTTPServer.Pools, maxBody: Int, respond: @escaping HTTPServer.Responder) {
+        self.pools = pools
         self.maxBody = maxBody
         self.respond = respond
     }
@@ -137,7 +151,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             let version = h.version
             let respond = self.respond
             let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
-            pool.runIfActive(eventLoop: context.eventLoop) { respond(request) }.whenComplete { result in
+            pools.pool(for: h.method).runIfActive(eventLoop: context.eventLoop) { respond(request) }.whenComplete {
+                result in
                 let response: APIResponse
                 switch result {
                 case .success(let r): response = r

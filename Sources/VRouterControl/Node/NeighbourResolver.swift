@@ -43,7 +43,7 @@ final class NeighbourResolver: @unchecked Sendable {  // Safe: `entries` is used
 
     /// Next hops to resolve for the remote nodes the node has now.
     private func targets() -> [IPv4Address: [NodeConfig.RemoteNode]] {
-        let nodes = service.state.withLock { $0.config.remoteNodes }
+        let nodes = service.tables.read { $0.remoteNodes }
         let own = fabric.ipv4!
         let mask = IPv4Prefix.mask(fabric.ipv4PrefixLength)
         var out: [IPv4Address: [NodeConfig.RemoteNode]] = [:]

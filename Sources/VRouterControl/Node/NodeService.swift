@@ -5,6 +5,15 @@
 // its own flow cache and a queue of every port. The control side resolves underlay
 // neighbours by ARP and publishes new tables when they change. Everything set up is
 // undone on a failed start and on stop.
+//
+// The node's state is in three parts, each with one lock and one writer (see ARCHITECTURE.md):
+//   attachments  networks, pods and their addresses (PodAttachments: pure, no I/O)
+//   ports        the set of interfaces and their devices (Ports: the only device I/O)
+//   tables       the forwarding model and its publication (Tables: the only publisher)
+// A request plans under a short lock, does slow work (devices, workers, the journal's
+// fsync, the cluster store) outside every lock, and commits under a short lock; no code
+// holds two parts' locks, except a snapshot (all three, in that order). So requests
+// overlap, and reads never wait behind a device being made.
 
 import CVRouterShims
 import Foundation
@@ -19,127 +28,35 @@ public struct ServiceError: Error, CustomStringConvertible, Sendable {
     public init(_ d: String) { description = d }
 }
 
-public final class NodeService: @unchecked Sendable {  // Safe: mutable state is behind `state` or owned by one thread.
+public final class NodeService: @unchecked Sendable {  // Safe: state is in the parts; workers are set before serving.
     public let config: NodeConfig
     let log: Logger
-    public let publication: TablePublication
-    let state: Mutex<ControlState>
+    let journal: Journal
+    let tables: Tables
+    let ports: Ports
+    let attachments: Mutex<PodAttachments>
+    /// Where the cluster store plugs in; alone, the embedded default.
+    let cluster: any ClusterStore
+    /// The config's ports by name (the fabric's id is fixed for the node's life).
     let portIDs: [String: UInt16]
     let stopping = Atomic<Bool>(false)
     private(set) var workers: [Worker] = []
     /// The workers' AF_PACKET sockets on the fabric, for their kernel-side drop counts.
     private(set) var fabricSockets: [AFPacketPort] = []
     let started = Date()
-    /// The state directory's writer, when the node keeps state across restarts (set
-    /// before `start`).
-    public var persistence: StatePersistence?
-    private var replaying = false
-
-    /// Appends a change to the state journal (called with the state locked), and writes a
-    /// new snapshot when the journal has grown long.
-    func journal(_ record: StateRecord, _ s: ControlState) {
-        guard let p = persistence, !replaying else { return }
-        do {
-            try p.append(record)
-            if p.journalLength >= StatePersistence.compactAfter { try snapshot(s) }
-        } catch {
-            log.error("state not saved", metadata: ["error": "\(error)"])
-        }
-    }
-
-    /// Applies journal records saved before a restart (they were validated when made).
-    public func replay(_ records: [StateRecord]) {
-        replaying = true
-        defer { replaying = false }
-        // Pod records fold into each container's last state, applied after everything
-        // else: a pod attached and released many times since the snapshot costs nothing,
-        // instead of making and removing its devices once per journaled change.
-        var pods: [String: PodRecord?] = [:]
-        for r in records {
-            do {
-                switch r {
-                case .addVRF(let v): _ = try addVRF(v)
-                case .deleteVRF(let n): try deleteVRF(n)
-                case .routes(let vrf, let c): _ = try changeRoutes(vrf: vrf, c)
-                case .addNode(let n): try addRemoteNode(n)
-                case .deleteNode(let n): try deleteRemoteNode(n)
-                case .addInterface(let i): _ = try addInterface(i)
-                case .deleteInterface(let n): try deleteInterface(n)
-                case .network(let n): try replayNetwork(n)
-                case .deleteNetwork(let k): try replayDeleteNetwork(k)
-                case .pod(let p): pods[p.containerID] = .some(p)
-                case .podReleased(let c): pods[c] = .some(nil)
-                }
-            } catch {
-                log.error("a saved change no longer applies", metadata: ["change": "\(r)", "error": "\(error)"])
-            }
-        }
-        for (cid, p) in pods.sorted(by: { $0.key < $1.key }) {
-            if let p { replayPod(p) } else { replayPodReleased(cid) }
-        }
-    }
-
-    /// Writes the whole node to the state directory (and empties the journal).
-    public func saveSnapshot() throws(ServiceError) {
-        guard persistence != nil else { return }
-        try state.withLock { s throws(ServiceError) in try snapshot(s) }
-    }
-
-    private func snapshot(_ s: ControlState) throws(ServiceError) {
-        guard let p = persistence else { return }
-        var routes: [String: [String]] = [:]
-        var auto4: Set<IPv4Prefix> = []
-        var auto6: Set<IPv6Prefix> = []
-        for i in s.config.interfaces {
-            if let a = i.ipv4 { auto4.insert(IPv4Prefix(a, length: 32)!) }
-            if let a = i.ipv6 { auto6.insert(IPv6Prefix(a, length: 128)!) }
-        }
-        let pods = Dictionary(s.compiled.podNexthops.map { ($0.value, $0.key) }, uniquingKeysWith: { a, _ in a })
-        let nodes = Dictionary(s.compiled.nodeNexthops.map { ($0.value, $0.key) }, uniquingKeysWith: { a, _ in a })
-        func line(_ prefix: String, _ t: RouteTarget) -> String? {
-            switch s.builder.nexthops[t.nexthop] {
-            case .encap?: return pods[t.nexthop].map { "\(prefix) interface \($0)" }
-            case .tunnel(let e, _, _, _, _)?:
-                return nodes[t.nexthop].map { "\(prefix) via \($0) \(e == .vxlan ? "vni" : "label") \(t.label)" }
-            case .composite(let ms)?:
-                var l = "\(prefix) ecmp"
-                for m in ms {
-                    guard let n = nodes[m.nexthop], case .tunnel(let e, _, _, _, _)? = s.builder.nexthops[m.nexthop]
-                    else { return nil }
-                    l += " \(n) \(e == .vxlan ? "vni" : "label") \(m.label)"
-                }
-                return l
-            case .discard?: return "\(prefix) discard"
-            case .receive?, nil: return nil  // gateway routes come back with their VRF
-            }
-        }
-        for v in s.builder.vrfs.values {
-            var lines: [String] = []
-            for (p, t) in v.routes4 where !auto4.contains(p) { if let l = line(p.description, t) { lines.append(l) } }
-            for (p, t) in v.routes6 where !auto6.contains(p) { if let l = line(p.description, t) { lines.append(l) } }
-            if !lines.isEmpty { routes[v.name] = lines }
-        }
-        var config = s.config
-        for k in config.vrfs.indices { config.vrfs[k].routes = [] }
-        let cni: Data
-        do { cni = try JSONEncoder().encode(cniSnapshot(s)) } catch { throw ServiceError("state snapshot: \(error)") }
-        try p.snapshot(config, routes: routes, extra: ["cni.json": cni])
-    }
     private(set) var resolver: NeighbourResolver?
     /// The totals when the workers stopped (their counters go with them).
     private var finalStats: NodeStats?
 
-    struct ControlState {
-        var builder: TableBuilder
-        var compiled: CompiledNode
-        /// The node as it is now (the file's config plus every API change; routes live in
-        /// the builder, not here).
-        var config: NodeConfig
-        var taps: [String: TapPort] = [:]
-        var vnis: [String: UInt32] = [:]
-        /// Networks (NADs), pods and their addresses.
-        var cni = CNIState()
+    /// The state directory's writer, when the node keeps state across restarts (set before
+    /// `start`).
+    public var persistence: StatePersistence? {
+        get { journal.persistence }
+        set { journal.persistence = newValue }
     }
+
+    /// The tables the workers see.
+    public var publication: TablePublication { tables.publication }
 
     /// `requireLivePorts: false` lets a node without live ports run (tests, a control-only
     /// node): interfaces without a tap or device are modelled but not opened.
@@ -176,14 +93,15 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
         }
         let compiled: CompiledNode
         do { compiled = try config.makeTables() } catch { throw ServiceError(error.description) }
-        var builder = compiled.builder
-        publication = TablePublication(builder.build())
+        journal = Journal(log: logger)
+        tables = Tables(compiled, config: config, journal: journal)
+        ports = Ports(config.interfaces, log: logger)
         portIDs = compiled.portIDs
-        var vnis: [String: UInt32] = [:]
-        for v in config.vrfs { if let n = v.vni { vnis[v.name] = n } }
-        var cni = CNIState()
-        cni.pools = Self.defaultPools(config)
-        state = Mutex(ControlState(builder: builder, compiled: compiled, config: config, vnis: vnis, cni: cni))
+        let cluster = LocalStore(slice: config.ipamSlice, slices: config.ipamSlices)
+        self.cluster = cluster
+        var a = PodAttachments()
+        if let d = config.defaultNetwork { a.pools[d.name] = Self.defaultPools(d, config) }
+        attachments = Mutex(a)
     }
 
     /// Makes the ports and starts the workers. On failure everything made is undone.
@@ -198,14 +116,27 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
         }
     }
 
+    /// Waits for a change's journal record to be durable (a snapshot when the journal has
+    /// grown long).
+    func sync(_ ticket: Journal.Ticket) {
+        journal.sync(ticket) { p throws(ServiceError) in try writeSnapshot(locked: p) }
+    }
+
     // MARK: Ports
 
     private func startPorts() throws(ServiceError) {
         let queues = config.workers
         for itf in config.interfaces where itf.kind == .pod && itf.tap != nil {
+            guard let port = PodPort(itf) else { continue }
+            let vrf = config.vrfs.first { $0.name == itf.vrf }
             do {
-                let tap = try makeTap(itf, queues: queues)
-                state.withLock { $0.taps[itf.name] = tap }
+                let tap = try ports.makeTap(
+                    port,
+                    queues: queues,
+                    reattach: true,
+                    gateways: (vrf?.gateway4, vrf?.gateway6)
+                )
+                ports.adopt(itf.name, tap)
             } catch {
                 throw ServiceError("interfaces.\(itf.name): \(error.description)")
             }
@@ -223,92 +154,17 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
         }
     }
 
-    /// The pod's tap: a persistent one that survived a restart (or a crash) is re-attached
-    /// inside the pod's namespace as it is; otherwise a new one is made and moved there.
-    func makeTap(
-        _ itf: NodeConfig.Interface,
-        queues: Int,
-        reattach: Bool = true,
-        gateways: (IPv4Address?, IPv6Address?)? = nil
-    )
-        throws(SystemError) -> TapPort
-    {
-        let t = itf.tap!
-        let ns = t.netns.map { NetworkNamespace.at($0) } ?? .current
-        let ifname = t.ifname ?? t.name
-        if t.persistent, reattach, let existing = try? TapPort.attach(name: ifname, in: ns, queues: queues) {
-            log.info(
-                "re-attached persistent tap",
-                metadata: ["interface": "\(itf.name)", "netns": "\(ns)", "ifname": "\(ifname)"]
-            )
-            return existing
-        }
-        if !reattach, t.persistent, ns != .current {
-            // A new pod interface (CNI ADD) is made in the pod's namespace under its final
-            // name: moving a device between namespaces costs the kernel a synchronize_net()
-            // (15-20 ms each here, measured with strace), which four interfaces made
-            // the biggest part of an ADD. The tap's fd then keeps the namespace alive
-            // until DEL closes it, as a re-attached tap's does after a restart.
-            let tap = try TapPort.create(name: ifname, in: ns, persistent: true, queues: queues)
-            do {
-                try tap.configure(tapConfiguration(itf, name: ifname, gateways: gateways))
-            } catch {
-                try? tap.delete()
-                throw error
-            }
-            log.debug("tap ready", metadata: ["interface": "\(itf.name)", "netns": "\(ns)", "ifname": "\(ifname)"])
-            return tap
-        }
-        let tap = try TapPort.create(name: t.name, persistent: t.persistent, queues: queues)
-        do {
-            if ns == .current && ifname == t.name {
-                try tap.configure(tapConfiguration(itf, name: ifname, gateways: gateways))
-            } else {
-                try tap.move(to: ns, tapConfiguration(itf, name: ifname, gateways: gateways))
-            }
-        } catch {
-            // Only what we made goes: the tap by its fd (wherever the failed step left it).
-            // A device of the pod's name that was there before (the move failed on it) stays.
-            try? tap.delete()
-            throw error
-        }
-        log.info("tap ready", metadata: ["interface": "\(itf.name)", "netns": "\(ns)", "ifname": "\(ifname)"])
-        return tap
-    }
-
-    /// `gateways`: the default route's (the VRF's gateways from the config file otherwise).
-    func tapConfiguration(
-        _ itf: NodeConfig.Interface,
-        name: String,
-        gateways: (IPv4Address?, IPv6Address?)? = nil
-    )
-        -> TapPort.Configuration
-    {
-        var addresses: [InterfaceAddress] = []
-        var routes: [Route] = []
-        let fromConfig = config.vrfs.first { $0.name == itf.vrf }
-        let vrf =
-            (gateway4: gateways?.0 ?? fromConfig?.gateway4, gateway6: gateways?.1 ?? fromConfig?.gateway6)
-            as (gateway4: IPv4Address?, gateway6: IPv6Address?)?
-        if let a = itf.ipv4 { addresses.append(InterfaceAddress(.v4(a), prefixLength: itf.ipv4PrefixLength)) }
-        if let a = itf.ipv6 { addresses.append(InterfaceAddress(.v6(a), prefixLength: itf.ipv6PrefixLength)) }
-        if itf.defaultRoute {
-            if itf.ipv4 != nil, let g = vrf?.gateway4 { routes.append(Route(.defaultIPv4, via: .v4(g), onlink: true)) }
-            if itf.ipv6 != nil, let g = vrf?.gateway6 { routes.append(Route(.defaultIPv6, via: .v6(g), onlink: true)) }
-        }
-        return TapPort.Configuration(name: name, mac: itf.mac, mtu: itf.mtu, addresses: addresses, routes: routes)
-    }
-
     // MARK: Workers
 
     private func startWorkers() throws(ServiceError) {
         let cpus = CPU.allowed
         let fabric = config.interfaces.first { $0.kind == .fabric }
+        let ids = tables.read { $0.compiled.portIDs }
         for w in 0..<config.workers {
             // Leave the first CPU to the control thread when there is more than one.
             let cpu = cpus.count > 1 ? cpus[(w + 1) % cpus.count] : cpus.first
             var tapQueues: [(UInt16, TapPort, Int)] = []
-            for (name, tap) in state.withLock({ $0.taps }) { tapQueues.append((portIDs[name]!, tap, w)) }
+            for (name, tap) in ports.taps { if let id = ids[name] { tapQueues.append((id, tap, w)) } }
             var af: (UInt16, AFPacketPort)?
             if let fabric, let device = fabric.device {
                 do {
@@ -333,7 +189,7 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
                 throw ServiceError("worker \(w): \(error.description)")
             }
         }
-        log.info("forwarding", metadata: ["workers": "\(config.workers)", "ports": "\(portIDs.count)"])
+        log.info("forwarding", metadata: ["workers": "\(config.workers)", "ports": "\(ids.count)"])
     }
 
     private func startResolver() {
@@ -352,12 +208,8 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
         if !workers.isEmpty { finalStats = collectStats() }
         workers.removeAll()
         fabricSockets.removeAll()
-        let (taps, interfaces) = state.withLock { s in
-            defer { s.taps.removeAll() }
-            return (s.taps, s.config.interfaces)
-        }
-        for (name, tap) in taps {
-            if interfaces.first(where: { $0.name == name })?.tap?.persistent == true {
+        for (tap, persistent) in ports.removeAll() {
+            if persistent {
                 tap.close()
             } else {
                 do { try tap.delete() } catch { log.warning("removing tap failed", metadata: ["error": "\(error)"]) }
@@ -365,11 +217,11 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
         }
     }
 
-    /// Applies a change to the model and publishes the new tables to the workers.
-    func update(_ change: (inout TableBuilder, CompiledNode) throws -> Void) rethrows {
-        try state.withLock { s in
-            try change(&s.builder, s.compiled)
-            publication.publish(s.builder.build())
+    /// Applies a change to the model and publishes the new tables to the workers (the
+    /// neighbour resolver's MACs: not journaled, they are learnt again).
+    func update(_ change: (inout TableBuilder, CompiledNode) throws -> Void) throws(APIError) {
+        try tables.change { m throws(APIError) in
+            do { try change(&m.builder, m.compiled) } catch { throw APIError(500, "\(error)") }
         }
     }
 
@@ -389,7 +241,8 @@ public final class NodeService: @unchecked Sendable {  // Safe: mutable state is
         let cs = workers.map(\.counters)
         let io = workers.map { $0.io.withLock { $0 } }
         var stats = NodeStats()
-        let (interfaces, ids) = state.withLock { ($0.config.interfaces, $0.compiled.portIDs) }
+        let interfaces = ports.interfaces
+        let ids = tables.read { $0.compiled.portIDs }
         for itf in interfaces {
             guard let id = ids[itf.name] else { continue }
             var p = NodeStats.Port(name: itf.name)

@@ -13,9 +13,10 @@ import Foundation
 import VRouterAPI
 import VRouterCore
 
-public final class StatePersistence: @unchecked Sendable {  // Safe: used under the node's state lock.
+public final class StatePersistence: @unchecked Sendable {  // Safe: used under the node's journal writer lock.
     public let directory: String
     private var journalHandle: FileHandle?
+    /// The last journal record loaded (the node's numbering goes on from it).
     private(set) var sequence = 0
     private(set) var journalLength = 0
     static let compactAfter = 20_000
@@ -80,12 +81,13 @@ public final class StatePersistence: @unchecked Sendable {  // Safe: used under 
         }
     }
 
-    /// Appends a record and fsyncs it. Errors are reported, not thrown: the change is made.
-    func append(_ record: StateRecord) throws(ServiceError) {
-        sequence += 1
-        let line: Data
+    /// Appends records (numbered by the journal) and fsyncs them once. Errors are reported,
+    /// not thrown: the changes are made.
+    func append(_ entries: [JournalEntry]) throws(ServiceError) {
+        var lines = Data()
         do {
-            line = try JSONEncoder().encode(JournalEntry(sequence: sequence, record: record)) + Data("\n".utf8)
+            let encoder = JSONEncoder()
+            for e in entries { lines += try encoder.encode(e) + Data("\n".utf8) }
         } catch { throw ServiceError("state journal: \(error)") }
         do {
             if journalHandle == nil {
@@ -99,17 +101,24 @@ public final class StatePersistence: @unchecked Sendable {  // Safe: used under 
                 journalHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: journalPath))
                 try journalHandle!.seekToEnd()
             }
-            try journalHandle!.write(contentsOf: line)
+            try journalHandle!.write(contentsOf: lines)
             try journalHandle!.synchronize()
-            journalLength += 1
+            journalLength += entries.count
+            sequence = entries.last?.sequence ?? sequence
         } catch {
             throw ServiceError("state journal \(journalPath): \(error.localizedDescription)")
         }
     }
 
     /// Writes a snapshot of `config` (with `routes` per VRF name, already in routes-file
-    /// lines) and truncates the journal.
-    func snapshot(_ config: NodeConfig, routes: [String: [String]], extra: [String: Data] = [:]) throws(ServiceError) {
+    /// lines) that includes the journal up to `sequence`, and truncates the journal.
+    func snapshot(
+        _ config: NodeConfig,
+        routes: [String: [String]],
+        extra: [String: Data] = [:],
+        sequence: Int
+    ) throws(ServiceError) {
+        self.sequence = max(self.sequence, sequence)
         let fm = FileManager.default
         let name = "snapshot-\(sequence)-\(UInt64(Date().timeIntervalSince1970 * 1000))"
         let dir = directory + "/" + name

@@ -78,7 +78,6 @@ public final class ReplayNode {
             input.deallocate()
             output.deallocate()
         }
-        var punted = 0
         let stats = pipeline.replay(
             inputs,
             input: &input,
@@ -89,18 +88,13 @@ public final class ReplayNode {
             for k in 0..<out.count {
                 let idx = out[k]
                 let m = pool.metas[Int(idx)]
-                if let w = writers[Int(m.txPort)] {
-                    w.write(pool.bytes(idx), timestamp: m.timestamp)
-                } else if m.txPort == PacketMeta.puntPort {
-                    punted += 1
-                }
+                writers[Int(m.txPort)]?.write(pool.bytes(idx), timestamp: m.timestamp)
                 pool.free(idx)
             }
             out.removeAll()
         }
-        let outputs = stats.outputs
         for w in writers.values { try w.close() }
-        let summary = summarize(pipeline.counters, packets: inputs.count, outputs: outputs, punted: punted)
+        let summary = summarize(pipeline.counters, packets: inputs.count, outputs: stats.outputs, punted: stats.punted)
         _ = consume pipeline
         pool.deallocate()
         return summary

@@ -1,6 +1,7 @@
 // Longest-prefix-match tables: what is shared by the IPv4 and IPv6 FIBs.
 //
-// Each VRF holds one compiled, immutable IPv4FIB and one IPv6FIB. They follow Poptrie
+// Each VRF holds one compiled, immutable IPv4FIB and one IPv6FIB (one generic FIB,
+// specialised per address family: LPMPrefix.swift). They follow Poptrie
 // (Asai & Ohara, SIGCOMM'15): the top `s` bits of the address index a direct-pointing
 // array; an entry there is the answer, or the root of a multiway trie whose nodes consume
 // 6 bits each. A node is two 64-bit bitmaps: `vector` marks which of the 64 positions are
@@ -17,7 +18,7 @@
 // - A chain of single-child nodes with one answer off the path becomes one skip node that
 //   compares up to 60 key bits at once (sparse IPv6 prefixes between /32 and /48).
 // The batch lookup works on groups of 32 keys stage by stage with prefetches and no
-// key-dependent branches (IPv4FIBView.lookup(_:_:count:)).
+// key-dependent branches (FIBView.lookup(_:_:count:)).
 //
 // At 1M BGP-like IPv4 routes this is about 4.2 bytes per route; an empty table is 1 KiB.
 

@@ -1,8 +1,8 @@
 // The compiled arrays of one FIB and the two ways to make them: a full build, and a copy
 // with some direct-pointing slots rebuilt (what `applying` uses). The arrays are plain
-// manually owned buffers; the owning IPv4FIB/IPv6FIB frees them.
+// manually owned buffers; the owning FIB frees them.
 
-/// The arrays a lookup walks, owned by an IPv4FIB or IPv6FIB.
+/// The arrays a lookup walks, owned by a FIB.
 struct PoptrieArrays {
     /// 2^directBits entries: an answer, `LPM.nodeFlag | root node index`, or
     /// `LPM.inlineFlag | offset` of a leaf-only root in `inline`.

@@ -12,7 +12,6 @@ enum Disposition {
     case ip
     case arpOrND
     case output  // answered in place (echo to the underlay address): meta.txPort is set
-    case punt
     case drop(DropReason)
 }
 
@@ -36,10 +35,6 @@ extension Pipeline {
                 arpList.append(idx)
             case .output:
                 // Replies built in place go straight out; they are few (pings of the node).
-                emit(idx, &output)
-            case .punt:
-                pool.metas[Int(idx)].txPort = PacketMeta.puntPort
-                counters.count(.punted)
                 emit(idx, &output)
             case .drop(let reason):
                 drop(idx, reason)

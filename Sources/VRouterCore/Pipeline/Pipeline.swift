@@ -5,11 +5,12 @@
 //   ethernet-input ─┬─ ip ──→ flow-lookup ─ hit ─────────────────→ rewrite ─→ output
 //   (VLAN, ARP/ND,  │                      └ miss → route-lookup ─┘   │
 //    vxlan-decap,   ├─ arp/nd → arp-nd (proxy replies) ──────────────→ output
-//    mpls-udp-decap,└─ drop (one named counter)                       │
-//    anti-spoofing)          icmp-error (TTL, no route, MTU) → route-lookup → rewrite
+//    mpls-udp-decap,│           └ fabric ARP replies ────────────────→ punt (control plane)
+//    anti-spoofing) └─ drop (one named counter)                       │
+//                            icmp-error (TTL, no route, MTU) → route-lookup → rewrite
 //
 // The pipeline is pure: it reads tables, packet buffers and the time it is given, and
-// writes packet buffers, the output frame and its counters. No I/O, no allocation.
+// writes packet buffers, the output and punt frames and its counters. No I/O, no allocation.
 
 import CVRouterShims
 
@@ -34,7 +35,8 @@ public struct PipelineConfig: Sendable {
     public init() {}
 }
 
-/// The output port value for packets handed to the control plane (fabric ARP replies etc.).
+/// The port that names the control plane where a packet's destination is reported (tests,
+/// logs). Punted packets themselves leave `process` in their own frame, not in the output.
 extension PacketMeta {
     public static let puntPort: UInt16 = 0xFFFE
 }
@@ -120,13 +122,17 @@ public struct Pipeline: ~Copyable {
     }
 
     /// Forwards one frame (≤ 256 packets). Every packet of `input` ends up either appended
-    /// to `output` (with `meta.txPort` set; the caller transmits and frees it) or freed and
-    /// counted under one drop reason. `input` is empty afterwards. `now` is in milliseconds.
+    /// to `output` (with `meta.txPort` set; the caller transmits and frees it), appended to
+    /// `punt` (for the control plane: fabric ARP replies and the like; the caller hands them
+    /// on or frees them, so nobody scans the output for them), or freed and counted under one
+    /// drop reason. `input` is empty afterwards. `now` is in milliseconds. `punt` needs room
+    /// for a whole input frame.
     public mutating func process(
         _ input: inout Frame,
         tables: UnsafePointer<ForwardingView>,
         now: UInt32,
-        output: inout Frame
+        output: inout Frame,
+        punt: inout Frame
     ) {
         let view = tables.pointee
         lastNow = now
@@ -160,7 +166,7 @@ public struct Pipeline: ~Copyable {
 
         if arpList.count > 0 {
             let a = arpList.count
-            arpAndND(view, output: &output)
+            arpAndND(view, output: &output, punt: &punt)
             if timing { t0 = lap(.arp, t0, a) }
         }
 

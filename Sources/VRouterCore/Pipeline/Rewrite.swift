@@ -208,4 +208,15 @@ extension Pipeline {
         }
         output.append(idx)
     }
+
+    /// Hands a packet to the control plane: into the punt frame, counted once.
+    @inline(__always)
+    mutating func punt(_ idx: UInt32, _ punt: inout Frame) {
+        guard punt.count < punt.capacity else {
+            drop(idx, .txQueueFull)
+            return
+        }
+        counters.count(.punted)
+        punt.append(idx)
+    }
 }

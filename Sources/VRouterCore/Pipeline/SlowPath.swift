@@ -191,7 +191,7 @@ extension Pipeline {
     /// node's underlay address are answered and replies go to the control plane (which
     /// resolves underlay neighbours).
     @inline(never)
-    mutating func arpAndND(_ view: ForwardingView, output: inout Frame) {
+    mutating func arpAndND(_ view: ForwardingView, output: inout Frame, punt: inout Frame) {
         let list = arpList
         for i in 0..<list.count {
             let idx = list[i]
@@ -200,7 +200,7 @@ extension Pipeline {
             if m.pointee.flags.contains(.ipv6) {
                 nd(idx, m, port, view, output: &output)
             } else {
-                arp(idx, m, port, view, output: &output)
+                arp(idx, m, port, view, output: &output, punt: &punt)
             }
         }
         arpList.removeAll()
@@ -212,7 +212,8 @@ extension Pipeline {
         _ m: UnsafeMutablePointer<PacketMeta>,
         _ port: PortEntry,
         _ view: ForwardingView,
-        output: inout Frame
+        output: inout Frame,
+        punt: inout Frame
     ) {
         let p = pool.buffer(idx)
         let a = ARPHeader(p + Int(m.pointee.l3))
@@ -226,9 +227,7 @@ extension Pipeline {
         let answerMAC: UInt64
         if port.kind == .fabric {
             if op == ARPHeader.reply {
-                m.pointee.txPort = PacketMeta.puntPort
-                counters.count(.punted)
-                emit(idx, &output)
+                self.punt(idx, &punt)
                 return
             }
             guard op == ARPHeader.request, tpa == port.ipv4 else {

@@ -8,6 +8,8 @@ import CVRouterShims
 public struct ReplayStats: Sendable {
     public var packets = 0
     public var outputs = 0
+    /// Packets handed to the control plane (the punt frame; counted and freed here).
+    public var punted = 0
     public var frames = 0
     public var nanoseconds: UInt64 = 0
     public init() {}
@@ -31,6 +33,8 @@ extension Pipeline {
         var stats = ReplayStats()
         let pool = self.pool
         let size = min(frameSize, input.capacity)
+        var punt = Frame.allocate(capacity: size)
+        defer { punt.deallocate() }
         // Raw views of the capture's arrays, taken once: no bounds or uniqueness checks
         // per packet. Safe: every index below is < set.count, the length of each array.
         set.bytes.withUnsafeBytes { raw in
@@ -69,8 +73,10 @@ extension Pipeline {
                                 }
                                 stats.packets &+= input.count
                                 let clock = now ?? UInt32(truncatingIfNeeded: stamps[i] / 1_000_000)
-                                process(&input, tables: tables, now: clock, output: &output)
+                                process(&input, tables: tables, now: clock, output: &output, punt: &punt)
                                 stats.outputs &+= output.count
+                                stats.punted &+= punt.count
+                                pool.free(&punt)
                                 stats.frames &+= 1
                                 transmit(&output)
                                 output.removeAll()

@@ -149,8 +149,8 @@ public final class ForwardingTables: @unchecked Sendable {  // Safe: never mutat
 extension VRFEntry {
     static var absent: VRFEntry {
         VRFEntry(
-            v4: IPv4FIB.empty.view,
-            v6: IPv6FIB.empty.view,
+            v4: emptyFIB4.view,
+            v6: emptyFIB6.view,
             generation: 0,
             present: false,
             hasGateway4: false,
@@ -166,10 +166,7 @@ extension TunnelTemplate {
     static let unused = VXLANEncap.template(sourceMAC: .zero, destinationMAC: .zero, source: .any, destination: .any)
 }
 
-extension IPv4FIB {
-    /// Shared by every absent VRF slot so an unknown VRF id still has valid (empty) views.
-    static let empty = IPv4FIB(routes: [])
-}
-extension IPv6FIB {
-    static let empty = IPv6FIB(routes: [])
-}
+/// Shared by every absent VRF slot so an unknown VRF id still has valid (empty) views
+/// (a generic class cannot hold them as static stored properties).
+private let emptyFIB4 = IPv4FIB(routes: [])
+private let emptyFIB6 = IPv6FIB(routes: [])

@@ -1,86 +1,9 @@
-// vrouterd as a process, and the outside programs that carry and observe traffic.
+// The outside programs that carry and observe traffic between the lab's namespaces.
 
 import Foundation
 import Glibc
 import Testing
-
-/// One `vrouterd run`, inside a node namespace or in the test's own.
-final class Daemon: @unchecked Sendable {  // Safe: used by the test that started it.
-    let child: Child
-    let lab: Lab
-    let socket: String
-
-    init(_ lab: Lab, config: String, in ns: String? = nil, name: String = "vrouterd", extra: [String] = []) throws {
-        guard let v = VRouterd.path else { throw Failure("vrouterd is not built (swift build)") }
-        self.lab = lab
-        // Each daemon its own control socket: several run at once (two nodes, parallel tests).
-        let socket = (config as NSString).deletingPathExtension + "-\(name).sock"
-        self.socket = socket
-        let argv = [v, "run", "--config", config, "--socket", socket] + extra
-        child = try lab.start(ns.map { lab.inNS($0, argv) } ?? argv, name: name)
-    }
-
-    /// Waits for the "vrouterd running" log line (every port made, workers started).
-    func waitRunning(timeout: Double = 20) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if child.stderr.contains("vrouterd running") { return }
-            guard child.isRunning else {
-                throw Failure("vrouterd exited (\(child.status ?? -1)) while starting: \(child.stderr)")
-            }
-            usleep(20_000)
-        }
-        throw Failure("vrouterd not running after \(timeout) s: \(child.stderr)")
-    }
-
-    /// SIGTERM, and the totals of its final `stopped:` line.
-    func stop() throws -> StopStats {
-        child.signal(SIGTERM)
-        guard let status = child.wait(seconds: 20) else {
-            child.end(grace: 1)
-            throw Failure("vrouterd did not stop within 20 s of SIGTERM")
-        }
-        guard status == 0 else { throw Failure("vrouterd exited \(status): \(child.stderr)") }
-        guard let line = child.stderr.split(separator: "\n").last(where: { $0.contains("stopped: ") }) else {
-            throw Failure("no 'stopped:' line: \(child.stderr)")
-        }
-        return StopStats(line: String(line))
-    }
-}
-
-/// vrouterd's final line: `stopped: <port> rx=N tx=N drop=N [io_...=N] [dead] ... <reason>=N ...`.
-struct StopStats: CustomStringConvertible {
-    static let portKeys: Set<String> = [
-        "rx", "tx", "drop", "io_rx_drop", "io_rx_error", "io_tx_drop", "io_tx_error",
-    ]
-    var ports: [String: [String: UInt64]] = [:]
-    var dead: Set<String> = []
-    var reasons: [String: UInt64] = [:]
-    let description: String
-
-    init(line: String) {
-        description = line
-        guard let r = line.range(of: "stopped: ") else { return }
-        var port: String? = nil
-        for token in line[r.upperBound...].split(separator: " ").map(String.init) {
-            let kv = token.split(separator: "=", maxSplits: 1).map(String.init)
-            if kv.count == 1 {
-                if token == "dead", let p = port {
-                    dead.insert(p)
-                } else {
-                    port = token
-                    ports[token] = [:]
-                }
-            } else if let p = port, Self.portKeys.contains(kv[0]) {
-                ports[p]![kv[0]] = UInt64(kv[1]) ?? 0
-            } else {
-                reasons[kv[0]] = UInt64(kv[1]) ?? 0
-            }
-        }
-    }
-
-    subscript(port: String, key: String) -> UInt64 { ports[port]?[key] ?? 0 }
-}
+import VRouterTestSupport
 
 extension Lab {
     /// `ping -c count` from namespace `ns`; how many replies came back.

@@ -1,7 +1,6 @@
-// What the control API does to a running node. Every mutation validates completely
-// before it changes anything (a bad request leaves the node as it was), then changes the
-// model, publishes new tables to the workers in one swap, and records the change in the
-// state journal. Reads are answered from the model and the workers' counters.
+// What the control API reads of a running node: each part's state under its own short lock
+// (never two at once), and the workers' counters, which need none. A read never waits for a
+// device being made or a journal record being written.
 
 import Foundation
 import VRouterAPI
@@ -9,68 +8,74 @@ import VRouterCore
 import VRouterIO
 
 extension NodeService {
-    // MARK: Reads
-
     public func status() -> StatusInfo {
         let flows = flowCount()
-        return state.withLock { s in
-            let routes = s.builder.vrfs.values.reduce(0) { $0 + $1.routes4.count + $1.routes6.count }
-            return StatusInfo(
-                node: s.config.name,
-                version: vrouterVersion,
-                uptimeSeconds: Date().timeIntervalSince(started),
-                workers: workers.count,
-                interfaces: s.config.interfaces.count,
-                vrfs: s.builder.vrfs.count,
-                routes: routes,
-                nexthops: s.builder.nexthops.count,
-                flows: flows,
-                tablesVersion: publication.current.version,
-                stateDirectory: persistence?.directory,
-                healthy: !stopping.load(ordering: .relaxed)
+        let (vrfs, routes, nexthops) = tables.read { s in
+            (
+                s.builder.vrfs.count, s.builder.vrfs.values.reduce(0) { $0 + $1.routes4.count + $1.routes6.count },
+                s.builder.nexthops.count
             )
         }
+        return StatusInfo(
+            node: config.name,
+            version: vrouterVersion,
+            uptimeSeconds: Date().timeIntervalSince(started),
+            workers: workers.count,
+            interfaces: ports.interfaces.count,
+            vrfs: vrfs,
+            routes: routes,
+            nexthops: nexthops,
+            flows: flows,
+            tablesVersion: publication.current.version,
+            stateDirectory: persistence?.directory,
+            healthy: !stopping.load(ordering: .relaxed)
+        )
     }
 
     public func interfaces() -> [InterfaceInfo] {
         let cs = workerCounters
         let ringDrops =
             fabricSockets.isEmpty ? nil : fabricSockets.reduce(UInt64(0)) { $0 + ((try? $1.statistics().drops) ?? 0) }
-        return state.withLock { s in
-            s.config.interfaces.compactMap { itf -> InterfaceInfo? in
-                guard let id = s.compiled.portIDs[itf.name] else { return nil }
-                let i = Int(id)
-                func sum(_ f: (PortCounters) -> UInt64) -> UInt64 { cs.reduce(0) { $0 + f($1.ports[i]) } }
-                return InterfaceInfo(
-                    id: i,
-                    name: itf.name,
-                    kind: itf.kind.rawValue,
-                    vrf: itf.vrf,
-                    mac: itf.mac.description,
-                    mtu: itf.mtu,
-                    ipv4: itf.ipv4.map { "\($0)/\(itf.ipv4PrefixLength)" },
-                    ipv6: itf.ipv6.map { "\($0)/\(itf.ipv6PrefixLength)" },
-                    label: itf.label,
-                    tap: itf.tap.map {
-                        TapSpec(name: $0.name, netns: $0.netns, ifname: $0.ifname, persistent: $0.persistent)
-                    },
-                    device: itf.device,
-                    rxPackets: sum(\.rxPackets),
-                    rxBytes: sum(\.rxBytes),
-                    txPackets: sum(\.txPackets),
-                    txBytes: sum(\.txBytes),
-                    drops: sum(\.drops),
-                    ringDrops: itf.kind == .fabric ? ringDrops : nil
-                )
-            }
+        let ids = tables.read { $0.compiled.portIDs }
+        return ports.interfaces.compactMap { itf in
+            ids[itf.name].map { interfaceInfo(itf, $0, counters: cs, ringDrops: itf.kind == .fabric ? ringDrops : nil) }
         }
     }
 
+    /// An interface as the API shows it; its counters summed over the workers' (none: zero).
+    func interfaceInfo(
+        _ itf: NodeConfig.Interface,
+        _ id: UInt16,
+        counters cs: [Counters] = [],
+        ringDrops: UInt64? = nil
+    ) -> InterfaceInfo {
+        func sum(_ f: (PortCounters) -> UInt64) -> UInt64 { cs.reduce(0) { $0 + f($1.ports[Int(id)]) } }
+        return InterfaceInfo(
+            id: Int(id),
+            name: itf.name,
+            kind: itf.kind.rawValue,
+            vrf: itf.vrf,
+            mac: itf.mac.description,
+            mtu: itf.mtu,
+            ipv4: itf.ipv4.map { "\($0)/\(itf.ipv4PrefixLength)" },
+            ipv6: itf.ipv6.map { "\($0)/\(itf.ipv6PrefixLength)" },
+            label: itf.label,
+            tap: itf.tap.map { TapSpec(name: $0.name, netns: $0.netns, ifname: $0.ifname, persistent: $0.persistent) },
+            device: itf.device,
+            rxPackets: sum(\.rxPackets),
+            rxBytes: sum(\.rxBytes),
+            txPackets: sum(\.txPackets),
+            txBytes: sum(\.txBytes),
+            drops: sum(\.drops),
+            ringDrops: ringDrops
+        )
+    }
+
     public func vrfs() -> [VRFInfo] {
-        let tables = publication.current
-        return state.withLock { s in
+        let current = publication.current
+        return tables.read { s in
             s.builder.vrfs.sorted { $0.key < $1.key }.map { id, v in
-                let fib = tables.fibs(vrf: id).map { $0.0.memoryBytes + $0.1.memoryBytes } ?? 0
+                let fib = current.fibs(vrf: id).map { $0.0.memoryBytes + $0.1.memoryBytes } ?? 0
                 return VRFInfo(
                     id: Int(id),
                     name: v.name,
@@ -86,19 +91,19 @@ extension NodeService {
     }
 
     public func routes(vrf name: String) throws(APIError) -> [RouteInfo] {
-        try state.withLock { s throws(APIError) in
-            guard let id = s.compiled.vrfIDs[name], let v = s.builder.vrfs[id] else {
-                throw .notFound("no VRF named '\(name)'")
-            }
+        let routes = tables.read { s -> [RouteInfo]? in
+            guard let id = s.compiled.vrfIDs[name], let v = s.builder.vrfs[id] else { return nil }
             var out: [RouteInfo] = []
             out.reserveCapacity(v.routes4.count + v.routes6.count)
             for (p, t) in v.routes4.sorted(by: { $0.key < $1.key }) { out.append(describe(p.description, t, s)) }
             for (p, t) in v.routes6.sorted(by: { $0.key < $1.key }) { out.append(describe(p.description, t, s)) }
             return out
         }
+        guard let routes else { throw .notFound("no VRF named '\(name)'") }
+        return routes
     }
 
-    private func describe(_ prefix: String, _ t: RouteTarget, _ s: ControlState) -> RouteInfo {
+    private func describe(_ prefix: String, _ t: RouteTarget, _ s: borrowing TableModel) -> RouteInfo {
         var r = RouteInfo(prefix: prefix, nexthop: t.nexthop, kind: "discard")
         switch s.builder.nexthops[t.nexthop] {
         case .encap?:
@@ -127,7 +132,7 @@ extension NodeService {
     }
 
     public func nexthops() -> [NexthopInfo] {
-        state.withLock { s in
+        tables.read { s in
             s.builder.nexthops.sorted { $0.key < $1.key }.map { id, n in
                 var info = NexthopInfo(id: id, kind: "discard")
                 switch n {
@@ -153,7 +158,7 @@ extension NodeService {
     }
 
     public func labels() -> [LabelInfo] {
-        state.withLock { s in
+        tables.read { s in
             s.builder.labels.sorted { $0.key < $1.key }.map { l, nh in
                 LabelInfo(label: l, nexthop: nh, interface: s.compiled.podNexthops.first { $0.value == nh }?.key)
             }
@@ -161,7 +166,7 @@ extension NodeService {
     }
 
     public func vniTable() -> [VNIInfo] {
-        state.withLock { s in
+        tables.read { s in
             s.builder.vnis.sorted { $0.key < $1.key }.map { vni, vrf in
                 VNIInfo(vni: vni, vrf: s.builder.vrfs[vrf]?.name ?? "vrf \(vrf)")
             }
@@ -169,8 +174,8 @@ extension NodeService {
     }
 
     public func remoteNodes() -> [RemoteNodeInfo] {
-        state.withLock { s in
-            s.config.remoteNodes.compactMap { n -> RemoteNodeInfo? in
+        tables.read { s in
+            s.remoteNodes.compactMap { n -> RemoteNodeInfo? in
                 guard let nh = s.compiled.nodeNexthops[n.name] else { return nil }
                 var underlay: MACAddress?
                 if case .tunnel(_, _, _, let mac, _)? = s.builder.nexthops[nh], mac.value != 0 { underlay = mac }
@@ -190,7 +195,7 @@ extension NodeService {
 
     /// Table sizes for the metrics endpoint, without building the full listings.
     public func tableSizes() -> TableSizes {
-        state.withLock { s in
+        tables.read { s in
             var t = TableSizes(
                 ports: s.builder.ports.count,
                 nexthops: s.builder.nexthops.count,
@@ -212,8 +217,8 @@ extension NodeService {
         let cs = workerCounters
         var reasons: [String: UInt64] = [:]
         for r in DropReason.allCases { reasons[r.name] = cs.reduce(0) { $0 + $1.dropCount(r) } }
-        let ports = state.withLock { s in
-            s.compiled.portIDs.mapValues { id in cs.reduce(UInt64(0)) { $0 + $1.ports[Int(id)].drops } }
+        let ports = tables.read { $0.compiled.portIDs }.mapValues { id in
+            cs.reduce(UInt64(0)) { $0 + $1.ports[Int(id)].drops }
         }
         return DropStatsInfo(total: reasons.values.reduce(0, +), reasons: reasons, ports: ports)
     }
@@ -222,13 +227,11 @@ extension NodeService {
 
     /// Flows of every worker (one VRF or all), the most active first, at most `top`.
     public func flows(vrf name: String?, top: Int) throws(APIError) -> [FlowInfo] {
-        let (vrfID, names) = try state.withLock { s throws(APIError) -> (UInt16?, [UInt16: String]) in
-            var id: UInt16?
-            if let name {
-                guard let v = s.compiled.vrfIDs[name] else { throw .notFound("no VRF named '\(name)'") }
-                id = v
-            }
-            return (id, s.builder.vrfs.mapValues(\.name))
+        let (ids, names) = tables.read { s in (s.compiled.vrfIDs, s.builder.vrfs.mapValues(\.name)) }
+        var vrfID: UInt16?
+        if let name {
+            guard let v = ids[name] else { throw .notFound("no VRF named '\(name)'") }
+            vrfID = v
         }
         var out: [FlowInfo] = []
         for w in workers {

@@ -1,11 +1,16 @@
-// The IPv6 lookup itself: what the route-lookup node runs per IPv6 packet.
+// The lookup itself: what the route-lookup node runs per packet, for either family. Every
+// shift below is by a constant or by the view's direct width once specialised: for IPv4
+// the key walks in one UInt64, for IPv6 in a UInt128 (two registers).
 
 import CVRouterShims
 
-/// Raw pointers into an IPv6FIB's arrays; trivially copyable, so a worker keeps it in
-/// registers with no reference counting. Valid while the IPv6FIB it came from is alive.
+/// Raw pointers into a FIB's arrays; trivially copyable, so a worker keeps it in
+/// registers with no reference counting. Valid while the FIB it came from is alive.
 @frozen
-public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
+public struct FIBView<Prefix: LPMPrefix>: @unchecked Sendable {  // Safe: read-only memory.
+    public typealias Key = Prefix.Key
+    @usableFromInline typealias Walk = Prefix.Walk
+
     @usableFromInline let direct: UnsafePointer<UInt32>
     @usableFromInline let nodes: UnsafePointer<PoptrieNode>
     @usableFromInline let leaves: UnsafePointer<UInt32>
@@ -32,32 +37,53 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
         self.directBits = UInt64(directBits)
     }
 
-    /// The value of the longest prefix containing `address`, or `LPM.miss`.
-    /// Cost: one load in the direct array, then one 24-byte node per 6 bits (or per skip)
-    /// below it and one leaf: a /48 under a 16-bit direct array is at most 6 nodes deep
-    /// (3-4 on average in a BGP-like table, with skips and pruning).
+    /// The top 6 bits of a walk register: the next chunk.
     @inlinable @inline(__always)
-    public func lookup(_ address: UInt128) -> UInt32 {
+    static func chunk(_ k: Prefix.Walk) -> UInt64 {
+        UInt64(truncatingIfNeeded: k &>> Walk(truncatingIfNeeded: Walk.bitWidth &- 6))
+    }
+
+    /// The top 64 bits of a walk register (all of it for IPv4): a skip compares up to 60.
+    @inlinable @inline(__always)
+    static func top64(_ k: Prefix.Walk) -> UInt64 {
+        UInt64(truncatingIfNeeded: k &>> Walk(truncatingIfNeeded: Walk.bitWidth &- 64))
+    }
+
+    /// The value of the longest prefix containing `address`, or `LPM.miss`.
+    /// Cost: one load in the direct array; for most addresses of a BGP IPv4 table then one
+    /// inline root (leafvec and leaf, usually one line); deeper prefixes walk one 24-byte
+    /// node per 6 bits (or per skip) and a leaf: a /48 under a 16-bit direct array is at
+    /// most 6 nodes deep (3-4 on average in a BGP-like table, with skips and pruning). Use
+    /// the batch form where you can: a single lookup's loads are dependent and its
+    /// branches depend on the address.
+    @inlinable @inline(__always)
+    public func lookup(_ address: Key) -> UInt32 {
+        var k = Prefix.walk(address)
         // Safe: the index has directBits bits and the array has 2^directBits entries.
-        let d = direct[Int(truncatingIfNeeded: address &>> (128 &- UInt128(directBits)))]
+        let d = direct[
+            Int(
+                truncatingIfNeeded: k
+                    &>> (Walk(truncatingIfNeeded: Walk.bitWidth) &- Walk(truncatingIfNeeded: directBits))
+            )
+        ]
         if d & LPM.nodeFlag == 0 { return d }
-        // Shifting the key left 6 bits per level leaves zeros past bit 128, as the builder pads.
-        var k = address &<< UInt128(directBits)
-        if d >= LPM.inlineFlag { return inlineLeaf(d, UInt64(truncatingIfNeeded: k &>> 122)) }
+        k = k &<< Walk(truncatingIfNeeded: directBits)
+        if d >= LPM.inlineFlag { return inlineLeaf(d, Self.chunk(k)) }
         // Safe: the builder stores only indices of nodes it allocated, and a node's
         // base0/base1 plus a popcount of its own bitmaps stay inside its leaf run / child block.
         var node = nodes[Int(truncatingIfNeeded: d & LPM.indexMask)]
         while true {
             if node.base1 >= PoptrieNode.skipFlag {
-                let length = UInt128(node.leafvec)
-                if UInt64(truncatingIfNeeded: k &>> (128 &- length)) != node.vector {
+                let length = Walk(truncatingIfNeeded: node.leafvec)
+                if UInt64(truncatingIfNeeded: k &>> (Walk(truncatingIfNeeded: Walk.bitWidth) &- length)) != node.vector
+                {
                     return leaves[Int(truncatingIfNeeded: node.base0)]
                 }
                 k = k &<< length
                 node = nodes[Int(truncatingIfNeeded: node.base1 & ~PoptrieNode.skipFlag)]
                 continue
             }
-            let v = UInt64(truncatingIfNeeded: k &>> 122)
+            let v = Self.chunk(k)
             if (node.vector &>> v) & 1 == 0 {
                 return leaves[Int(truncatingIfNeeded: node.base0) &+ (node.leafvec &<< (63 &- v)).nonzeroBitCount &- 1]
             }
@@ -83,59 +109,65 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
         return p[1 &+ run]
     }
 
-    /// Keys looked up together by the batch lookup (see IPv4FIBView.group).
+    /// Keys looked up together by the batch lookup: enough independent loads in flight
+    /// to cover a cache miss, few enough that the state stays in L1.
     @usableFromInline static var group: Int { 32 }
 
-    /// Looks up `count` keys into `results`, `group` keys at a time, stage by stage, as
-    /// IPv4FIBView does: prefetch every key's next line, then use them; keys sorted into
-    /// inline-root and node lists; node walks drop keys as they reach their leaf.
+    /// Looks up `count` keys into `results`, `group` keys at a time, stage by stage (VPP's
+    /// lookup_x4 idea): every stage first prefetches the line each key needs next, then
+    /// uses them, so a group's misses overlap instead of queueing one lookup after another.
+    /// Keys are sorted into lists by what their direct entry holds (answer, inline root,
+    /// node), so each stage loops only over the keys that need it, without branches
+    /// that depend on the key.
     @inlinable
-    public func lookup(_ keys: UnsafePointer<UInt128>, _ results: UnsafeMutablePointer<UInt32>, count: Int) {
+    public func lookup(_ keys: UnsafePointer<Key>, _ results: UnsafeMutablePointer<UInt32>, count: Int) {
         let g = Self.group
-        withUnsafeTemporaryAllocation(of: UInt128.self, capacity: 32) { kkBuffer in
-            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 6 * 32) { scratch in
-                // Safe: group shifted keys; 6 * group slots split below.
-                let kk = kkBuffer.baseAddress!
-                let s = scratch.baseAddress!
-                var i = 0
-                while i &+ g <= count {
-                    lookupGroup(keys + i, results + i, g, kk, s)
-                    i &+= g
-                }
-                if i < count { lookupGroup(keys + i, results + i, count &- i, kk, s) }
+        // One stack block: 32 walk registers, then 6 * 32 UInt64 slots split below.
+        let registers = 32 &+ 6 &* 32 &* 8 / MemoryLayout<Walk>.stride
+        withUnsafeTemporaryAllocation(of: Walk.self, capacity: registers) { scratch in
+            // Safe: the block holds both parts, and UInt64 alignment divides Walk's.
+            let kk = scratch.baseAddress!
+            let s = UnsafeMutableRawPointer(kk + 32).bindMemory(to: UInt64.self, capacity: 6 * 32)
+            var i = 0
+            while i &+ g <= count {
+                lookupGroup(keys + i, results + i, g, kk, s)
+                i &+= g
             }
+            if i < count { lookupGroup(keys + i, results + i, count &- i, kk, s) }
         }
     }
 
     @inlinable @inline(__always)
     func lookupGroup(
-        _ keys: UnsafePointer<UInt128>,
+        _ keys: UnsafePointer<Key>,
         _ results: UnsafeMutablePointer<UInt32>,
         _ n: Int,
-        _ kk: UnsafeMutablePointer<UInt128>,
+        _ kk: UnsafeMutablePointer<Prefix.Walk>,  // key shifted past the direct bits, per key
         _ scratch: UnsafeMutablePointer<UInt64>
     ) {
         let g = Self.group
-        let shift = UInt128(128 &- directBits)
+        let keyShift = Key(truncatingIfNeeded: Key.bitWidth &- Int(truncatingIfNeeded: directBits))
+        let shift = Walk(truncatingIfNeeded: Walk.bitWidth) &- Walk(truncatingIfNeeded: directBits)
         let entry = scratch  // index/offset from the direct entry, per key
         let inlineKeys = entry + g  // positions of keys with inline roots
         let nodeKeys = inlineKeys + g  // positions of keys with node roots (then 3 more)
         var j = 0
         while j < n {
-            vrt_prefetch(direct + Int(truncatingIfNeeded: keys[j] &>> shift))
+            vrt_prefetch(direct + Int(truncatingIfNeeded: keys[j] &>> keyShift))
             j &+= 1
         }
         var nInline = 0
         var nNode = 0
         j = 0
         while j < n {
-            let k = keys[j]
+            let k = Prefix.walk(keys[j])
             let d = direct[Int(truncatingIfNeeded: k &>> shift)]
-            kk[j] = k &<< UInt128(directBits)
+            kk[j] = k &<< Walk(truncatingIfNeeded: directBits)
             results[j] = d
             let index = UInt64(d & LPM.indexMask)
             entry[j] = index
             let kind = d &>> 30
+            // Prefetch the root: inline or node (an answer prefetches the inline sentinel).
             if kind == 2 {
                 vrt_prefetch(nodes + Int(truncatingIfNeeded: index))
             } else {
@@ -150,20 +182,22 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
         var t = 0
         while t < nInline {
             let j = Int(truncatingIfNeeded: inlineKeys[t])
-            results[j] = inlineLeaf(UInt32(truncatingIfNeeded: entry[j]), UInt64(truncatingIfNeeded: kk[j] &>> 122))
+            results[j] = inlineLeaf(UInt32(truncatingIfNeeded: entry[j]), Self.chunk(kk[j]))
             t &+= 1
         }
         if nNode != 0 { walkNodes(results, nNode, nodeKeys, kk, entry, nodeKeys + g) }
     }
 
-    /// Walks the node roots of keys `nodeKeys[0..<live]` level by level (see
-    /// IPv4FIBView.walkNodes): finished keys leave the live list without a branch.
+    /// Walks the node roots of keys `nodeKeys[0..<live]` level by level: each level loads
+    /// every live key's node (prefetched the level before), and keys that reached a leaf
+    /// drop out of the live list (branch-free compaction) into the done list, whose leaves
+    /// are fetched together at the end.
     @inlinable @inline(__always)
     func walkNodes(
         _ results: UnsafeMutablePointer<UInt32>,
         _ live: Int,
         _ nodeKeys: UnsafeMutablePointer<UInt64>,
-        _ kk: UnsafeMutablePointer<UInt128>,
+        _ kk: UnsafeMutablePointer<Prefix.Walk>,
         _ entry: UnsafeMutablePointer<UInt64>,
         _ scratch: UnsafeMutablePointer<UInt64>
     ) {
@@ -187,7 +221,7 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
                 let node = nodes[Int(truncatingIfNeeded: cur[t])]
                 let k = kk[j]
                 // The next 64 key bits: enough for a chunk and for a skip (at most 60 bits).
-                let hi = UInt64(truncatingIfNeeded: k &>> 64)
+                let hi = Self.top64(k)
                 let v = hi &>> 58
                 // Both readings of the node, then a mask select (a branch here would
                 // mispredict): a skip node compares the next `leafvec` bits with `vector`.
@@ -209,7 +243,7 @@ public struct IPv6FIBView: @unchecked Sendable {  // Safe: read-only memory.
                     (UInt64(node.base0) & sm)
                     | ((UInt64(node.base0) &+ UInt64((node.leafvec &<< (63 &- v)).nonzeroBitCount) &- 1) & ~sm)
                 done &+= 1 &- Int(truncatingIfNeeded: bit)
-                kk[j] = k &<< UInt128(length &* bit)
+                kk[j] = k &<< Walk(truncatingIfNeeded: length &* bit)
                 t &+= 1
             }
             live = w

@@ -114,3 +114,49 @@ struct SubnetPool: Sendable {
         return Int(clamping: size - UInt128(used.filter { $0 >= first && $0 <= last }.count))
     }
 }
+
+/// A network's pools on this node, one per family, with typed addresses: what the
+/// attachments part allocates from and releases to.
+struct NetworkPools: Sendable {
+    var v4: SubnetPool?
+    var v6: SubnetPool?
+
+    init() {}
+
+    subscript<A: PoolAddress>(_ family: A.Type) -> SubnetPool? {
+        get { A.width == 32 ? v4 : v6 }
+        set { if A.width == 32 { v4 = newValue } else { v6 = newValue } }
+    }
+
+    /// The next free address of `A`'s pool (preferring `preferred`), with the subnet's
+    /// prefix length; nil when the network has no such pool or it is full.
+    mutating func allocate<A: PoolAddress>(preferring preferred: A? = nil) -> PodAddress<A>? {
+        guard var pool = self[A.self], let bits = pool.allocate(preferring: preferred?.bits) else { return nil }
+        self[A.self] = pool
+        return PodAddress(A(bits: bits), prefixLength: pool.length)
+    }
+
+    /// Reserves a requested address: why not, or nil when it is now the caller's.
+    mutating func reserve<A: PoolAddress>(_ a: A) -> String? {
+        guard var pool = self[A.self] else { return "the network has no IPv\(A.width == 32 ? 4 : 6) subnet" }
+        defer { self[A.self] = pool }
+        return pool.reserve(a.bits)
+    }
+
+    mutating func release<A: PoolAddress>(_ a: PodAddress<A>?) {
+        guard let a, var pool = self[A.self] else { return }
+        pool.release(a.address.bits)
+        self[A.self] = pool
+    }
+
+    mutating func markUsed<A: PoolAddress>(_ a: PodAddress<A>?) {
+        guard let a, var pool = self[A.self] else { return }
+        pool.markUsed(a.address.bits)
+        self[A.self] = pool
+    }
+
+    /// Addresses handed out, over both families.
+    var inUse: Int { (v4?.used.count ?? 0) + (v6?.used.count ?? 0) }
+    /// Free addresses of the first pool (IPv4 when the network has it), as `network list` shows.
+    var free: Int? { (v4 ?? v6)?.free }
+}

@@ -1,0 +1,31 @@
+// The node's workers are VRouterIO's forwarding workers (the loop lives with the dataplane,
+// built with the hot-path settings); this is how the node service makes one from its config.
+
+import VRouterCore
+import VRouterIO
+
+extension Worker {
+    static func start(
+        index: Int,
+        cpu: Int?,
+        service: NodeService,
+        taps: [(UInt16, TapPort, Int)],
+        fabric: (UInt16, AFPacketPort)?
+    ) throws(SystemError) -> Worker {
+        var pc = PipelineConfig()
+        pc.flowCapacity = service.config.flowCapacity
+        pc.flowIdleTimeout = UInt32(min(service.config.flowIdleTimeout * 1000, Double(UInt32.max / 4)))
+        return try start(
+            index: index,
+            cpu: cpu,
+            configuration: WorkerConfiguration(
+                poolBuffers: service.config.poolBuffers,
+                bufferSize: service.config.bufferSize,
+                pipeline: pc
+            ),
+            publication: service.publication,
+            taps: taps,
+            fabric: fabric
+        )
+    }
+}
