@@ -465,6 +465,10 @@ public struct FlowInfo: Codable, Sendable, Equatable {
     public var bytes: UInt64
     public var idleMilliseconds: UInt32
     public var closing: Bool
+    /// Fabric SNAT: "snat ADDRESS:PORT" on a translated flow's forward entry (what the
+    /// source becomes), "dnat ADDRESS:PORT" on its reverse entry (what the destination
+    /// becomes); nil for flows that are not translated.
+    public var translation: String?
     public init(
         worker: Int,
         vrf: String,
@@ -478,7 +482,8 @@ public struct FlowInfo: Codable, Sendable, Equatable {
         packets: UInt64,
         bytes: UInt64,
         idleMilliseconds: UInt32,
-        closing: Bool
+        closing: Bool,
+        translation: String? = nil
     ) {
         self.worker = worker
         self.vrf = vrf
@@ -493,6 +498,7 @@ public struct FlowInfo: Codable, Sendable, Equatable {
         self.bytes = bytes
         self.idleMilliseconds = idleMilliseconds
         self.closing = closing
+        self.translation = translation
     }
 }
 

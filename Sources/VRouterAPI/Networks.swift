@@ -190,14 +190,9 @@ extension NetworkRecord {
                     "\(where_): \(Self.contrailNetworkAnnotation) (mapping to an existing Contrail VN) is not supported; give \(Self.cidrAnnotation)"
                 )
             }
-            if r.ipFabricForwarding {
+            if r.ipFabricForwarding && r.ipFabricSnat {
                 throw .badRequest(
-                    "\(where_): \(Self.fabricForwardingAnnotation)=true is not supported: this vRouter has no IP-fabric VRF to put the network's routes in (pods reach the fabric through the default network)"
-                )
-            }
-            if r.ipFabricSnat {
-                throw .badRequest(
-                    "\(where_): \(Self.fabricSnatAnnotation)=true is not supported: the dataplane does no source NAT"
+                    "\(where_): \(Self.fabricForwardingAnnotation) and \(Self.fabricSnatAnnotation) exclude each other (a network routed on the fabric needs no translation)"
                 )
             }
             guard let cidr = ann[Self.cidrAnnotation] else {

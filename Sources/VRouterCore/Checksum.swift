@@ -76,6 +76,23 @@ public enum Checksum {
         return ~fold32(s)
     }
 
+    /// RFC 1624 for an address (in the pseudo-header) and a port changing together, as in
+    /// a TCP/UDP checksum under address translation: one fold instead of two.
+    @inlinable @inline(__always)
+    public static func update(
+        _ checksum: UInt16,
+        old: UInt32,
+        new: UInt32,
+        oldPort: UInt16,
+        newPort: UInt16
+    ) -> UInt16 {
+        var s = UInt32(~checksum)
+        s &+= UInt32(~UInt16(truncatingIfNeeded: old >> 16)) &+ UInt32(~UInt16(truncatingIfNeeded: old))
+        s &+= (new >> 16) &+ (new & 0xFFFF)
+        s &+= UInt32(~oldPort) &+ UInt32(newPort)
+        return ~fold32(s)
+    }
+
     /// Sum of the IPv4 pseudo-header (RFC 768/793) as a 32-bit partial for `initial`.
     @inlinable @inline(__always)
     public static func pseudoHeaderIPv4(src: UInt32, dst: UInt32, proto: UInt8, length: Int) -> UInt32 {

@@ -61,6 +61,16 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
     case selfAnnouncement
     /// The tunnel's underlay next hop has no resolved MAC yet (ARP pending or failing).
     case unresolvedNeighbour
+    /// Fabric SNAT found no free port in this worker's share of the node's range (or the
+    /// node has no range).
+    case natPortsExhausted
+    /// To the node's underlay address, untunneled, and no translated flow matches it: a
+    /// reply after its flow aged out, an ICMP error about no translated flow, or someone
+    /// on the fabric trying to open a connection.
+    case natNoMapping
+    /// Fabric SNAT cannot translate it: IPv6, a fragment, a protocol other than TCP, UDP
+    /// and ICMP echo, port or identifier 0, or a source other than the pod port's address.
+    case natUnsupported
 
     /// Name shown by `dropstats` and used as a metric label.
     public var name: String {
@@ -92,6 +102,9 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
         case .badTunnelOuter: "bad_tunnel_outer"
         case .selfAnnouncement: "self_announcement"
         case .unresolvedNeighbour: "unresolved_neighbour"
+        case .natPortsExhausted: "nat_ports_exhausted"
+        case .natNoMapping: "nat_no_mapping"
+        case .natUnsupported: "nat_unsupported"
         }
     }
 

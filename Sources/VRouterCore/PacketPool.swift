@@ -57,6 +57,21 @@ public struct PacketFlags: OptionSet, Sendable {
     public static let tcpSyn = PacketFlags(rawValue: 1 << 9)
     /// TCP FIN or RST: the flow is ending and ages out on the short timeout.
     public static let tcpClosing = PacketFlags(rawValue: 1 << 10)
+    /// TCP RST (with tcpClosing): the connection ends in both directions at once.
+    public static let tcpReset = PacketFlags(rawValue: 1 << 11)
+    /// Received untunneled on the fabric and routed in the underlay VRF: it may only be
+    /// delivered to a local pod (or, with `toNode`, be a reply of a translated flow).
+    public static let underlayRouted = PacketFlags(rawValue: 1 << 12)
+    /// Addressed to the node's underlay address and not a tunnel packet: only a reply (or
+    /// ICMP error) of a translated flow can be for it.
+    public static let toNode = PacketFlags(rawValue: 1 << 13)
+    /// An ICMPv4 error about a translated flow: the flow key came from its quote, and the
+    /// quote (at `scratch0`) is translated with it.
+    public static let natICMPError = PacketFlags(rawValue: 1 << 14)
+    /// The port layer says the TCP/UDP checksum is not filled in yet (a local sender's
+    /// checksum offload: AF_PACKET's TP_STATUS_CSUMNOTREADY). Completed before the packet
+    /// is translated or handed to a pod, which would otherwise see a wrong checksum.
+    public static let checksumPartial = PacketFlags(rawValue: 1 << 15)
 }
 
 /// A pool of packet buffers, as a bundle of raw pointers: trivially copyable, so the hot

@@ -106,11 +106,12 @@ struct NetworkCommand: ParsableCommand {
         return [
             n.isDefault ? "\(r.name) (default)" : r.key, r.kind.rawValue,
             r.kind == .vrouter ? (subnet.isEmpty ? "-" : subnet) : r.pluginType,
-            opt(r.gateway), opt(r.vrf), opt(r.vni), "\(n.pods.count)", "\(n.addressesInUse)", opt(n.addressesFree),
+            opt(r.gateway), opt(r.vrf), opt(r.vni), r.ipFabricForwarding ? "forwarding" : r.ipFabricSnat ? "snat" : "-",
+            "\(n.pods.count)", "\(n.addressesInUse)", opt(n.addressesFree),
         ]
     }
     static let headers = [
-        "NETWORK", "KIND", "SUBNET/PLUGIN", "GATEWAY", "VRF", "VNI", "PODS", "IPS-IN-USE", "IPS-FREE",
+        "NETWORK", "KIND", "SUBNET/PLUGIN", "GATEWAY", "VRF", "VNI", "FABRIC", "PODS", "IPS-IN-USE", "IPS-FREE",
     ]
 
     struct List: ParsableCommand {

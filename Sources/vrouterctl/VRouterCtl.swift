@@ -498,14 +498,15 @@ struct FlowCommand: ParsableCommand {
             global.show(q, as: [FlowInfo].self) { fs in
                 table(
                     [
-                        "WORKER", "VRF", "PROTO", "SOURCE", "SPORT", "DESTINATION", "DPORT", "NEXTHOP", "PACKETS",
-                        "BYTES", "IDLE-MS",
+                        "WORKER", "VRF", "PROTO", "SOURCE", "SPORT", "DESTINATION", "DPORT", "NEXTHOP", "NAT",
+                        "PACKETS", "BYTES", "IDLE-MS",
                     ],
                     fs.map {
                         [
                             "\($0.worker)", $0.vrf, "\($0.proto)", $0.source, "\($0.sourcePort)", $0.destination,
                             "\($0.destinationPort)",
-                            "\($0.nexthop)", "\($0.packets)", "\($0.bytes)", "\($0.idleMilliseconds)",
+                            "\($0.nexthop)", $0.translation ?? "-", "\($0.packets)", "\($0.bytes)",
+                            "\($0.idleMilliseconds)",
                         ]
                     }
                 )

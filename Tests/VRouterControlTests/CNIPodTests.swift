@@ -101,10 +101,12 @@ import VRouterTestSupport
 
     @Test(arguments: [
         (
-            ["opencontrail.org/cidr": "198.51.100.0/24", "opencontrail.org/ip_fabric_forwarding": "true"],
-            "not supported"
+            [
+                "opencontrail.org/cidr": "198.51.100.0/24", "opencontrail.org/ip_fabric_forwarding": "true",
+                "opencontrail.org/ip_fabric_snat": "true",
+            ],
+            "exclude each other"
         ),
-        (["opencontrail.org/cidr": "198.51.100.0/24", "opencontrail.org/ip_fabric_snat": "true"], "not supported"),
         (
             ["opencontrail.org/cidr": "198.51.100.0/24", "opencontrail.org/ip_fabric_snat": "yes"],
             "must be \"true\" or \"false\""

@@ -86,6 +86,10 @@ import VRouterTestSupport
         ),
     ])
     func badConfigsNameTheProblem(yaml: String, expected: String) {
+        Self.refused(yaml, expected)
+    }
+
+    static func refused(_ yaml: String, _ expected: String) {
         do {
             _ = try NodeConfig.parse(yaml)
             Issue.record("accepted: \(yaml)")
@@ -107,5 +111,75 @@ import VRouterTestSupport
         )
         #expect(throws: ConfigError.self) { try NodeConfig.loadRoutes(path, vrf: "blue") }
         do { _ = try NodeConfig.loadRoutes(path, vrf: "blue") } catch { #expect(error.description.contains(":2:")) }
+    }
+
+    static let fabric =
+        "  - { name: f, kind: fabric, address: 198.18.0.1/24, mac: \"02:00:00:00:00:01\", gateway: 198.18.0.254 }"
+
+    @Test(arguments: [
+        ("snat: { ports: 4000-5000 }\ninterfaces:\n\(fabric)", "overlaps the VXLAN port 4789"),
+        ("snat: { ports: 51000-52000 }\ninterfaces:\n\(fabric)", "overlaps Contrail's MPLS-over-UDP port 51234"),
+        ("snat: { ports: 9000-8000 }", "is not a port range"),
+        ("snat: { ports: 0-100 }", "is not a port range"),
+        ("snat: { ports: 20000 }", "is not a port range"),
+        ("workers: 4\nsnat: { ports: 20000-20002 }", "fewer ports than workers (4)"),
+        ("snat: { ports: 20000-20099 }", "there is no fabric interface with one"),
+        ("vrfs: [ { name: a, ipFabricSnat: true } ]\ninterfaces:\n\(fabric)", "needs the node's port range"),
+        ("vrfs: [ { name: a, ipFabricSnat: true } ]\nsnat: { ports: 20000-20099 }", "needs a fabric interface"),
+        ("vrfs: [ { name: a, ipFabricForwarding: true } ]", "needs a fabric interface"),
+        (
+            "vrfs: [ { name: a, ipFabricSnat: true, ipFabricForwarding: true } ]\nsnat: { ports: 20000-20099 }\ninterfaces:\n\(fabric)",
+            "exclude each other"
+        ),
+        (
+            "defaultNetwork: { name: pods, subnet: 192.0.2.0/24, ipFabricSnat: true }\ninterfaces:\n\(fabric)",
+            "defaultNetwork: ipFabricSnat needs the node's port range"
+        ),
+        (
+            "vrfs: [ { name: ip-fabric } ]\nsnat: { ports: 20000-20099 }\ninterfaces:\n\(fabric)",
+            "name of the node's underlay VRF"
+        ),
+    ])
+    func badFabricServicesNameTheProblem(yaml: String, expected: String) {
+        Self.refused(yaml, expected)
+    }
+
+    /// A translated network and a forwarded one: their default routes, the underlay VRF
+    /// on the fabric, the forwarded pod reachable in it.
+    @Test func fabricServicesCompileToTheUnderlayVRF() throws {
+        let c = try NodeConfig.parse(
+            """
+            snat: { ports: 20000-20099 }
+            defaultNetwork: { name: pods, subnet: 192.0.2.0/24, ipFabricSnat: true }
+            vrfs: [ { name: purple, gateway: 198.18.1.1, ipFabricForwarding: true } ]
+            interfaces:
+            \(Self.fabric)
+              - { name: p, kind: pod, vrf: purple, mac: "02:00:00:00:00:05", ipv4: 198.18.1.10 }
+            """
+        )
+        #expect(c.snat == NodeConfig.SNATRange(first: 20000, last: 20099))
+        var compiled = try c.makeTables()
+        let f = try #require(compiled.fabric)
+        let tables = compiled.builder.build()
+        let view = tables.view
+        #expect(view.ports[Int(f.port)].flags.contains(.underlayVRF) && view.ports[Int(f.port)].vrf == f.vrf)
+        func route(_ vrf: UInt16, _ a: IPv4Address) -> Nexthop? {
+            let r = view.vrfs[Int(vrf)].v4.lookup(a.value)
+            return r == LPM.miss ? nil : view.nexthops[Int(view.results[Int(r)].nexthop)]
+        }
+        let world = IPv4Address(203, 0, 113, 9)
+        #expect(route(compiled.vrfIDs["pods"]!, world)?.kind == .sourceNAT)
+        #expect(route(compiled.vrfIDs["purple"]!, world)?.kind == .vrfTranslate)
+        #expect(route(f.vrf, world)?.kind == .underlay)
+        #expect(route(f.vrf, IPv4Address(198, 18, 1, 10))?.kind == .encap)
+        #expect(
+            route(f.vrf, IPv4Address(192, 0, 2, 10)) == nil
+                || route(f.vrf, IPv4Address(192, 0, 2, 10))?.kind == .underlay
+        )
+        // Written back and read again, the same.
+        let again = try NodeConfig.parse(c.yaml(routeFiles: [], journalSequence: 0))
+        #expect(again.snat == c.snat)
+        #expect(again.defaultNetwork?.ipFabricSnat == true)
+        #expect(again.vrfs.first { $0.name == "purple" }?.ipFabricForwarding == true)
     }
 }

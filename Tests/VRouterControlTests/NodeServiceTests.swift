@@ -187,3 +187,80 @@ import VRouterTestSupport
         } catch { #expect(error.description.contains("refusing to start")) }
     }
 }
+
+/// NADs with Contrail's fabric annotations on a running node (no ports needed).
+@Suite(.serialized) struct FabricNetworkTests {
+    static let yaml = """
+        snat: { ports: 20000-20999 }
+        defaultNetwork: { name: cluster, subnet: 198.19.0.0/24, ipFabricSnat: true }
+        interfaces:
+          - { name: fabric0, kind: fabric, address: 198.18.0.1/24, mac: "02:00:00:00:00:01", gateway: 198.18.0.254, pcap: { in: none.pcap } }
+        """
+
+    func service(_ yaml: String, state: StatePersistence? = nil) throws -> NodeService {
+        var c = try NodeConfig.parse(yaml)
+        c.poolBuffers = 1024
+        c.flowCapacity = 1024
+        let s = try NodeService(config: c, logger: Logger(label: "test"), requireLivePorts: false)
+        s.persistence = state
+        try s.start()
+        return s
+    }
+
+    static func nad(_ name: String, _ ann: [String: String]) -> NetworkAttachmentDefinition {
+        NetworkAttachmentDefinition(
+            metadata: .init(name: name, annotations: ["opencontrail.org/cidr": "198.51.100.0/24"].merging(ann) { $1 })
+        )
+    }
+
+    @Test func fabricAnnotationsGiveTheNetworkItsWayOut() throws {
+        let dir = Scratch.path("fabric-state-\(UInt32.random(in: 0...UInt32.max))")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let p = try StatePersistence(directory: dir)
+        let s = try service(Self.yaml, state: p)
+        try s.saveSnapshot()
+        _ = try s.applyNetwork(Self.nad("out", ["opencontrail.org/ip_fabric_snat": "true"]))
+        _ = try s.applyNetwork(Self.nad("flat", ["opencontrail.org/ip_fabric_forwarding": "true"]))
+        func defaultRoute(_ vrf: String, in s: NodeService) throws -> String? {
+            try s.routes(vrf: vrf).first { $0.prefix == "0.0.0.0/0" }?.kind
+        }
+        #expect(try defaultRoute("default:out", in: s) == "snat")
+        #expect(try defaultRoute("default:flat", in: s) == "vrf-translate")
+        #expect(try defaultRoute("cluster", in: s) == "snat")
+        #expect(try defaultRoute(NodeConfig.underlayVRFName, in: s) == "fabric")
+        let nets = Dictionary(uniqueKeysWithValues: s.networks().map { ($0.network.name, $0.network) })
+        #expect(nets["out"]?.ipFabricSnat == true && nets["flat"]?.ipFabricForwarding == true)
+        #expect(nets["cluster"]?.ipFabricSnat == true)
+        s.stop()
+        // After a restart (state replayed), the same.
+        let p2 = try StatePersistence(directory: dir)
+        let (restored, records) = try #require(try p2.load())
+        let s2 = try service(try restored.yaml(routeFiles: [], journalSequence: 0), state: p2)
+        defer { s2.stop() }
+        s2.replay(records)
+        #expect(try defaultRoute("default:out", in: s2) == "snat")
+        #expect(try defaultRoute("default:flat", in: s2) == "vrf-translate")
+    }
+
+    @Test func aNodeThatCannotCarryThemRefusesThem() throws {
+        let bare = try service(
+            """
+            interfaces:
+              - { name: fabric0, kind: fabric, address: 198.18.0.1/24, mac: "02:00:00:00:00:01", pcap: { in: none.pcap } }
+            """
+        )
+        defer { bare.stop() }
+        #expect {
+            _ = try bare.applyNetwork(Self.nad("out", ["opencontrail.org/ip_fabric_snat": "true"]))
+        } throws: { ($0 as? APIError)?.message.contains("needs this node's SNAT port range") == true }
+        #expect(bare.networks().isEmpty)
+        // Forwarding needs only the fabric: the underlay VRF is made for it.
+        _ = try bare.applyNetwork(Self.nad("flat", ["opencontrail.org/ip_fabric_forwarding": "true"]))
+        #expect(bare.vrfs().contains { $0.name == NodeConfig.underlayVRFName })
+        let none = try service("vrfs: [ { name: a } ]")
+        defer { none.stop() }
+        #expect {
+            _ = try none.applyNetwork(Self.nad("flat", ["opencontrail.org/ip_fabric_forwarding": "true"]))
+        } throws: { ($0 as? APIError)?.message.contains("needs a fabric interface") == true }
+    }
+}

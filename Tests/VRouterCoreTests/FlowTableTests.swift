@@ -220,7 +220,7 @@ import Testing
             IPv4FlowKey(word0: base.word0 | 0xFF << 32, word1: base.word1),
         ]
         #expect(neighbours[6] == base)
-        let slot = try! t.insert(base, value: FlowValue(nexthop: 1, flags: [.closing, .drop, .user0, .user1]), now: 0)
+        let slot = try! t.insert(base, value: FlowValue(nexthop: 1, flags: [.closing, .drop, .pinned, .user1]), now: 0)
             .get()
         for k in neighbours.prefix(6) {
             #expect(t.lookup(k) == Table4.miss, "\(k)")

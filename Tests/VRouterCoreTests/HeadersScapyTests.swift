@@ -146,4 +146,87 @@ struct HeadersScapyTests {
         frames.append(("tcp6", tcp, "chksum=TCP,plen=IPv6"))
         try check(frames)
     }
+
+    /// What fabric SNAT sends, both ways: every checksum its incremental updates left is
+    /// the one scapy computes from scratch, inside ICMP quotes too.
+    @Test func translatedPacketsAgreeWithScapy() throws {
+        var c = PipelineConfig()
+        c.snat = SNATPortRange(first: 20000, last: 20003)
+        let h = PipelineHarness(config: c, topology: SampleTopology(fabricServices: true))
+        typealias Topo = SampleTopology
+        var frames: [(String, [UInt8], String)] = []
+        func run(_ name: String, _ bytes: [UInt8], _ port: UInt16, _ spec: String) -> [UInt8] {
+            let out = h.run(bytes, from: port)
+            #expect(out.count == 1, "\(name)")
+            let b = out.first?.bytes ?? []
+            frames.append((name, b, spec))
+            return b
+        }
+        let udp = run(
+            "snat-udp",
+            NATFrames.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 40000, dport: 33434, ttl: 2),
+            Topo.greenA,
+            "chksum=IP,chksum=UDP"
+        )
+        _ = run(
+            "dnat-udp",
+            NATFrames.udp(Topo.gatewayMAC, Topo.nodeMAC, Topo.world, Topo.underlay, sport: 33434, dport: 20000),
+            Topo.fabricPort,
+            "chksum=IP,chksum=UDP"
+        )
+        _ = run(
+            "snat-tcp",
+            NATFrames.tcp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 33000, dport: 80, flags: 0x02),
+            Topo.greenA,
+            "chksum=IP,chksum=TCP"
+        )
+        _ = run(
+            "dnat-tcp",
+            NATFrames.tcp(
+                Topo.gatewayMAC,
+                Topo.nodeMAC,
+                Topo.world,
+                Topo.underlay,
+                sport: 80,
+                dport: 20000,
+                flags: 0x12
+            ),
+            Topo.fabricPort,
+            "chksum=IP,chksum=TCP"
+        )
+        _ = run(
+            "snat-echo",
+            NATFrames.echo(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, id: 0x1234),
+            Topo.greenA,
+            "chksum=IP,chksum=ICMP"
+        )
+        _ = run(
+            "dnat-echo",
+            NATFrames.echo(Topo.gatewayMAC, Topo.nodeMAC, Topo.world, Topo.underlay, reply: true, id: 20000),
+            Topo.fabricPort,
+            "chksum=IP,chksum=ICMP"
+        )
+        let error = NATFrames.error(
+            Topo.gatewayMAC,
+            Topo.nodeMAC,
+            Topo.underlayGateway,
+            Topo.underlay,
+            type: 11,
+            code: 0,
+            quote: Array(udp[14...])
+        )
+        _ = run("dnat-icmp-error", error, Topo.fabricPort, "chksum=IP,chksum=ICMP,chksum=IPerror,chksum=UDPerror")
+        let reply = NATFrames.udp(.vrouter, Topo.greenAMAC, Topo.world, Topo.greenAIP, sport: 33434, dport: 40000)
+        let podError = NATFrames.error(
+            Topo.greenAMAC,
+            .vrouter,
+            Topo.greenAIP,
+            Topo.world,
+            type: 3,
+            code: 3,
+            quote: Array(reply[14...])
+        )
+        _ = run("snat-icmp-error", podError, Topo.greenA, "chksum=IP,chksum=ICMP,chksum=IPerror,chksum=UDPerror")
+        try check(frames)
+    }
 }

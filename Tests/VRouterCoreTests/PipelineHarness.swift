@@ -36,13 +36,15 @@ final class PipelineHarness {
     func rebuild() { tables = topology.builder.build() }
 
     /// Runs one frame made of `packets` (bytes, receiving port) and returns the output, then
-    /// what was punted to the control plane (reported on `PacketMeta.puntPort`).
-    func run(_ packets: [([UInt8], UInt16)]) -> [Sent] {
+    /// what was punted to the control plane (reported on `PacketMeta.puntPort`). `flags` are
+    /// what the port layer would have set on each packet.
+    func run(_ packets: [([UInt8], UInt16)], flags: PacketFlags = []) -> [Sent] {
         precondition(packets.count <= Frame.defaultCapacity)
         for (bytes, port) in packets {
             let idx = pool.alloc()!
             _ = bytes.withUnsafeBytes { pool.load(idx, bytes: $0) }
             pool.metas[Int(idx)].rxPort = port
+            pool.metas[Int(idx)].flags = flags
             input.append(idx)
         }
         pipeline.process(&input, tables: UnsafePointer(tables.viewPointer), now: now, output: &output, punt: &punt)

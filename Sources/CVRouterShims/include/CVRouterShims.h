@@ -15,6 +15,7 @@
 #include <linux/if_packet.h>  // never together with <netpacket/packet.h> (both define sockaddr_ll)
 #include <linux/if_ether.h>
 #include <linux/if_tun.h>
+#include <linux/filter.h>     // sock_filter, sock_fprog: the fabric's fanout steering program
 
 // Software prefetch: Swift has no spelling for it. Read and write (prefetchw) variants.
 static inline void vrt_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }

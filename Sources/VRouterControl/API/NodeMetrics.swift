@@ -107,6 +107,18 @@ public final class NodeMetrics: Sendable {
                 [],
                 Int(truncatingIfNeeded: st.tablesVersion)
             )
+            if let range = service.config.snat {
+                gauge("vrouter_snat_ports", "Ports of the node's SNAT range (per protocol)", [], range.count)
+                for (proto, s) in service.snatStats() {
+                    gauge("vrouter_snat_flows", "Translated flows alive (fabric SNAT)", [("proto", proto)], s.flows)
+                    gauge(
+                        "vrouter_snat_ports_in_use",
+                        "SNAT ports at least one translated flow uses",
+                        [("proto", proto)],
+                        s.portsInUse
+                    )
+                }
+            }
             let t = service.tableSizes()
             gauge("vrouter_ports", "Ports (vifs) in the tables", [], t.ports)
             gauge("vrouter_nexthops", "Nexthops in the tables", [], t.nexthops)

@@ -22,8 +22,11 @@ extension NodeConfig {
             if let g = d.gateway4 { line += ", gateway: \(g)" }
             if let g = d.gateway6 { line += ", gateway6: \(q(g.description))" }
             if let v = d.vni { line += ", vni: \(v)" }
+            if d.ipFabricForwarding { line += ", ipFabricForwarding: true" }
+            if d.ipFabricSnat { line += ", ipFabricSnat: true" }
             y += line + " }\n"
         }
+        if let r = snat { y += "snat: { ports: \(q(r.description)) }\n" }
         y += "ipam: { slice: \(ipamSlice), slices: \(ipamSlices) }\n"
         y += remoteNodes.isEmpty ? "remoteNodes: []\n" : "remoteNodes:\n"
         for n in remoteNodes {
@@ -40,6 +43,8 @@ extension NodeConfig {
             if let g = v.gateway4 { line += ", gateway: \(g)" }
             if let g = v.gateway6 { line += ", gateway6: \(q(g.description))" }
             if routeFiles.contains(v.name) { line += ", routesFile: \(q("routes-\(v.name).txt"))" }
+            if v.ipFabricForwarding { line += ", ipFabricForwarding: true" }
+            if v.ipFabricSnat { line += ", ipFabricSnat: true" }
             y += line + " }\n"
         }
         y += interfaces.isEmpty ? "interfaces: []\n" : "interfaces:\n"
@@ -53,6 +58,7 @@ extension NodeConfig {
             if !i.antiSpoofing { line += ", antiSpoofing: false" }
             if !i.defaultRoute { line += ", defaultRoute: false" }
             if let g = i.gateway { line += ", gateway: \(g)" }
+            if let m = i.gatewayMAC { line += ", gatewayMAC: \(q(m.description))" }
             if let d = i.device { line += ", device: \(q(d))" }
             if let t = i.tap {
                 line += ", tap: { name: \(q(t.name))"

@@ -24,6 +24,9 @@ public struct NodeConfig: Sendable {
     /// The cluster-wide network every pod's first interface (eth0) is attached to by the
     /// CNI shim; nil on a node that serves no pods through CNI.
     public var defaultNetwork: DefaultNetwork?
+    /// The node's fabric SNAT port range (TCP, UDP and ICMP identifiers each); nil: no
+    /// network may use fabric SNAT.
+    public var snat: SNATRange?
     /// Which part of every pod subnet this node allocates from (see IPAM.swift).
     public var ipamSlice = 0
     public var ipamSlices = 1
@@ -44,8 +47,11 @@ public struct NodeConfig: Sendable {
         public var ipv4PrefixLength = 32
         public var ipv6PrefixLength = 128
         /// Fabric: the underlay gateway (remote nodes outside the fabric's subnet are
-        /// reached through it).
+        /// reached through it, and so is everything pods reach untunneled: IP-fabric
+        /// forwarding and fabric SNAT).
         public var gateway: IPv4Address?
+        /// Fabric: the gateway's MAC when it is not to be resolved by ARP (replays).
+        public var gatewayMAC: MACAddress?
         /// Pod: install a default route through the VRF's gateway inside the pod.
         public var defaultRoute = true
         public var vlan: UInt16?
@@ -75,6 +81,26 @@ public struct NodeConfig: Sendable {
         public var gateway6: IPv6Address?
         public var routes: [Route] = []
         public var routesFile: String?
+        /// Pods reach the fabric untunneled with their own addresses, and the fabric
+        /// reaches them (Contrail's `ip_fabric_forwarding`).
+        public var ipFabricForwarding = false
+        /// Pods reach the fabric with their source translated to the node's underlay
+        /// address (Contrail's `ip_fabric_snat`).
+        public var ipFabricSnat = false
+    }
+
+    /// `snat: { ports: FIRST-LAST }`.
+    public struct SNATRange: Sendable, Equatable {
+        public var first: UInt16
+        public var last: UInt16
+        public var count: Int { Int(last) - Int(first) + 1 }
+        public var description: String { "\(first)-\(last)" }
+        /// The ports a fabric reply must never be taken for (tunnel packets are recognised
+        /// by their destination port before anything else).
+        static let tunnelPorts: [(UInt16, String)] = [
+            (UDPPort.vxlan, "the VXLAN port"), (UDPPort.mplsOverUDP, "the MPLS-over-UDP port"),
+            (UDPPort.contrailMPLSOverUDP, "Contrail's MPLS-over-UDP port"),
+        ]
     }
 
     public struct Route: Sendable {
@@ -102,6 +128,8 @@ public struct NodeConfig: Sendable {
         public var vni: UInt32?
         /// MTU of every pod interface vrouterd makes.
         public var mtu = 1500
+        public var ipFabricForwarding = false
+        public var ipFabricSnat = false
     }
 
     public struct RemoteNode: Sendable {
@@ -138,7 +166,7 @@ extension NodeConfig {
         let root = try YAMLWalker.parse(text, file: file)
         let top = try root.mapping(allowed: [
             "node", "workers", "pool", "flows", "interfaces", "vrfs", "remoteNodes", "stateVersion", "journalSequence",
-            "defaultNetwork", "ipam",
+            "defaultNetwork", "ipam", "snat",
         ])
         var c = NodeConfig()
         if let v = top["stateVersion"] {
@@ -171,7 +199,10 @@ extension NodeConfig {
         }
         var vrfIDs: Set<UInt16> = []
         for (i, v) in try (top["vrfs"]?.sequence() ?? []).enumerated() {
-            let m = try v.mapping(allowed: ["name", "id", "vni", "gateway", "gateway6", "routes", "routesFile"])
+            let m = try v.mapping(allowed: [
+                "name", "id", "vni", "gateway", "gateway6", "routes", "routesFile", "ipFabricForwarding",
+                "ipFabricSnat",
+            ])
             guard let nameNode = m["name"] else { throw v.fail("a VRF needs a name") }
             let name = try nameNode.string()
             guard !c.vrfs.contains(where: { $0.name == name }) else { throw nameNode.fail("duplicate VRF '\(name)'") }
@@ -183,6 +214,8 @@ extension NodeConfig {
             if let n = m["gateway6"] { vrf.gateway6 = try n.ipv6() }
             for r in try m["routes"]?.sequence() ?? [] { vrf.routes.append(try parseRoute(r)) }
             if let n = m["routesFile"] { vrf.routesFile = try n.string() }
+            if let n = m["ipFabricForwarding"] { vrf.ipFabricForwarding = try n.bool() }
+            if let n = m["ipFabricSnat"] { vrf.ipFabricSnat = try n.bool() }
             c.vrfs.append(vrf)
         }
         if let d = top["defaultNetwork"] { try c.parseDefaultNetwork(d) }
@@ -209,7 +242,7 @@ extension NodeConfig {
         for v in try top["interfaces"]?.sequence() ?? [] {
             let m = try v.mapping(allowed: [
                 "name", "kind", "vrf", "mac", "mtu", "ipv4", "ipv6", "address", "vlan", "label", "antiSpoofing",
-                "pcap", "device", "tap", "gateway", "defaultRoute",
+                "pcap", "device", "tap", "gateway", "gatewayMAC", "defaultRoute",
             ])
             guard let nameNode = m["name"], let kindNode = m["kind"], let macNode = m["mac"] else {
                 throw v.fail("an interface needs name, kind and mac")
@@ -240,6 +273,7 @@ extension NodeConfig {
                 itf.ipv6PrefixLength = len
             }
             if let n = m["gateway"] { itf.gateway = try n.ipv4() }
+            if let n = m["gatewayMAC"] { itf.gatewayMAC = try n.mac() }
             if let n = m["defaultRoute"] { itf.defaultRoute = try n.bool() }
             if let n = m["vlan"] { itf.vlan = UInt16(try n.int(1...4094)) }
             if let n = m["label"] { itf.label = UInt32(try n.int(16...(1 << 20) - 1)) }
@@ -275,6 +309,7 @@ extension NodeConfig {
             }
             c.interfaces.append(itf)
         }
+        if let s = top["snat"] { c.snat = try parseSNAT(s, workers: c.workers) }
         if let i = top["ipam"] {
             let m = try i.mapping(allowed: ["slice", "slices"])
             if let v = m["slices"] { c.ipamSlices = try v.int(1...4096) }
@@ -329,8 +364,34 @@ extension NodeConfig {
         return route
     }
 
+    static func parseSNAT(_ s: YAMLWalker, workers: Int) throws(ConfigError) -> SNATRange {
+        let m = try s.mapping(allowed: ["ports"])
+        guard let p = m["ports"] else { throw s.fail("snat needs ports: FIRST-LAST") }
+        let text = try p.string()
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 2, let first = UInt16(parts[0].trimmingCharacters(in: .whitespaces)),
+            let last = UInt16(parts[1].trimmingCharacters(in: .whitespaces)), first >= 1, first <= last
+        else {
+            throw p.fail("snat.ports '\(text)' is not a port range FIRST-LAST within 1-65535")
+        }
+        let r = SNATRange(first: first, last: last)
+        for (port, what) in SNATRange.tunnelPorts where (first...last).contains(port) {
+            throw p.fail(
+                "snat.ports \(r.description) overlaps \(what) \(port): replies to it would be taken for tunnel packets"
+            )
+        }
+        guard r.count >= workers else {
+            throw p.fail(
+                "snat.ports \(r.description) has fewer ports than workers (\(workers)): each worker needs its own"
+            )
+        }
+        return r
+    }
+
     mutating func parseDefaultNetwork(_ d: YAMLWalker) throws(ConfigError) {
-        let m = try d.mapping(allowed: ["name", "subnet", "subnet6", "gateway", "gateway6", "vni", "mtu"])
+        let m = try d.mapping(allowed: [
+            "name", "subnet", "subnet6", "gateway", "gateway6", "vni", "mtu", "ipFabricForwarding", "ipFabricSnat",
+        ])
         guard let nameNode = m["name"] else { throw d.fail("defaultNetwork needs a name (its VRF's)") }
         var n = DefaultNetwork(name: try nameNode.string())
         guard !n.name.isEmpty, !n.name.contains("/"), n.name.utf8.count <= 63 else {
@@ -357,6 +418,8 @@ extension NodeConfig {
         if let v = m["gateway6"] { n.gateway6 = try v.ipv6() }
         if let v = m["vni"] { n.vni = UInt32(try v.int(1...(1 << 24) - 1)) }
         if let v = m["mtu"] { n.mtu = try v.int(576...9000) }
+        if let v = m["ipFabricForwarding"] { n.ipFabricForwarding = try v.bool() }
+        if let v = m["ipFabricSnat"] { n.ipFabricSnat = try v.bool() }
         if let i = vrfs.firstIndex(where: { $0.name == n.name }) {
             // The VRF exists: it decides the gateway and VNI unless they are given here too.
             if n.gateway4 == nil { n.gateway4 = vrfs[i].gateway4 }
@@ -383,9 +446,14 @@ extension NodeConfig {
             vrfs[i].gateway4 = n.gateway4
             vrfs[i].gateway6 = n.gateway6
             vrfs[i].vni = n.vni
+            vrfs[i].ipFabricForwarding = vrfs[i].ipFabricForwarding || n.ipFabricForwarding
+            vrfs[i].ipFabricSnat = vrfs[i].ipFabricSnat || n.ipFabricSnat
         } else {
             let id = (1...UInt16(65534)).first { id in !vrfs.contains { $0.id == id } }!
-            vrfs.append(VRF(name: n.name, id: id, vni: n.vni, gateway4: n.gateway4, gateway6: n.gateway6))
+            var v = VRF(name: n.name, id: id, vni: n.vni, gateway4: n.gateway4, gateway6: n.gateway6)
+            v.ipFabricForwarding = n.ipFabricForwarding
+            v.ipFabricSnat = n.ipFabricSnat
+            vrfs.append(v)
         }
         defaultNetwork = n
     }
@@ -439,6 +507,7 @@ extension NodeConfig {
                 addrs[key] = i.name
             }
         }
+        try checkFabricServices(fabrics.first)
         var vnis: Set<UInt32> = []
         for v in vrfs {
             if let n = v.vni, !vnis.insert(n).inserted { throw ConfigError("vrfs: VNI \(n) is given to two VRFs") }
@@ -458,6 +527,41 @@ extension NodeConfig {
                 case .discard: break
                 }
             }
+        }
+    }
+
+    /// The name of the VRF that routes the underlay itself (made when anything needs it).
+    public static let underlayVRFName = "ip-fabric"
+
+    /// Whether the node routes untunneled traffic on the fabric (an underlay VRF).
+    public var needsUnderlayVRF: Bool {
+        snat != nil || vrfs.contains { $0.ipFabricForwarding || $0.ipFabricSnat }
+    }
+
+    /// IP-fabric forwarding and fabric SNAT: what they need from the rest of the config.
+    func checkFabricServices(_ fabric: Interface?) throws(ConfigError) {
+        for v in vrfs where v.ipFabricSnat || v.ipFabricForwarding {
+            let what = v.name == defaultNetwork?.name ? "defaultNetwork" : "vrfs.\(v.name)"
+            if v.ipFabricSnat && v.ipFabricForwarding {
+                throw ConfigError(
+                    "\(what): ipFabricForwarding and ipFabricSnat exclude each other (a network routed on the fabric needs no translation)"
+                )
+            }
+            let key = v.ipFabricSnat ? "ipFabricSnat" : "ipFabricForwarding"
+            guard fabric?.ipv4 != nil else {
+                throw ConfigError("\(what): \(key) needs a fabric interface with the node's underlay address")
+            }
+            if v.ipFabricSnat && snat == nil {
+                throw ConfigError("\(what): ipFabricSnat needs the node's port range (snat: { ports: FIRST-LAST })")
+            }
+        }
+        if let r = snat, fabric?.ipv4 == nil {
+            throw ConfigError(
+                "snat: the ports \(r.description) translate to the node's underlay address; there is no fabric interface with one"
+            )
+        }
+        if needsUnderlayVRF, vrfs.contains(where: { $0.name == Self.underlayVRFName }) {
+            throw ConfigError("vrfs: '\(Self.underlayVRFName)' is the name of the node's underlay VRF")
         }
     }
 

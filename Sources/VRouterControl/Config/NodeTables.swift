@@ -16,6 +16,19 @@ public struct CompiledNode: Sendable {
     /// The next nexthop id to hand out (ids are never reused while running).
     public var nextNexthop: UInt32
     public var routeCount: Int
+    /// The underlay VRF and the nexthops networks on the fabric use, when the node has them.
+    public var fabric: FabricTables?
+}
+
+/// What IP-fabric forwarding and fabric SNAT use: the underlay VRF (the fabric port's),
+/// the nexthop a translated network's default route takes, the one a forwarded network's
+/// default route takes (route again in the underlay VRF), and the underlay gateway's.
+public struct FabricTables: Sendable {
+    public var vrf: UInt16
+    public var port: UInt16
+    public var snat: UInt32?
+    public var toUnderlay: UInt32
+    public var gateway: UInt32?
 }
 
 extension NodeConfig {
@@ -23,8 +36,12 @@ extension NodeConfig {
     public static let nexthopReceive: UInt32 = 1
 
     /// Builds the tables. `underlayMAC` gives each remote node's underlay MAC when the
-    /// config does not (the node service resolves them by ARP); nil means unresolved.
-    public func makeTables(underlayMAC: (RemoteNode) -> MACAddress? = { $0.mac }) throws(ConfigError) -> CompiledNode {
+    /// config does not (the node service resolves them by ARP), `gatewayMAC` the underlay
+    /// gateway's; nil means unresolved.
+    public func makeTables(
+        underlayMAC: (RemoteNode) -> MACAddress? = { $0.mac },
+        gatewayMAC: (IPv4Address) -> MACAddress? = { _ in nil }
+    ) throws(ConfigError) -> CompiledNode {
         var b = TableBuilder()
         b.routerMAC = routerMAC
         var portIDs: [String: UInt16] = [:]
@@ -100,9 +117,42 @@ extension NodeConfig {
                 )
             }
         }
+        var fabricTables: FabricTables?
+        if needsUnderlayVRF, let port = fabricID, let f = interfaces.first(where: { $0.kind == .fabric }) {
+            let ft = try Self.makeFabricTables(
+                &b,
+                port: port,
+                fabric: f,
+                snat: snat != nil,
+                reservedVRFs: Set(vrfs.map(\.id)),
+                nextNexthop: &nextNH,
+                gatewayMAC: gatewayMAC
+            )
+            fabricTables = ft
+            vrfIDs[Self.underlayVRFName] = ft.vrf
+            // Pods of forwarded networks are routed in the underlay too: the fabric reaches them.
+            for itf in interfaces where itf.kind == .pod {
+                guard let a = itf.ipv4, vrfs.first(where: { $0.name == itf.vrf })?.ipFabricForwarding == true,
+                    let nh = podNH[itf.name]
+                else { continue }
+                try t("interfaces.\(itf.name)") {
+                    try b.addRoute(vrf: ft.vrf, IPv4Prefix(a, length: 32)!, RouteTarget(nexthop: nh))
+                }
+                routeCount += 1
+            }
+        }
         var ecmpSets: [[RouteTarget]: UInt32] = [:]
         for v in vrfs {
             let vid = v.id
+            // A network on the fabric: what no overlay route covers leaves through it.
+            if let f = fabricTables, v.ipFabricSnat || v.ipFabricForwarding,
+                let nh = v.ipFabricSnat ? f.snat : f.toUnderlay
+            {
+                try t("vrfs.\(v.name)") {
+                    try b.addRoute(vrf: vid, IPv4Prefix("0.0.0.0/0")!, RouteTarget(nexthop: nh))
+                }
+                routeCount += 1
+            }
             if let g = v.gateway4 {
                 try t("vrfs.\(v.name)") {
                     try b.addRoute(vrf: vid, IPv4Prefix(g, length: 32)!, RouteTarget(nexthop: Self.nexthopReceive))
@@ -168,8 +218,56 @@ extension NodeConfig {
             podNexthops: podNH,
             ecmpSets: ecmpSets,
             nextNexthop: nextNH,
-            routeCount: routeCount
+            routeCount: routeCount,
+            fabric: fabricTables
         )
+    }
+
+    /// The underlay VRF on the fabric port, with the underlay gateway as its default
+    /// route, and the nexthops networks use to reach it (translated with `snat`, or not).
+    /// Its id is the first free one not in `reservedVRFs`.
+    static func makeFabricTables(
+        _ b: inout TableBuilder,
+        port: UInt16,
+        fabric: Interface,
+        snat: Bool,
+        reservedVRFs: Set<UInt16>,
+        nextNexthop: inout UInt32,
+        gatewayMAC: (IPv4Address) -> MACAddress?
+    ) throws(ConfigError) -> FabricTables {
+        func t<R>(_ body: () throws -> R) throws(ConfigError) -> R {
+            do { return try body() } catch { throw ConfigError("\(Self.underlayVRFName): \(error)") }
+        }
+        guard let id = (1...UInt16(65534)).first(where: { b.vrfs[$0] == nil && !reservedVRFs.contains($0) }) else {
+            throw ConfigError("\(Self.underlayVRFName): no free VRF id")
+        }
+        var p = b.ports[port]!
+        p.underlayVRF = id
+        try t {
+            try b.setVRF(id, VRFConfig(name: Self.underlayVRFName, gateway4: fabric.ipv4))
+            try b.setPort(port, p)
+        }
+        func next() -> UInt32 {
+            defer { nextNexthop += 1 }
+            return nextNexthop
+        }
+        var tables = FabricTables(vrf: id, port: port, snat: nil, toUnderlay: next(), gateway: nil)
+        try t { try b.setNexthop(tables.toUnderlay, .vrfTranslate(vrf: id)) }
+        if snat {
+            let nh = next()
+            try t { try b.setNexthop(nh, .sourceNAT(fabric: port)) }
+            tables.snat = nh
+        }
+        if let g = fabric.gateway {
+            let nh = next()
+            let mac = fabric.gatewayMAC ?? gatewayMAC(g) ?? .zero
+            try t {
+                try b.setNexthop(nh, .underlay(port: port, via: g, mac: mac))
+                try b.addRoute(vrf: id, IPv4Prefix("0.0.0.0/0")!, RouteTarget(nexthop: nh))
+            }
+            tables.gateway = nh
+        }
+        return tables
     }
 
     /// A routes file: one route per line, `PREFIX via NODE vni N`, `PREFIX via NODE label N`,

@@ -41,9 +41,13 @@ final class NeighbourResolver: @unchecked Sendable {  // Safe: `entries` is used
     func watch() { rescan.store(true, ordering: .releasing) }
     private let rescan = Atomic<Bool>(false)
 
-    /// Next hops to resolve for the remote nodes the node has now.
+    /// The underlay gateway, when the underlay VRF routes through it and its MAC is not
+    /// configured: resolved like a node, for the untunneled traffic that leaves through it.
+    private var gateway: IPv4Address?
+
+    /// Next hops to resolve for the remote nodes the node has now (and the gateway).
     private func targets() -> [IPv4Address: [NodeConfig.RemoteNode]] {
-        let nodes = service.tables.read { $0.remoteNodes }
+        let (nodes, gatewayNexthop) = service.tables.read { ($0.remoteNodes, $0.compiled.fabric?.gateway) }
         let own = fabric.ipv4!
         let mask = IPv4Prefix.mask(fabric.ipv4PrefixLength)
         var out: [IPv4Address: [NodeConfig.RemoteNode]] = [:]
@@ -52,6 +56,8 @@ final class NeighbourResolver: @unchecked Sendable {  // Safe: `entries` is used
             let hop = onLink || fabric.gateway == nil ? node.address : fabric.gateway!
             out[hop, default: []].append(node)
         }
+        gateway = gatewayNexthop != nil && fabric.gatewayMAC == nil ? fabric.gateway : nil
+        if let g = gateway, out[g] == nil { out[g] = [] }
         return out
     }
 
@@ -135,12 +141,17 @@ final class NeighbourResolver: @unchecked Sendable {  // Safe: `entries` is used
         }
     }
 
-    /// Rewrites the tunnel nexthops of the nodes behind `hop` with its MAC (zero: unresolved).
+    /// Rewrites the tunnel nexthops of the nodes behind `hop` with its MAC (zero: unresolved),
+    /// and the underlay gateway's nexthop when `hop` is the gateway.
     private func publish(_ hop: IPv4Address, _ mac: MACAddress?) {
         let nodes = nodesByNextHop[hop] ?? []
         let fabricPort = self.fabricPort
+        let isGateway = hop == gateway
         do {
             try service.update { builder, compiled in
+                if isGateway, let nh = compiled.fabric?.gateway {
+                    try builder.setNexthop(nh, .underlay(port: fabricPort, via: hop, mac: mac ?? .zero))
+                }
                 for node in nodes {
                     guard let nh = compiled.nodeNexthops[node.name] else { continue }
                     try builder.setNexthop(

@@ -40,6 +40,8 @@ extension NodeService {
                     return journal.record(.network(rec))
                 }
             )
+            // The underlay gateway's MAC, if this network made the node route through it.
+            if rec.ipFabricSnat || rec.ipFabricForwarding { resolver?.watch() }
         } catch {
             attachments.withLock { _ = $0.changingNetworks.remove(key) }
             throw error
@@ -137,8 +139,8 @@ extension NodeService {
             gateway6: d.gateway6?.description,
             vrf: d.name,
             vni: vni,
-            ipFabricForwarding: false,
-            ipFabricSnat: false,
+            ipFabricForwarding: d.ipFabricForwarding,
+            ipFabricSnat: d.ipFabricSnat,
             annotations: [:]
         )
     }

@@ -123,6 +123,13 @@ extension NodeService {
                 }()
                 return RouteMember(via: node, vni: vx ? m.label : nil, label: vx ? nil : m.label)
             }
+        case .underlay?:
+            r.kind = "fabric"
+        case .vrfTranslate(let vrf)?:
+            r.kind = "vrf-translate"
+            r.via = s.builder.vrfs[vrf]?.name
+        case .sourceNAT?:
+            r.kind = "snat"
         case .receive?:
             r.kind = "receive"
         case .discard?, nil:
@@ -151,6 +158,15 @@ extension NodeService {
                 case .composite(let members):
                     info.kind = "composite"
                     info.members = members.map { NexthopMember(nexthop: $0.nexthop, label: $0.label) }
+                case .underlay(_, let via, let mac):
+                    info.kind = "fabric"
+                    info.destination = via.description
+                    info.underlayMAC = mac.value == 0 ? nil : mac.description
+                    info.resolved = mac.value != 0
+                case .vrfTranslate:
+                    info.kind = "vrf-translate"
+                case .sourceNAT:
+                    info.kind = "snat"
                 }
                 return info
             }
@@ -227,7 +243,9 @@ extension NodeService {
 
     /// Flows of every worker (one VRF or all), the most active first, at most `top`.
     public func flows(vrf name: String?, top: Int) throws(APIError) -> [FlowInfo] {
-        let (ids, names) = tables.read { s in (s.compiled.vrfIDs, s.builder.vrfs.mapValues(\.name)) }
+        let (ids, names, addresses) = tables.read { s in
+            (s.compiled.vrfIDs, s.builder.vrfs.mapValues(\.name), Self.translationAddresses(s.builder))
+        }
         var vrfID: UInt16?
         if let name {
             guard let v = ids[name] else { throw .notFound("no VRF named '\(name)'") }
@@ -255,13 +273,34 @@ extension NodeService {
                         packets: f.value.packets,
                         bytes: f.value.bytes,
                         idleMilliseconds: f.idle,
-                        closing: f.value.flags.contains(.closing)
+                        closing: f.value.flags.contains(.closing),
+                        translation: f.v6 ? nil : Self.translation(f.value, addresses)
                     )
                 )
             }
         }
         out.sort { $0.packets > $1.packets }
         return Array(out.prefix(max(top, 0)))
+    }
+
+    /// The address a translated flow's nexthop stands for: an underlay nexthop's source
+    /// (the node's underlay address), an encap nexthop's pod.
+    static func translationAddresses(_ b: TableBuilder) -> [UInt32: IPv4Address] {
+        var out: [UInt32: IPv4Address] = [:]
+        for (id, nh) in b.nexthops {
+            switch nh {
+            case .underlay(let port, _, _), .encap(let port, _): out[id] = b.ports[port]?.ipv4
+            default: break
+            }
+        }
+        return out
+    }
+
+    static func translation(_ v: FlowValue, _ addresses: [UInt32: IPv4Address]) -> String? {
+        guard FlowTranslation.isTranslated(v.label) else { return nil }
+        let address = addresses[v.nexthop]?.description ?? "?"
+        let port = FlowTranslation.port(v.label)
+        return FlowTranslation.isDestination(v.label) ? "dnat \(address):\(port)" : "snat \(address):\(port)"
     }
 }
 

@@ -207,7 +207,9 @@ extension NodeService {
                 }
                 return l
             case .discard?: return "\(prefix) discard"
-            case .receive?, nil: return nil  // gateway routes come back with their VRF
+            // Gateway routes come back with their VRF; fabric routes with the network's
+            // properties.
+            case .receive?, .underlay?, .vrfTranslate?, .sourceNAT?, nil: return nil
             }
         }
         for v in s.builder.vrfs.values {

@@ -15,6 +15,11 @@ extension Worker {
         var pc = PipelineConfig()
         pc.flowCapacity = service.config.flowCapacity
         pc.flowIdleTimeout = UInt32(min(service.config.flowIdleTimeout * 1000, Double(UInt32.max / 4)))
+        // Each worker translates to its own share of the node's ports (the fabric's receive
+        // steering sends replies to the share's owner).
+        pc.snat = service.config.snat.map {
+            SNATPortRange(first: $0.first, last: $0.last, slice: index, slices: service.config.workers)
+        }
         return try start(
             index: index,
             cpu: cpu,

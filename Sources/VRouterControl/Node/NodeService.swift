@@ -169,7 +169,13 @@ public final class NodeService: @unchecked Sendable {  // Safe: state is in the 
             if let fabric, let device = fabric.device {
                 do {
                     var c = AFPacketPort.Configuration()
-                    if config.workers > 1 { c.fanoutGroup = UInt16(truncatingIfNeeded: getpid()) }
+                    if config.workers > 1 {
+                        c.fanoutGroup = UInt16(truncatingIfNeeded: getpid())
+                        // Replies of translated flows go to the worker that owns their port.
+                        if let r = config.snat {
+                            c.fanoutSteering = FanoutSteering.program(first: r.first, last: r.last)
+                        }
+                    }
                     af = (portIDs[fabric.name]!, try AFPacketPort.open(interface: device, configuration: c))
                 } catch {
                     throw ServiceError("interfaces.\(fabric.name): \(error.description)")
@@ -227,6 +233,20 @@ public final class NodeService: @unchecked Sendable {  // Safe: state is in the 
 
     /// Every worker's counters (read while they run: plain per-worker values).
     public var workerCounters: [Counters] { workers.map(\.counters) }
+
+    /// Fabric SNAT over the workers, by protocol (tcp, udp, icmp): translated flows alive
+    /// and ports in use (a port counts once per worker; workers own disjoint ports).
+    public func snatStats() -> [(String, SNATProtocolStats)] {
+        [("tcp", IPProtocol.tcp), ("udp", IPProtocol.udp), ("icmp", IPProtocol.icmp)].map { name, proto in
+            var total = SNATProtocolStats()
+            for w in workers {
+                let s = w.nat.stats(proto: proto)
+                total.flows += s.flows
+                total.portsInUse += s.portsInUse
+            }
+            return (name, total)
+        }
+    }
 
     /// Totals over the workers while they run; after `stop()`, the totals they stopped with.
     public func stats() -> NodeStats { finalStats ?? collectStats() }

@@ -34,6 +34,11 @@ public final class ReplayNode {
         for n in config.remoteNodes where n.mac == nil {
             throw ConfigError("remoteNodes.\(n.name): a replay needs the node's underlay mac")
         }
+        if config.needsUnderlayVRF, let f = config.interfaces.first(where: { $0.kind == .fabric }), f.gateway != nil,
+            f.gatewayMAC == nil
+        {
+            throw ConfigError("interfaces.\(f.name): a replay needs the underlay gateway's mac (gatewayMAC)")
+        }
         var c = try config.makeTables()
         compiled = c
         tables = c.builder.build()
@@ -60,6 +65,7 @@ public final class ReplayNode {
         var pc = PipelineConfig()
         pc.flowCapacity = config.flowCapacity
         pc.flowIdleTimeout = UInt32(min(config.flowIdleTimeout * 1000, Double(UInt32.max / 2)))
+        pc.snat = config.snat.map { SNATPortRange(first: $0.first, last: $0.last) }
         return Pipeline(pool: pool, config: pc)
     }
 

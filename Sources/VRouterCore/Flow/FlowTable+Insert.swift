@@ -258,8 +258,8 @@ extension FlowTable {
     }
 
     /// Evicts the least recently used occupied slot of buckets `b1` and `b2` (largest
-    /// `now &- lastSeen`; ties go to the first, primary lanes first). False when all four
-    /// are empty.
+    /// `now &- lastSeen`; ties go to the first, primary lanes first). Pinned entries are
+    /// never taken. False when all four are empty or pinned.
     @inlinable
     func evictLRU(_ b1: UInt32, _ b2: UInt32, now: UInt32) -> Bool {
         var victimBucket = b1
@@ -269,7 +269,7 @@ extension FlowTable {
             let b = which == 0 ? b1 : b2
             for lane in 0..<Self.lanes {
                 let e = entry(b, lane)
-                guard Self.isOccupied(e) else { continue }
+                guard Self.isEvictable(e) else { continue }
                 let age = now &- Self.lastSeen(e)
                 if victimLane < 0 || age > oldest {
                     victimBucket = b
@@ -284,16 +284,18 @@ extension FlowTable {
         return true
     }
 
-    /// At capacity with all four candidates empty (possible: capacity is 80% of the
-    /// slots), evicts the first occupied entry at or after the aging cursor instead, a
-    /// CLOCK-style stand-in for "least recently used anywhere". False only when empty.
+    /// At capacity with all four candidates empty or pinned (possible: capacity is 80%
+    /// of the slots), evicts the first unpinned entry at or after the aging cursor
+    /// instead, a CLOCK-style stand-in for "least recently used anywhere". Looks at most
+    /// 4096 slots, so a table full of pinned entries refuses an insert quickly. False
+    /// when none was found.
     @inlinable
     func evictAtCursor() -> Bool {
         let total = slotCount
         var s = header.pointee.cursor < total ? header.pointee.cursor : 0
-        for _ in 0..<total {
+        for _ in 0..<Swift.min(total, 4096) {
             let b = UInt32(truncatingIfNeeded: s &>> 1)
-            if Self.isOccupied(entry(b, s & 1)) {
+            if Self.isEvictable(entry(b, s & 1)) {
                 removeEntry(b, s & 1)
                 header.pointee.stats.evictions &+= 1
                 return true

@@ -73,6 +73,8 @@ public struct FlowTableStats: Hashable, Sendable {
 struct FlowTableHeader {
     @usableFromInline var count: Int
     @usableFromInline var cursor: Int
+    /// Where `scanPinned` continues.
+    @usableFromInline var pinnedCursor: Int
     @usableFromInline var defaultQuota: UInt32
     @usableFromInline var stats: FlowTableStats
 }
@@ -213,7 +215,7 @@ public struct FlowTable<Key: FlowKey>: @unchecked Sendable {  // Safe: used by o
         let quota = defaultQuota.map { Self.quotaBits($0) } ?? .max
         header = .allocate(capacity: 1)
         header.initialize(
-            to: FlowTableHeader(count: 0, cursor: 0, defaultQuota: quota, stats: FlowTableStats())
+            to: FlowTableHeader(count: 0, cursor: 0, pinnedCursor: 0, defaultQuota: quota, stats: FlowTableStats())
         )
         vrfCounts = .allocate(capacity: vrfLimit)
         vrfCounts.initialize(repeating: 0, count: vrfLimit)
@@ -317,6 +319,12 @@ public struct FlowTable<Key: FlowKey>: @unchecked Sendable {  // Safe: used by o
 
     @inlinable @inline(__always)
     static func isOccupied(_ e: UnsafeRawPointer) -> Bool { meta(e) & FlowEntryMeta.occupied != 0 }
+
+    /// Occupied and not pinned: what eviction may take.
+    @inlinable @inline(__always)
+    static func isEvictable(_ e: UnsafeRawPointer) -> Bool {
+        meta(e) & (FlowEntryMeta.occupied | FlowFlags.pinned.rawValue) == FlowEntryMeta.occupied
+    }
 
     /// Bits of the metadata byte that belong to the bucket (its overflow count).
     @inlinable static var overflowBits: UInt8 { 0x70 }

@@ -12,9 +12,12 @@ public struct FlowFlags: OptionSet, Hashable, Sendable {
     /// The cached action is a drop (no route, policy deny). Also ages on the short
     /// timeout, so a dropped flow does not hold its slot for minutes (TF held it 180 s).
     @inlinable public static var drop: FlowFlags { FlowFlags(rawValue: 1 << 1) }
-    /// Bits 2 and 3 are free for the pipeline (NAT, mirror, ...); the table only stores
-    /// them. Bits 4...7 do not exist (the table drops them).
-    @inlinable public static var user0: FlowFlags { FlowFlags(rawValue: 1 << 2) }
+    /// The table never evicts or expires the entry: its owner removes it. The pipeline
+    /// pins both entries of a translated (SNAT) flow pair, which must live and die
+    /// together and whose port is reused only once both are gone.
+    @inlinable public static var pinned: FlowFlags { FlowFlags(rawValue: 1 << 2) }
+    /// Bit 3 is free for the pipeline (mirror, ...); the table only stores it. Bits
+    /// 4...7 do not exist (the table drops them).
     @inlinable public static var user1: FlowFlags { FlowFlags(rawValue: 1 << 3) }
 
     /// Flags that select the short timeout.

@@ -42,6 +42,14 @@ public enum PipelineEvent: Int, CaseIterable, Sendable {
     case fragmentsMade
     case mssClamped
     case punted
+    /// Packets sent untunneled out of the fabric (IP-fabric forwarding, translated flows).
+    case fabricForward
+    /// Translated flows set up (a forward/reverse pair each).
+    case natCreated
+    /// Translated flows removed after aging out.
+    case natExpired
+    /// ICMP errors about translated flows, translated.
+    case natICMPError
     public var name: String {
         switch self {
         case .vxlanDecap: "vxlan_decap"
@@ -62,6 +70,10 @@ public enum PipelineEvent: Int, CaseIterable, Sendable {
         case .fragmentsMade: "fragments_made"
         case .mssClamped: "mss_clamped"
         case .punted: "punted"
+        case .fabricForward: "fabric_forward"
+        case .natCreated: "nat_created"
+        case .natExpired: "nat_expired"
+        case .natICMPError: "nat_icmp_error"
         }
     }
 }

@@ -131,7 +131,10 @@ extension Pipeline {
                 guard end &- l4 >= 20 else { return .truncated }
                 let tcpFlags = p.u8(l4 &+ 13)
                 if tcpFlags & 0x02 != 0 { flags.insert(.tcpSyn) }
-                if tcpFlags & 0x05 != 0 { flags.insert(.tcpClosing) }  // FIN or RST
+                if tcpFlags & 0x05 != 0 {  // FIN or RST
+                    flags.insert(.tcpClosing)
+                    if tcpFlags & 0x04 != 0 { flags.insert(.tcpReset) }
+                }
             case IPProtocol.udp:
                 guard end &- l4 >= 8 else { return .truncated }
             case IPProtocol.icmp:
@@ -203,7 +206,10 @@ extension Pipeline {
                 guard end &- l4 >= 20 else { return .truncated }
                 let tcpFlags = p.u8(l4 &+ 13)
                 if tcpFlags & 0x02 != 0 { flags.insert(.tcpSyn) }
-                if tcpFlags & 0x05 != 0 { flags.insert(.tcpClosing) }
+                if tcpFlags & 0x05 != 0 {
+                    flags.insert(.tcpClosing)
+                    if tcpFlags & 0x04 != 0 { flags.insert(.tcpReset) }
+                }
             case IPProtocol.udp, IPProtocol.icmpv6:
                 guard end &- l4 >= 8 else { return .truncated }
             default: break
@@ -263,7 +269,10 @@ extension Pipeline {
     }
 
     /// IPv4 on the fabric: tunnel packets to our underlay address are decapsulated; echo
-    /// requests to it are answered; anything else is not ours.
+    /// requests to it are answered. With an underlay VRF, the rest is routed there: to
+    /// the underlay address only replies of translated flows (and ICMP errors about
+    /// them) match anything, to other addresses only local pods (IP-fabric forwarding);
+    /// route-lookup enforces both. Without one, anything else is not ours.
     @inline(__always)
     mutating func fabricIPv4(
         _ idx: UInt32,
@@ -274,17 +283,33 @@ extension Pipeline {
         _ view: ForwardingView
     ) -> Disposition {
         let l3 = Int(m.pointee.l3)
-        guard p.be32(l3 &+ 16) == port.pointee.ipv4 else { return .drop(.notTunnel) }
+        let routed = port.pointee.flags.contains(.underlayVRF)
+        guard p.be32(l3 &+ 16) == port.pointee.ipv4 else {
+            return routed ? underlayIPv4(p, m, port, toNode: false) : .drop(.notTunnel)
+        }
         let proto = m.pointee.proto
         if m.pointee.flags.contains(.fragment) {
             // We never send outer fragments; a peer that does has an MTU problem to fix.
+            // (Translations do not cover fragments either.)
             return proto == IPProtocol.udp ? .drop(.badTunnelOuter) : .drop(.notTunnel)
         }
         let l4 = Int(m.pointee.l4)
         if proto == IPProtocol.icmp {
-            return p.u8(l4) == ICMPv4Header.echoRequest ? reflectEcho(idx, p, m, end) : .drop(.notTunnel)
+            let type = p.u8(l4)
+            if type == ICMPv4Header.echoRequest { return reflectEcho(idx, p, m, end) }
+            guard routed else { return .drop(.notTunnel) }
+            if ICMPv4Header.isError(type) {
+                // Keyed by its quote (recordFlowKey): the reverse key of the flow it is about.
+                let inner = l4 &+ 8
+                guard NATRewrite.quotedFlow(p, inner: inner, end: end) != nil else { return .drop(.natNoMapping) }
+                m.pointee.flags.insert(.natICMPError)
+                m.pointee.scratch0 = UInt64(inner)
+            }
+            return underlayIPv4(p, m, port, toNode: true)
         }
-        guard proto == IPProtocol.udp else { return .drop(.notTunnel) }
+        guard proto == IPProtocol.udp else {
+            return routed ? underlayIPv4(p, m, port, toNode: true) : .drop(.notTunnel)
+        }
         let dport = p.be16(l4 &+ 2)
         if dport == UDPPort.vxlan {
             // RFC 7348 §5: flags (I = 0x08), 24 reserved bits, VNI, 8 reserved bits.
@@ -334,7 +359,47 @@ extension Pipeline {
             }
             return innerDestinationCheck(p, m)
         }
-        return .drop(.notTunnel)
+        return routed ? underlayIPv4(p, m, port, toNode: true) : .drop(.notTunnel)
+    }
+
+    /// Untunneled IPv4 on a fabric with an underlay VRF: routed there (see fabricIPv4).
+    @inline(__always)
+    mutating func underlayIPv4(
+        _ p: UnsafeMutableRawPointer,
+        _ m: UnsafeMutablePointer<PacketMeta>,
+        _ port: UnsafePointer<PortEntry>,
+        toNode: Bool
+    ) -> Disposition {
+        let dst = p.be32(Int(m.pointee.l3) &+ 16)
+        if dst >> 28 == 0xE || dst == 0xFFFF_FFFF { return .drop(.multicast) }
+        if m.pointee.flags.contains(.checksumPartial) { completeChecksum(p, m) }
+        m.pointee.vrf = port.pointee.vrf
+        m.pointee.flags.insert(toNode ? [.underlayRouted, .toNode] : .underlayRouted)
+        return .ip
+    }
+
+    /// Fills in the TCP or UDP checksum of a packet whose sender left it to an offload that
+    /// never ran (it holds only the pseudo-header sum): translation updates it
+    /// incrementally and a pod's kernel checks it. Rare (a sender on this machine), so
+    /// computed in full.
+    @inline(never)
+    func completeChecksum(_ p: UnsafeMutableRawPointer, _ m: UnsafeMutablePointer<PacketMeta>) {
+        let proto = m.pointee.proto
+        guard !m.pointee.flags.contains(.fragment), proto == IPProtocol.tcp || proto == IPProtocol.udp else { return }
+        let l3 = Int(m.pointee.l3)
+        let l4 = Int(m.pointee.l4)
+        let length = l3 &+ Int(p.be16(l3 &+ 2)) &- l4
+        let pseudo = Checksum.pseudoHeaderIPv4(
+            src: p.be32(l3 &+ 12),
+            dst: p.be32(l3 &+ 16),
+            proto: proto,
+            length: length
+        )
+        if proto == IPProtocol.tcp {
+            TCPHeader(p + l4).updateChecksum(length: length, pseudoHeaderSum: pseudo)
+        } else {
+            UDPHeader(p + l4).updateChecksum(length: length, pseudoHeaderSum: pseudo)
+        }
     }
 
     /// Decapsulated packets are unicast IP for a pod; multicast is not carried.

@@ -22,7 +22,16 @@ extension Pipeline {
             if proto == IPProtocol.tcp || proto == IPProtocol.udp {
                 ports = p.be32(l4)
             } else if proto == IPProtocol.icmp || proto == IPProtocol.icmpv6 {
-                ports = UInt32(p.be16(l4 &+ 4))  // echo identifier (errors: unused bytes)
+                if m.pointee.flags.contains(.natICMPError) {
+                    recordQuotedFlowKey(idx)
+                    return
+                }
+                // Echo requests and replies key on their identifier (as the destination
+                // port); other messages (errors: bytes 4-5 are unused or a pointer) on 0,
+                // so they never look like an echo flow.
+                let type = p.u8(l4)
+                let echo = proto == IPProtocol.icmp ? type & 0xF7 == 0 : type & 0xFE == 128
+                if echo { ports = UInt32(p.be16(l4 &+ 4)) }
             }
         }
         let sport = UInt16(truncatingIfNeeded: ports >> 16)
@@ -36,12 +45,7 @@ extension Pipeline {
                 sport: sport,
                 dport: dport
             )
-            let h = flows4.hash(key)
-            keys4[count4] = key
-            hashes4[count4] = h
-            m.pointee.hash = h
-            m.pointee.aux = UInt32(truncatingIfNeeded: count4)
-            count4 &+= 1
+            record4(m, key)
         } else {
             let key = IPv6FlowKey(
                 vrf: m.pointee.vrf,
@@ -58,6 +62,38 @@ extension Pipeline {
             m.pointee.aux = UInt32(truncatingIfNeeded: count6)
             count6 &+= 1
         }
+    }
+
+    @inline(__always)
+    mutating func record4(_ m: UnsafeMutablePointer<PacketMeta>, _ key: IPv4FlowKey) {
+        let h = flows4.hash(key)
+        keys4[count4] = key
+        hashes4[count4] = h
+        m.pointee.hash = h
+        m.pointee.aux = UInt32(truncatingIfNeeded: count4)
+        count4 &+= 1
+    }
+
+    /// An ICMP error from the fabric to the node's address is looked up under the key
+    /// of the translated flow's reverse entry: its quote, a packet the node sent, turned
+    /// around (ethernet-input checked that the quote holds one).
+    @inline(never)
+    mutating func recordQuotedFlowKey(_ idx: UInt32) {
+        let m = pool.meta(idx)
+        let p = pool.buffer(idx)
+        let l3 = Int(m.pointee.l3)
+        let end = l3 &+ Int(p.be16(l3 &+ 2))
+        let q = NATRewrite.quotedFlow(p, inner: Int(truncatingIfNeeded: m.pointee.scratch0), end: end)
+        let icmp = q?.proto == IPProtocol.icmp
+        let key = IPv4FlowKey(
+            vrf: m.pointee.vrf,
+            proto: q?.proto ?? 0,
+            src: q?.dst ?? 0,
+            dst: q?.src ?? 0,
+            sport: icmp ? 0 : q?.dport ?? 0,
+            dport: icmp ? q?.dport ?? 0 : q?.sport ?? 0
+        )
+        record4(m, key)
     }
 
     @inline(__always)
@@ -86,7 +122,7 @@ extension Pipeline {
                     m.pointee.nexthop = h.nexthop
                     m.pointee.label = h.label
                     m.pointee.flow = slot
-                    if m.pointee.flags.contains(.tcpClosing) { markClosing(slot, v4) }
+                    if m.pointee.flags.contains(.tcpClosing) { markClosing(slot, v4, m, view) }
                     hits &+= 1
                     ipList[kept] = idx
                     kept &+= 1
@@ -106,9 +142,24 @@ extension Pipeline {
         counters.count(.flowMiss, UInt64(n) &- hits &- stale)
     }
 
-    /// A TCP FIN or RST was seen: the flow ages out on the short timeout.
+    /// A TCP FIN or RST was seen: the flow ages out on the short timeout. An RST ends a
+    /// translated flow in both directions: its partner entry is marked too.
     @inline(never)
-    mutating func markClosing(_ slot: UInt32, _ v4: Bool) {
-        if v4 { flows4.addFlags(slot, .closing) } else { flows6.addFlags(slot, .closing) }
+    mutating func markClosing(
+        _ slot: UInt32,
+        _ v4: Bool,
+        _ m: UnsafeMutablePointer<PacketMeta>,
+        _ view: ForwardingView
+    ) {
+        guard v4 else {
+            flows6.addFlags(slot, .closing)
+            return
+        }
+        flows4.addFlags(slot, .closing)
+        if m.pointee.flags.contains(.tcpReset) && flows4.flags(at: slot).contains(.pinned),
+            let partner = translationPartner(slot, view)
+        {
+            flows4.addFlags(partner, .closing)
+        }
     }
 }

@@ -32,6 +32,9 @@ public struct PipelineConfig: Sendable {
     public var measureNodes: Bool = false
     /// Room in the output frame: fragments can make one packet many.
     public var outputCapacity: Int = 1024
+    /// This worker's share of the node's SNAT port range (nil: SNAT nexthops drop as
+    /// `nat_ports_exhausted`).
+    public var snat: SNATPortRange? = nil
     public init() {}
 }
 
@@ -46,6 +49,8 @@ public struct Pipeline: ~Copyable {
     public let counters: Counters
     public let flows4: FlowTable<IPv4FlowKey>
     public let flows6: FlowTable<IPv6FlowKey>
+    /// Fabric SNAT: this worker's ports and what uses them.
+    public let nat: SourceNAT
     public var config: PipelineConfig
 
     // Per-frame work lists; their storage is allocated once here.
@@ -85,6 +90,7 @@ public struct Pipeline: ~Copyable {
             vrfLimit: 1 << 16,
             defaultQuota: config.flowQuotaPerVRF
         )
+        nat = SourceNAT(range: config.snat)
         ipList = .allocate()
         missList = .allocate()
         arpList = .allocate()
@@ -111,6 +117,7 @@ public struct Pipeline: ~Copyable {
         fragments.deallocate()
         flows4.deallocate()
         flows6.deallocate()
+        nat.deallocate()
         keys4.deallocate()
         hashes4.deallocate()
         slots4.deallocate()
@@ -211,6 +218,7 @@ public struct Pipeline: ~Copyable {
     }
 
     /// Expires idle flows, a slice of the table at a time; call between frames.
+    /// Translated flows expire as pairs (`ageTranslations`).
     public mutating func age(now: UInt32, maxScan: Int = 4096) -> Int {
         flows4.expire(
             now: now,
@@ -223,6 +231,6 @@ public struct Pipeline: ~Copyable {
                 idleTimeout: config.flowIdleTimeout,
                 closingTimeout: config.flowClosingTimeout,
                 maxScan: maxScan
-            )
+            ) + ageTranslations(now: now, maxScan: maxScan)
     }
 }

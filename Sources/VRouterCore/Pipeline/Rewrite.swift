@@ -42,7 +42,7 @@ extension Pipeline {
                 label = member.label
             }
             switch nh.pointee.kind {
-            case .encap, .tunnelVXLAN, .tunnelMPLSoUDP:
+            case .encap, .tunnelVXLAN, .tunnelMPLSoUDP, .underlay:
                 if nh.pointee.flags & Nexthop.unresolved != 0 {
                     drop(idx, .unresolvedNeighbour)
                     continue
@@ -52,7 +52,7 @@ extension Pipeline {
                 drop(idx, .discard)
             case .receive:
                 receive(idx, view)
-            case .composite, .invalid:
+            case .composite, .invalid, .vrfTranslate, .sourceNAT:
                 drop(idx, .invalidNexthop)
             }
         }
@@ -99,12 +99,16 @@ extension Pipeline {
         }
         let ipLength = v4 ? Int(p.be16(l3 &+ 2)) : 40 &+ Int(p.be16(l3 &+ 4))
         let mtu = Int(nh.pointee.innerMTU)
-        if ipLength > mtu {
-            if v4 && !flags.contains(.dfSet) {
-                fragmentAndForward(idx, m, nh, label, view, output: &output)
-            } else {
-                icmpError(idx, .tooBig(mtu: mtu), view: view, now: lastNow)
-            }
+        let tooBig = ipLength > mtu
+        if tooBig && !(v4 && !flags.contains(.dfSet)) {
+            // The error quotes the packet as its sender sent it: before any translation.
+            icmpError(idx, .tooBig(mtu: mtu), view: view, now: lastNow)
+            return
+        }
+        // Translated flows (only IPv4 has them): the one test every other packet pays.
+        if label & FlowTranslation.translated != 0 { translate(m, p, l3, nh, label) }
+        if tooBig {
+            fragmentAndForward(idx, m, nh, label, view, output: &output)
             return
         }
         if flags.contains(.tcpSyn) && config.clampMSS && nh.pointee.kind != .encap {
@@ -153,6 +157,19 @@ extension Pipeline {
         case .tunnelMPLSoUDP:
             start = encapsulate(p, l3, ipLength, m, nh, label, view)
             counters.count(.mplsEncap)
+        case .underlay:
+            // Untunneled onto the fabric, 802.1Q-tagged when the fabric port is.
+            if nh.pointee.vlan == 0 {
+                start = l3 &- 14
+            } else {
+                start = l3 &- 18
+                p.setBE16(start &+ 12, EtherType.vlan)
+                p.setBE16(start &+ 14, nh.pointee.vlan)
+            }
+            p.setBE48(start, nh.pointee.dstMAC)
+            p.setBE48(start &+ 6, nh.pointee.srcMAC)
+            p.setBE16(l3 &- 2, etherType)
+            counters.count(.fabricForward)
         default:
             drop(idx, .invalidNexthop)
             return

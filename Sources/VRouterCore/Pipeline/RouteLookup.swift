@@ -13,12 +13,34 @@ extension Pipeline {
         for i in 0..<n {
             let idx = missList[i]
             let m = pool.meta(idx)
-            if !m.pointee.flags.contains(.forcedNexthop) {
+            let flags = m.pointee.flags
+            if flags.contains(.toNode) {
+                // Only a translation's reverse entry is for the node's address; this one
+                // is stale (re-checked), set up by an earlier packet of this frame, or missing.
+                if resumeReverse(m, view, now: now) {
+                    ipList.append(idx)
+                } else {
+                    drop(idx, .natNoMapping)
+                }
+                continue
+            }
+            if !flags.contains(.forcedNexthop) {
                 guard resolve(m, pool.buffer(idx), view) else {
                     icmpError(idx, .unreachable, view: view, now: now)
                     continue
                 }
             }
+            let kind = view.nexthop(m.pointee.nexthop)?.pointee.kind ?? .invalid
+            if kind == .sourceNAT {
+                translateNew(idx, m, view, now: now)
+                continue
+            }
+            if flags.contains(.underlayRouted) && kind != .encap {
+                // Untunneled from the fabric: local pods only, never back out (no transit).
+                drop(idx, .notTunnel)
+                continue
+            }
+            if m.pointee.flow != PacketMeta.noFlow && flags.contains(.ipv4) { untranslateStale(m) }
             install(m, view, now: now)
             ipList.append(idx)
         }
@@ -57,23 +79,45 @@ extension Pipeline {
         if v4 { flows4.touch(slot, bytes: bytes, now: now) } else { flows6.touch(slot, bytes: bytes, now: now) }
     }
 
-    /// LPM in the packet's VRF; fills meta.nexthop/label. False when there is no route.
+    /// LPM in the packet's VRF; fills meta.nexthop/label. A VRF-translate nexthop routes
+    /// again in its VRF (once: a second translate is no route). An SNAT nexthop is left
+    /// for the caller (translateNew routes in the underlay VRF itself). False when there
+    /// is no route.
     @inline(__always)
     mutating func resolve(
         _ m: UnsafeMutablePointer<PacketMeta>,
         _ p: UnsafeMutableRawPointer,
         _ view: ForwardingView
     ) -> Bool {
-        let vrf = view.vrfs + Int(m.pointee.vrf)
+        guard let t = lookupRoute(vrf: m.pointee.vrf, m, p, view) else { return false }
+        m.pointee.nexthop = t.nexthop
+        m.pointee.label = t.label
+        guard let nh = view.nexthop(t.nexthop) else { return true }  // rewrite drops it
+        if nh.pointee.kind == .vrfTranslate {
+            guard let u = lookupRoute(vrf: nh.pointee.vrf, m, p, view), let unh = view.nexthop(u.nexthop),
+                unh.pointee.kind != .vrfTranslate && unh.pointee.kind != .sourceNAT
+            else { return false }
+            m.pointee.nexthop = u.nexthop
+            m.pointee.label = u.label
+        }
+        return true
+    }
+
+    /// The route of the packet's destination in VRF `vrf`, or nil.
+    @inline(__always)
+    func lookupRoute(
+        vrf id: UInt16,
+        _ m: UnsafeMutablePointer<PacketMeta>,
+        _ p: UnsafeMutableRawPointer,
+        _ view: ForwardingView
+    ) -> RouteTarget? {
+        guard let vrf = view.vrf(id) else { return nil }
         let l3 = Int(m.pointee.l3)
         let r =
             m.pointee.flags.contains(.ipv4)
             ? vrf.pointee.v4.lookup(p.be32(l3 &+ 16))
             : vrf.pointee.v6.lookup(p.be128(l3 &+ 24))
-        guard r != LPM.miss, Int(r) < view.resultCount else { return false }
-        let t = view.results[Int(r)]
-        m.pointee.nexthop = t.nexthop
-        m.pointee.label = t.label
-        return true
+        guard r != LPM.miss, Int(r) < view.resultCount else { return nil }
+        return view.results[Int(r)]
     }
 }

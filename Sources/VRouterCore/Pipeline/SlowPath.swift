@@ -107,7 +107,9 @@ extension Pipeline {
         for i in 0..<list.count {
             let idx = list[i]
             let m = pool.meta(idx)
-            guard resolve(m, pool.buffer(idx), view) else {
+            // Never translated: a made packet belongs to no translated flow.
+            guard resolve(m, pool.buffer(idx), view), view.nexthop(m.pointee.nexthop)?.pointee.kind != .sourceNAT
+            else {
                 drop(idx, .noRoute)
                 continue
             }
@@ -188,8 +190,9 @@ extension Pipeline {
 
     /// Proxy ARP and neighbour discovery: a pod asking for any address other than its own
     /// gets the vRouter MAC (every destination is routed); on the fabric, requests for the
-    /// node's underlay address are answered and replies go to the control plane (which
-    /// resolves underlay neighbours).
+    /// node's underlay address, and for local pods its underlay VRF routes to (IP-fabric
+    /// forwarding), are answered with the fabric MAC, and replies go to the control plane
+    /// (which resolves underlay neighbours).
     @inline(never)
     mutating func arpAndND(_ view: ForwardingView, output: inout Frame, punt: inout Frame) {
         let list = arpList
@@ -230,7 +233,7 @@ extension Pipeline {
                 self.punt(idx, &punt)
                 return
             }
-            guard op == ARPHeader.request, tpa == port.ipv4 else {
+            guard op == ARPHeader.request, tpa == port.ipv4 || isLocalPod(tpa, underlayOf: port, view) else {
                 drop(idx, .notTunnel)
                 return
             }
@@ -255,6 +258,14 @@ extension Pipeline {
         m.pointee.txPort = m.pointee.rxPort
         counters.count(.arpReply)
         emit(idx, &output)
+    }
+
+    /// Whether the fabric port's underlay VRF routes `address` to a local pod.
+    func isLocalPod(_ address: UInt32, underlayOf port: PortEntry, _ view: ForwardingView) -> Bool {
+        guard port.flags.contains(.underlayVRF), let vrf = view.vrf(port.vrf) else { return false }
+        let r = vrf.pointee.v4.lookup(address)
+        guard r != LPM.miss, Int(r) < view.resultCount else { return false }
+        return view.nexthop(view.results[Int(r)].nexthop)?.pointee.kind == .encap
     }
 
     @inline(__always)

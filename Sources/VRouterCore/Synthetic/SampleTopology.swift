@@ -13,6 +13,16 @@
 //     port 3 pod red-a 198.51.100.10
 //     198.51.100.128/25                  → node B, label 200
 //   incoming: label 16 → blue-a, 17 → blue-b, 18 → red-a; VNI 1001 → blue, 1002 → red
+//
+// With `fabricServices` (fabric SNAT and IP-fabric forwarding), also:
+//   VRF 3 "underlay": the fabric port's underlay VRF
+//     198.18.1.10/32 → pod purple-a       198.18.2.0/24 → node C 198.18.0.4, untunneled
+//     0.0.0.0/0      → the underlay gateway 198.18.0.254 (02:00:00:00:00:fe), untunneled
+//   VRF 4 "green" (SNAT), gateway 198.51.100.33
+//     port 4 pod green-a 198.51.100.34, port 6 pod green-b 198.51.100.35
+//     0.0.0.0/0 → SNAT through the fabric (source 198.18.0.1 and a port of the range)
+//   VRF 5 "purple" (IP-fabric forwarding), gateway 198.18.1.1
+//     port 5 pod purple-a 198.18.1.10;  0.0.0.0/0 → route in the underlay VRF
 
 public struct SampleTopology: Sendable {
     public var builder = TableBuilder()
@@ -43,6 +53,35 @@ public struct SampleTopology: Sendable {
     public static let blueGateway6 = IPv6Address("2001:db8:1::1")!
     public static let redGateway = IPv4Address(198, 51, 100, 1)
 
+    // Fabric services (SNAT, IP-fabric forwarding).
+    public static let underlayVRF: UInt16 = 3
+    public static let green: UInt16 = 4
+    public static let purple: UInt16 = 5
+    public static let greenA: UInt16 = 4
+    public static let purpleA: UInt16 = 5
+    public static let greenB: UInt16 = 6
+    public static let greenAMAC = MACAddress(0x0200_0004_000A)
+    public static let greenBMAC = MACAddress(0x0200_0004_000B)
+    public static let purpleAMAC = MACAddress(0x0200_0005_000A)
+    public static let gatewayMAC = MACAddress(0x0200_0000_00FE)
+    public static let nodeCMAC = MACAddress(0x0200_0000_0004)
+    public static let greenAIP = IPv4Address(198, 51, 100, 34)
+    public static let greenBIP = IPv4Address(198, 51, 100, 35)
+    public static let greenGateway = IPv4Address(198, 51, 100, 33)
+    public static let purpleAIP = IPv4Address(198, 18, 1, 10)
+    public static let purpleGateway = IPv4Address(198, 18, 1, 1)
+    public static let underlayGateway = IPv4Address(198, 18, 0, 254)
+    public static let nodeC = IPv4Address(198, 18, 0, 4)
+    /// A host beyond the underlay gateway.
+    public static let world = IPv4Address(203, 0, 113, 200)
+    public static let nhGreenA: UInt32 = 20
+    public static let nhPurpleA: UInt32 = 21
+    public static let nhUnderlayGateway: UInt32 = 22
+    public static let nhNodeCDirect: UInt32 = 23
+    public static let nhSNAT: UInt32 = 24
+    public static let nhToUnderlay: UInt32 = 25
+    public static let nhGreenB: UInt32 = 26
+
     public static let vniBlue: UInt32 = 1001
     public static let vniRed: UInt32 = 1002
     public static let labelToBlueA: UInt32 = 16
@@ -61,12 +100,56 @@ public struct SampleTopology: Sendable {
     public static let nhReceive: UInt32 = 13
     public static let nhDiscard: UInt32 = 14
 
-    public init(fabricMTU: Int = 1500, podMTU: Int = 1500) {
+    public init(fabricMTU: Int = 1500, podMTU: Int = 1500, fabricServices: Bool = false) {
         do {
             try build(fabricMTU: fabricMTU, podMTU: podMTU)
+            if fabricServices { try addFabricServices(podMTU: podMTU) }
         } catch {
             preconditionFailure("sample topology is invalid: \(error)")
         }
+    }
+
+    private mutating func addFabricServices(podMTU: Int) throws(TableError) {
+        let b = Self.self
+        try builder.setVRF(b.underlayVRF, VRFConfig(name: "underlay", gateway4: b.underlay))
+        try builder.setVRF(b.green, VRFConfig(name: "green", gateway4: b.greenGateway))
+        try builder.setVRF(b.purple, VRFConfig(name: "purple", gateway4: b.purpleGateway))
+        var fabric = builder.ports[b.fabricPort]!
+        fabric.underlayVRF = b.underlayVRF
+        try builder.setPort(b.fabricPort, fabric)
+        for (port, name, vrf, mac, ip) in [
+            (b.greenA, "green-a", b.green, b.greenAMAC, b.greenAIP),
+            (b.purpleA, "purple-a", b.purple, b.purpleAMAC, b.purpleAIP),
+            (b.greenB, "green-b", b.green, b.greenBMAC, b.greenBIP),
+        ] {
+            try builder.setPort(port, PortConfig(kind: .pod, name: name, vrf: vrf, mac: mac, mtu: podMTU, ipv4: ip))
+        }
+        try builder.setNexthop(b.nhGreenA, .encap(port: b.greenA, mac: b.greenAMAC))
+        try builder.setNexthop(b.nhGreenB, .encap(port: b.greenB, mac: b.greenBMAC))
+        try builder.setNexthop(b.nhPurpleA, .encap(port: b.purpleA, mac: b.purpleAMAC))
+        try builder.setNexthop(
+            b.nhUnderlayGateway,
+            .underlay(port: b.fabricPort, via: b.underlayGateway, mac: b.gatewayMAC)
+        )
+        try builder.setNexthop(b.nhNodeCDirect, .underlay(port: b.fabricPort, via: b.nodeC, mac: b.nodeCMAC))
+        try builder.setNexthop(b.nhSNAT, .sourceNAT(fabric: b.fabricPort))
+        try builder.setNexthop(b.nhToUnderlay, .vrfTranslate(vrf: b.underlayVRF))
+
+        let any = IPv4Prefix("0.0.0.0/0")!
+        try builder.addRoute(vrf: b.underlayVRF, any, RouteTarget(nexthop: b.nhUnderlayGateway))
+        try builder.addRoute(vrf: b.underlayVRF, IPv4Prefix("198.18.2.0/24")!, RouteTarget(nexthop: b.nhNodeCDirect))
+        try builder.addRoute(
+            vrf: b.underlayVRF,
+            IPv4Prefix(b.purpleAIP, length: 32)!,
+            RouteTarget(nexthop: b.nhPurpleA)
+        )
+        try builder.addRoute(vrf: b.green, IPv4Prefix(b.greenAIP, length: 32)!, RouteTarget(nexthop: b.nhGreenA))
+        try builder.addRoute(vrf: b.green, IPv4Prefix(b.greenBIP, length: 32)!, RouteTarget(nexthop: b.nhGreenB))
+        try builder.addRoute(vrf: b.green, IPv4Prefix(b.greenGateway, length: 32)!, RouteTarget(nexthop: b.nhReceive))
+        try builder.addRoute(vrf: b.green, any, RouteTarget(nexthop: b.nhSNAT))
+        try builder.addRoute(vrf: b.purple, IPv4Prefix(b.purpleAIP, length: 32)!, RouteTarget(nexthop: b.nhPurpleA))
+        try builder.addRoute(vrf: b.purple, IPv4Prefix(b.purpleGateway, length: 32)!, RouteTarget(nexthop: b.nhReceive))
+        try builder.addRoute(vrf: b.purple, any, RouteTarget(nexthop: b.nhToUnderlay))
     }
 
     private mutating func build(fabricMTU: Int, podMTU: Int) throws(TableError) {

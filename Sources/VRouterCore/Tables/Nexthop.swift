@@ -25,6 +25,19 @@ public enum NexthopConfig: Hashable, Sendable {
     /// ECMP over members, each with the label/VNI to push toward it; the member is chosen
     /// by the flow hash, so a flow stays on one member.
     case composite([RouteTarget])
+    /// Out of the fabric port with no encapsulation (IP-fabric forwarding, and where
+    /// translated traffic leaves): an L2 rewrite toward `mac`, the underlay next hop
+    /// `via` (the underlay gateway, a remote node, a host on the fabric).
+    case underlay(port: UInt16, via: IPv4Address, mac: MACAddress)
+    /// Route the packet again in VRF `vrf` (Contrail's VRF-translate nexthop): a network
+    /// whose pods reach the fabric untranslated points its default route at the underlay
+    /// VRF with this. The second lookup's result is what the flow caches.
+    case vrfTranslate(vrf: UInt16)
+    /// Fabric SNAT: the source becomes the underlay address of fabric port `fabric` and a
+    /// port from this worker's range, and the packet is routed in that port's underlay
+    /// VRF (its result must leave by the fabric, an `underlay` nexthop). Replies come
+    /// back to that address and port and are translated back to the pod.
+    case sourceNAT(fabric: UInt16)
 }
 
 public enum TunnelEncap: UInt8, Hashable, Sendable {
@@ -54,6 +67,12 @@ public enum NexthopKind: UInt8, Sendable {
     case tunnelVXLAN
     case tunnelMPLSoUDP
     case composite
+    /// Untunneled out of the fabric (L2 rewrite toward an underlay next hop).
+    case underlay
+    /// Look up again in `vrf`.
+    case vrfTranslate
+    /// Translate the source, then look up again in `vrf` (the underlay VRF).
+    case sourceNAT
 }
 
 /// The compiled nexthop the dataplane reads: one cache line.
@@ -61,9 +80,10 @@ public enum NexthopKind: UInt8, Sendable {
 public struct Nexthop: Sendable {
     public var kind: NexthopKind
     public var flags: UInt8
-    /// Output port (the pod port for encap, the fabric port for tunnels).
+    /// Output port (the pod port for encap, the fabric port for tunnels and underlay).
     public var port: UInt16
-    /// The VRF of an encap nexthop's port (MPLS decapsulation puts the packet there).
+    /// The VRF of an encap nexthop's port (MPLS decapsulation puts the packet there); the
+    /// VRF a VRF-translate or SNAT nexthop looks up in.
     public var vrf: UInt16
     /// Largest inner IP packet that fits: the port MTU, or the fabric MTU less the tunnel
     /// overhead that counts against it (outer IPv4 + UDP + VXLAN + inner Ethernet = 50,
@@ -71,11 +91,14 @@ public struct Nexthop: Sendable {
     public var innerMTU: UInt16
     /// Encap: the pod's MAC. VXLAN: the inner destination MAC.
     public var dstMAC: UInt64
-    /// Encap and VXLAN inner source: the vRouter MAC.
+    /// Encap and VXLAN inner source: the vRouter MAC. Underlay: the fabric port's MAC.
     public var srcMAC: UInt64
-    /// Tunnel: the MAC of the underlay next hop (outer destination MAC).
+    /// Tunnel: the MAC of the underlay next hop (outer destination MAC). Underlay: the
+    /// same, also in dstMAC.
     public var underlayMAC: UInt64
-    /// Tunnel: outer source (this node's underlay address) and destination.
+    /// Tunnel: outer source (this node's underlay address) and destination. Underlay and
+    /// SNAT: the node's underlay address (what translated sources become) and, for
+    /// underlay, the next hop's address.
     public var tunnelSource: UInt32
     public var tunnelDestination: UInt32
     /// Composite: members are components[componentStart ..< componentStart + componentCount].
@@ -84,7 +107,8 @@ public struct Nexthop: Sendable {
     /// Tunnel: the fabric port's VLAN (0 = untagged) for the outer header.
     public var vlan: UInt16
     public var reserved: UInt16
-    public var reserved2: UInt32
+    /// Encap: the pod port's IPv4 address, what a translated reply's destination becomes.
+    public var address: UInt32
 
     /// flags: the VXLAN template carries the inner Ethernet header too.
     public static let innerEthernetInTemplate: UInt8 = 1
@@ -106,6 +130,6 @@ public struct Nexthop: Sendable {
         componentCount: 0,
         vlan: 0,
         reserved: 0,
-        reserved2: 0
+        address: 0
     )
 }

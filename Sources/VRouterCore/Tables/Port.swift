@@ -5,7 +5,9 @@ public enum PortKind: UInt8, Sendable {
     case none = 0
     /// A pod's interface (a tap). Packets from it are routed in its VRF.
     case pod
-    /// The node's underlay port: tunnel packets in and out, ARP for the underlay address.
+    /// The node's underlay port: tunnel packets in and out, ARP for the underlay address;
+    /// with an underlay VRF also untunneled traffic for local pods (IP-fabric forwarding)
+    /// and replies to translated flows.
     case fabric
 }
 
@@ -27,6 +29,12 @@ public struct PortConfig: Hashable, Sendable {
     public var antiSpoofing: Bool
     /// Administrative state: a down port neither receives nor transmits.
     public var up: Bool
+    /// Fabric: the VRF that routes the underlay itself (the IP fabric). With it, IPv4
+    /// arriving untunneled is routed there (delivered only to local pods; to the underlay
+    /// address only as a reply of a translated flow), ARP is answered for the local pods
+    /// it routes to, and SNAT nexthops route translated packets there. Nil: the fabric
+    /// carries tunnels only.
+    public var underlayVRF: UInt16?
 
     public init(
         kind: PortKind,
@@ -38,7 +46,8 @@ public struct PortConfig: Hashable, Sendable {
         ipv6: IPv6Address? = nil,
         vlan: UInt16? = nil,
         antiSpoofing: Bool = true,
-        up: Bool = true
+        up: Bool = true,
+        underlayVRF: UInt16? = nil
     ) {
         self.kind = kind
         self.name = name
@@ -50,6 +59,7 @@ public struct PortConfig: Hashable, Sendable {
         self.vlan = vlan
         self.antiSpoofing = antiSpoofing
         self.up = up
+        self.underlayVRF = underlayVRF
     }
 }
 
@@ -58,6 +68,7 @@ public struct PortConfig: Hashable, Sendable {
 public struct PortEntry: Sendable {
     public var kind: PortKind
     public var flags: PortFlags
+    /// Pod: its VRF. Fabric: the underlay VRF (when `flags` has `underlayVRF`).
     public var vrf: UInt16
     public var mtu: UInt16
     /// VLAN id, 0 when untagged.
@@ -77,4 +88,6 @@ public struct PortFlags: OptionSet, Sendable {
     public static let antiSpoofing = PortFlags(rawValue: 2)
     public static let hasIPv4 = PortFlags(rawValue: 4)
     public static let hasIPv6 = PortFlags(rawValue: 8)
+    /// Fabric: untunneled IPv4 is routed in the underlay VRF (`vrf`).
+    public static let underlayVRF = PortFlags(rawValue: 16)
 }

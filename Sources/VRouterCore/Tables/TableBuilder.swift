@@ -60,11 +60,22 @@ public struct TableBuilder: Sendable {
             guard config.ipv4 != nil else {
                 throw TableError("fabric port \(config.name) needs the node's underlay IPv4 address")
             }
+            if let u = config.underlayVRF, vrfs[u] == nil {
+                throw TableError("fabric port \(config.name): underlay VRF \(u) does not exist")
+            }
         case .none:
             throw TableError("port \(config.name): kind is required")
         }
         if let old = ports[id], old.kind != config.kind, isPortUsed(id) {
             throw TableError("port \(id) (\(old.name)) is used by nexthops; cannot change its kind")
+        }
+        if let old = ports[id], old.underlayVRF != nil, config.underlayVRF == nil || config.ipv4 == nil {
+            let snat = nexthops.filter { if case .sourceNAT(id) = $0.value { true } else { false } }.map(\.key).sorted()
+            guard snat.isEmpty else {
+                throw TableError(
+                    "port \(id) (\(old.name)): SNAT nexthops \(snat.map(String.init).joined(separator: ", ")) need its underlay VRF and address"
+                )
+            }
         }
         ports[id] = config
         bumpAll = true
@@ -86,6 +97,8 @@ public struct TableBuilder: Sendable {
         switch nh {
         case .encap(let port, _): port
         case .tunnel(_, let port, _, _, _): port
+        case .underlay(let port, _, _): port
+        case .sourceNAT(let port): port
         default: nil
         }
     }
@@ -116,6 +129,16 @@ public struct TableBuilder: Sendable {
         let usedByPorts = ports.filter { $0.value.kind == .pod && $0.value.vrf == id }.map(\.value.name).sorted()
         guard usedByPorts.isEmpty else {
             throw TableError("VRF \(v.name) still has ports: \(usedByPorts.joined(separator: ", "))")
+        }
+        let underlayOf = ports.filter { $0.value.kind == .fabric && $0.value.underlayVRF == id }.map(\.value.name)
+        guard underlayOf.isEmpty else {
+            throw TableError("VRF \(v.name) is the underlay VRF of \(underlayOf.sorted().joined(separator: ", "))")
+        }
+        let translators = nexthops.filter { if case .vrfTranslate(id) = $0.value { true } else { false } }
+        guard translators.isEmpty else {
+            throw TableError(
+                "VRF \(v.name) is the target of nexthops \(translators.keys.sorted().map(String.init).joined(separator: ", "))"
+            )
         }
         let usedByVNIs = vnis.filter { $0.value == id }.map(\.key).sorted()
         guard usedByVNIs.isEmpty else {
@@ -150,6 +173,22 @@ public struct TableBuilder: Sendable {
             guard dst.value != 0, !dst.isMulticast, !dst.isBroadcast else {
                 throw TableError("nexthop \(id): tunnel destination \(dst) is not a unicast address")
             }
+        case .underlay(let port, let via, _):
+            guard let p = ports[port], p.kind == .fabric else {
+                throw TableError("nexthop \(id): port \(port) is not a fabric port")
+            }
+            guard via.value != 0, !via.isMulticast, !via.isBroadcast else {
+                throw TableError("nexthop \(id): underlay next hop \(via) is not a unicast address")
+            }
+        case .vrfTranslate(let vrf):
+            guard vrfs[vrf] != nil else { throw TableError("nexthop \(id): VRF \(vrf) does not exist") }
+        case .sourceNAT(let port):
+            guard let p = ports[port], p.kind == .fabric else {
+                throw TableError("nexthop \(id): SNAT needs a fabric port; port \(port) is not one")
+            }
+            guard p.underlayVRF != nil else {
+                throw TableError("nexthop \(id): SNAT through \(p.name) needs its underlay VRF (none is set)")
+            }
         case .composite(let members):
             guard !members.isEmpty, members.count <= 64 else {
                 throw TableError("nexthop \(id): a composite needs 1...64 members")
@@ -158,7 +197,12 @@ public struct TableBuilder: Sendable {
                 guard let mc = nexthops[m.nexthop] else {
                     throw TableError("nexthop \(id): member \(m.nexthop) does not exist")
                 }
-                if case .composite = mc { throw TableError("nexthop \(id): member \(m.nexthop) is itself a composite") }
+                switch mc {
+                case .composite: throw TableError("nexthop \(id): member \(m.nexthop) is itself a composite")
+                case .vrfTranslate, .sourceNAT:
+                    throw TableError("nexthop \(id): member \(m.nexthop) routes again; it cannot be an ECMP member")
+                default: break
+                }
             }
         }
         if let old = nexthops[id], case .composite(let members) = old {
@@ -168,6 +212,11 @@ public struct TableBuilder: Sendable {
             for m in members { nexthopUsers[m.nexthop, default: 0] += 1 }
         }
         nexthops[id] = config
+        // Flows cache the result of a translate nexthop's second lookup, not the nexthop.
+        switch config {
+        case .vrfTranslate, .sourceNAT: bumpAll = true
+        default: break
+        }
     }
 
     public mutating func removeNexthop(_ id: UInt32) throws(TableError) {
@@ -277,6 +326,17 @@ public struct TableBuilder: Sendable {
         var fib4 = [IPv4FIB?](repeating: nil, count: vrfCount)
         var fib6 = [IPv6FIB?](repeating: nil, count: vrfCount)
         var vrfEntries = [VRFEntry](repeating: .absent, count: vrfCount)
+        // A flow resolved through a VRF-translate or SNAT nexthop cached a result of the
+        // target VRF under its own VRF's generation: a change in a target VRF (the
+        // underlay, rarely changed) re-resolves every flow.
+        if !bumpAll {
+            for target in translateTargets
+            where builtFIB4[target] == nil || pending4[target]?.isEmpty == false
+                || pending6[target]?.isEmpty == false
+            {
+                bumpAll = true
+            }
+        }
         if bumpAll { for id in vrfIDs { generations[id, default: 0] &+= 1 } }
         for (id, v) in vrfs {
             var changed = false
@@ -332,10 +392,11 @@ public struct TableBuilder: Sendable {
             if p.antiSpoofing && p.kind == .pod { flags.insert(.antiSpoofing) }
             if p.ipv4 != nil { flags.insert(.hasIPv4) }
             if p.ipv6 != nil { flags.insert(.hasIPv6) }
+            if p.kind == .fabric && p.underlayVRF != nil { flags.insert(.underlayVRF) }
             portEntries[Int(id)] = PortEntry(
                 kind: p.kind,
                 flags: flags,
-                vrf: p.vrf,
+                vrf: p.kind == .fabric ? p.underlayVRF ?? 0 : p.vrf,
                 mtu: UInt16(p.mtu),
                 vlan: p.vlan ?? 0,
                 mac: p.mac.value,
@@ -374,6 +435,19 @@ public struct TableBuilder: Sendable {
             labels: labelEntries,
             vnis: vnis
         )
+    }
+
+    /// VRFs that VRF-translate and SNAT nexthops route in.
+    private var translateTargets: Set<UInt16> {
+        var t: Set<UInt16> = []
+        for c in nexthops.values {
+            switch c {
+            case .vrfTranslate(let vrf): t.insert(vrf)
+            case .sourceNAT(let port): if let u = ports[port]?.underlayVRF { t.insert(u) }
+            default: break
+            }
+        }
+        return t
     }
 
     private mutating func intern(_ t: RouteTarget) -> UInt32 {
@@ -427,6 +501,7 @@ public struct TableBuilder: Sendable {
             n.innerMTU = UInt16(p.mtu)
             n.dstMAC = mac.value
             n.srcMAC = routerMAC.value
+            n.address = p.ipv4?.value ?? 0
         case .tunnel(let encap, let port, let dst, let underlayMAC, let innerMAC):
             let p = ports[port]!
             n.kind = encap == .vxlan ? .tunnelVXLAN : .tunnelMPLSoUDP
@@ -442,6 +517,27 @@ public struct TableBuilder: Sendable {
             n.vlan = p.vlan ?? 0
             if encap == .vxlan && n.vlan == 0 { n.flags |= Nexthop.innerEthernetInTemplate }
             if underlayMAC.value == 0 { n.flags |= Nexthop.unresolved }
+        case .underlay(let port, let via, let mac):
+            let p = ports[port]!
+            n.kind = .underlay
+            n.port = port
+            n.innerMTU = UInt16(p.mtu)
+            n.dstMAC = mac.value
+            n.underlayMAC = mac.value
+            n.srcMAC = p.mac.value
+            n.tunnelSource = p.ipv4?.value ?? 0
+            n.tunnelDestination = via.value
+            n.vlan = p.vlan ?? 0
+            if mac.value == 0 { n.flags |= Nexthop.unresolved }
+        case .vrfTranslate(let vrf):
+            n.kind = .vrfTranslate
+            n.vrf = vrf
+        case .sourceNAT(let port):
+            let p = ports[port]!
+            n.kind = .sourceNAT
+            n.port = port
+            n.vrf = p.underlayVRF ?? 0
+            n.tunnelSource = p.ipv4?.value ?? 0
         case .composite(let members):
             n.kind = .composite
             n.componentStart = UInt32(components.count)

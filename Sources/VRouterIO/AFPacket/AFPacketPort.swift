@@ -38,6 +38,10 @@ public final class AFPacketPort: @unchecked Sendable {
         public var qdiscBypass: Bool = true
         /// Join fanout group `id` (PACKET_FANOUT_HASH) so several sockets share the device.
         public var fanoutGroup: UInt16? = nil
+        /// Steer the group with this classic BPF program instead (PACKET_FANOUT_CBPF; see
+        /// FanoutSteering): socket i of the group gets the frames it returns i for,
+        /// modulo the group's size, in the order the sockets joined.
+        public var fanoutSteering: [BPFInstruction]? = nil
         public var promiscuous: Bool = false
         /// false: a transmit-only socket (no RX ring; bound with protocol 0 so the kernel
         /// never copies received frames to it). For traffic generators and TX fan-out.
@@ -150,8 +154,24 @@ public final class AFPacketPort: @unchecked Sendable {
             sll.sll_ifindex = index
             try Sys.bind(fd, sll, object: object)
             if let group = c.fanoutGroup, c.receives {
-                let arg = Int32(group) | Int32(PACKET_FANOUT_HASH) << 16
+                let mode = c.fanoutSteering == nil ? PACKET_FANOUT_HASH : PACKET_FANOUT_CBPF
+                let arg = Int32(group) | Int32(mode) << 16
                 try Sys.setsockopt(fd, SOL_PACKET, PACKET_FANOUT, arg, call: "PACKET_FANOUT", object: object)
+                if let program = c.fanoutSteering {
+                    // Any member may set the group's program; each sets the same one.
+                    var filters = program.map { sock_filter(code: $0.code, jt: $0.jt, jf: $0.jf, k: $0.k) }
+                    try filters.withUnsafeMutableBufferPointer { b throws(SystemError) in
+                        let prog = sock_fprog(len: UInt16(b.count), filter: b.baseAddress)
+                        try Sys.setsockopt(
+                            fd,
+                            SOL_PACKET,
+                            PACKET_FANOUT_DATA,
+                            prog,
+                            call: "PACKET_FANOUT_DATA",
+                            object: object
+                        )
+                    }
+                }
             }
             if c.promiscuous {
                 var mr = packet_mreq()

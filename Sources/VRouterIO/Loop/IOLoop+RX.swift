@@ -141,6 +141,9 @@ extension IOLoop {
                 m.pointee.length = UInt16(truncatingIfNeeded: length)
                 m.pointee.rxPort = port
                 m.pointee.timestamp = UInt64(h.pointee.tp_sec) &* 1_000_000_000 &+ UInt64(h.pointee.tp_nsec)
+                // A sender on this machine (a veth's other end) left the checksum to
+                // offload that never ran: the pipeline completes it where it matters.
+                if h.pointee.tp_status & UInt32(TP_STATUS_CSUMNOTREADY) != 0 { m.pointee.flags = .checksumPartial }
                 f.pointee.append(idx)
                 packets &+= 1
                 bytes &+= UInt64(length)

@@ -101,13 +101,8 @@ extension Worker {
                 c.flows = out
                 c.flowCount = pipeline.flows4.count + pipeline.flows6.count
             case .flush(let vrf):
-                if let vrf {
-                    _ = pipeline.flows4.removeAll(vrf: vrf)
-                    _ = pipeline.flows6.removeAll(vrf: vrf)
-                } else {
-                    pipeline.flows4.removeAll()
-                    pipeline.flows6.removeAll()
-                }
+                // Through the pipeline: translated flows give their ports back.
+                if let vrf { pipeline.removeFlows(vrf: vrf) } else { pipeline.removeAllFlows() }
             }
             c.done.signal()
         }

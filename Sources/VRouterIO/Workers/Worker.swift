@@ -32,6 +32,8 @@ public final class Worker: @unchecked Sendable {
     public let index: Int
     public let waker: IOLoopWaker
     public let counters: Counters
+    /// The worker's translations (plain per-worker counts, read racily like `counters`).
+    public let nat: SourceNAT
     /// What the port layer did (writes the kernel refused, dead ports...), copied out of the
     /// loop every 100 ms and once more as the worker stops (the loop forgets its ports when
     /// it closes). One lock per 100 ms; the pipeline counters above need none.
@@ -118,6 +120,7 @@ public final class Worker: @unchecked Sendable {
         self.local = local
         self.waker = waker
         counters = pipeline.counters
+        nat = pipeline.nat
         self.pipeline = pipeline
         self.reader = reader
     }

@@ -20,6 +20,8 @@ struct TableModel: Sendable {
     var vrfs: [NodeConfig.VRF]
     var remoteNodes: [NodeConfig.RemoteNode]
     var vnis: [String: UInt32] = [:]
+    /// The fabric interface and SNAT range of the node's config (for networks on the fabric).
+    var setting: FabricSetting
     /// Ports set aside between `reservePorts` and `commitPorts`, by name.
     var reserved: [String: PortReservation] = [:]
     /// Ports taken out of the tables whose workers and devices are still letting go of them:
@@ -58,7 +60,8 @@ final class Tables: @unchecked Sendable {  // Safe: the model is behind `model`;
                 compiled: compiled,
                 vrfs: config.vrfs,
                 remoteNodes: config.remoteNodes,
-                vnis: vnis
+                vnis: vnis,
+                setting: FabricSetting(config)
             )
         )
         self.journal = journal
@@ -189,6 +192,10 @@ final class Tables: @unchecked Sendable {  // Safe: the model is behind `model`;
                     try m.builder.setNexthop(nh, .encap(port: r.id, mac: p.mac))
                     if let a = p.ipv4?.address {
                         try m.builder.addRoute(vrf: r.vrf, IPv4Prefix(a, length: 32)!, RouteTarget(nexthop: nh))
+                        // A forwarded network's pod is routed on the fabric too: the fabric reaches it.
+                        if let u = m.underlayRoute(forPodIn: r.vrf) {
+                            try m.builder.addRoute(vrf: u, IPv4Prefix(a, length: 32)!, RouteTarget(nexthop: nh))
+                        }
                     }
                     if let a = p.ipv6?.address {
                         try m.builder.addRoute(vrf: r.vrf, IPv6Prefix(a, length: 128)!, RouteTarget(nexthop: nh))
@@ -211,6 +218,11 @@ final class Tables: @unchecked Sendable {  // Safe: the model is behind `model`;
 
     private static func forget(_ p: PodPort, _ r: PortReservation, _ nh: UInt32, _ m: inout TableModel) {
         if let a = p.ipv4?.address { try? m.builder.removeRoute(vrf: r.vrf, IPv4Prefix(a, length: 32)!) }
+        if let a = p.ipv4?.address, let u = m.underlayRoute(forPodIn: r.vrf),
+            m.builder.vrfs[u]?.routes4[IPv4Prefix(a, length: 32)!]?.nexthop == nh
+        {
+            try? m.builder.removeRoute(vrf: u, IPv4Prefix(a, length: 32)!)
+        }
         if let a = p.ipv6?.address { try? m.builder.removeRoute(vrf: r.vrf, IPv6Prefix(a, length: 128)!) }
         if let l = r.label, m.builder.labels[l] == nh { try? m.builder.removeLabel(l) }
         try? m.builder.removeNexthop(nh)
@@ -255,6 +267,9 @@ final class Tables: @unchecked Sendable {  // Safe: the model is behind `model`;
             for (name, port, nh, pc) in doomed {
                 do {
                     if let a = pc.ipv4 { try m.builder.removeRoute(vrf: pc.vrf, IPv4Prefix(a, length: 32)!) }
+                    if let a = pc.ipv4, let u = m.underlayRoute(forPodIn: pc.vrf) {
+                        try m.builder.removeRoute(vrf: u, IPv4Prefix(a, length: 32)!)
+                    }
                     if let a = pc.ipv6 { try m.builder.removeRoute(vrf: pc.vrf, IPv6Prefix(a, length: 128)!) }
                     for (l, target) in m.builder.labels where target == nh { try m.builder.removeLabel(l) }
                     try m.builder.removeNexthop(nh)
@@ -300,6 +315,7 @@ final class Tables: @unchecked Sendable {  // Safe: the model is behind `model`;
         var rec = wanted
         guard rec.kind == .vrouter, let vrf = rec.vrf else { return rec }
         guard m.compiled.vrfIDs[vrf] == nil else { throw .conflict("network \(rec.key): a VRF named '\(vrf)' exists") }
+        try m.checkFabricServices(rec)
         if let n = rec.vni {
             if let other = m.vnis.first(where: { $0.value == n }) {
                 throw .conflict("network \(rec.key): VNI \(n) is taken by VRF '\(other.key)'")
@@ -321,6 +337,13 @@ final class Tables: @unchecked Sendable {  // Safe: the model is behind `model`;
             vni: rec.vni,
             failure: { APIError(500, "network \(rec.key): \($0)") }
         )
+        // Its way out through the fabric; nothing of the network stays when that fails.
+        do throws(APIError) {
+            try m.installFabricRoute(rec, vrf: m.compiled.vrfIDs[vrf]!)
+        } catch {
+            try? removeNetworkVRF(rec, &m)
+            throw error
+        }
         return rec
     }
 
