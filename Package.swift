@@ -176,7 +176,10 @@ let package = Package(
             ]
         ),
         // The etcd client against real etcd members the tests start (tools/etcd-lab).
-        .testTarget(name: "VRouterEtcdTests", dependencies: ["VRouterEtcd", "VRouterCluster", "VRouterAPI"]),
+        .testTarget(
+            name: "VRouterEtcdTests",
+            dependencies: ["VRouterEtcd", "VRouterCluster", "VRouterAPI", "VRouterTestSupport"]
+        ),
         .testTarget(name: "VRouterCNITests", dependencies: ["VRouterCNI", "VRouterAPI", "VRouterCore"]),
         .testTarget(name: "CompareToolsTests", dependencies: ["vrouter-perf", "VRouterTestSupport"]),
         // vrouterd as a black box (root): namespaces, veths, ping, iperf3, tshark, the kernel's

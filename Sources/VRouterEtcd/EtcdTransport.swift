@@ -50,6 +50,12 @@ final class EtcdTransport: Sendable {
     private static func makeSSLContext(_ tls: EtcdTLS) throws(EtcdError) -> NIOSSLContext {
         var c = TLSConfiguration.makeClientConfiguration()
         c.minimumTLSVersion = .tlsv12
+        // TLS 1.2 at most, on purpose: in 1.2 the server judges our client certificate inside
+        // the handshake, so a refusal fails the connect, where nothing was sent. In 1.3 the
+        // client's handshake ends before the server has read the certificate, and a refusal
+        // arrives after our request went out: a racing close that makes a refused write look
+        // indeterminate and a refused certificate look like a dead connection.
+        c.maximumTLSVersion = .tlsv12
         if let ca = tls.caFile {
             do {
                 c.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca))
@@ -184,7 +190,7 @@ final class EtcdTransport: Sendable {
             ("WRONG_VERSION_NUMBER", "the endpoint does not speak TLS (plain http?)"),
             (
                 "EOF during handshake",
-                "the server closed the connection during the handshake (does it refuse our client certificate?)"
+                "the server closed the connection during the handshake (a plain http endpoint, or our client certificate refused?)"
             ),
         ]
         for (needle, hint) in hints where text.contains(needle) { return "\(hint) [\(text)]" }

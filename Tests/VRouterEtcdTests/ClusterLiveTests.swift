@@ -8,6 +8,7 @@ import Synchronization
 import Testing
 import VRouterAPI
 import VRouterEtcd
+import VRouterTestSupport
 
 @testable import VRouterCluster
 
@@ -129,7 +130,7 @@ extension LiveEtcd {
                 let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
                 while !done(intents) {
                     guard ContinuousClock.now < deadline else {
-                        throw EtcdLabError(description: "no \(what) within \(seconds) s; got \(intents)")
+                        throw Failure("no \(what) within \(seconds) s; got \(intents)")
                     }
                     try await Task.sleep(for: .milliseconds(20))
                 }

@@ -3,6 +3,7 @@
 
 import Foundation
 import Testing
+import VRouterTestSupport
 
 @testable import VRouterEtcd
 
@@ -88,41 +89,73 @@ extension LiveEtcd {
             }
             let start = try await writer.put("/r/start", "0").header.revision
 
-            // Writes go on throughout; the watch's member is killed in the middle.
-            let writes = Task {
-                var revisions: [Int64] = []
-                for i in 0..<40 {
-                    revisions.append(
-                        try await writer.put("/r/k\(i % 5)", "\(i)", timeout: .seconds(10)).header.revision
-                    )
-                    try await Task.sleep(for: .milliseconds(25))
-                }
-                return revisions
+            // Writes go on throughout; the watch's member is killed in the middle. A write
+            // caught in the election it may cause comes back indeterminate: the writer reads
+            // the key back to learn whether it applied (nobody else writes it), and writes
+            // again if not. Writer and watcher run side by side: the first to fail ends both
+            // (a writer that gave up would leave the watch waiting for writes that never come).
+            enum Outcome {
+                case written([Int64])
+                case seen([Int64], breaks: Int)
             }
+            var written: [Int64] = []
             var seen: [Int64] = []
-            var next = start + 1
             var breaks = 0
-            while seen.count < 40 {
-                do {
-                    try await etcd.watch(WatchRequest(.prefix("/r/k"), startRevision: next)) { stream in
-                        let member = lab.endpoints.firstIndex(of: stream.endpoint.description)! + 1
-                        for try await r in stream {
-                            for e in r.events {
-                                seen.append(e.kv.modRevision)
-                                next = e.kv.modRevision + 1
+            try await withThrowingTaskGroup(of: Outcome.self) { group in
+                group.addTask {
+                    var revisions: [Int64] = []
+                    for i in 0..<40 {
+                        let key = "/r/k\(i % 5)"
+                        while true {
+                            do {
+                                revisions.append(
+                                    try await writer.put(key, "\(i)", timeout: .seconds(10)).header.revision
+                                )
+                                break
+                            } catch EtcdError.indeterminate {
+                                if let kv = try await writer.get(key), kv.valueString == "\(i)" {
+                                    revisions.append(kv.modRevision)
+                                    break
+                                }
                             }
-                            if seen.count >= 10 && breaks == 0 {
-                                breaks += 1
-                                try lab.kill(member)
+                        }
+                        try await Task.sleep(for: .milliseconds(25))
+                    }
+                    return .written(revisions)
+                }
+                group.addTask {
+                    var seen: [Int64] = []
+                    var next = start + 1
+                    var breaks = 0
+                    while seen.count < 40 {
+                        do {
+                            try await etcd.watch(WatchRequest(.prefix("/r/k"), startRevision: next)) { stream in
+                                let member = lab.endpoints.firstIndex(of: stream.endpoint.description)! + 1
+                                for try await r in stream {
+                                    for e in r.events {
+                                        seen.append(e.kv.modRevision)
+                                        next = e.kv.modRevision + 1
+                                    }
+                                    if seen.count >= 10 && breaks == 0 {
+                                        breaks += 1
+                                        try lab.kill(member)
+                                    }
+                                    if seen.count >= 40 { return }
+                                }
                             }
-                            if seen.count >= 40 { return }
+                        } catch let e as EtcdError {
+                            guard case .watchClosed = e else { throw e }
                         }
                     }
-                } catch let e as EtcdError {
-                    guard case .watchClosed = e else { throw e }
+                    return .seen(seen, breaks: breaks)
+                }
+                for try await outcome in group {
+                    switch outcome {
+                    case .written(let w): written = w
+                    case .seen(let s, let b): (seen, breaks) = (s, b)
+                    }
                 }
             }
-            let written = try await writes.value
             #expect(breaks == 1)
             #expect(seen == written, "every write seen once, in order, across the break")
         }
