@@ -19,6 +19,18 @@ var hotPath: [SwiftSetting] = [
 hotPath.append(.unsafeFlags(["-Xcc", "-mpopcnt", "-Xcc", "-mprfchw"]))
 #endif
 
+// Programs exec'd over and over (the CNI plugin, the CLI) link the Swift runtime and
+// FoundationEssentials statically: a dynamically linked Swift binary spends ~6 ms more in
+// the loader on every exec (measured here). A test target cannot name them as dependencies
+// (SwiftPM links a dependency executable's module, flags included, into the test bundle, whose
+// swift-testing is dynamic); `swift build --build-tests` builds them with every product.
+let staticEssentials: [LinkerSetting] = [
+    .unsafeFlags([
+        "-static-stdlib", "-Xlinker", "--start-group", "-Xlinker", "-lFoundationEssentials", "-Xlinker",
+        "-l_FoundationCollections", "-Xlinker", "-l_FoundationCShims", "-Xlinker", "--end-group",
+    ])
+]
+
 let package = Package(
     name: "vrouter",
     products: [
@@ -124,26 +136,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // The CNI plugin. The Swift runtime is linked statically: a dynamically linked
-        // Swift binary spends ~6 ms more in the loader on every exec (measured here).
-        .executableTarget(
-            name: "vrouter-cni",
-            dependencies: ["VRouterCNI"],
-            linkerSettings: [
-                .unsafeFlags([
-                    "-static-stdlib", "-Xlinker", "--start-group", "-Xlinker", "-lFoundationEssentials", "-Xlinker",
-                    "-l_FoundationCollections", "-Xlinker", "-l_FoundationCShims", "-Xlinker", "--end-group",
-                ])
-            ]
-        ),
+        // The CNI plugin, exec'd per pod operation.
+        .executableTarget(name: "vrouter-cni", dependencies: ["VRouterCNI"], linkerSettings: staticEssentials),
         // The operator's tool: speaks the control API over vrouterd's Unix socket. It links the
-        // contract only (no NIO, no dataplane, no C libraries); Yams reads `apply -f` manifests.
+        // contract only (no NIO, no dataplane, no C library, no Foundation but its essentials:
+        // vrouterd reads `apply -f` manifests for it).
         .executableTarget(
             name: "vrouterctl",
-            dependencies: [
-                "VRouterAPI", .product(name: "Yams", package: "Yams"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            dependencies: ["VRouterAPI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            linkerSettings: staticEssentials
         ),
         .executableTarget(
             name: "vrouter-gen",
@@ -164,7 +165,7 @@ let package = Package(
         // What the test targets share: running programs (own process group, output in files, a
         // timeout), the namespace lab, a vrouterd helper, the root check, finding the built
         // executables. Each test target names the executables it runs as dependencies, so that
-        // building the tests builds them.
+        // building the tests builds them (but for the statically linked ones: see staticEssentials).
         .target(name: "VRouterTestSupport", dependencies: ["VRouterAPI"], path: "Tests/VRouterTestSupport"),
         .testTarget(name: "VRouterCoreTests", dependencies: ["VRouterCore", "VRouterTestSupport"]),
         .testTarget(name: "VRouterIOTests", dependencies: ["VRouterIO", "VRouterCore", "VRouterTestSupport"]),
@@ -172,7 +173,7 @@ let package = Package(
             name: "VRouterControlTests",
             dependencies: [
                 "VRouterControl", "VRouterAPI", "VRouterIO", "VRouterCore", "VRouterTestSupport", "vrouterd",
-                "vrouterctl", .product(name: "Yams", package: "Yams"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         // The etcd client against real etcd members the tests start (tools/etcd-lab).

@@ -71,7 +71,7 @@ vrt_cnirun() {
 # line, with whatever it needs in front: `ip netns exec NS`, `taskset -c N`) in the background,
 # its output appended to LOG, sets VRD_PID, and waits until the control socket answers
 # (ports made, workers started: the API comes up last), at most $VRT_VROUTERD_WAIT seconds
-# (default 30). On failure prints LOG to stderr and returns 1.
+# (default 30). On failure stops it, prints LOG to stderr and returns 1.
 vrt_start_vrouterd() {
   local sock=$1 log=$2 i
   shift 2
@@ -84,6 +84,7 @@ vrt_start_vrouterd() {
     kill -0 "$VRD_PID" 2>/dev/null || break
     sleep 0.05
   done
+  kill "$VRD_PID" 2>/dev/null || true  # a vrouterd that is still starting is not left behind
   echo "vrouterd did not start serving $sock:" >&2
   cat "$log" >&2
   return 1

@@ -3,8 +3,13 @@
 // pod views (network-status as the CNI shim recorded it).
 
 import ArgumentParser
-import Foundation
 import VRouterAPI
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// "NS/NAME" or "NAME" (namespace default).
 func namespaced(_ s: String) -> (String, String) {
@@ -12,17 +17,22 @@ func namespaced(_ s: String) -> (String, String) {
     return parts.count == 2 ? (parts[0], parts[1]) : ("default", s)
 }
 
-func readManifests(_ files: [String]) -> [NetworkAttachmentDefinition] {
+/// The NADs of manifest files (- for stdin), read by vrouterd (POST /v1/manifests) as kubectl
+/// reads them.
+func readManifests(_ files: [String], _ client: ControlClient) -> [NetworkAttachmentDefinition] {
     var out: [NetworkAttachmentDefinition] = []
     for f in files {
-        let text: String
+        let text: [UInt8]
+        do { text = try readAll(f == "-" ? nil : f) } catch { fail("\(f): cannot read: \(error.description)") }
         do {
-            text =
-                f == "-"
-                ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
-                : try String(contentsOfFile: f, encoding: .utf8)
-        } catch { fail("\(f): cannot read: \(error.localizedDescription)") }
-        do { out += try NetworkAttachmentDefinition.manifests(text, file: f) } catch { fail(error.description) }
+            out += try client.call(
+                "POST",
+                "/v1/manifests?file=\(ControlClient.query(f))",
+                body: Data(text),
+                contentType: "application/yaml",
+                as: [NetworkAttachmentDefinition].self
+            )
+        } catch { fail(error.description) }
     }
     if out.isEmpty { fail("no NetworkAttachmentDefinition in \(files.joined(separator: ", "))") }
     return out
@@ -37,7 +47,7 @@ struct Apply: ParsableCommand {
     var filename: [String]
     func run() {
         var results: [NetworkApplyResult] = []
-        for nad in readManifests(filename) {
+        for nad in readManifests(filename, global.client) {
             do {
                 results.append(try global.client.send("POST", "/v1/networks", nad, as: NetworkApplyResult.self))
             } catch {
@@ -47,7 +57,7 @@ struct Apply: ParsableCommand {
         if global.json {
             let e = JSONEncoder()
             e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            FileHandle.standardOutput.write((try? e.encode(results)) ?? Data())
+            writeOut((try? e.encode(results)) ?? Data())
             print()
             return
         }
@@ -81,7 +91,9 @@ struct Delete: ParsableCommand {
         if filename.isEmpty {
             targets = [namespaced(what[1])]
         } else {
-            targets = readManifests(filename).map { ($0.metadata.namespace ?? "default", $0.metadata.name) }
+            targets = readManifests(filename, global.client).map {
+                ($0.metadata.namespace ?? "default", $0.metadata.name)
+            }
         }
         for (ns, name) in targets {
             let q = force ? "?force=true" : ""

@@ -25,9 +25,16 @@ public struct ControlClient: Sendable {
     }
 
     /// The raw answer of a call (for `-o json`), after the status check.
-    public func raw(_ method: String, _ path: String, body: Data? = nil) throws(Failure) -> Data {
+    public func raw(
+        _ method: String,
+        _ path: String,
+        body: Data? = nil,
+        contentType: String = "application/json"
+    ) throws(Failure) -> Data {
         let r: HTTPResult
-        do { r = try http.request(method, path, body: body) } catch { throw .transport(error) }
+        do { r = try http.request(method, path, body: body, contentType: contentType) } catch {
+            throw .transport(error)
+        }
         guard (200..<300).contains(r.status) else {
             let message =
                 (try? JSONDecoder().decode(ErrorBody.self, from: r.body))?.error
@@ -41,9 +48,10 @@ public struct ControlClient: Sendable {
         _ method: String,
         _ path: String,
         body: Data? = nil,
+        contentType: String = "application/json",
         as: T.Type = T.self
     ) throws(Failure) -> T {
-        let data = try raw(method, path, body: body)
+        let data = try raw(method, path, body: body, contentType: contentType)
         do { return try JSONDecoder().decode(T.self, from: data) } catch {
             throw .api(APIError(0, "unexpected answer to \(method) \(path): \(error)"))
         }
@@ -62,13 +70,18 @@ public struct ControlClient: Sendable {
 
     /// Percent-encodes one path segment (a VRF name, a prefix with its "/"): everything but
     /// RFC 3986's pchar characters, "/" included.
-    public static func segment(_ s: String) -> String {
+    public static func segment(_ s: String) -> String { percentEncoded(s, keeping: isPathChar) }
+
+    /// Percent-encodes a query value: everything but RFC 3986's unreserved characters.
+    public static func query(_ s: String) -> String { percentEncoded(s, keeping: isUnreserved) }
+
+    static func percentEncoded(_ s: String, keeping keep: (UInt8) -> Bool) -> String {
+        let hex = Array("0123456789ABCDEF".utf8)
         var out = ""
         for b in s.utf8 {
-            if isPathChar(b) {
+            if keep(b) {
                 out.unicodeScalars.append(Unicode.Scalar(b))
             } else {
-                let hex = Array("0123456789ABCDEF".utf8)
                 out.unicodeScalars.append("%")
                 out.unicodeScalars.append(Unicode.Scalar(hex[Int(b >> 4)]))
                 out.unicodeScalars.append(Unicode.Scalar(hex[Int(b & 15)]))
@@ -77,14 +90,17 @@ public struct ControlClient: Sendable {
         return out
     }
 
-    /// unreserved / sub-delims / ":" / "@".
-    static func isPathChar(_ b: UInt8) -> Bool {
+    /// ALPHA / DIGIT / "-" / "." / "_" / "~".
+    static func isUnreserved(_ b: UInt8) -> Bool {
         switch b {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
             UInt8(ascii: "0")...UInt8(ascii: "9"):
             return true
         default:
-            return "-._~!$&'()*+,;=:@".utf8.contains(b)
+            return "-._~".utf8.contains(b)
         }
     }
+
+    /// unreserved / sub-delims / ":" / "@".
+    static func isPathChar(_ b: UInt8) -> Bool { isUnreserved(b) || "!$&'()*+,;=:@".utf8.contains(b) }
 }

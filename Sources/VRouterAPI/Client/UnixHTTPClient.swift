@@ -57,14 +57,15 @@ public struct UnixHTTPClient: Sendable {
     public func request(
         _ method: String,
         _ path: String,
-        body: Data? = nil
+        body: Data? = nil,
+        contentType: String = "application/json"
     ) throws(ClientError) -> HTTPResult {
         let deadline = Self.now() + timeout
         let fd = try Self.connect(socketPath, deadline: deadline, timeout: timeout)
         defer { close(fd) }
         var head = "\(method) \(path) HTTP/1.1\r\nHost: vrouterd\r\nConnection: close\r\nAccept: application/json\r\n"
         if let body {
-            head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n"
+            head += "Content-Type: \(contentType)\r\nContent-Length: \(body.count)\r\n"
         } else if method == "POST" || method == "PUT" {
             head += "Content-Length: 0\r\n"
         }

@@ -23,6 +23,17 @@ extension ControlAPI {
             try a.service.deleteNetwork(namespace: p["namespace"]!, name: p["name"]!, force: force)
             return .noContent
         },
+        // Reads manifests for vrouterctl (apply -f, delete -f); changes nothing.
+        APIRoute("POST", "/v1/manifests") { _, r, _ throws(APIError) in
+            do throws(ConfigError) {
+                return .json(
+                    try NetworkAttachmentDefinition.manifests(
+                        String(decoding: r.body, as: UTF8.self),
+                        file: r.query["file"].flatMap { $0.isEmpty ? nil : $0 } ?? "manifest"
+                    )
+                )
+            } catch { throw .badRequest(error.description) }
+        },
         APIRoute("GET", "/v1/pods") { a, _, _ throws(APIError) in .json(a.service.pods()) },
         APIRoute("GET", "/v1/pods/{namespace}/{name}") { a, _, p throws(APIError) in
             .json(try a.service.pod(namespace: p["namespace"]!, name: p["name"]!))
