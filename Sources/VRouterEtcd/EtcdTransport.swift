@@ -147,6 +147,10 @@ final class EtcdTransport: Sendable {
         let timer = channel.eventLoop.scheduleTask(deadline: min(deadline, now + dial)) {
             channel.close(promise: nil)
         }
+        // Cancelled on the event loop the moment the connection is ready: the task awaiting
+        // `ready` may resume much later on a busy machine, and the timer must not close a
+        // connection that was ready in time meanwhile.
+        ready.whenComplete { _ in timer.cancel() }
         do {
             try await ready.get()
             timer.cancel()
