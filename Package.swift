@@ -119,7 +119,8 @@ let package = Package(
         .target(
             name: "VRouterControl",
             dependencies: [
-                "VRouterCore", "VRouterIO", "VRouterAPI", "CVRouterShims", .product(name: "Yams", package: "Yams"),
+                "VRouterCore", "VRouterIO", "VRouterAPI", "CVRouterShims", "VRouterCluster", "VRouterEtcd",
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
