@@ -2,6 +2,14 @@
 // per-packet metadata. Packets move through the dataplane as UInt32 buffer indices, so
 // a frame of 256 packets is 1 KiB of indices and nothing is allocated or reference
 // counted per packet. A pool belongs to one worker thread; nothing here is atomic.
+//
+// Superframes (a pod's 64 KB TCP segment with offloads, a UDP GSO train) need ~64 KB in
+// one piece. Rather than chaining small buffers (every header walk and copy would have to
+// cross buffer boundaries), the pool's region ends with a second class of *big* buffers,
+// each a run of `bigSpan` consecutive small-buffer slots: the memory of slots i..<i+span
+// is contiguous (stride included), so a big buffer is named by its first slot's index
+// and `buffer(_:)`, `meta(_:)` and `packet(_:)` work on it unchanged. Only `free` tells
+// the classes apart (one compare against `bigStart`); each class has its own free stack.
 
 /// Per-packet metadata, one cache line, kept apart from the packet bytes so that nodes
 /// which only classify (flow lookup, next-node dispatch) touch one line per packet.
@@ -34,7 +42,8 @@ public struct PacketMeta {
     /// Capture timestamp (ns) carried from a pcap input to a pcap output.
     public var timestamp: UInt64
     public var scratch0: UInt64
-    public var scratch1: UInt64
+    /// Segmentation and checksum offload state (a superframe, a partial checksum).
+    public var offload: PacketOffload
 
     public static let noFlow: UInt32 = .max
     public static let noPort: UInt16 = .max
@@ -82,11 +91,15 @@ public struct PacketPool: @unchecked Sendable {  // Safe: a pool is used by one 
     /// Bytes before the frame in each fresh buffer: room to prepend an outer
     /// Ethernet/IPv4/UDP/VXLAN (50 B, 54 B tagged) on top of a generated ICMP error.
     public static let headroom = 128
+    /// What a big buffer holds after the headroom at least: the largest frame a 16-bit
+    /// length can describe, with slack for a tunnel header written in front of it.
+    public static let bigFrameLength = 65535
 
     public let base: UnsafeMutableRawPointer
     public let metas: UnsafeMutablePointer<PacketMeta>
     @usableFromInline let freeStack: UnsafeMutablePointer<UInt32>
     @usableFromInline let freeTop: UnsafeMutablePointer<Int>
+    /// Small buffers: indices 0..<count.
     public let count: Int
     public let bufferShift: Int
     /// Bytes from one buffer to the next: the buffer plus one cache line of "colour".
@@ -94,45 +107,74 @@ public struct PacketPool: @unchecked Sendable {  // Safe: a pool is used by one 
     /// L1 sets (2 KiB apart: 2 of 64 sets on a 32 KiB 8-way L1), and a frame of 256
     /// headers would thrash them; the extra line spreads consecutive buffers over all sets.
     public let stride: Int
+    /// Big buffers: `bigCount` of them, big buffer k at index `bigStart + k * bigSpan`.
+    public let bigCount: Int
+    public let bigSpan: Int
+    public let bigStart: UInt32
+    @usableFromInline let bigStack: UnsafeMutablePointer<UInt32>
+    @usableFromInline let bigTop: UnsafeMutablePointer<Int>
     @usableFromInline let ownsMemory: Bool
 
     @inlinable public var bufferSize: Int { 1 &<< bufferShift }
 
-    /// Memory a pool of `count` buffers of `bufferSize` needs (for callers that provide it).
-    public static func bytesNeeded(count: Int, bufferSize: Int) -> Int { count * (bufferSize + 64) }
-    /// Largest frame a buffer holds after the headroom.
-    @inlinable public var maxFrameLength: Int { bufferSize &- Self.headroom }
+    /// Small-buffer slots a big buffer spans for `bufferSize`.
+    public static func bigSpan(bufferSize: Int) -> Int {
+        let need = headroom + bigFrameLength + 64
+        return (need + bufferSize + 63) / (bufferSize + 64)
+    }
 
-    /// Allocates `count` buffers of `bufferSize` bytes (a power of two, 512...65536).
-    public static func allocate(count: Int, bufferSize: Int = 2048) -> PacketPool {
+    /// Memory a pool of `count` buffers of `bufferSize` (and `bigBuffers` big ones) needs
+    /// (for callers that provide it).
+    public static func bytesNeeded(count: Int, bufferSize: Int, bigBuffers: Int = 0) -> Int {
+        (count + bigBuffers * bigSpan(bufferSize: bufferSize)) * (bufferSize + 64)
+    }
+    /// Largest frame a small buffer holds after the headroom.
+    @inlinable public var maxFrameLength: Int { bufferSize &- Self.headroom }
+    /// Largest frame a big buffer holds after the headroom (≥ 65535).
+    @inlinable public var bigMaxFrameLength: Int { bigSpan &* stride &- Self.headroom }
+    /// Bytes of the whole region (small and big buffers), for registering it with the kernel.
+    @inlinable public var regionLength: Int { (count &+ bigCount &* bigSpan) &* stride }
+
+    /// Allocates `count` buffers of `bufferSize` bytes (a power of two, 512...65536) and
+    /// `bigBuffers` big ones.
+    public static func allocate(count: Int, bufferSize: Int = 2048, bigBuffers: Int = 0) -> PacketPool {
         precondition(bufferSize.nonzeroBitCount == 1 && bufferSize >= 512 && bufferSize <= 65536)
-        precondition(count > 0 && count < Int(UInt32.max))
+        precondition(count > 0 && bigBuffers >= 0)
+        precondition(count + bigBuffers * bigSpan(bufferSize: bufferSize) < Int(UInt32.max))
         let mem = UnsafeMutableRawPointer.allocate(
-            byteCount: bytesNeeded(count: count, bufferSize: bufferSize),
+            byteCount: bytesNeeded(count: count, bufferSize: bufferSize, bigBuffers: bigBuffers),
             alignment: 4096
         )
-        return PacketPool(memory: mem, count: count, bufferSize: bufferSize, owns: true)
+        return PacketPool(memory: mem, count: count, bufferSize: bufferSize, bigBuffers: bigBuffers, owns: true)
     }
 
     /// Wraps memory the caller owns (for example NUMA-local memory from libnuma), at least
-    /// `bytesNeeded(count:bufferSize:)` bytes.
-    public init(memory: UnsafeMutableRawPointer, count: Int, bufferSize: Int) {
-        self.init(memory: memory, count: count, bufferSize: bufferSize, owns: false)
+    /// `bytesNeeded(count:bufferSize:bigBuffers:)` bytes.
+    public init(memory: UnsafeMutableRawPointer, count: Int, bufferSize: Int, bigBuffers: Int = 0) {
+        self.init(memory: memory, count: count, bufferSize: bufferSize, bigBuffers: bigBuffers, owns: false)
     }
 
-    init(memory: UnsafeMutableRawPointer, count: Int, bufferSize: Int, owns: Bool) {
+    init(memory: UnsafeMutableRawPointer, count: Int, bufferSize: Int, bigBuffers: Int, owns: Bool) {
         base = memory
         self.count = count
         bufferShift = bufferSize.trailingZeroBitCount
         stride = bufferSize &+ 64
         ownsMemory = owns
-        metas = .allocate(capacity: count)
-        metas.initialize(repeating: PacketMeta.zero, count: count)
+        bigCount = bigBuffers
+        bigSpan = Self.bigSpan(bufferSize: bufferSize)
+        bigStart = UInt32(count)
+        let slots = count + bigBuffers * bigSpan
+        metas = .allocate(capacity: slots)
+        metas.initialize(repeating: PacketMeta.zero, count: slots)
         freeStack = .allocate(capacity: count)
         // Lowest indices on top so a fresh pool hands out buffers in address order.
         for i in 0..<count { freeStack[i] = UInt32(count - 1 - i) }
         freeTop = .allocate(capacity: 1)
         freeTop.pointee = count
+        bigStack = .allocate(capacity: max(bigBuffers, 1))
+        for k in 0..<bigBuffers { bigStack[k] = UInt32(count + (bigBuffers - 1 - k) * bigSpan) }
+        bigTop = .allocate(capacity: 1)
+        bigTop.pointee = bigBuffers
     }
 
     public func deallocate() {
@@ -140,10 +182,22 @@ public struct PacketPool: @unchecked Sendable {  // Safe: a pool is used by one 
         metas.deallocate()
         freeStack.deallocate()
         freeTop.deallocate()
+        bigStack.deallocate()
+        bigTop.deallocate()
     }
 
-    /// Buffers currently free.
+    /// Small buffers currently free.
     @inlinable public var available: Int { freeTop.pointee }
+    /// Big buffers currently free.
+    @inlinable public var bigAvailable: Int { bigTop.pointee }
+
+    /// Whether `idx` names a big buffer.
+    @inlinable @inline(__always)
+    public func isBig(_ idx: UInt32) -> Bool { idx >= bigStart }
+
+    /// Bytes of buffer `idx`, headroom included (the bound for `offset + length`).
+    @inlinable @inline(__always)
+    public func capacity(_ idx: UInt32) -> Int { idx >= bigStart ? bigSpan &* stride : bufferSize }
 
     /// Takes a buffer and resets its metadata, or returns nil when the pool is empty.
     @inlinable @inline(__always)
@@ -155,6 +209,25 @@ public struct PacketPool: @unchecked Sendable {  // Safe: a pool is used by one 
         // Safe: idx came from the free stack, so it is < count.
         metas[Int(idx)] = PacketMeta.fresh
         return idx
+    }
+
+    /// Takes a big buffer (≥ `bigMaxFrameLength` after the headroom) and resets its
+    /// metadata, or returns nil when none is free.
+    @inlinable @inline(__always)
+    public func allocBig() -> UInt32? {
+        let top = bigTop.pointee
+        guard top > 0 else { return nil }
+        let idx = bigStack[top &- 1]
+        bigTop.pointee = top &- 1
+        // Safe: idx came from the big stack, so it is a big buffer's first slot.
+        metas[Int(idx)] = PacketMeta.fresh
+        return idx
+    }
+
+    /// A buffer for a frame of `length` bytes after the headroom: small when it fits.
+    @inlinable @inline(__always)
+    public func alloc(forLength length: Int) -> UInt32? {
+        length <= maxFrameLength ? alloc() : (length <= bigMaxFrameLength ? allocBig() : nil)
     }
 
     /// Fills `frame` up to `n` fresh buffers; returns how many it got.
@@ -176,6 +249,13 @@ public struct PacketPool: @unchecked Sendable {  // Safe: a pool is used by one 
 
     @inlinable @inline(__always)
     public func free(_ idx: UInt32) {
+        if idx >= bigStart {
+            let top = bigTop.pointee
+            assert(top < bigCount, "big packet buffer freed twice")
+            bigStack[top] = idx
+            bigTop.pointee = top &+ 1
+            return
+        }
         let top = freeTop.pointee
         // Safe: every buffer is either free or held by exactly one owner, so the
         // stack (capacity == count) cannot overflow unless a buffer is freed twice.
@@ -212,7 +292,7 @@ public struct PacketPool: @unchecked Sendable {  // Safe: a pool is used by one 
     /// Returns false (copying nothing) when the frame does not fit.
     @discardableResult
     public func load(_ idx: UInt32, bytes: UnsafeRawBufferPointer) -> Bool {
-        guard bytes.count <= maxFrameLength else { return false }
+        guard bytes.count <= capacity(idx) &- Self.headroom, bytes.count <= 0xFFFF else { return false }
         let m = meta(idx)
         m.pointee.offset = UInt16(Self.headroom)
         m.pointee.length = UInt16(bytes.count)
@@ -250,7 +330,7 @@ extension PacketMeta {
         aux = 0
         timestamp = 0
         scratch0 = 0
-        scratch1 = 0
+        offload = PacketOffload()
     }
     @inlinable public static var zero: PacketMeta { PacketMeta() }
     /// A freshly allocated buffer's metadata. Computed, not a stored static, so allocating

@@ -90,4 +90,7 @@ public struct PortFlags: OptionSet, Sendable {
     public static let hasIPv6 = PortFlags(rawValue: 8)
     /// Fabric: untunneled IPv4 is routed in the underlay VRF (`vrf`).
     public static let underlayVRF = PortFlags(rawValue: 16)
+    /// The port takes superframes and partial checksums (a tap with a virtio-net header
+    /// and TSO, a fabric socket that sends UDP GSO trains): segmentation is left to it.
+    public static let offloads = PortFlags(rawValue: 32)
 }

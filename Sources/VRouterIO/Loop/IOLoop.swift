@@ -111,7 +111,7 @@ public final class IOLoop {
         // Saves an fget/fput per io_uring_enter (5.18+); harmless when refused.
         _ = io_uring_register_ring_fd(ring)
         if configuration.registerBuffers {
-            var iov = iovec(iov_base: pool.base, iov_len: pool.count * pool.stride)
+            var iov = iovec(iov_base: pool.base, iov_len: pool.regionLength)
             usesRegisteredBuffers = io_uring_register_buffers(ring, &iov, 1) == 0
         }
         maxPorts = configuration.maxPorts
