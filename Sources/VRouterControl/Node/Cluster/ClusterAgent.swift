@@ -62,6 +62,14 @@ final class ClusterAgent: @unchecked Sendable {  // Safe: mutable state only on 
                 await watcher.run { update in await self?.deliver(update) }
             }
         )
+        tasks.append(
+            Task { [store] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    await store.retryReleases()
+                }
+            }
+        )
     }
 
     /// Stops learning and publishing. The lease is left to expire (a restarted vrouterd takes

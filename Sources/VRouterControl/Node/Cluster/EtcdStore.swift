@@ -34,6 +34,9 @@ final class EtcdStore: ClusterStore {
     let log: Logger
     /// A VRF's VNI as this node decapsulates it (set by the node once its tables exist).
     let vniOfVRF = Mutex<@Sendable (String) -> UInt32?>({ _ in nil })
+    /// Address claims of released pods that etcd could not be asked to release (it was away):
+    /// released on its return (before the next claim, and by the agent every second).
+    let unreleased = Mutex<[AddressClaim]>([])
 
     init(_ settings: NodeConfig.Cluster, node: NodeRecord, log: Logger) throws(ServiceError) {
         self.settings = settings
@@ -123,6 +126,8 @@ final class EtcdStore: ClusterStore {
     }
 
     func claim(_ pod: PodRecord) throws(CNIFailure) {
+        // A DEL while etcd was away may have left the address this pod was given claimed.
+        if !unreleased.withLock({ $0.isEmpty }) { blocking { await self.retryReleases() } }
         var claimed: [AddressClaim] = []
         for c in addressClaims(pod) {
             let r: VRouterCluster.ClusterStore.Claim<AddressClaim>
@@ -231,13 +236,34 @@ final class EtcdStore: ClusterStore {
     }
 
     /// Releases claims before returning (a sandbox that replaces another claims the same
-    /// addresses next). One that cannot be released is logged: it costs an address, never a
-    /// duplicate.
+    /// addresses next).
     private func release(_ claims: [AddressClaim]) {
+        blocking { await self.releaseNow(claims, retrying: false) }
+    }
+
+    /// Releases the claims etcd could not be asked to release before.
+    func retryReleases() async {
+        let pending = unreleased.withLock { p in
+            defer { p = [] }
+            return p
+        }
+        if !pending.isEmpty { await releaseNow(pending, retrying: true) }
+    }
+
+    /// A claim that etcd could not be asked about is kept for `retryReleases`; one it refused
+    /// (no longer this pod's) is logged: it costs an address, never a duplicate.
+    private func releaseNow(_ claims: [AddressClaim], retrying: Bool) async {
         for c in claims {
             do {
-                try blocking { [store] () async throws(ClusterError) in
-                    try await store.releaseAddress(c.network, address: c.address, node: c.node)
+                try await store.releaseAddress(c)
+                if retrying { log.info("address claim released", metadata: ["address": "\(c.address)"]) }
+            } catch .store(let error) {
+                unreleased.withLock { $0.append(c) }
+                if !retrying {
+                    log.warning(
+                        "address claim kept until etcd is back",
+                        metadata: ["network": "\(c.network)", "address": "\(c.address)", "error": "\(error)"]
+                    )
                 }
             } catch {
                 log.warning(
