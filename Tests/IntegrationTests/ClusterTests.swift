@@ -100,7 +100,7 @@ struct ClusterTests {
                 )
             )
             state2 = lab.dir + "/state-n2"
-            n1 = try Daemon(lab, config: c1, name: "vrouterd-n1")
+            n1 = try Daemon(lab, config: c1, name: "vrouterd-n1", extra: ["--metrics", "127.0.0.1:0"])
             n2 = try Daemon(lab, config: config2, name: "vrouterd-n2", extra: ["--state-dir", state2])
             try n1.waitRunning()
             try n2.waitRunning()
@@ -201,6 +201,17 @@ struct ClusterTests {
             usleep(50_000)
         }
         return nil
+    }
+
+    /// Prometheus text → value per metric without labels.
+    static func scrape(_ address: String) throws -> [String: Double] {
+        let text = try run(["/usr/bin/curl", "-sS", "--max-time", "10", "http://\(address)/metrics"]).output
+        var out: [String: Double] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") && !line.contains("{") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, let v = Double(parts[1]) { out[String(parts[0])] = v }
+        }
+        return out
     }
 
     /// Routes learned and withdrawn since the node started.
@@ -356,6 +367,14 @@ struct ClusterTests {
             after.n2 == (before.n2.learned, before.n2.withdrawn + 1),
             "n2's routes changed other than d's withdrawal: before \(before.n2), after \(after.n2)"
         )
+        // The metrics say the same: the watch broke and came back, nothing was withdrawn.
+        let info = try JSONDecoder().decode(StatusInfo.self, from: Data(try n1.http("GET", "/v1/status").1.utf8))
+        let metrics = try Self.scrape(try #require(info.metrics))
+        #expect(metrics["vrouter_cluster_connected"] == 1 && metrics["vrouter_cluster_nodes"] == 1, "\(metrics)")
+        #expect(metrics["vrouter_cluster_routes"] == 1 && metrics["vrouter_cluster_routes_withdrawn_total"] == 0)
+        #expect((metrics["vrouter_cluster_watch_restarts_total"] ?? 0) >= 1)
+        #expect((metrics["vrouter_cluster_store_errors_total"] ?? 0) >= 1)
+        #expect((metrics["vrouter_cluster_resyncs_total"] ?? 0) >= 1)
         // c can be added now.
         let c = try Self.addPod(n1, pc, name: "c")
         #expect(try Self.claimedAddresses(lab, etcd).contains(c.address))

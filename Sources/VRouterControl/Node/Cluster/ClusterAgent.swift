@@ -270,6 +270,8 @@ final class ClusterAgent: @unchecked Sendable {  // Safe: mutable state only on 
             revision: w.revision,
             resyncs: w.resyncs,
             compactions: w.compactions,
+            watchRestarts: w.restarts,
+            storeErrors: p.errors + store.errors.load(ordering: .relaxed),
             lastError: w.lastError ?? p.lastError,
             leaseID: p.leaseID.map { String($0, radix: 16) },
             leaseTTL: Int(p.ttl),
