@@ -249,6 +249,7 @@ struct Run: ParsableCommand {
             try service.start()
             service.replay(saved, adding: savedCNI?.adding ?? [])
             try service.saveSnapshot()
+            service.startCluster()
         } catch {
             fail(error.description)
         }
