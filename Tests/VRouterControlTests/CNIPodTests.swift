@@ -169,6 +169,23 @@ import VRouterTestSupport
         }
     }
 
+    /// The node as vrouterd restarts it from `dir`: snapshot, journal replayed, a new snapshot.
+    func restarted(from dir: String) throws -> NodeService {
+        let p = try StatePersistence(directory: dir)
+        let (config, records) = try #require(try p.load())
+        var c = config
+        c.poolBuffers = 1024
+        c.flowCapacity = 1024
+        let s = try NodeService(config: c, logger: Logger(label: "test"), requireLivePorts: false)
+        s.persistence = p
+        let cni = try p.loadCNI()
+        if let cni { s.restoreCNI(cni) }
+        try s.start()
+        s.replay(records, adding: cni?.adding ?? [])
+        try s.saveSnapshot()
+        return s
+    }
+
     func add(
         _ s: NodeService,
         _ cid: String,
@@ -332,17 +349,7 @@ import VRouterTestSupport
         #expect(try pod.links() == ["eth0", "net1"], "persistent taps outlive vrouterd")
         // Restart from the journal, then from a snapshot.
         for round in 0..<2 {
-            let p = try StatePersistence(directory: dir)
-            let (config, records) = try #require(try p.load())
-            var c = config
-            c.poolBuffers = 1024
-            c.flowCapacity = 1024
-            s = try NodeService(config: c, logger: Logger(label: "test"), requireLivePorts: false)
-            s.persistence = p
-            if let cni = try p.loadCNI() { s.restoreCNI(cni) }
-            try s.start()
-            s.replay(records)
-            try s.saveSnapshot()
+            s = try restarted(from: dir)
             let info = try s.pod(namespace: "default", name: "api")
             #expect(info.networkStatus.map(\.ips) == r.attachments.map(\.ips), "round \(round)")
             #expect(info.interfaces?.map(\.label) == labels && s.labels().count == 2, "labels survive, round \(round)")
@@ -406,18 +413,8 @@ extension CNIPodTests {
         try (lines.joined(separator: "\n") + "\n").write(toFile: journal, atomically: true, encoding: .utf8)
         #expect(try cut.links() == ["eth0"])
 
-        let p = try StatePersistence(directory: dir)
-        let (config, records) = try #require(try p.load())
-        var c = config
-        c.poolBuffers = 1024
-        c.flowCapacity = 1024
-        s = try NodeService(config: c, logger: Logger(label: "test"), requireLivePorts: false)
+        s = try restarted(from: dir)
         defer { s.stop() }
-        s.persistence = p
-        let cni = try p.loadCNI()
-        if let cni { s.restoreCNI(cni) }
-        try s.start()
-        s.replay(records, adding: cni?.adding ?? [])
         #expect(try cut.links() == [], "the ADD cut short is undone")
         #expect(s.pods().map(\.containerID) == ["c-a"])
         #expect(try web.links() == ["eth0"], "the newer sandbox keeps its tap")
