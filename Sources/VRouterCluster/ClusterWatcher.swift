@@ -105,10 +105,12 @@ public final class ClusterWatcher: Sendable {
                     if compacted { $0.compactions += 1 }
                 }
                 logger.warning("cluster watch ended, listing again: \(error)")
-                // A compaction needs no pause: the next listing is at a new revision.
+                // A compaction needs no pause: the next listing is at a new revision. Otherwise
+                // the pause doubles up to a second, so etcd back is listed within a second (an
+                // attempt against a member that is down costs one refused connection).
                 if !compacted {
                     try? await Task.sleep(for: pause)
-                    pause = min(pause * 2, .seconds(5))
+                    pause = min(pause * 2, .seconds(1))
                 }
             }
         }

@@ -1,6 +1,9 @@
 // Nodes in cluster mode (issue 15) with a real 3-member etcd the test starts: two vrouterd,
 // each with a pod attached through the CNI API, learn each other's pods through etcd alone
 // (no route given by hand) and ping across.
+//   - Three nodes (their fabrics on one bridge), over VXLAN and over MPLS over UDP: a pod of
+//     the default network and one of a network applied on one node only, on every node;
+//     every pod reaches every other pod of its network and none of the other network.
 //   - A network applied on one node reaches the other; its delete is refused while a pod on
 //     the other node uses it (naming the pod and node).
 //   - A node killed with -9 has its pods withdrawn on the other within its lease's TTL + 1 s;
@@ -36,7 +39,8 @@ struct ClusterTests {
         device: String,
         address: String,
         mac: String,
-        ttl: Int
+        ttl: Int,
+        encap: String = "mpls-udp"
     )
         -> String
     {
@@ -48,6 +52,7 @@ struct ClusterTests {
         cluster:
           etcd: { endpoints: [\(etcd.endpoints.joined(separator: ", "))], prefix: /\(lab.tag), leaseTTL: \(ttl)s }
           blocks: 4
+          encap: \(encap)
         """
     }
 
@@ -287,6 +292,111 @@ struct ClusterTests {
         #expect(back != nil, "b not learned again after n2's restart")
         try lab.waitForPing(from: pa, b.address, timeout: 20)
         #expect(try t.labelOfB() == b.label)
+    }
+
+    @Test(arguments: ["vxlan", "mpls-udp"]) func threeNodesEveryPodReachesItsNetworkOnly(_ encap: String) throws {
+        let lab = try Lab("t")
+        defer {
+            lab.cleanup()
+            #expect(lab.leftovers().isEmpty)
+        }
+        let etcd = try EtcdLab(members: 3)
+        defer { etcd.cleanup() }
+        let bridge = lab.name("br")
+        try lab.ip("link", "add", bridge, "type", "bridge")
+        try lab.ip("link", "set", bridge, "up")
+        var nodes: [Daemon] = []
+        for i in 1...3 {
+            let (f, port) = (lab.name("f\(i)"), lab.name("f\(i)p"))
+            try lab.ip("link", "add", f, "type", "veth", "peer", "name", port)
+            try lab.ip("link", "set", port, "master", bridge)
+            for l in [f, port] {
+                _ = try? lab.run(["/usr/sbin/sysctl", "-qw", "net.ipv6.conf.\(l).disable_ipv6=1"])
+                try lab.ip("link", "set", l, "up")
+            }
+            let config = try lab.write(
+                "n\(i).yaml",
+                Self.config(
+                    lab,
+                    etcd,
+                    node: "n\(i)",
+                    device: f,
+                    address: "198.18.0.\(i)",
+                    mac: "02:00:00:00:00:0\(i)",
+                    ttl: 5,
+                    encap: encap
+                )
+            )
+            nodes.append(try Daemon(lab, config: config, name: "vrouterd-n\(i)"))
+        }
+        for n in nodes { try n.waitRunning() }
+        // blue is applied on n1 only; every node has it through etcd before its pod comes.
+        let blue = NetworkAttachmentDefinition(
+            metadata: .init(
+                name: "blue",
+                namespace: "default",
+                annotations: ["opencontrail.org/cidr": "198.51.100.0/24", "vrouter.io/vni": "2001"]
+            ),
+            spec: .init(config: #"{"cniVersion":"0.3.1","type":"contrail-k8s-cni"}"#)
+        )
+        let applied = try nodes[0].http(
+            "POST",
+            "/v1/networks",
+            String(decoding: try JSONEncoder().encode(blue), as: UTF8.self)
+        )
+        #expect(applied.0 == 201, "apply on n1: \(applied)")
+        for n in nodes.dropFirst() {
+            let reached = try Self.within(10) { try n.http("GET", "/v1/networks/default/blue").0 == 200 }
+            #expect(reached != nil, "blue never reached \(n.child.name)")
+        }
+        // On every node: p (eth0 in podnet) and q (eth0 in podnet, net1 in blue).
+        var podnet: [(ns: String, address: String)] = []
+        var bluePods: [(ns: String, address: String)] = []
+        for (i, n) in nodes.enumerated() {
+            let p = try lab.namespace("p\(i + 1)")
+            podnet.append((p, try Self.addPod(n, p, name: "p\(i + 1)").address))
+            let q = try lab.namespace("q\(i + 1)")
+            let (status, text) = try n.http(
+                "POST",
+                "/v1/cni/add",
+                try Self.addRequest(
+                    q,
+                    name: "q\(i + 1)",
+                    networks: [NetworkSelection(name: "blue", namespace: "default")]
+                )
+            )
+            #expect(status == 200, "ADD of q\(i + 1): \(status) \(text)")
+            let r = try JSONDecoder().decode(CNIAddResponse.self, from: Data(text.utf8))
+            let address = try #require(
+                r.attachments.first { $0.network == "default/blue" }?.ips?.first?.split(separator: "/").first,
+                "q\(i + 1) has no blue address: \(text)"
+            )
+            bluePods.append((q, String(address)))
+        }
+        #expect(
+            Set(podnet.map(\.address)).count == 3 && Set(bluePods.map(\.address)).count == 3,
+            "\(podnet) \(bluePods)"
+        )
+        // Every node learns the other two nodes' pods of both networks (no route by hand).
+        for (i, n) in nodes.enumerated() {
+            let learned = try Self.within(10) {
+                let c = try Self.cluster(n)
+                // p and q's eth0 of two nodes in podnet, q's net1 of two nodes in blue.
+                return c.nodes.count == 2 && c.routesProgrammed == 6
+            }
+            #expect(learned != nil, "n\(i + 1): \(try? Self.cluster(n))")
+        }
+        for net in [podnet, bluePods] {
+            for from in net {
+                for to in net where to.address != from.address {
+                    try lab.waitForPing(from: from.ns, to.address, timeout: 10)
+                }
+            }
+        }
+        // No way across networks: p1 (podnet only) to q2's and q3's blue addresses.
+        for to in bluePods.dropFirst() {
+            #expect(try lab.ping(from: podnet[0].ns, to.address, count: 2) == 0, "p1 reached blue \(to.address)")
+        }
     }
 
     @Test func etcdFaultsAndARestartWithinTheLeaseFlapNoRoute() throws {
