@@ -102,6 +102,7 @@ extension NodeService {
             port.label = .fixed(l)
         }
         port.antiSpoofing = spec.antiSpoofing ?? true
+        port.offloads = spec.offloads ?? true
         port.defaultRoute = spec.defaultRoute ?? true
         guard !spec.tap.name.isEmpty, spec.tap.name.utf8.count <= 15 else {
             throw .badRequest("tap name '\(spec.tap.name)' is not a valid interface name (1-15 bytes)")
