@@ -38,6 +38,7 @@ let package = Package(
         .library(name: "VRouterIO", targets: ["VRouterIO"]),
         .library(name: "VRouterAPI", targets: ["VRouterAPI"]),
         .library(name: "VRouterControl", targets: ["VRouterControl"]),
+        .library(name: "VRouterCNI", targets: ["VRouterCNI"]),
         .executable(name: "vrouterd", targets: ["vrouterd"]),
         .executable(name: "vrouter-cni", targets: ["vrouter-cni"]),
         .executable(name: "vrouterctl", targets: ["vrouterctl"]),

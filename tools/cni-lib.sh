@@ -79,12 +79,27 @@ pod() {
 # cnirun ARGS...: cnirun with this run's result cache.
 cnirun() { "$CNIRUN" --cache-dir "$TMP/cni-cache" "$@"; }
 
+# json_string VAR TEXT: sets VAR to TEXT as a JSON string, in bash with no process: a jq exec
+# costs 9-16 ms of CPU, more than vrouter-cni's in a benchmark's timed ADD (a runtime spawns no
+# such thing). jq only for control characters other than newline, tab and return.
+json_string() {
+  local s=$2
+  s=${s//\\/\\\\}
+  s=${s//\"/\\\"}
+  s=${s//$'\n'/\\n}
+  s=${s//$'\t'/\\t}
+  s=${s//$'\r'/\\r}
+  if [[ $s == *[[:cntrl:]]* ]]; then s=$(jq -cn --arg v "$2" '$v'); else s="\"$s\""; fi
+  printf -v "$1" '%s' "$s"
+}
+
 # cni CMD POD [ANNOTATION] [CONFLIST]: runs cnirun for pod NAME (namespace default) with the
 # networks annotation in CAP_ARGS; the container ID is ctr-NAME.
 cni() {
-  local cmd=$1 name=$2 ann=${3:-} conf=${4:-$CONF} cap=''
+  local cmd=$1 name=$2 ann=${3:-} conf=${4:-$CONF} cap='' v
   if [[ -n $ann ]]; then
-    cap=$(jq -cn --arg v "$ann" '{"io.kubernetes.cri.pod-annotations": {"k8s.v1.cni.cncf.io/networks": $v}}')
+    json_string v "$ann"
+    cap="{\"io.kubernetes.cri.pod-annotations\":{\"k8s.v1.cni.cncf.io/networks\":$v}}"
   fi
   CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$name;K8S_POD_INFRA_CONTAINER_ID=ctr-$name;K8S_POD_UID=uid-$name" \
     CAP_ARGS=$cap cnirun "$cmd" "$conf" "ctr-$name" "/var/run/netns/$CNI_NS$name"

@@ -121,7 +121,7 @@ func lookups<Key: FlowKey>(_ s: Installed<Key>, touch: Bool, now: UInt32) -> UIn
     var acc: UInt32 = 0
     while done < lookupsPerIteration {
         let n = min(frame, lookupsPerIteration - done, s.count - off)
-        t.lookup(keys: s.keys + off, hashes: s.hashes + off, count: n, slots: slots, prefetchCounters: touch)
+        t.lookup(keys: s.keys + off, hashes: s.hashes + off, count: n, slots: slots, forWriting: touch)
         if touch { t.touch(slots: slots, bytes: lengths, count: n, now: now) }
         acc &+= slots[n - 1]
         done += n
@@ -194,7 +194,7 @@ let benchmarks: @Sendable () -> Void = {
                 hashes: misses1M.hashes + off,
                 count: n,
                 slots: slots,
-                prefetchCounters: false
+                forWriting: false
             )
             done += n
             off += n

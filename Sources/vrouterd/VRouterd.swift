@@ -92,18 +92,25 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Passes over the captures (the first runs with a cold flow cache).")
     var `repeat`: Int = 10
 
+    @Option(
+        name: .long,
+        help: "Pinned workers, each over its share of the packets (RSS-style hash); the figures are their aggregate."
+    )
+    var workers: Int = 1
+
     @Flag(name: .long, help: "Print one JSON object.")
     var json = false
 
     func validate() throws {
         guard `repeat` >= 1 && `repeat` <= 100_000 else { throw ValidationError("--repeat must be 1...100000") }
+        guard workers >= 1 && workers <= 256 else { throw ValidationError("--workers must be 1...256") }
     }
 
     func run() throws {
         let node = loadNode(config)
         let r: BenchResult
         do {
-            r = try node.bench(repeats: `repeat`) { line in
+            r = try node.bench(repeats: `repeat`, workers: workers) { line in
                 FileHandle.standardError.write(Data("\(line)\n".utf8))
             }
         } catch { fail(error.description) }
@@ -131,6 +138,11 @@ struct Bench: ParsableCommand {
             )
         )
         print("dropped per pass: \(r.dropped)")
+        if r.workers > 1 {
+            for (w, (n, m)) in zip(r.worker_packets, r.worker_mpps).enumerated() {
+                print(String(format: "worker %d: %d packets, warm %.2f Mpps on its own", w, n, m))
+            }
+        }
         print("")
         print(pad("NODE", 18) + pad("ns/packet", 12, right: true))
         for node in PipelineNode.allCases {

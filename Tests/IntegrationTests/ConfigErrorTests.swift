@@ -27,6 +27,9 @@ struct ConfigErrorTests {
         /// The error comes after vrouterd made something (logged), so only the last line of
         /// stderr is the error.
         var failsHalfWay = false
+        /// Top-level keys before `vrfs:`, and more of blue's keys (after its gateway).
+        var top = ""
+        var blue = ""
     }
 
     static func pod(_ lab: Lab, _ n: Int, vrf: String = "blue", address: String? = nil, netns: String? = nil) -> String
@@ -81,6 +84,23 @@ struct ConfigErrorTests {
             },
             failsHalfWay: true
         ),
+        Case(
+            description: "SNAT network without an underlay address",
+            interfaces: { pod($0, 1) },
+            expected: "vrfs.blue: ipFabricSnat needs a fabric interface with the node's underlay address",
+            top: "snat: { ports: 20000-20999 }",
+            blue: ", ipFabricSnat: true"
+        ),
+        Case(
+            description: "SNAT port range overlapping the VXLAN port",
+            interfaces: {
+                "  - { name: fabric, kind: fabric, device: \($0.name("nodev")), address: 198.18.0.1/24, mac: \"02:00:00:00:00:01\" }\n"
+                    + pod($0, 1)
+            },
+            expected: "overlaps the VXLAN port 4789",
+            top: "snat: { ports: 4000-5000 }",
+            blue: ", ipFabricSnat: true"
+        ),
     ]
 
     @Test(arguments: cases)
@@ -95,8 +115,9 @@ struct ConfigErrorTests {
         let config = try lab.write(
             "node.yaml",
             """
+            \(c.top)
             vrfs:
-              - { name: blue, gateway: 192.0.2.1 }
+              - { name: blue, gateway: 192.0.2.1\(c.blue) }
               - { name: red, gateway: 198.51.100.1 }
             interfaces:
             \(c.interfaces(lab))

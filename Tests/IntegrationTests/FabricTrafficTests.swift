@@ -226,6 +226,28 @@ struct FabricTrafficTests {
         // A small TTL: the router's time-exceeded comes back, translated to the pod.
         let ttl = try lab.run(lab.inNS(f.p1, [Tool.ping, "-c", "1", "-t", "2", "-W", "2", "-n", "192.0.2.2"]))
         #expect(ttl.output.contains("198.18.0.254") && ttl.output.contains("Time to live exceeded"), "\(ttl.output)")
+        // And a traceroute's UDP probe: the error quotes the translated datagram, so the
+        // pod's kernel hands it to the probing socket (IP_RECVERR) only if the quote was
+        // translated back to the pod's address and port. Prints origin, type, offender.
+        let probe = try f.python(
+            f.p1,
+            """
+            import socket, select, struct
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setsockopt(socket.SOL_IP, 11, 1)  # IP_RECVERR
+            s.setsockopt(socket.SOL_IP, socket.IP_TTL, 2)
+            s.bind(('0.0.0.0', 33000))
+            s.sendto(b'probe', ('192.0.2.2', 33434))
+            p = select.poll(); p.register(s, select.POLLERR)
+            if p.poll(3000):
+                data, anc, _, _ = s.recvmsg(512, 512, socket.MSG_ERRQUEUE)
+                for level, kind, e in anc:
+                    if level == socket.SOL_IP and kind == 11:
+                        print(e[4], e[5], socket.inet_ntoa(e[20:24]), data)
+            """
+        )
+        // Origin 2 is ICMP, type 11 time exceeded; the quote's payload is the probe's.
+        #expect(probe.output.contains("2 11 198.18.0.254 b'probe'"), "\(probe.output) \(probe.error)")
 
         let flows: [FlowInfo] = try f.node1.api.call("GET", "/v1/flows?top=1000")
         #expect(flows.contains { $0.translation?.hasPrefix("snat 198.18.0.1:2") == true })
@@ -233,9 +255,12 @@ struct FabricTrafficTests {
 
         let rows = try cap.stop(fields: ["ip.src", "ip.dst"])
         #expect(rows.count > 20)
-        // Out on the fabric the pods never show: only the node's underlay address.
+        // Out on the fabric the pods never show: everything toward the world or the
+        // router comes from the node's underlay address, from both pods' flows.
         #expect(!rows.contains { $0.contains { $0.hasPrefix("198.51.100.") } }, "\(rows.prefix(5))")
-        #expect(rows.contains { $0[0] == "198.18.0.1" })
+        let outward = rows.filter { $0.count == 2 && ($0[1] == "192.0.2.2" || $0[1] == "198.18.0.254") }
+        #expect(outward.count > 10)
+        #expect(outward.allSatisfy { $0[0] == "198.18.0.1" }, "\(outward.filter { $0[0] != "198.18.0.1" }.prefix(5))")
         let stats = try f.node1.stop()
         #expect(stats.reasons["nat_ports_exhausted", default: 0] == 0, "\(stats)")
         _ = try f.node2.stop()

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import VRouterCore
 import VRouterTestSupport
@@ -122,6 +123,32 @@ import VRouterTestSupport
         } catch {
             #expect(error.description.contains(expected), "\(error.description)")
         }
+    }
+
+    /// Found by the config fuzzer: the snapshot of a node wrote a relative capture path
+    /// resolved against "." ("./in.pcap"), which read back and written again became
+    /// "././in.pcap", one more "./" per restart; and a config loaded by a relative path put
+    /// paths relative to the working directory into a snapshot that is read back from the
+    /// state directory, so they named other files.
+    @Test func snapshotsNameCapturesTheSameFilesEveryTime() throws {
+        let text = """
+            vrfs: [ { name: a } ]
+            interfaces:
+              - { name: p, kind: pod, vrf: a, mac: "02:00:00:00:00:01", pcap: { in: in.pcap, out: out/p.pcap } }
+            """
+        let parsed = try NodeConfig.parse(text)
+        let written = parsed.yaml(routeFiles: [], journalSequence: 1)
+        #expect(written.contains("in: \"in.pcap\", out: \"out/p.pcap\""))
+        #expect(try NodeConfig.parse(written).yaml(routeFiles: [], journalSequence: 1) == written)
+
+        let file = Scratch.path("relative.yaml")
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        let cwd = FileManager.default.currentDirectoryPath
+        let up = String(repeating: "../", count: cwd.split(separator: "/").count)
+        let loaded = try NodeConfig.load(path: up + file.dropFirst())
+        let dir = (file as NSString).deletingLastPathComponent
+        #expect(loaded.resolve("in.pcap") == dir + "/in.pcap")
+        #expect(loaded.yaml(routeFiles: [], journalSequence: 1).contains("in: \"\(dir)/in.pcap\""))
     }
 
     @Test func routeFilesAreParsedAndCheckedLineByLine() throws {

@@ -86,6 +86,25 @@ import VRouterTestSupport
         #expect(view.vrfs[1].v4.lookup(IPv4Address(203, 0, 113, 7).value) != LPM.miss)
     }
 
+    /// A second route over an ECMP set that already exists shares its nexthop (found by
+    /// schemathesis: vrouterd trapped on it, unwrapping a placeholder only new sets have).
+    @Test func ecmpSetsAreShared() throws {
+        let s = try service(NodeConfig.parse(Self.yaml))
+        defer { s.stop() }
+        let set = [RouteMember(via: "node-a", vni: 1001), RouteMember(via: "node-b", label: 300)]
+        _ = try s.changeRoutes(vrf: "blue", RouteChange(add: [RouteSpec(prefix: "198.51.100.0/25", ecmp: set)]))
+        _ = try s.changeRoutes(vrf: "blue", RouteChange(add: [RouteSpec(prefix: "198.51.100.128/25", ecmp: set)]))
+        _ = try s.changeRoutes(
+            vrf: "blue",
+            RouteChange(add: [
+                RouteSpec(prefix: "203.0.113.0/25", ecmp: set), RouteSpec(prefix: "203.0.113.128/25", ecmp: set),
+            ])
+        )
+        let nexthops = Set(try s.routes(vrf: "blue").filter { $0.members != nil }.map(\.nexthop))
+        #expect(nexthops.count == 1)
+        #expect(try s.routes(vrf: "blue").filter { $0.members != nil }.count == 4)
+    }
+
     @Test func vrfsAndNodesValidateAndRefuseWhatIsInUse() throws {
         let s = try service(NodeConfig.parse(Self.yaml))
         defer { s.stop() }

@@ -160,6 +160,52 @@ import VRouterTestSupport
         #expect(Array(toRed.packet(0)[0..<6]) == [0x02, 0x00, 0x02, 0x00, 0x00, 0x0A])
     }
 
+    /// `bench --workers 2`: the packets are dealt by flow (every packet once, a flow's
+    /// packets to one worker) and the two workers forward all of them.
+    @Test func benchWorkersShareThePacketsByFlow() throws {
+        var blue = SyntheticTraffic.podFlows(
+            port: 1,
+            mac: MACAddress("02:00:01:00:00:0a")!,
+            source: IPv4Address(192, 0, 2, 10),
+            prefixes: [IPv4Prefix("192.0.2.128/25")!],
+            flows: 200,
+            seed: 5
+        )
+        blue.append(contentsOf: blue)  // every flow twice
+        let fabric = SyntheticTraffic.vxlanToPods(
+            fabricPort: 0,
+            nodeMAC: MACAddress("02:00:00:00:00:01")!,
+            underlay: IPv4Address(198, 18, 0, 1),
+            peerMAC: MACAddress("02:00:00:00:00:02")!,
+            peer: IPv4Address(198, 18, 0, 2),
+            vni: 1001,
+            remote: IPv4Prefix("192.0.2.128/25")!,
+            pods: [IPv4Address(192, 0, 2, 10)],
+            flows: 100,
+            seed: 6
+        )
+        let shares = blue.split(2)
+        #expect(shares.map(\.count).reduce(0, +) == blue.count)
+        #expect(shares.allSatisfy { $0.count > 0 })
+        for share in shares {
+            var seen: [[UInt8]: Int] = [:]
+            for i in 0..<share.count { seen[share.packet(i), default: 0] += 1 }
+            #expect(seen.values.allSatisfy { $0 == 2 }, "a flow's two packets went to different workers")
+        }
+        try Self.write(blue, "blue-in.pcap")
+        try Self.write(PacketSet(), "red-in.pcap")
+        try Self.write(fabric, "fabric-in.pcap")
+        try Self.config.write(toFile: Self.dir + "/config.yaml", atomically: true, encoding: .utf8)
+        let node = try ReplayNode(config: NodeConfig.load(path: Self.dir + "/config.yaml"))
+        let r = try node.bench(repeats: 3, workers: 2) { _ in }
+        #expect(r.workers == 2)
+        #expect(r.packets == 500)
+        #expect(r.worker_packets.reduce(0, +) == 500)
+        #expect(r.outputs == 500)
+        #expect(r.dropped == 0)
+        #expect(r.flow_hit_rate == 1)
+    }
+
     @Test func tsharkDecodesOurEncapsulationsCleanly() throws {
         let tshark = "/usr/bin/tshark"
         #expect(FileManager.default.isExecutableFile(atPath: tshark), "tshark is missing: run tools/bootstrap")

@@ -89,12 +89,12 @@ import Testing
                 let cands = candidates(key).compactMap { s in table.key(at: s).map { (s, $0) } }
                 let candKeys = Set(cands.map { $0.1 })
                 let value = FlowValue(
-                    nexthop: UInt32(truncatingIfNeeded: rng.next()),
+                    nexthop: UInt32(truncatingIfNeeded: rng.next()) & 0xF_FFFF,
                     label: UInt32(step),
                     generation: UInt32(rng.next() % 3),
                     flags: rng.next() % 10 == 0 ? .closing : [],
-                    packets: 1,
-                    bytes: 64
+                    packets: rng.next() % 2,  // zero: the table relies on empty lanes' counters being zero
+                    bytes: 64 * (rng.next() % 2)
                 )
                 let result = table.insert(key, hash: table.hash(key), value: value, now: now)
                 let vrf = Int(key.vrf)

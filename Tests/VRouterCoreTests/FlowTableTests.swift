@@ -31,6 +31,55 @@ import Testing
         #expect(perFlow >= 60 && perFlow < 60.1)
     }
 
+    /// A hit writes one line: the small counters in the entry carry into the wide ones
+    /// (once per 1024 packets or 4 MiB), and the totals stay exact through carries,
+    /// removal and reuse of the lane.
+    @Test func smallCountersCarryIntoTheWideLine() {
+        let t = Table4(capacity: 64)
+        defer { t.deallocate() }
+        let k = Self.key(7)
+        guard case .success(let slot) = t.insert(k, value: FlowValue(nexthop: 5), now: 1) else {
+            Issue.record("insert failed")
+            return
+        }
+        var bytes: UInt64 = 0
+        for i in 0..<5000 {
+            let n = i % 3 == 0 ? 1514 : 64 + i % 1400
+            let h = i % 2 == 0 ? t.hit(slot, bytes: n, now: UInt32(2 + i)) : nil
+            if h == nil { t.touch(slot, bytes: n, now: UInt32(2 + i)) }
+            #expect(h == nil || h!.nexthop == 5)
+            bytes += UInt64(n)
+        }
+        #expect(t.value(at: slot) == FlowValue(nexthop: 5, packets: 5000, bytes: bytes, lastSeen: 5001))
+        #expect(t.remove(slot))
+        // The lane's next flow starts from zero, or from the counts it is given.
+        guard case .success(let again) = t.insert(k, value: FlowValue(nexthop: 6), now: 9) else {
+            Issue.record("insert failed")
+            return
+        }
+        #expect(t.value(at: again)?.packets == 0 && t.value(at: again)?.bytes == 0)
+        t.touch(again, bytes: 100, now: 10)
+        #expect(t.value(at: again)?.packets == 1 && t.value(at: again)?.bytes == 100)
+    }
+
+    /// The packed action keeps what the tables produce: 20-bit nexthops, 24-bit labels
+    /// with the translation flags, 18-bit generations.
+    @Test func packedActionRoundTrips() {
+        let labels: [UInt32] = [
+            0, 16, 0xF_FFFF, 0xFF_FFFF, FlowTranslation.source(port: 40000), FlowTranslation.destination(port: 65535),
+        ]
+        for nexthop: UInt32 in [0, 1, 0xF_FFFF] {
+            for label in labels {
+                for generation: UInt32 in [0, 3, FlowAction.generationMask] {
+                    let a = FlowAction.pack(nexthop: nexthop, label: label, generation: generation)
+                    #expect(FlowAction.nexthop(a) == nexthop)
+                    #expect(FlowAction.label(a) == label)
+                    #expect(FlowAction.generation(a) == generation)
+                }
+            }
+        }
+    }
+
     @Test func insertLookupTouchUpdate() {
         let t = Table4(capacity: 64)
         defer { t.deallocate() }
@@ -297,7 +346,7 @@ import Testing
                             hashes: h.baseAddress ?? UnsafePointer(bitPattern: 8)!,
                             count: n,
                             slots: s.baseAddress ?? UnsafeMutablePointer(bitPattern: 8)!,
-                            prefetchCounters: n % 2 == 0
+                            forWriting: n % 2 == 0
                         )
                     }
                 }

@@ -1,3 +1,5 @@
+import Testing
+
 // A pipeline on the sample topology, fed byte arrays, returning what it transmitted.
 @testable import VRouterCore
 
@@ -52,7 +54,13 @@ final class PipelineHarness {
             pool.metas[Int(idx)].flags = flags
             input.append(idx)
         }
+        let audit = PipelineAudit(pipeline, input: input, output: output, punt: punt)
         pipeline.process(&input, tables: UnsafePointer(tables.viewPointer), now: now, output: &output, punt: &punt)
+        // What every frame must keep (conservation, buffers, frame bounds, MTUs, flow bookkeeping).
+        let problems =
+            audit.problems(pipeline, input: input, output: output, punt: punt, tables: tables.view)
+            + pipeline.flows4.problems() + pipeline.flows6.problems()
+        #expect(problems.isEmpty, "\(problems)")
         var sent: [Sent] = []
         for i in 0..<output.count {
             let idx = output[i]

@@ -96,6 +96,16 @@ enum NATFrames {
 
 private typealias F = NATFrames
 
+/// A datagram green-a sends to the world host.
+private func fromGreenA(sport: UInt16 = 40000, dport: UInt16 = 53, ttl: UInt8 = 64) -> [UInt8] {
+    F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: sport, dport: dport, ttl: ttl)
+}
+
+/// A datagram the world host sends to the node's address (through the gateway).
+private func worldToNode(sport: UInt16 = 53, dport: UInt16 = 20000) -> [UInt8] {
+    F.udp(Topo.gatewayMAC, Topo.nodeMAC, Topo.world, Topo.underlay, sport: sport, dport: dport)
+}
+
 /// The harness with fabric services and a small SNAT range (20000-20003).
 private func natHarness(
     range: SNATPortRange = SNATPortRange(first: 20000, last: 20003),
@@ -112,7 +122,7 @@ private func natHarness(
     @Test func udpLeavesWithTheNodesAddressAndTheReplyComesBack() {
         let h = natHarness()
         let out = h.run(
-            F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 40000, dport: 53),
+            fromGreenA(sport: 40000, dport: 53),
             from: Topo.greenA
         )
         #expect(out.count == 1)
@@ -137,7 +147,7 @@ private func natHarness(
 
         // Later packets of either direction are plain hits: nothing new is set up.
         _ = h.run(
-            F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 40000, dport: 53),
+            fromGreenA(sport: 40000, dport: 53),
             from: Topo.greenA
         )
         #expect(h.events(.natCreated) == 1)
@@ -150,10 +160,10 @@ private func natHarness(
     @Test func aChecksumLeftToOffloadIsCompletedFirst() {
         let h = natHarness()
         _ = h.run(
-            F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 40000, dport: 53),
+            fromGreenA(sport: 40000, dport: 53),
             from: Topo.greenA
         )
-        var reply = F.udp(Topo.gatewayMAC, Topo.nodeMAC, Topo.world, Topo.underlay, sport: 53, dport: 20000)
+        var reply = worldToNode(sport: 53, dport: 20000)
         reply[40] = 0x12  // not the checksum: what an offload would have replaced
         reply[41] = 0x34
         let back = h.run([(reply, Topo.fabricPort)], flags: .checksumPartial)
@@ -274,7 +284,7 @@ private func natHarness(
     @Test func twoPodsWithTheSameSourcePortGetDifferentPorts() {
         let h = natHarness()
         let a = h.run(
-            F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 5000, dport: 53),
+            fromGreenA(sport: 5000, dport: 53),
             from: Topo.greenA
         )
         let b = h.run(
@@ -287,7 +297,7 @@ private func natHarness(
         #expect(pb == 20001)
         // Each reply finds its own pod.
         let ra = h.run(
-            F.udp(Topo.gatewayMAC, Topo.nodeMAC, Topo.world, Topo.underlay, sport: 53, dport: 20001),
+            worldToNode(sport: 53, dport: 20001),
             from: Topo.fabricPort
         )
         #expect(ra.first?.port == Topo.greenB)
@@ -380,7 +390,7 @@ private func natHarness(
     @Test func icmpErrorsFromThePodAreTranslatedOutward() {
         let h = natHarness()
         _ = h.run(
-            F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 40000, dport: 53),
+            fromGreenA(sport: 40000, dport: 53),
             from: Topo.greenA
         )
         let reply = F.udp(.vrouter, Topo.greenAMAC, Topo.world, Topo.greenAIP, sport: 53, dport: 40000, ttl: 63)
@@ -448,10 +458,10 @@ private func natHarness(
         #expect(h.drops(.notTunnel) == 1)
         // A reply from another port of the server than the one the flow went to.
         _ = h.run(
-            F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 40000, dport: 53),
+            fromGreenA(sport: 40000, dport: 53),
             from: Topo.greenA
         )
-        let wrong = F.udp(Topo.gatewayMAC, Topo.nodeMAC, Topo.world, Topo.underlay, sport: 54, dport: 20000)
+        let wrong = worldToNode(sport: 54, dport: 20000)
         #expect(h.run(wrong, from: Topo.fabricPort).isEmpty)
         #expect(h.drops(.natNoMapping) == 2)
     }
@@ -460,21 +470,21 @@ private func natHarness(
         let h = natHarness()
         for sport in UInt16(1000)..<1004 {
             let o = h.run(
-                F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: sport, dport: 53),
+                fromGreenA(sport: sport, dport: 53),
                 from: Topo.greenA
             )
             #expect(o.first.map { be16($0.bytes, 34) } == 20000 + sport - 1000)
         }
         // A fifth flow to the same server and port: every port already has one.
         #expect(
-            h.run(F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 1004, dport: 53), from: Topo.greenA)
+            h.run(fromGreenA(sport: 1004, dport: 53), from: Topo.greenA)
                 .isEmpty
         )
         #expect(h.drops(.natPortsExhausted) == 1)
         #expect(h.pipeline.nat.stats(proto: 17) == SNATProtocolStats(flows: 4, portsInUse: 4))
         // To another port of that server a port can be shared: its reverse key differs.
         let shared = h.run(
-            F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 1005, dport: 123),
+            fromGreenA(sport: 1005, dport: 123),
             from: Topo.greenA
         )
         #expect(shared.count == 1)
@@ -487,10 +497,10 @@ private func natHarness(
         let h = natHarness()
         // Source port 0, and a protocol without ports (GRE).
         #expect(
-            h.run(F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 0, dport: 53), from: Topo.greenA)
+            h.run(fromGreenA(sport: 0, dport: 53), from: Topo.greenA)
                 .isEmpty
         )
-        var gre = F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 1, dport: 2)
+        var gre = fromGreenA(sport: 1, dport: 2)
         gre[23] = 47
         gre[24] = 0
         gre[25] = 0
@@ -502,7 +512,7 @@ private func natHarness(
         // No range on this worker: every port is "exhausted".
         let none = PipelineHarness(topology: SampleTopology(fabricServices: true))
         #expect(
-            none.run(F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 9, dport: 53), from: Topo.greenA)
+            none.run(fromGreenA(sport: 9, dport: 53), from: Topo.greenA)
                 .isEmpty
         )
         #expect(none.drops(.natPortsExhausted) == 1)
@@ -512,8 +522,8 @@ private func natHarness(
     /// goes, the port with it, and a late reply is dropped and counted.
     @Test func pairsAgeTogetherAndLateRepliesAreDropped() {
         let h = natHarness(idle: 1_000)
-        let request = F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 40000, dport: 53)
-        let reply = F.udp(Topo.gatewayMAC, Topo.nodeMAC, Topo.world, Topo.underlay, sport: 53, dport: 20000)
+        let request = fromGreenA(sport: 40000, dport: 53)
+        let reply = worldToNode(sport: 53, dport: 20000)
         _ = h.run(request, from: Topo.greenA)
         for _ in 0..<3 {
             h.now += 800
@@ -562,8 +572,8 @@ private func natHarness(
     /// Table changes bump generations; translated flows keep their ports through them.
     @Test func translationsSurviveTableChanges() {
         let h = natHarness()
-        let request = F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 40000, dport: 53)
-        let reply = F.udp(Topo.gatewayMAC, Topo.nodeMAC, Topo.world, Topo.underlay, sport: 53, dport: 20000)
+        let request = fromGreenA(sport: 40000, dport: 53)
+        let reply = worldToNode(sport: 53, dport: 20000)
         _ = h.run(request, from: Topo.greenA)
         // A port change bumps every VRF's generation.
         var p = h.topology.builder.ports[Topo.redA]!
@@ -589,19 +599,19 @@ private func natHarness(
 
     @Test func flushingAVRFReleasesItsTranslations() {
         let h = natHarness()
-        _ = h.run(F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 1, dport: 53), from: Topo.greenA)
-        _ = h.run(F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 2, dport: 53), from: Topo.greenA)
+        _ = h.run(fromGreenA(sport: 1, dport: 53), from: Topo.greenA)
+        _ = h.run(fromGreenA(sport: 2, dport: 53), from: Topo.greenA)
         #expect(h.pipeline.flows4.count == 4)
         h.pipeline.removeFlows(vrf: Topo.green)
         #expect(h.pipeline.flows4.count == 0)
         #expect(h.pipeline.nat.stats(proto: 17) == SNATProtocolStats())
-        _ = h.run(F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 1, dport: 53), from: Topo.greenA)
+        _ = h.run(fromGreenA(sport: 1, dport: 53), from: Topo.greenA)
         // The underlay VRF's entries alone: the forward is an orphan aging removes.
         h.pipeline.removeFlows(vrf: Topo.underlayVRF)
         #expect(h.pipeline.flows4.count == 1)
         #expect(h.pipeline.age(now: h.now, maxScan: 1 << 20) == 1)
         #expect(h.pipeline.nat.stats(proto: 17) == SNATProtocolStats())
-        _ = h.run(F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: 1, dport: 53), from: Topo.greenA)
+        _ = h.run(fromGreenA(sport: 1, dport: 53), from: Topo.greenA)
         h.pipeline.removeAllFlows()
         #expect(h.pipeline.nat.stats(proto: 17) == SNATProtocolStats())
     }
@@ -613,7 +623,7 @@ private func natHarness(
         let h = PipelineHarness(config: c, topology: SampleTopology(fabricServices: true))
         for sport in UInt16(1)...16 {
             _ = h.run(
-                F.udp(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, sport: sport, dport: 53),
+                fromGreenA(sport: sport, dport: 53),
                 from: Topo.greenA
             )
         }
@@ -623,7 +633,7 @@ private func natHarness(
         }
         #expect(h.pipeline.nat.stats(proto: 17).flows == 16)
         for sport in UInt16(1)...16 {
-            let r = F.udp(Topo.gatewayMAC, Topo.nodeMAC, Topo.world, Topo.underlay, sport: 53, dport: 20000 + sport - 1)
+            let r = worldToNode(sport: 53, dport: 20000 + sport - 1)
             #expect(h.run(r, from: Topo.fabricPort).first?.port == Topo.greenA)
         }
     }

@@ -282,6 +282,21 @@ typealias Topo = SampleTopology
         )
     }
 
+    /// Found by the pipeline fuzzer: an ARP request with 1,800 bytes after the ARP message
+    /// was answered with all of them sent back (bigger than the pod's MTU, and a reflection
+    /// of whatever the asker put there). The reply ends with the ARP message now.
+    @Test func anARPReplyDoesNotCarryWhatTheRequestHadAfterIt() {
+        let h = PipelineHarness()
+        let request = Packets.arpRequest(from: Topo.blueAMAC, Topo.blueAIP, asking: Topo.blueGateway)
+        let padded = request + [UInt8](repeating: 0xEE, count: 1800)
+        let out = h.run(padded, from: Topo.blueA)
+        #expect(out.count == 1)
+        #expect(out.first?.bytes.count == 60)
+        #expect(out.first.map { Array($0.bytes[20..<22]) } == [0, 2])
+        // A request shorter than the Ethernet minimum gets a reply of the ARP message's size.
+        #expect(h.run(Array(request[0..<42]), from: Topo.blueA).first?.bytes.count == 42)
+    }
+
     @Test func echoToTheGatewayAndToTheUnderlayIsAnswered() {
         let h = PipelineHarness()
         let out = h.run(Packets.echo4(from: Topo.blueAMAC, Topo.blueAIP, Topo.blueGateway), from: Topo.blueA)

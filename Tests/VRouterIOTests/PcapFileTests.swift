@@ -104,6 +104,31 @@ import VRouterTestSupport
         for p in [cut, junk, rawPath] { try? FileManager.default.removeItem(atPath: p) }
     }
 
+    /// Found by the pcap fuzzer: a record whose microseconds field does not fit (here
+    /// 0xFFFFFFFF) came out of libpcap, scaled to nanoseconds, as a negative fraction, and
+    /// turning it into a timestamp trapped. Now it is an error naming the packet.
+    @Test func aTimestampOutOfRangeIsAnErrorNamingThePacket() throws {
+        // Classic pcap, microseconds, Ethernet; two 60-byte records, the second one damaged.
+        var file: [UInt8] = [0xD4, 0xC3, 0xB2, 0xA1, 2, 0, 4, 0] + [UInt8](repeating: 0, count: 8)
+        file += [0xFF, 0xFF, 0, 0, 1, 0, 0, 0]
+        for usec: UInt32 in [5, 0xFFFF_FFFF] {
+            for field: UInt32 in [1_700_000_000, usec, 60, 60] {
+                file += withUnsafeBytes(of: field.littleEndian) { Array($0) }
+            }
+            file += [UInt8](repeating: 0x42, count: 60)
+        }
+        let path = Self.tempPath("stamp.pcap")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Data(file).write(to: URL(fileURLWithPath: path))
+        var set = PacketSet()
+        do {
+            _ = try PcapFile.read(path: path, port: 0, into: &set)
+            Issue.record("a timestamp out of range must fail")
+        } catch {
+            #expect(error.description.contains("stamp.pcap: packet 2 has timestamp"), "\(error)")
+        }
+    }
+
     @Test func pcapngIsReadToo() throws {
         // Converted with editcap when available (Debian's wireshark tools); skipped otherwise.
         let editcap = "/usr/bin/editcap"

@@ -234,7 +234,7 @@ public final class ControlAPI: Sendable {
             return .json(try a.service.changeRoutes(vrf: p["name"]!, change))
         },
         APIRoute("DELETE", "/v1/vrfs/{name}/routes/{prefix}") { a, _, p throws(APIError) in
-            .json(try a.service.changeRoutes(vrf: p["name"]!, RouteChange(delete: [p["prefix"]!])))
+            .json(try a.service.changeRoutes(vrf: p["name"]!, RouteChange(delete: [p["prefix"]!]), missingRoute: 404))
         },
 
         APIRoute("GET", "/v1/nexthops") { a, _, _ throws(APIError) in .json(a.service.nexthops()) },
@@ -257,7 +257,7 @@ public final class ControlAPI: Sendable {
 
         APIRoute("GET", "/v1/flows") { a, r, _ throws(APIError) in
             var top = 100
-            if let t = r.query["top"], !t.isEmpty {
+            if let t = r.query["top"] {
                 guard let n = Int(t), (1...1_000_000).contains(n) else {
                     throw .badRequest("top '\(t)' is not a number in 1...1000000")
                 }

@@ -15,14 +15,43 @@ public enum StrictJSON {
             if case .dataCorrupted(let c) = e, c.codingPath.isEmpty, c.underlyingError == nil {
                 // JSONDecoder does not say where the syntax broke; JSONSerialization does
                 // (parsed again only on this error path).
-                do { _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) } catch {
+                let parsed: Any
+                do { parsed = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) } catch {
                     let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? "\(error)"
                     throw .badRequest("malformed JSON: \(c.debugDescription) (\(detail))")
+                }
+                // Valid JSON: JSONDecoder says the same, without a path, of a number that does
+                // not fit its field (-1, 1.5 or 2^40 where a UInt32 goes). Name the candidates.
+                let odd = unfitNumbers(parsed, path: "")
+                if !odd.isEmpty {
+                    throw .badRequest(
+                        "\(odd.joined(separator: ", ")): not a number the field takes (a whole number, "
+                            + "not negative, within the field's range)"
+                    )
                 }
             }
             throw .badRequest(message(e))
         } catch {
             throw .badRequest("malformed JSON: \(error)")
+        }
+    }
+
+    /// "path = value" for every number in `value` that is negative, fractional or beyond
+    /// UInt32 (what the model's unsigned fields cannot hold).
+    static func unfitNumbers(_ value: Any, path: String) -> [String] {
+        switch value {
+        case let o as [String: Any]:
+            return o.keys.sorted().flatMap { unfitNumbers(o[$0]!, path: path.isEmpty ? $0 : "\(path).\($0)") }
+        case let a as [Any]:
+            return a.indices.flatMap { unfitNumbers(a[$0], path: "\(path)[\($0)]") }
+        case is Bool:
+            return []
+        case let n as NSNumber:
+            let d = n.doubleValue
+            guard d < 0 || d != d.rounded() || d > Double(UInt32.max) else { return [] }
+            return ["\(path.isEmpty ? "the body" : path) = \(n)"]
+        default:
+            return []
         }
     }
 

@@ -45,6 +45,9 @@ extension NetworkAttachmentDefinition {
         guard let meta = m["metadata"] as? [String: Any], let name = meta["name"] as? String else {
             throw ConfigError("\(where_): metadata.name is missing")
         }
+        if let ns = meta["namespace"], !(ns is String) {
+            throw ConfigError("\(where_) (\(name)): metadata.namespace must be a string")
+        }
         var annotations: [String: String]?
         if let a = meta["annotations"] {
             guard let am = a as? [String: Any] else {

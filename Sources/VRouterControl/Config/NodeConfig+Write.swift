@@ -6,7 +6,7 @@ import VRouterCore
 
 extension NodeConfig {
     /// The config as YAML. VRFs named in `routeFiles` get `routesFile: routes-NAME.txt`.
-    func yaml(routeFiles: Set<String>, journalSequence: Int) -> String {
+    public func yaml(routeFiles: Set<String>, journalSequence: Int) -> String {
         func q(_ s: String) -> String {
             "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
         }

@@ -160,14 +160,20 @@ extension NodeConfig {
             throw ConfigError("\(path): cannot read: \((error as NSError).localizedDescription)")
         }
         var c = try parse(text, file: path)
-        c.directory = (path as NSString).deletingLastPathComponent
-        if c.directory.isEmpty { c.directory = "." }
+        // Absolute, so that a relative path in the file names the same file wherever it is
+        // read again: the state snapshot, written in the state directory, names it resolved.
+        let directory = (path as NSString).deletingLastPathComponent
+        let absolute =
+            directory.hasPrefix("/")
+            ? directory : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(directory)
+        c.directory = (absolute as NSString).standardizingPath
         return c
     }
 
-    /// Resolves a path from the config relative to the config's directory.
+    /// Resolves a path from the config relative to the config's directory (a config that
+    /// was parsed from text, not loaded from a file, has none: its paths stay as written).
     public func resolve(_ path: String) -> String {
-        path.hasPrefix("/") ? path : (directory as NSString).appendingPathComponent(path)
+        path.hasPrefix("/") || directory == "." ? path : (directory as NSString).appendingPathComponent(path)
     }
 
     public static func parse(_ text: String, file: String = "config") throws(ConfigError) -> NodeConfig {

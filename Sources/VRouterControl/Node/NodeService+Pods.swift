@@ -40,7 +40,15 @@ extension NodeService {
         }
         let ns = NetworkNamespace.at(req.netns)
         guard req.netns.hasPrefix("/") || !req.netns.contains("/"), ns.exists else {
-            throw CNIFailure(400, .invalidEnvironment, "network namespace '\(req.netns)' does not exist")
+            throw CNIFailure(404, .invalidEnvironment, "network namespace '\(req.netns)' does not exist")
+        }
+        // What the pod already has in its namespace (a requested name must be free).
+        let existing: Set<String>
+        do { existing = Set(try ns.netlink().links().map(\.name)) } catch  where error.errno == EINVAL {
+            // A file that is not a namespace (setns refuses it): there is no namespace there.
+            throw CNIFailure(404, .invalidEnvironment, "'\(req.netns)' is not a network namespace")
+        } catch {
+            throw CNIFailure(500, .interfaceFailure, "cannot read the pod's network namespace \(req.netns): \(error)")
         }
         let podNamespace = req.pod.namespace ?? "default"
         var selections = req.networks
@@ -53,11 +61,6 @@ extension NodeService {
                 .invalidNetworkConfig,
                 "network \(clash.key): interface '\(req.ifname)' is the default network's (the runtime's CNI_IFNAME)"
             )
-        }
-        // What the pod already has in its namespace (a requested name must be free).
-        let existing: Set<String>
-        do { existing = Set(try ns.netlink().links().map(\.name)) } catch {
-            throw CNIFailure(500, .interfaceFailure, "cannot read the pod's network namespace \(req.netns): \(error)")
         }
         guard let dn = config.defaultNetwork, tables.read({ $0.compiled.vrfIDs[dn.name] != nil }) else {
             throw CNIFailure(503, .internalError, "vrouterd has no default network (defaultNetwork in its config)")

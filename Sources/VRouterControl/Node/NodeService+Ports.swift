@@ -3,6 +3,7 @@
 // to the workers with no lock held, then the tables enter them and publish once. All or
 // nothing: a failure undoes the devices made and the reservation.
 
+import Glibc
 import VRouterAPI
 import VRouterCore
 import VRouterIO
@@ -36,7 +37,9 @@ extension NodeService {
             } catch {
                 ports.delete(taps.compactMap { $0 })
                 tables.release(reserved)
-                throw PortFailure(index: i, error: .badRequest("interface '\(r.port.name)': \(error)"))
+                // A name another link has is the node's state (409); the rest, the request's.
+                let status = error.errno == EEXIST ? 409 : 400
+                throw PortFailure(index: i, error: APIError(status, "interface '\(r.port.name)': \(error)"))
             }
         }
         // The workers serve the taps before the tables route to them.
@@ -88,13 +91,20 @@ extension NodeService {
     public func addInterface(_ spec: InterfaceSpec) throws(APIError) -> InterfaceInfo {
         try validName(spec.name, "interface")
         guard let mac = MACAddress(spec.mac) else { throw .badRequest("mac '\(spec.mac)' is not a MAC address") }
+        guard !mac.isMulticast, mac.value != 0 else {
+            throw .badRequest("mac '\(spec.mac)' is not a unicast address (a pod's MAC must be one)")
+        }
         var port = PodPort(name: spec.name, vrf: spec.vrf, mac: mac)
         if let m = spec.mtu {
             guard (68...9000).contains(m) else { throw .badRequest("mtu \(m) is outside 68...9000") }
             port.mtu = m
         }
         if let a = spec.ipv4 { port.ipv4 = try address(a) }
-        if let a = spec.ipv6 { port.ipv6 = try address(a) }
+        if let a = spec.ipv6 {
+            // The kernel keeps no IPv6 on a link below IPv6's minimum MTU (it refused the address).
+            guard port.mtu >= 1280 else { throw .badRequest("ipv6 needs an mtu of at least 1280 (mtu is \(port.mtu))") }
+            port.ipv6 = try address(a)
+        }
         if let l = spec.label {
             guard (16...TableBuilder.maxLabel).contains(l) else {
                 throw .badRequest("label \(l) is outside 16...1048575")
@@ -104,8 +114,10 @@ extension NodeService {
         port.antiSpoofing = spec.antiSpoofing ?? true
         port.offloads = spec.offloads ?? true
         port.defaultRoute = spec.defaultRoute ?? true
-        guard !spec.tap.name.isEmpty, spec.tap.name.utf8.count <= 15 else {
-            throw .badRequest("tap name '\(spec.tap.name)' is not a valid interface name (1-15 bytes)")
+        for (what, name) in [("tap name", spec.tap.name), ("tap ifname", spec.tap.ifname)] {
+            if let name, let why = CNIEnvironment.invalidInterfaceName(name) {
+                throw .badRequest("\(what) '\(name)': \(why)")
+            }
         }
         port.tap = PodPort.Device(
             name: spec.tap.name,
@@ -114,7 +126,7 @@ extension NodeService {
             persistent: spec.tap.persistent ?? false
         )
         if let n = spec.tap.netns, !NetworkNamespace.at(n).exists {
-            throw .badRequest("network namespace '\(n)' does not exist")
+            throw .notFound("network namespace '\(n)' does not exist")
         }
         let made: [PortReservation]
         let ticket: Journal.Ticket

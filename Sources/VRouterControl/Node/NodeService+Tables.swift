@@ -14,10 +14,15 @@ extension NodeService {
         try validName(spec.name, "VRF")
         let g4 = try spec.gateway.map { g throws(APIError) in
             guard let a = IPv4Address(g) else { throw .badRequest("gateway '\(g)' is not an IPv4 address") }
+            // Pods get a default route through it: the kernel refuses one via 0.0.0.0.
+            guard a.value != 0, !a.isMulticast, !a.isBroadcast else {
+                throw .badRequest("gateway '\(g)' is not a unicast address")
+            }
             return a
         }
         let g6 = try spec.gateway6.map { g throws(APIError) in
             guard let a = IPv6Address(g) else { throw .badRequest("gateway6 '\(g)' is not an IPv6 address") }
+            guard a.value > 1, !a.isMulticast else { throw .badRequest("gateway6 '\(g)' is not a unicast address") }
             return a
         }
         if let n = spec.vni, !(1...TableBuilder.maxVNI).contains(n) {
@@ -54,7 +59,14 @@ extension NodeService {
     // MARK: Routes
 
     /// Applies a batch of route changes to one VRF, all or nothing.
-    public func changeRoutes(vrf name: String, _ change: RouteChange) throws(APIError) -> RouteChangeResult {
+    /// A delete naming a route the VRF does not have is refused with `missingRoute`: 409 in a
+    /// batch (the VRF addressed exists; the batch conflicts with it), 404 for DELETE of one route
+    /// (the route is the object addressed).
+    public func changeRoutes(
+        vrf name: String,
+        _ change: RouteChange,
+        missingRoute: Int = 409
+    ) throws(APIError) -> RouteChangeResult {
         let adds = change.add ?? []
         let dels = change.delete ?? []
         // Parse outside the lock: text to prefixes, specs to targets-to-be.
@@ -69,6 +81,16 @@ extension NodeService {
             if r.via != nil && (r.vni == nil) == (r.label == nil) {
                 throw .badRequest("route \(r.prefix): a route via a node needs a vni (VXLAN) or a label (MPLS)")
             }
+            // Ranges wherever given (a vni or label a route does not use is still checked).
+            if let n = r.vni, !(1...TableBuilder.maxVNI).contains(n) {
+                throw .badRequest("route \(r.prefix): vni \(n) is outside 1...16777215")
+            }
+            if let l = r.label, !(16...TableBuilder.maxLabel).contains(l) {
+                throw .badRequest("route \(r.prefix): label \(l) is outside 16...1048575")
+            }
+            for (i, m) in (r.ecmp ?? []).enumerated() where (m.vni == nil) == (m.label == nil) {
+                throw .badRequest("route \(r.prefix): ecmp[\(i)] needs a vni (VXLAN) or a label (MPLS), not both")
+            }
             parsedAdds.append((p4, p6, r))
         }
         var parsedDels: [(IPv4Prefix?, IPv6Prefix?)] = []
@@ -82,7 +104,7 @@ extension NodeService {
                 let present: Bool
                 if let p = p4 { present = v.routes4[p] != nil } else { present = v.routes6[p6!] != nil }
                 guard present else {
-                    throw .notFound("VRF '\(name)' has no route \(p4?.description ?? p6!.description)")
+                    throw APIError(missingRoute, "VRF '\(name)' has no route \(p4?.description ?? p6!.description)")
                 }
             }
             var targets: [RouteTarget] = []
@@ -106,7 +128,10 @@ extension NodeService {
                 }
                 for (i, (p4, p6, r)) in parsedAdds.enumerated() {
                     var t = targets[i]
-                    if r.ecmp != nil { t = RouteTarget(nexthop: s.compiled.ecmpSets[placeholderSet(t, newSets)]!) }
+                    // A set made by this change is a placeholder until now; a known one is already its nexthop.
+                    if r.ecmp != nil && t.nexthop & 0x8000_0000 != 0 {
+                        t = RouteTarget(nexthop: s.compiled.ecmpSets[placeholderSet(t, newSets)]!)
+                    }
                     if let p = p4 {
                         try s.builder.addRoute(vrf: id, p, t)
                     } else {
@@ -154,14 +179,21 @@ extension NodeService {
             guard case .tunnel(let encap, _, _, _, _)? = s.builder.nexthops[nh] else {
                 throw APIError(500, "node \(via) has no tunnel")
             }
+            // Which of the two a node takes is the node's state (409); the range is the request's (400).
             if encap == .vxlan {
-                guard let n = vni, (1...TableBuilder.maxVNI).contains(n) else {
-                    throw .badRequest("route \(r.prefix): node \(via) is VXLAN: give a vni in 1...16777215")
+                guard let n = vni else {
+                    throw .conflict("route \(r.prefix): node \(via) is VXLAN: give a vni, not a label")
+                }
+                guard (1...TableBuilder.maxVNI).contains(n) else {
+                    throw .badRequest("route \(r.prefix): vni \(n) is outside 1...16777215")
                 }
                 return RouteTarget(nexthop: nh, label: n)
             }
-            guard let l = label, (16...TableBuilder.maxLabel).contains(l) else {
-                throw .badRequest("route \(r.prefix): node \(via) is MPLS over UDP: give a label in 16...1048575")
+            guard let l = label else {
+                throw .conflict("route \(r.prefix): node \(via) is MPLS over UDP: give a label, not a vni")
+            }
+            guard (16...TableBuilder.maxLabel).contains(l) else {
+                throw .badRequest("route \(r.prefix): label \(l) is outside 16...1048575")
             }
             return RouteTarget(nexthop: nh, label: l)
         }
@@ -186,6 +218,9 @@ extension NodeService {
         try validName(spec.name, "remote node")
         guard let addr = IPv4Address(spec.address) else {
             throw .badRequest("address '\(spec.address)' is not an IPv4 address")
+        }
+        guard addr.value != 0, !addr.isMulticast, !addr.isBroadcast else {
+            throw .badRequest("address '\(spec.address)' is not a unicast address (a tunnel's far end must be one)")
         }
         let encap: TunnelEncap
         switch spec.encap {

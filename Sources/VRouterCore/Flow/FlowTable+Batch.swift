@@ -1,6 +1,6 @@
 // Batched lookup over a frame, software-pipelined (VPP/DPDK style): while comparing key
-// i it requests the bucket line of key i + 20 (and, for a following `touch`, that key's
-// counters line, for writing), so ~20 cache misses are in flight while the CPU compares.
+// i it requests the bucket line of key i + 20 (for writing, when a `hit` or `touch` that
+// writes the entry follows), so ~20 cache misses are in flight while the CPU compares.
 // Measured against the alternatives on this VM: one-key-at-a-time lookups ~5M/s at 1M
 // flows (each miss ~200 ns); "loop and jump" (request a pass of 32–256, then compare the
 // pass) 25–32M/s, because the memory system idles while each pass is compared and the
@@ -14,22 +14,22 @@ extension FlowTable {
     /// Looks up `count` keys: `slots[i]` becomes the slot of `keys[i]` or `FlowTable.miss`.
     /// `hashes[i]` must be `hash(keys[i])` (the pipeline computed it once for ECMP and
     /// the outer UDP port too). Allocates nothing; any count works (frames of ≤256 are
-    /// one pass). With `prefetchCounters` the counters line of every tag hit is
-    /// prefetched for writing, for a `touch` that follows.
+    /// one pass). With `forWriting` the bucket lines are requested for writing, for a
+    /// `hit` or `touch` that follows (it writes lastSeen and counters in the entry's line).
     @inlinable
     public func lookup(
         keys: UnsafePointer<Key>,
         hashes: UnsafePointer<UInt32>,
         count: Int,
         slots: UnsafeMutablePointer<UInt32>,
-        prefetchCounters: Bool = true
+        forWriting: Bool = true
     ) {
         var done = 0
         var hits = 0
         while done < count {
             let n = Swift.min(count &- done, Self.batchLimit)
             // Two inlined copies, so the flag is not tested per key.
-            if prefetchCounters {
+            if forWriting {
                 hits &+= lookupPass(keys + done, hashes + done, n, slots + done, true)
             } else {
                 hits &+= lookupPass(keys + done, hashes + done, n, slots + done, false)
@@ -42,14 +42,14 @@ extension FlowTable {
     }
 
     /// One pass over n ≤ batchLimit keys; returns the number of hits. Always inlined so
-    /// that the constant `prefetchCounters` of each call site folds away.
+    /// that the constant `forWriting` of each call site folds away.
     @inlinable @inline(__always)
     func lookupPass(
         _ keys: UnsafePointer<Key>,
         _ hashes: UnsafePointer<UInt32>,
         _ n: Int,
         _ slots: UnsafeMutablePointer<UInt32>,
-        _ prefetchCounters: Bool
+        _ forWriting: Bool
     ) -> Int {
         let ahead = Self.prefetchDistance
         // Primary buckets, software-pipelined: request key i + ahead, compare key i.
@@ -63,9 +63,7 @@ extension FlowTable {
             // Safe: i < n ≤ batchLimit, the scratch size.
             bucketOf[i] = b
             addressOf[i] = p
-            vrt_prefetch(p)
-            if Self.bucketBytes > 64 { vrt_prefetch(p + 64) }
-            if prefetchCounters { vrt_prefetch_write(countersLine(b)) }
+            request(p, forWriting)
         }
         let pending = scratchPending
         var misses = 0
@@ -108,11 +106,11 @@ extension FlowTable {
 
         // Alternate buckets of the keys that missed in a primary with spilled keys.
         for p in 0..<Swift.min(ahead, npending) {
-            request(alternateBucket(hashes[Int(pending[p])]), prefetchCounters)
+            request(bucket(alternateBucket(hashes[Int(pending[p])])), forWriting)
         }
         for p in 0..<npending {
             if p &+ ahead < npending {
-                request(alternateBucket(hashes[Int(pending[p &+ ahead])]), prefetchCounters)
+                request(bucket(alternateBucket(hashes[Int(pending[p &+ ahead])])), forWriting)
             }
             let i = Int(pending[p])
             let b = alternateBucket(hashes[i])
@@ -127,14 +125,16 @@ extension FlowTable {
         return hits
     }
 
-    /// Prefetches a bucket's lines (one for IPv4, two for IPv6) and optionally its
-    /// counters line for writing.
+    /// Prefetches a bucket's lines (one for IPv4, two for IPv6), for reading or writing.
     @inlinable @inline(__always)
-    func request(_ b: UInt32, _ counters: Bool) {
-        let p = bucket(b)
-        vrt_prefetch(p)
-        if Self.bucketBytes > 64 { vrt_prefetch(p + 64) }
-        if counters { vrt_prefetch_write(countersLine(b)) }
+    func request(_ p: UnsafeMutableRawPointer, _ forWriting: Bool) {
+        if forWriting {
+            vrt_prefetch_write(p)
+            if Self.bucketBytes > 64 { vrt_prefetch_write(p + 64) }
+        } else {
+            vrt_prefetch(p)
+            if Self.bucketBytes > 64 { vrt_prefetch(p + 64) }
+        }
     }
 
     /// `touch` for every hit of a batch (`slots[i] != miss`), with per-packet byte counts.

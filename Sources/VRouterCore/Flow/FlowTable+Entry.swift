@@ -8,19 +8,24 @@ extension FlowTable {
     @inlinable @inline(__always)
     public func nexthop(at slot: UInt32) -> UInt32 {
         let (b, lane) = locate(slot)
-        return entry(b, lane).load(fromByteOffset: Self.actionOffset, as: UInt32.self)
+        return FlowAction.nexthop(Self.action(entry(b, lane)))
     }
 
     @inlinable @inline(__always)
     public func label(at slot: UInt32) -> UInt32 {
         let (b, lane) = locate(slot)
-        return entry(b, lane).load(fromByteOffset: Self.actionOffset &+ 4, as: UInt32.self)
+        return FlowAction.label(Self.action(entry(b, lane)))
     }
 
     @inlinable @inline(__always)
     public func generation(at slot: UInt32) -> UInt32 {
         let (b, lane) = locate(slot)
-        return entry(b, lane).load(fromByteOffset: Self.actionOffset &+ 8, as: UInt32.self)
+        return FlowAction.generation(Self.action(entry(b, lane)))
+    }
+
+    @inlinable @inline(__always)
+    static func action(_ e: UnsafeRawPointer) -> UInt64 {
+        e.load(fromByteOffset: actionOffset, as: UInt64.self)
     }
 
     @inlinable @inline(__always)
@@ -29,20 +34,42 @@ extension FlowTable {
         return FlowFlags(rawValue: Self.meta(entry(b, lane)) & FlowFlags.storable.rawValue)
     }
 
-    /// Per-packet accounting on a hit: lastSeen in the entry line (already in L1 from
-    /// the lookup), packets and bytes in the counters line (prefetched for writing by
-    /// the batched lookup). Three stores and two adds.
+    /// Per-packet accounting on a hit: lastSeen and the small counters, both in the
+    /// entry's line (see the layout: the wide counters line is written once per carry).
     @inlinable @inline(__always)
     public func touch(_ slot: UInt32, bytes: Int, now: UInt32) {
         let (b, lane) = locate(slot)
-        Self.setLastSeen(entry(b, lane), now)
+        let e = entry(b, lane)
+        Self.setLastSeen(e, now)
+        addPacket(e, b, lane, bytes: bytes)
+    }
+
+    /// Adds one packet of `bytes` (≤ 65535) to the entry's small counters, carrying them
+    /// into the wide counters when either would overflow.
+    @inlinable @inline(__always)
+    func addPacket(_ e: UnsafeMutableRawPointer, _ b: UInt32, _ lane: Int, bytes: Int) {
+        let small = e.load(fromByteOffset: Self.smallCountersOffset, as: UInt32.self)
+        // Safe from overflow: the fields are below 2^10 and 2^22, a packet below 2^16.
+        let packets = small & FlowSmallCounters.packetMask &+ 1
+        let total = small &>> FlowSmallCounters.packetBits &+ UInt32(truncatingIfNeeded: bytes) & 0xFFFF
+        if packets <= FlowSmallCounters.packetMask && total <= FlowSmallCounters.byteMask {
+            e.storeBytes(
+                of: packets | total &<< FlowSmallCounters.packetBits,
+                toByteOffset: Self.smallCountersOffset,
+                as: UInt32.self
+            )
+        } else {
+            carry(e, b, lane, packets: packets, bytes: total)
+        }
+    }
+
+    /// The small counters' overflow: their totals go to the wide counters line.
+    @inlinable @inline(never)
+    func carry(_ e: UnsafeMutableRawPointer, _ b: UInt32, _ lane: Int, packets: UInt32, bytes: UInt32) {
         let c = counters(b, lane)
-        c.storeBytes(of: c.load(as: UInt64.self) &+ 1, as: UInt64.self)
-        c.storeBytes(
-            of: c.load(fromByteOffset: 8, as: UInt64.self) &+ UInt64(truncatingIfNeeded: bytes),
-            toByteOffset: 8,
-            as: UInt64.self
-        )
+        c.storeBytes(of: c.load(as: UInt64.self) &+ UInt64(packets), as: UInt64.self)
+        c.storeBytes(of: c.load(fromByteOffset: 8, as: UInt64.self) &+ UInt64(bytes), toByteOffset: 8, as: UInt64.self)
+        e.storeBytes(of: 0 as UInt32, toByteOffset: Self.smallCountersOffset, as: UInt32.self)
     }
 
     /// Sets flag bits (for example `.closing` when the pipeline sees a TCP FIN or RST).
@@ -70,9 +97,11 @@ extension FlowTable {
 
     @inlinable @inline(__always)
     static func storeAction(_ e: UnsafeMutableRawPointer, _ value: FlowValue) {
-        e.storeBytes(of: value.nexthop, toByteOffset: actionOffset, as: UInt32.self)
-        e.storeBytes(of: value.label, toByteOffset: actionOffset &+ 4, as: UInt32.self)
-        e.storeBytes(of: value.generation, toByteOffset: actionOffset &+ 8, as: UInt32.self)
+        e.storeBytes(
+            of: FlowAction.pack(nexthop: value.nexthop, label: value.label, generation: value.generation),
+            toByteOffset: actionOffset,
+            as: UInt64.self
+        )
     }
 
     /// Whether `slot` holds an entry.
@@ -95,13 +124,15 @@ extension FlowTable {
         let e = entry(b, lane)
         guard Self.isOccupied(e) else { return nil }
         let c = counters(b, lane)
+        let action = Self.action(e)
+        let small = e.load(fromByteOffset: Self.smallCountersOffset, as: UInt32.self)
         return FlowValue(
-            nexthop: e.load(fromByteOffset: Self.actionOffset, as: UInt32.self),
-            label: e.load(fromByteOffset: Self.actionOffset + 4, as: UInt32.self),
-            generation: e.load(fromByteOffset: Self.actionOffset + 8, as: UInt32.self),
+            nexthop: FlowAction.nexthop(action),
+            label: FlowAction.label(action),
+            generation: FlowAction.generation(action),
             flags: FlowFlags(rawValue: Self.meta(e) & FlowFlags.storable.rawValue),
-            packets: c.load(as: UInt64.self),
-            bytes: c.load(fromByteOffset: 8, as: UInt64.self),
+            packets: c.load(as: UInt64.self) + UInt64(small & FlowSmallCounters.packetMask),
+            bytes: c.load(fromByteOffset: 8, as: UInt64.self) + UInt64(small >> FlowSmallCounters.packetBits),
             lastSeen: Self.lastSeen(e)
         )
     }

@@ -1,9 +1,9 @@
 import CVRouterShims
 
 // The pipeline's per-packet step on a hit, fused: the entry is located once, its action
-// read (three loads from the line the lookup just brought in) and lastSeen updated in that
-// line; packets and bytes are added later in the frame (`count`). Calling nexthop(at:),
-// label(at:), generation(at:) and touch separately located it four times.
+// read (one load from the line the lookup just brought in), and lastSeen and the small
+// counters updated in that same line. Calling nexthop(at:), label(at:), generation(at:)
+// and touch separately located it four times.
 
 @frozen
 public struct FlowHit: Sendable {
@@ -18,35 +18,57 @@ public struct FlowHit: Sendable {
 }
 
 extension FlowTable {
-    /// A hit's action and last-seen update, with the counters line only prefetched for
-    /// writing: the pipeline adds packets and bytes later in the frame (`count`), by
-    /// which time the line has arrived. (A touch right after the lookup stalled on that
-    /// line at 1M flows: 40% of the frame's time.)
+    /// A hit: the entry's action, with lastSeen and one packet of `bytes` recorded, all in
+    /// the entry's one line (which the batched lookup requested for writing).
     @inlinable @inline(__always)
-    public func hitDeferred(_ slot: UInt32, now: UInt32) -> FlowHit {
+    public func hit(_ slot: UInt32, bytes: Int, now: UInt32) -> FlowHit {
         let (b, lane) = locate(slot)
         let e = entry(b, lane)
-        let action = e + Self.actionOffset
-        let h = FlowHit(
-            nexthop: action.load(as: UInt32.self),
-            label: action.load(fromByteOffset: 4, as: UInt32.self),
-            generation: action.load(fromByteOffset: 8, as: UInt32.self)
-        )
+        let action = Self.action(e)
         Self.setLastSeen(e, now)
-        vrt_prefetch_write(counters(b, lane))
-        return h
+        addPacket(e, b, lane, bytes: bytes)
+        return FlowHit(
+            nexthop: FlowAction.nexthop(action),
+            label: FlowAction.label(action),
+            generation: FlowAction.generation(action)
+        )
+    }
+}
+
+/// The packed action word of an entry (see FlowTable's layout).
+@frozen
+public enum FlowAction {
+    @inlinable public static var nexthopBits: Int { 20 }
+    @inlinable public static var labelBits: Int { 26 }
+    @inlinable public static var generationBits: Int { 18 }
+    /// Generations are kept modulo this (TableBuilder publishes them so).
+    @inlinable public static var generationMask: UInt32 { 1 &<< 18 &- 1 }
+
+    /// Label bits 0–23 (a VNI or an MPLS label) and FlowTranslation's flags (bits 30, 31)
+    /// as 26 bits; other bits of the label are not stored.
+    @inlinable @inline(__always)
+    public static func pack(nexthop: UInt32, label: UInt32, generation: UInt32) -> UInt64 {
+        let l = UInt64(label & 0xFF_FFFF) | UInt64(label &>> 30) &<< 24
+        return UInt64(nexthop & 0xF_FFFF) | l &<< 20 | UInt64(generation & generationMask) &<< 46
     }
 
-    /// The deferred half of a hit: packets and bytes.
     @inlinable @inline(__always)
-    public func count(_ slot: UInt32, bytes: Int) {
-        let (b, lane) = locate(slot)
-        let c = counters(b, lane)
-        c.storeBytes(of: c.load(as: UInt64.self) &+ 1, as: UInt64.self)
-        c.storeBytes(
-            of: c.load(fromByteOffset: 8, as: UInt64.self) &+ UInt64(truncatingIfNeeded: bytes),
-            toByteOffset: 8,
-            as: UInt64.self
-        )
+    public static func nexthop(_ a: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: a) & 0xF_FFFF }
+
+    @inlinable @inline(__always)
+    public static func label(_ a: UInt64) -> UInt32 {
+        let l = UInt32(truncatingIfNeeded: a &>> 20)
+        return l & 0xFF_FFFF | (l &>> 24 & 3) &<< 30
     }
+
+    @inlinable @inline(__always)
+    public static func generation(_ a: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: a &>> 46) }
+}
+
+/// The small counters of an entry: packets in the low bits, bytes above.
+@frozen
+public enum FlowSmallCounters {
+    @inlinable public static var packetBits: UInt32 { 10 }
+    @inlinable public static var packetMask: UInt32 { 0x3FF }
+    @inlinable public static var byteMask: UInt32 { 0x3F_FFFF }
 }

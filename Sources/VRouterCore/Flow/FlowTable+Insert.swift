@@ -90,7 +90,6 @@ extension FlowTable {
         let p = bucket(b1)
         vrt_prefetch_write(p)
         if Self.bucketBytes > 64 { vrt_prefetch_write(p + 64) }
-        vrt_prefetch_write(countersLine(b1))
         let q = bucket(alternateBucket(hash))
         vrt_prefetch(q)
         if Self.bucketBytes > 64 { vrt_prefetch(q + 64) }
@@ -160,10 +159,15 @@ extension FlowTable {
             | value.flags.rawValue & FlowFlags.storable.rawValue
         key.store(e, meta: meta)
         Self.storeAction(e, value)
+        e.storeBytes(of: 0 as UInt32, toByteOffset: Self.smallCountersOffset, as: UInt32.self)
         Self.setLastSeen(e, now)
-        let c = counters(b, lane)
-        c.storeBytes(of: value.packets, as: UInt64.self)
-        c.storeBytes(of: value.bytes, toByteOffset: 8, as: UInt64.self)
+        // An empty lane's wide counters are zero (removeEntry, moveResident): the line is
+        // written only for a value that starts with counts, never for the pipeline's.
+        if value.packets | value.bytes != 0 {
+            let c = counters(b, lane)
+            c.storeBytes(of: value.packets, as: UInt64.self)
+            c.storeBytes(of: value.bytes, toByteOffset: 8, as: UInt64.self)
+        }
         let home = primaryBucket(hash)
         if b != home { Self.incrementOverflow(bucket(home)) }
         header.pointee.count &+= 1
@@ -209,7 +213,7 @@ extension FlowTable {
                         a = nodeParent[Int(a)]
                     }
                     if onPath { continue }
-                    request(other, false)
+                    request(bucket(other), false)
                     nodeBucket[n] = other
                     nodeParent[n] = UInt32(i)
                     nodeLane[n] = UInt32(lane)
@@ -251,6 +255,7 @@ extension FlowTable {
         Self.setMeta(dst, srcMeta & ~Self.overflowBits | dstOverflow)
         Self.setMeta(src, srcMeta & Self.overflowBits)
         counters(to, toLane).copyMemory(from: counters(from, lane), byteCount: 16)
+        counters(from, lane).initializeMemory(as: UInt64.self, repeating: 0, count: 2)
         let home = primaryBucket(hash(Key.load(dst)))
         if from == home { Self.incrementOverflow(bucket(home)) }
         if to == home { Self.decrementOverflow(bucket(home)) }

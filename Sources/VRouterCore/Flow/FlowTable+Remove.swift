@@ -2,15 +2,17 @@
 // (when the VRF is deleted; a route change only bumps the VRF's generation instead).
 
 extension FlowTable {
-    /// Clears an occupied lane and releases its count, its VRF's quota and, if it lived
-    /// in its alternate bucket, its primary's overflow count (rehashing the key: no hash
-    /// is stored). Counts no statistic.
+    /// Clears an occupied lane (its wide counters too: an empty lane's are zero, so an
+    /// insert need not write that line) and releases its count, its VRF's quota and, if it
+    /// lived in its alternate bucket, its primary's overflow count (rehashing the key: no
+    /// hash is stored). Counts no statistic.
     @inlinable
     func removeEntry(_ b: UInt32, _ lane: Int) {
         let e = entry(b, lane)
         let key = Key.load(e)
         let home = primaryBucket(hash(key))
         Self.setMeta(e, Self.meta(e) & Self.overflowBits)
+        counters(b, lane).initializeMemory(as: UInt64.self, repeating: 0, count: 2)
         if b != home { Self.decrementOverflow(bucket(home)) }
         header.pointee.count &-= 1
         // Safe: only keys with vrf < vrfLimit are ever placed.

@@ -3,7 +3,9 @@
 
 public enum ARPResponder {
     /// Turns the Ethernet/IPv4 ARP request in buffer `idx` into a reply saying the target
-    /// IP is at `mac`, addressed to the asker (RFC 826). Tags, length and meta are kept.
+    /// IP is at `mac`, addressed to the asker (RFC 826). Tags and meta are kept; the frame
+    /// ends with the minimum Ethernet payload (46 bytes: the ARP message and its padding)
+    /// when the request was longer, so bytes a request carried after that are not sent back.
     /// Returns false, leaving the buffer as it was, for anything but a request, and for
     /// requests that must not be answered: probes from 0.0.0.0 (RFC 5227 §2.1.1 — a reply
     /// would tell the prober its own address is taken) and gratuitous ARP (sender = target).
@@ -29,6 +31,7 @@ public enum ARPResponder {
         arp.senderIP = wanted
         arp.targetMAC = asker
         arp.targetIP = askerIP
+        m.pointee.length = UInt16(min(length, parsed.l3Offset + 46))
         m.pointee.flags.insert(.generated)
         return true
     }

@@ -40,6 +40,8 @@ public enum PipelineEvent: Int, CaseIterable, Sendable {
     case icmpErrorSuppressed
     case echoReply
     case fragmentsMade
+    /// Packets that were split into fragments (each made `fragments_made` count of them).
+    case packetsFragmented
     case mssClamped
     case punted
     /// Packets sent untunneled out of the fabric (IP-fabric forwarding, translated flows).
@@ -79,6 +81,7 @@ public enum PipelineEvent: Int, CaseIterable, Sendable {
         case .icmpErrorSuppressed: "icmp_error_rate_limited"
         case .echoReply: "echo_reply"
         case .fragmentsMade: "fragments_made"
+        case .packetsFragmented: "packets_fragmented"
         case .mssClamped: "mss_clamped"
         case .punted: "punted"
         case .fabricForward: "fabric_forward"

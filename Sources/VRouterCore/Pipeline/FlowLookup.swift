@@ -113,10 +113,8 @@ extension Pipeline {
             let v4 = m.pointee.flags.contains(.ipv4)
             let slot = v4 ? slots4[Int(m.pointee.aux)] : slots6[Int(m.pointee.aux)]
             if slot != PacketMeta.noFlow {
-                let h = v4 ? flows4.hitDeferred(slot, now: now) : flows6.hitDeferred(slot, now: now)
-                pendingSlots[pendingCount] = v4 ? slot : slot | 0x8000_0000
-                pendingBytes[pendingCount] = m.pointee.length
-                pendingCount &+= 1
+                let bytes = Int(m.pointee.length)
+                let h = v4 ? flows4.hit(slot, bytes: bytes, now: now) : flows6.hit(slot, bytes: bytes, now: now)
                 // Safe: the VRF came from a validated port, VNI or label of this snapshot.
                 if h.generation == view.vrfs[Int(m.pointee.vrf)].generation {
                     m.pointee.nexthop = h.nexthop

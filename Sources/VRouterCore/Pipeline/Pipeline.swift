@@ -74,11 +74,6 @@ public struct Pipeline: ~Copyable {
     @usableFromInline let hashes6: UnsafeMutablePointer<UInt32>
     @usableFromInline let slots6: UnsafeMutablePointer<UInt32>
     @usableFromInline var count6 = 0
-    // Hits whose packet/byte counts are added at the end of the frame (slot, bytes; the
-    // top bit of the slot marks IPv6).
-    @usableFromInline let pendingSlots: UnsafeMutablePointer<UInt32>
-    @usableFromInline let pendingBytes: UnsafeMutablePointer<UInt16>
-    @usableFromInline var pendingCount = 0
     @usableFromInline var icmpTokens: UInt32
     @usableFromInline var icmpRefilledAt: UInt32 = 0
     @usableFromInline var outerID: UInt16 = 0
@@ -109,8 +104,6 @@ public struct Pipeline: ~Copyable {
         keys6 = .allocate(capacity: n)
         hashes6 = .allocate(capacity: n)
         slots6 = .allocate(capacity: n)
-        pendingSlots = .allocate(capacity: n)
-        pendingBytes = .allocate(capacity: n)
         icmpTokens = config.icmpErrorBurst
     }
 
@@ -131,8 +124,6 @@ public struct Pipeline: ~Copyable {
         keys6.deallocate()
         hashes6.deallocate()
         slots6.deallocate()
-        pendingSlots.deallocate()
-        pendingBytes.deallocate()
     }
 
     /// Forwards one frame (≤ 256 packets). Every packet of `input` ends up either appended
@@ -167,8 +158,6 @@ public struct Pipeline: ~Copyable {
 
         flowLookup(view, now: now)
         if timing { t0 = lap(.flowLookup, t0, ipList.count) }
-        // Inserts may move entries between slots: count the hits before any.
-        if missList.count > 0 { countHits() }
 
         let misses = missList.count
         routeLookup(view, now: now)
@@ -193,22 +182,6 @@ public struct Pipeline: ~Copyable {
             groPending = false
             coalesceOutput(view, output: &output)
         }
-        countHits()
-    }
-
-    /// Adds the frame's hits to their flows' packet and byte counters.
-    @inline(__always)
-    mutating func countHits() {
-        for i in 0..<pendingCount {
-            let s = pendingSlots[i]
-            let bytes = Int(pendingBytes[i])
-            if s & 0x8000_0000 == 0 {
-                flows4.count(s, bytes: bytes)
-            } else {
-                flows6.count(s & 0x7FFF_FFFF, bytes: bytes)
-            }
-        }
-        pendingCount = 0
     }
 
     @inline(__always)
@@ -226,6 +199,21 @@ public struct Pipeline: ~Copyable {
     mutating func drop(_ idx: UInt32, _ reason: DropReason) {
         counters.drop(reason, port: pool.metas[Int(idx)].rxPort)
         pool.free(idx)
+    }
+
+    /// Forgets everything traffic taught it (flows, counters, the ICMP token bucket, the outer
+    /// IPv4 identification) and is as new, keeping its memory: for runs that must start alike,
+    /// such as the fuzzer's two runs of every input.
+    public mutating func reset() {
+        flows4.removeAll()
+        flows4.resetStats()
+        flows6.removeAll()
+        flows6.resetStats()
+        counters.reset()
+        icmpTokens = config.icmpErrorBurst
+        icmpRefilledAt = 0
+        outerID = 0
+        lastNow = 0
     }
 
     /// Expires idle flows, a slice of the table at a time; call between frames.

@@ -166,6 +166,7 @@ extension Pipeline {
             drop(idx, reason)
             return
         }
+        counters.count(.packetsFragmented)
         counters.count(.fragmentsMade, UInt64(fragments.count))
         for i in 0..<fragments.count {
             let f = fragments[i]

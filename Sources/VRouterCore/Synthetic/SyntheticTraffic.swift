@@ -41,6 +41,40 @@ public enum SyntheticTraffic {
         return total
     }
 
+    /// Writes an Ethernet/IPv6/UDP frame of `size` bytes (≥ 62) into `p`.
+    public static func writeUDP6(
+        _ p: UnsafeMutableRawPointer,
+        size: Int,
+        srcMAC: MACAddress,
+        dstMAC: MACAddress,
+        source: IPv6Address,
+        destination: IPv6Address,
+        sport: UInt16,
+        dport: UInt16,
+        hopLimit: UInt8 = 64
+    ) -> Int {
+        let total = max(size, 62)
+        let payload = total - 62
+        var o = PacketBuilder.ethernet(p, destination: dstMAC, source: srcMAC, etherType: EtherType.ipv6)
+        o += PacketBuilder.ipv6(
+            p + o,
+            source: source,
+            destination: destination,
+            nextHeader: IPProtocol.udp,
+            payloadLength: 8 + payload,
+            hopLimit: hopLimit
+        )
+        for i in 0..<payload { p.setU8(o + 8 + i, UInt8(truncatingIfNeeded: i)) }
+        _ = PacketBuilder.udp(
+            p + o,
+            sourcePort: sport,
+            destinationPort: dport,
+            payloadLength: payload,
+            checksum: .ipv6(source: source, destination: destination)
+        )
+        return total
+    }
+
     /// `flows` UDP flows from pod `port` (its MAC and address) to random hosts inside
     /// `prefixes`, one packet per flow, `size` bytes each (64 = minimum Ethernet frame
     /// without FCS).

@@ -372,7 +372,7 @@ public struct TableBuilder: Sendable {
             vrfEntries[Int(id)] = VRFEntry(
                 v4: f4.view,
                 v6: f6.view,
-                generation: generations[id] ?? 0,
+                generation: (generations[id] ?? 0) & FlowAction.generationMask,
                 present: true,
                 hasGateway4: v.gateway4 != nil,
                 hasGateway6: v.gateway6 != nil,

@@ -25,6 +25,9 @@ public struct VRFEntry: @unchecked Sendable {  // Safe: views into immutable FIB
     public var v6: IPv6FIBView
     /// Bumped whenever a route of this VRF (or a label/nexthop removal anywhere) changes
     /// what a flow could resolve to; a flow entry carrying an older generation is re-resolved.
+    /// Modulo 2^18 (FlowAction.generationMask), the width a flow entry stores: an entry idle
+    /// through exactly a multiple of 262,144 changes of its VRF would pass for current, which
+    /// needs ~870 table commits a second to one VRF for the whole idle timeout (300 s).
     public var generation: UInt32
     public var present: Bool
     public var hasGateway4: Bool

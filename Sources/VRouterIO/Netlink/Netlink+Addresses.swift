@@ -53,27 +53,32 @@ extension Netlink {
             call: "RTM_GETADDR(dump)",
             object: object("addresses")
         ) { nlh in
-            guard Int(nlh.pointee.nlmsg_type) == Int(RTM_NEWADDR) else { return }
-            let ifa = mnl_nlmsg_get_payload(nlh)!.assumingMemoryBound(to: ifaddrmsg.self).pointee
-            let index = Int32(bitPattern: ifa.ifa_index)
-            if let only, only != index { return }
-            var local: IPAddress? = nil
-            var peer: IPAddress? = nil
-            Self.forEachAttribute(nlh, headerSize: MemoryLayout<ifaddrmsg>.size) { type, data, len in
-                if Int(type) == Int(IFA_LOCAL) { local = IPAddress(bytes: data, count: len) }
-                if Int(type) == Int(IFA_ADDRESS) { peer = IPAddress(bytes: data, count: len) }
-            }
-            // IFA_LOCAL is the address itself (IPv4); IPv6 reports only IFA_ADDRESS.
-            guard let a = local ?? peer else { return }
-            result.append(
-                AddressInfo(
-                    interfaceIndex: index,
-                    interface: names[index] ?? "#\(index)",
-                    address: InterfaceAddress(a, prefixLength: Int(ifa.ifa_prefixlen)),
-                    scope: ifa.ifa_scope
-                )
-            )
+            guard let a = Self.parseAddress(nlh, names: names), only == nil || only == a.interfaceIndex else { return }
+            result.append(a)
         }
         return result
+    }
+
+    /// An RTM_NEWADDR message (a dump's entry); nil for other types or without an address.
+    /// `names` gives interface names by index ("#index" for others).
+    public static func parseAddress(_ nlh: UnsafeMutablePointer<nlmsghdr>, names: [Int32: String]) -> AddressInfo? {
+        guard Int(nlh.pointee.nlmsg_type) == Int(RTM_NEWADDR) else { return nil }
+        guard let ifa = familyHeader(nlh, ifaddrmsg.self) else { return nil }
+        let index = Int32(bitPattern: ifa.ifa_index)
+        var local: IPAddress? = nil
+        var peer: IPAddress? = nil
+        forEachAttribute(nlh, headerSize: MemoryLayout<ifaddrmsg>.size) { type, data, len in
+            if Int(type) == Int(IFA_LOCAL) { local = IPAddress(bytes: data, count: len) }
+            if Int(type) == Int(IFA_ADDRESS) { peer = IPAddress(bytes: data, count: len) }
+        }
+        // IFA_LOCAL is the address itself (IPv4); IPv6 reports only IFA_ADDRESS. A prefix
+        // longer than the address is no address (a damaged reply, not a reason to trap).
+        guard let a = local ?? peer, Int(ifa.ifa_prefixlen) <= a.bitWidth else { return nil }
+        return AddressInfo(
+            interfaceIndex: index,
+            interface: names[index] ?? "#\(index)",
+            address: InterfaceAddress(a, prefixLength: Int(ifa.ifa_prefixlen)),
+            scope: ifa.ifa_scope
+        )
     }
 }

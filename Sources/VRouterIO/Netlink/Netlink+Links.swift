@@ -177,9 +177,10 @@ extension Netlink {
         return result.sorted { $0.index < $1.index }
     }
 
-    static func parseLink(_ nlh: UnsafeMutablePointer<nlmsghdr>) -> LinkInfo? {
+    /// An RTM_NEWLINK message (a GETLINK answer or a dump's entry); nil for other types.
+    public static func parseLink(_ nlh: UnsafeMutablePointer<nlmsghdr>) -> LinkInfo? {
         guard Int(nlh.pointee.nlmsg_type) == Int(RTM_NEWLINK) else { return nil }
-        let ifm = mnl_nlmsg_get_payload(nlh)!.assumingMemoryBound(to: ifinfomsg.self).pointee
+        guard let ifm = familyHeader(nlh, ifinfomsg.self) else { return nil }
         var info = LinkInfo(
             index: ifm.ifi_index,
             name: "",

@@ -68,46 +68,58 @@ extension Netlink {
             call: "RTM_GETROUTE(dump)",
             object: object("routes")
         ) { nlh in
-            guard Int(nlh.pointee.nlmsg_type) == Int(RTM_NEWROUTE) else { return }
-            let rtm = mnl_nlmsg_get_payload(nlh)!.assumingMemoryBound(to: rtmsg.self).pointee
-            guard rtm.rtm_type == 1, rtm.rtm_flags & UInt32(RTM_F_CLONED) == 0 else { return }
-            var tableID = UInt32(rtm.rtm_table)
-            var dst: IPAddress? = nil
-            var gateway: IPAddress? = nil
-            var source: IPAddress? = nil
-            var oif: Int32? = nil
-            var metric: UInt32? = nil
-            Self.forEachAttribute(nlh, headerSize: MemoryLayout<rtmsg>.size) { type, data, len in
-                switch UInt32(type) {
-                case RTA_TABLE.rawValue where len >= 4: tableID = data.loadUnaligned(as: UInt32.self)
-                case RTA_DST.rawValue: dst = IPAddress(bytes: data, count: len)
-                case RTA_GATEWAY.rawValue: gateway = IPAddress(bytes: data, count: len)
-                case RTA_PREFSRC.rawValue: source = IPAddress(bytes: data, count: len)
-                case RTA_OIF.rawValue where len >= 4: oif = data.loadUnaligned(as: Int32.self)
-                case RTA_PRIORITY.rawValue where len >= 4: metric = data.loadUnaligned(as: UInt32.self)
-                default: break
-                }
-            }
-            guard tableID == table else { return }
-            let isIPv4 = Int32(rtm.rtm_family) == AF_INET_VALUE
-            let prefix: IPPrefix
-            switch dst ?? (isIPv4 ? .v4(.any) : .v6(.any)) {
-            case .v4(let a): prefix = .v4(IPv4Prefix(truncating: a, length: Int(rtm.rtm_dst_len)))
-            case .v6(let a): prefix = .v6(IPv6Prefix(truncating: a, length: Int(rtm.rtm_dst_len)))
-            }
-            result.append(
-                Route(
-                    prefix,
-                    via: gateway,
-                    device: oif.map { names[$0] ?? "#\($0)" },
-                    onlink: rtm.rtm_flags & UInt32(RTNH_F_ONLINK) != 0,
-                    preferredSource: source,
-                    metric: metric,
-                    table: tableID,
-                    proto: rtm.rtm_protocol
-                )
-            )
+            if let r = Self.parseRoute(nlh, table: table, names: names) { result.append(r) }
         }
         return result
+    }
+
+    /// An RTM_NEWROUTE message of `table` (a dump's entry) as a Route, device names from
+    /// `names` ("#index" for others); nil for other types, tables, and non-unicast or
+    /// cached routes.
+    public static func parseRoute(
+        _ nlh: UnsafeMutablePointer<nlmsghdr>,
+        table: UInt32,
+        names: [Int32: String]
+    ) -> Route? {
+        guard Int(nlh.pointee.nlmsg_type) == Int(RTM_NEWROUTE) else { return nil }
+        guard let rtm = familyHeader(nlh, rtmsg.self) else { return nil }
+        guard rtm.rtm_type == 1, rtm.rtm_flags & UInt32(RTM_F_CLONED) == 0 else { return nil }
+        var tableID = UInt32(rtm.rtm_table)
+        var dst: IPAddress? = nil
+        var gateway: IPAddress? = nil
+        var source: IPAddress? = nil
+        var oif: Int32? = nil
+        var metric: UInt32? = nil
+        forEachAttribute(nlh, headerSize: MemoryLayout<rtmsg>.size) { type, data, len in
+            switch UInt32(type) {
+            case RTA_TABLE.rawValue where len >= 4: tableID = data.loadUnaligned(as: UInt32.self)
+            case RTA_DST.rawValue: dst = IPAddress(bytes: data, count: len)
+            case RTA_GATEWAY.rawValue: gateway = IPAddress(bytes: data, count: len)
+            case RTA_PREFSRC.rawValue: source = IPAddress(bytes: data, count: len)
+            case RTA_OIF.rawValue where len >= 4: oif = data.loadUnaligned(as: Int32.self)
+            case RTA_PRIORITY.rawValue where len >= 4: metric = data.loadUnaligned(as: UInt32.self)
+            default: break
+            }
+        }
+        guard tableID == table else { return nil }
+        let isIPv4 = Int32(rtm.rtm_family) == AF_INET_VALUE
+        let destination = dst ?? (isIPv4 ? .v4(.any) : .v6(.any))
+        // A prefix longer than its address is no route (a damaged reply, not a reason to trap).
+        guard Int(rtm.rtm_dst_len) <= destination.bitWidth else { return nil }
+        let prefix: IPPrefix
+        switch destination {
+        case .v4(let a): prefix = .v4(IPv4Prefix(truncating: a, length: Int(rtm.rtm_dst_len)))
+        case .v6(let a): prefix = .v6(IPv6Prefix(truncating: a, length: Int(rtm.rtm_dst_len)))
+        }
+        return Route(
+            prefix,
+            via: gateway,
+            device: oif.map { names[$0] ?? "#\($0)" },
+            onlink: rtm.rtm_flags & UInt32(RTNH_F_ONLINK) != 0,
+            preferredSource: source,
+            metric: metric,
+            table: tableID,
+            proto: rtm.rtm_protocol
+        )
     }
 }

@@ -142,29 +142,72 @@ public final class Netlink {
             let n = try Sys.retrying("recvfrom(\(call))", object) {
                 mnl_socket_recvfrom(socket, receiveBuffer, Self.receiveBufferSize)
             }
-            var nlh = receiveBuffer.assumingMemoryBound(to: nlmsghdr.self)
-            var left = Int32(n)
-            while mnl_nlmsg_ok(nlh, left) {
-                defer { nlh = mnl_nlmsg_next(nlh, &left) }
-                // Stale answers to an earlier request (after an error we stopped reading).
-                guard nlh.pointee.nlmsg_seq == sequence, nlh.pointee.nlmsg_pid == portID || nlh.pointee.nlmsg_pid == 0
-                else { continue }
-                if Int32(nlh.pointee.nlmsg_flags) & NLM_F_DUMP_INTR != 0 { interrupted = true }
-                switch Int32(nlh.pointee.nlmsg_type) {
-                case NLMSG_DONE:
-                    return interrupted
-                case NLMSG_ERROR:
-                    let payload = mnl_nlmsg_get_payload(nlh)!
-                    let code = payload.load(as: Int32.self)
-                    if code == 0 { return interrupted }
-                    throw SystemError(call: call, object: object, errno: -code, detail: Self.extendedAck(nlh))
-                case NLMSG_NOOP, NLMSG_OVERRUN:
-                    continue
-                default:
-                    try each(nlh)
+            let finished = try Self.walkReplies(
+                receiveBuffer,
+                length: n,
+                sequence: sequence,
+                portID: portID,
+                call: call,
+                object: object,
+                interrupted: &interrupted,
+                each: each
+            )
+            if finished { return interrupted }
+        }
+    }
+
+    /// Walks the messages of one datagram the kernel sent in answer to request `sequence`
+    /// from `portID`: hands each answer to `each`, skips stale answers to earlier requests,
+    /// notes NLM_F_DUMP_INTR in `interrupted`, and returns true at the ack or the end of a
+    /// dump (false: more datagrams follow). A netlink error becomes the thrown SystemError.
+    /// Pure (no socket): what the kernel sends is parsed here and in the parse* functions,
+    /// which the netlink fuzzer drives directly.
+    public static func walkReplies(
+        _ datagram: UnsafeMutableRawPointer,
+        length: Int,
+        sequence: UInt32,
+        portID: UInt32,
+        call: String = "netlink",
+        object: String = "reply",
+        interrupted: inout Bool,
+        each: (UnsafeMutablePointer<nlmsghdr>) throws(SystemError) -> Void
+    ) throws(SystemError) -> Bool {
+        var nlh = datagram.assumingMemoryBound(to: nlmsghdr.self)
+        var left = Int32(clamping: length)
+        while messageFits(nlh, left) {
+            defer { nlh = mnl_nlmsg_next(nlh, &left) }
+            // Stale answers to an earlier request (after an error we stopped reading).
+            guard nlh.pointee.nlmsg_seq == sequence, nlh.pointee.nlmsg_pid == portID || nlh.pointee.nlmsg_pid == 0
+            else { continue }
+            if Int32(nlh.pointee.nlmsg_flags) & NLM_F_DUMP_INTR != 0 { interrupted = true }
+            switch Int32(nlh.pointee.nlmsg_type) {
+            case NLMSG_DONE:
+                return true
+            case NLMSG_ERROR:
+                // nlmsgerr: 0 (an ack) or -errno, then the request's header.
+                guard Int(nlh.pointee.nlmsg_len) >= MemoryLayout<nlmsghdr>.size + 4 else {
+                    throw SystemError(call: call, object: object, errno: EPROTO, detail: "a truncated netlink error")
                 }
+                let code = mnl_nlmsg_get_payload(nlh)!.loadUnaligned(as: Int32.self)
+                if code == 0 { return true }
+                // Anything but a negated errno is a damaged message, not an error number.
+                let errno = code < 0 && code != .min ? -code : EPROTO
+                throw SystemError(call: call, object: object, errno: errno, detail: Self.extendedAck(nlh))
+            case NLMSG_NOOP, NLMSG_OVERRUN:
+                continue
+            default:
+                try each(nlh)
             }
         }
+        return false
+    }
+
+    /// Whether a whole message starts at `nlh` in the `left` bytes that remain. Not libmnl's
+    /// mnl_nlmsg_ok: it compares the length as a signed int, so a message claiming 2 GiB or
+    /// more passed it and was read far past the datagram.
+    static func messageFits(_ nlh: UnsafeMutablePointer<nlmsghdr>, _ left: Int32) -> Bool {
+        let size = MemoryLayout<nlmsghdr>.size
+        return Int(left) >= size && Int(nlh.pointee.nlmsg_len) >= size && Int(nlh.pointee.nlmsg_len) <= Int(left)
     }
 
     /// NLMSGERR_ATTR_MSG from an error message, if the kernel attached one.
@@ -172,12 +215,12 @@ public final class Netlink {
         let flags = Int32(nlh.pointee.nlmsg_flags)
         guard flags & NLM_F_ACK_TLVS != 0 else { return nil }
         let payload = mnl_nlmsg_get_payload(nlh)!
-        let original = (payload + 4).assumingMemoryBound(to: nlmsghdr.self)
         // nlmsgerr = error code + the request's header (capped) or the whole request.
-        var offset = 4 + MemoryLayout<nlmsghdr>.size
-        if flags & NLM_F_CAPPED == 0 { offset = 4 + Int(original.pointee.nlmsg_len) }
-        offset = (offset + 3) & ~3
         let end = Int(nlh.pointee.nlmsg_len) - MemoryLayout<nlmsghdr>.size
+        var offset = 4 + MemoryLayout<nlmsghdr>.size
+        guard offset <= end else { return nil }
+        if flags & NLM_F_CAPPED == 0 { offset = 4 + Int((payload + 4).loadUnaligned(as: nlmsghdr.self).nlmsg_len) }
+        offset = (offset + 3) & ~3
         guard offset < end else { return nil }
         var result: String? = nil
         forEachAttribute(payload + offset, length: end - offset) { type, data, len in
@@ -208,15 +251,23 @@ public final class Netlink {
         }
     }
 
-    /// Attributes of a message after its family header of `headerSize` bytes.
+    /// The family header (ifinfomsg, ifaddrmsg, rtmsg) of a message; nil when the message is
+    /// too short to hold one.
+    static func familyHeader<Header>(_ nlh: UnsafeMutablePointer<nlmsghdr>, _: Header.Type) -> Header? {
+        guard Int(nlh.pointee.nlmsg_len) >= MemoryLayout<nlmsghdr>.size + MemoryLayout<Header>.size else { return nil }
+        return mnl_nlmsg_get_payload(nlh)!.loadUnaligned(as: Header.self)
+    }
+
+    /// Attributes of a message after its family header of `headerSize` bytes, up to the
+    /// message's own length (libmnl's payload tail rounds it up, past the datagram's end
+    /// when the last message's length is not a multiple of 4).
     static func forEachAttribute(
         _ nlh: UnsafeMutablePointer<nlmsghdr>,
         headerSize: Int,
         _ body: (UInt16, UnsafeMutableRawPointer, Int) -> Void
     ) {
         let start = mnl_nlmsg_get_payload_offset(nlh, headerSize)!
-        let end = mnl_nlmsg_get_payload_tail(nlh)!
-        let length = UnsafeRawPointer(end) - UnsafeRawPointer(start)
+        let length = Int(nlh.pointee.nlmsg_len) - (UnsafeRawPointer(start) - UnsafeRawPointer(nlh))
         guard length > 0 else { return }
         forEachAttribute(start, length: length, body)
     }

@@ -38,7 +38,17 @@ public enum PcapFile {
                 guard caplen <= Int(UInt16.max) else {
                     throw PcapError("\(path): packet \(count + 1) is \(caplen) bytes, more than 65535")
                 }
-                let ts = UInt64(hdr.pointee.ts.tv_sec) &* 1_000_000_000 &+ UInt64(hdr.pointee.ts.tv_usec)
+                // Seconds and nanoseconds (the handle is opened for nanosecond precision). A
+                // damaged record can say anything: out of range is an error, not a wrap.
+                let seconds = hdr.pointee.ts.tv_sec
+                let nanoseconds = hdr.pointee.ts.tv_usec
+                guard seconds >= 0, seconds <= Self.maxSeconds, nanoseconds >= 0, nanoseconds < 1_000_000_000 else {
+                    throw PcapError(
+                        "\(path): packet \(count + 1) has timestamp \(seconds) s + \(nanoseconds) ns, "
+                            + "outside 1970 to 2554 (or a fraction of a second that is not one)"
+                    )
+                }
+                let ts = UInt64(seconds) * 1_000_000_000 + UInt64(nanoseconds)
                 set.append(UnsafeRawBufferPointer(start: bytes, count: caplen), port: port, timestamp: ts)
                 count += 1
             } else if r == PCAP_ERROR_BREAK {  // -2: end of file
@@ -48,6 +58,9 @@ public enum PcapFile {
             }
         }
     }
+
+    /// The last whole second whose nanoseconds fit a UInt64 (in 2554).
+    static let maxSeconds = Int(UInt64.max / 1_000_000_000) - 1
 
     /// Sizes `set` for the file up front, so that reading never regrows (and recopies) its
     /// arrays: the packet bytes can't exceed the file, and a pcap record is at least a

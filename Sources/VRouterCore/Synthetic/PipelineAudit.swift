@@ -1,0 +1,138 @@
+// What forwarding a frame must always keep, checked from outside the pipeline by the
+// pipeline tests (on every frame they run) and by the pipeline fuzzer (on every frame it
+// makes up):
+//   - every packet in is either sent, punted to the control plane, or counted under exactly
+//     one drop reason; packets the node makes itself (ICMP errors, the fragments after a
+//     packet's first) are held to the same rule;
+//   - every buffer is free or in the output or punt frame, exactly once (no leak, no
+//     double free);
+//   - every frame out lies inside its buffer, goes to a port the tables know (or to the
+//     control plane), and fits that port's MTU (a reply made in place of a request that
+//     itself was too big for the port may be as big as the request).
+// Slow and allocating on purpose: it is a checker, never run by a worker.
+
+public struct PipelineAudit {
+    let inputCount: Int
+    let outputCount: Int
+    let puntCount: Int
+    let available: Int
+    let drops: UInt64
+    let born: UInt64
+    /// Input buffers and their frame lengths.
+    let inputLengths: [UInt32: Int]
+
+    /// Takes the counts before `pipeline.process(&input, …, output: &output, punt: &punt)`.
+    public init(_ pipeline: borrowing Pipeline, input: Frame, output: Frame, punt: Frame) {
+        inputCount = input.count
+        outputCount = output.count
+        puntCount = punt.count
+        available = pipeline.pool.available
+        drops = pipeline.counters.totalDrops
+        born = Self.born(pipeline.counters)
+        var lengths: [UInt32: Int] = [:]
+        for i in 0..<input.count { lengths[input[i]] = Int(pipeline.pool.metas[Int(input[i])].length) }
+        inputLengths = lengths
+    }
+
+    /// Packets the pipeline made in new buffers: ICMP errors, and every fragment but the
+    /// first of each fragmented packet (the first keeps the original's buffer).
+    static func born(_ c: Counters) -> UInt64 {
+        c.eventCount(.icmpErrorSent) &+ c.eventCount(.fragmentsMade) &- c.eventCount(.packetsFragmented)
+    }
+
+    /// What the frame just processed broke, one line each; empty when all holds.
+    public func problems(
+        _ pipeline: borrowing Pipeline,
+        input: Frame,
+        output: Frame,
+        punt: Frame,
+        tables: ForwardingView
+    ) -> [String] {
+        var found: [String] = []
+        let pool = pipeline.pool
+        let c = pipeline.counters
+        if input.count != 0 { found.append("the input frame still holds \(input.count) packets") }
+        let sent = output.count - outputCount + punt.count - puntCount
+        let dropped = Int(c.totalDrops &- drops)
+        let made = Int(Self.born(c) &- born)
+        if inputCount + made != sent + dropped {
+            found.append(
+                "\(inputCount) packets in and \(made) made, but \(sent) sent or punted and \(dropped) dropped"
+                    + " (every packet is sent, punted or counted under one drop reason)"
+            )
+        }
+        // Buffers: whoever held some before (outside the input and output) still does.
+        if available + inputCount + outputCount + puntCount != pool.available + output.count + punt.count {
+            found.append(
+                "buffers leaked or freed twice: \(available) free + \(inputCount) in + \(outputCount) out + "
+                    + "\(puntCount) punted before, \(pool.available) free + \(output.count) out + \(punt.count) punted after"
+            )
+        }
+        var state = [UInt8](repeating: 0, count: pool.count)  // 1 free, 2 out
+        for i in 0..<min(pool.available, pool.count) {
+            let idx = Int(pool.freeStack[i])
+            guard idx < pool.count else {
+                found.append("free list holds \(idx), not a buffer")
+                continue
+            }
+            if state[idx] != 0 { found.append("buffer \(idx) is on the free list twice") }
+            state[idx] = 1
+        }
+        let punted = (puntCount..<punt.count).map { punt[$0] }
+        for (i, isPunt) in (outputCount..<output.count).map({ (output[$0], false) }) + punted.map({ ($0, true) }) {
+            let idx = Int(i)
+            guard idx < pool.count else {
+                found.append("output holds \(idx), not a buffer")
+                continue
+            }
+            if state[idx] == 1 { found.append("buffer \(idx) is both sent and free") }
+            if state[idx] == 2 { found.append("buffer \(idx) is sent twice") }
+            state[idx] = 2
+            let m = pool.metas[idx]
+            let start = Int(m.offset)
+            let length = Int(m.length)
+            if start + length > pool.bufferSize || length < 14 {
+                found.append(
+                    "buffer \(idx): a frame of \(length) B at offset \(start) (buffers are \(pool.bufferSize) B)"
+                )
+                continue
+            }
+            if isPunt { continue }
+            guard let port = tables.port(m.txPort), port.pointee.kind != .none else {
+                found.append("buffer \(idx) is sent to port \(m.txPort), which the tables do not have")
+                continue
+            }
+            let frame = pool.packet(UInt32(idx))
+            let l2 = frame.be16(12) == EtherType.vlan ? 18 : 14
+            let inPlaceReply = m.txPort == m.rxPort && length <= inputLengths[UInt32(idx)] ?? 0
+            if length - l2 > Int(port.pointee.mtu) && !inPlaceReply {
+                found.append(
+                    "buffer \(idx): \(length - l2) B of IP sent to port \(m.txPort), whose MTU is \(port.pointee.mtu) "
+                        + "(from port \(m.rxPort), flags 0x\(String(m.flags.rawValue, radix: 16)), nexthop \(m.nexthop))"
+                )
+            }
+        }
+        return found
+    }
+}
+
+extension FlowTable {
+    /// What is wrong with the table's bookkeeping, one line each: every occupied slot is
+    /// found by a lookup of its key, and the entry and per-VRF counts match the slots.
+    public func problems() -> [String] {
+        var found: [String] = []
+        var entries = 0
+        var perVRF: [Int: Int] = [:]
+        forEach { slot, key, _ in
+            entries += 1
+            perVRF[Int(key.vrf), default: 0] += 1
+            let at = lookup(key)
+            if at != slot { found.append("slot \(slot): its key is found at \(at)") }
+        }
+        if entries != count { found.append("\(entries) occupied slots, count says \(count)") }
+        for (vrf, n) in perVRF where count(vrf: UInt16(vrf)) != n {
+            found.append("VRF \(vrf): \(n) entries, its count says \(count(vrf: UInt16(vrf)))")
+        }
+        return found
+    }
+}
