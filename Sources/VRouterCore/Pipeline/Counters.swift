@@ -57,6 +57,9 @@ public enum PipelineEvent: Int, CaseIterable, Sendable {
     /// Superframes cut into plain segments in software (a port without offloads, or
     /// segments too big for the path).
     case superframesSegmented
+    /// Superframes segmented and encapsulated into a tunnel in one pass (one buffer per
+    /// datagram, or UDP GSO trains).
+    case superframesEncapsulated
     /// Segments made from superframes (plain, or encapsulated into a tunnel).
     case gsoSegments
     /// UDP GSO trains built for the fabric.
@@ -90,6 +93,7 @@ public enum PipelineEvent: Int, CaseIterable, Sendable {
         case .natICMPError: "nat_icmp_error"
         case .superframesWhole: "superframes_whole"
         case .superframesSegmented: "superframes_segmented"
+        case .superframesEncapsulated: "superframes_encapsulated"
         case .gsoSegments: "gso_segments"
         case .gsoTrains: "gso_trains"
         case .groMerged: "gro_merged"

@@ -201,6 +201,7 @@ extension Pipeline {
             return
         }
         let n = sf.segments
+        counters.count(.superframesEncapsulated)
         counters.count(vxlan ? .vxlanEncap : .mplsEncap, UInt64(n))
         counters.count(.gsoSegments, UInt64(n))
         if trains { counters.count(.gsoTrains, UInt64(output.count &- first)) }

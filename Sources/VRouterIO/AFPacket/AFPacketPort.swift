@@ -235,7 +235,7 @@ public final class AFPacketPort: @unchecked Sendable {
     }
 
     /// The train socket: no rings, protocol 0 (it receives nothing), the 10-byte
-    /// header, no qdisc, and a send buffer for a few 64 KB trains in flight.
+    /// header, and a send buffer for a few 64 KB trains in flight.
     static func openTrainSocket(
         _ index: Int32,
         _ namespace: NetworkNamespace,
@@ -248,14 +248,11 @@ public final class AFPacketPort: @unchecked Sendable {
         }
         do throws(SystemError) {
             try Sys.setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, Int32(1), call: "PACKET_VNET_HDR", object: object)
-            try Sys.setsockopt(
-                fd,
-                SOL_PACKET,
-                PACKET_QDISC_BYPASS,
-                Int32(1),
-                call: "PACKET_QDISC_BYPASS",
-                object: object
-            )
+            // No PACKET_QDISC_BYPASS here: the direct path drops any packet the kernel
+            // has to segment in software (dev_direct_xmit sends only the skb it was
+            // given), so on a device without UDP segmentation offload (ethtool -K tx off,
+            // most NICs without USO) every train would be lost with ENOBUFS. Through the
+            // qdisc layer the kernel cuts the train when the device cannot.
             // SO_SNDBUFFORCE (root) past wmem_max; a plain SO_SNDBUF otherwise.
             if (try? Sys.setsockopt(
                 fd,
