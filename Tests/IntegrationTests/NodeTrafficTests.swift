@@ -82,7 +82,8 @@ struct NodeTrafficTests {
     /// checksums as a NIC would, and the capture at n2 shows the datagrams on the wire:
     /// each within the fabric's MTU, every checksum (outer IPv4 and UDP, inner IPv4 and
     /// TCP) valid. n2's trains cross the veth whole, as they do between vRouters on one
-    /// machine, and n1 cuts them on receipt; iperf3 runs both ways.
+    /// machine, and n1 cuts them on receipt; iperf3 runs both ways (one TCP stream a to b,
+    /// four b to a), then UDP a to b.
     @Test(arguments: Encap.allCases, Offloads.allCases)
     func podsOnTwoNodesTalkThroughTheTunnel(_ encap: Encap, _ offloads: Offloads) throws {
         let lab = try Lab((encap == .vxlan ? "v" : "m") + (offloads == .on ? "o" : "f"))
@@ -218,12 +219,14 @@ struct NodeTrafficTests {
             fields: ["frame.len", "ip.checksum.status", "udp.checksum.status", "tcp.checksum.status", "tcp.len"],
             validatingChecksums: true
         )
-        let back = try lab.iperf3(server: a, client: b, address: "192.0.2.10", seconds: 2)
-        for r in [perf, back] {
+        let back = try lab.iperf3(server: a, client: b, address: "192.0.2.10", seconds: 2, streams: 4)
+        let udp = try lab.iperf3(server: b, client: a, address: "192.0.2.130", seconds: 1, udpBitrate: "100M")
+        for r in [perf, back, udp] {
             #expect(r.status == 0 && r.error == nil && r.bytes > 0, "\(r)")
             // No retransmission storm: at most 1 % of the segments sent again.
             #expect(r.retransmits * 1448 * 100 <= r.bytes, "\(r)")
         }
+        #expect(udp.lostPercent < 5, "UDP: \(udp)")
         let data = segments.filter { $0.count == 5 && (Int($0[4]) ?? 0) > 0 }
         #expect(data.count > 1000, "TCP data segments seen at n2: \(data.count)")
         for r in data {

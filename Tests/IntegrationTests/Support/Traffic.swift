@@ -42,7 +42,9 @@ extension Lab {
         server serverNS: String,
         client clientNS: String,
         address: String,
-        seconds: Int = 2
+        seconds: Int = 2,
+        streams: Int = 1,
+        udpBitrate: String? = nil
     ) throws -> IperfResult {
         let server = try start(
             inNS(serverNS, [Tool.iperf3, "-s", "-1", "--rcv-timeout", "10000", "--forceflush"]),
@@ -57,20 +59,29 @@ extension Lab {
             usleep(20_000)
         }
         let r = try run(
-            inNS(clientNS, [Tool.iperf3, "-c", address, "-t", "\(seconds)", "--json", "--connect-timeout", "5000"]),
+            inNS(
+                clientNS,
+                [
+                    Tool.iperf3, "-c", address, "-t", "\(seconds)", "-P", "\(streams)", "--json", "--connect-timeout",
+                    "5000",
+                ]
+                    + (udpBitrate.map { ["-u", "-b", $0] } ?? [])
+            ),
             timeout: Double(seconds + 20)
         )
         guard let obj = try? JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any] else {
             throw Failure("iperf3 printed no JSON (\(r.status)): \(r.output) \(r.error)")
         }
         let end = obj["end"] as? [String: Any]
-        let received = end?["sum_received"] as? [String: Any]
+        // UDP: one "sum" with the receiver's losses (iperf 3.12 has no sum_received for UDP).
+        let received = end?[udpBitrate == nil ? "sum_received" : "sum"] as? [String: Any]
         return IperfResult(
             status: r.status,
             error: obj["error"] as? String,
             bytes: (received?["bytes"] as? NSNumber)?.uint64Value ?? 0,
             bitsPerSecond: (received?["bits_per_second"] as? NSNumber)?.doubleValue ?? 0,
-            retransmits: ((end?["sum_sent"] as? [String: Any])?["retransmits"] as? NSNumber)?.uint64Value ?? 0
+            retransmits: ((end?["sum_sent"] as? [String: Any])?["retransmits"] as? NSNumber)?.uint64Value ?? 0,
+            lostPercent: (received?["lost_percent"] as? NSNumber)?.doubleValue ?? 0
         )
     }
 
@@ -104,6 +115,8 @@ struct IperfResult {
     var bytes: UInt64
     var bitsPerSecond: Double
     var retransmits: UInt64
+    /// UDP: datagrams the receiver missed, in percent.
+    var lostPercent: Double
 }
 
 /// A running capture; `stop()` ends it and decodes what it saw.
