@@ -70,6 +70,7 @@ extension NodeService {
             try a.planAdd(req, selections: selections, existing: existing, defaultNetwork: dn)
         }
         let labels: [UInt32?]
+        var claimed = false
         do throws(CNIFailure) {
             // 2. A new sandbox of a running pod replaces the old one: the old vRouter interfaces
             // go first (their addresses are handed on); its delegated attachments stay
@@ -82,6 +83,7 @@ extension NodeService {
             }
             // 3. The devices and table entries, no lock of this part held.
             try cluster.claim(PodRecord(plan))
+            claimed = true
             let vRouter = plan.attachments.indices.filter { plan.attachments[$0].delegate == nil }
             var batch: [PodPort] = []
             for i in vRouter {
@@ -102,6 +104,8 @@ extension NodeService {
             for r in made { byName[r.port.name] = r.label }
             labels = plan.attachments.map { a in a.interface.flatMap { byName[$0] } }
         } catch {
+            // Its claims go too: a failed ADD leaves nothing claimed in the cluster either.
+            if claimed { cluster.withdraw(PodRecord(plan)) }
             attachments.withLock { $0.abortAdd(plan) }
             throw error
         }
