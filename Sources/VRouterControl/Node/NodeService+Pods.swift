@@ -69,6 +69,9 @@ extension NodeService {
         let plan = try attachments.withLock { a throws(CNIFailure) -> PodPlan in
             try a.planAdd(req, selections: selections, existing: existing, defaultNetwork: dn)
         }
+        // Written ahead (and fsynced) before any device is made: a crash from here to the
+        // record in step 4 leaves devices that no record names, and a restart removes them.
+        sync(attachments.withLock { _ in journal.record(.podAdding(PodRecord(plan))) })
         let labels: [UInt32?]
         var claimed = false
         do throws(CNIFailure) {
@@ -104,9 +107,13 @@ extension NodeService {
             for r in made { byName[r.port.name] = r.label }
             labels = plan.attachments.map { a in a.interface.flatMap { byName[$0] } }
         } catch {
-            // Its claims go too: a failed ADD leaves nothing claimed in the cluster either.
+            // Its claims go too: a failed ADD leaves nothing claimed in the cluster either;
+            // and nothing to remove on a restart any more (journaled with the next change).
             if claimed { cluster.withdraw(PodRecord(plan)) }
-            attachments.withLock { $0.abortAdd(plan) }
+            attachments.withLock { a in
+                a.abortAdd(plan)
+                _ = journal.record(.podReleased(plan.containerID))
+            }
             throw error
         }
         // 4. The record, under the lock, and journaled.
