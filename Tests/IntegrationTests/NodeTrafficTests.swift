@@ -238,6 +238,18 @@ struct NodeTrafficTests {
         }
         #expect(try lab.ping(from: b, "192.0.2.10") == 3)
 
+        // Pings of every size from 64 to 9000 bytes, DF clear and set, behave as they did
+        // before offloads: what fits the tunnel (the pods' MTU of 1500 less the
+        // encapsulation) is answered; a larger packet is fragmented inside the tunnel (DF
+        // clear) or answered with frag-needed naming the tunnel's MTU (DF set); beyond the
+        // pod's MTU its own kernel fragments (DF clear) or refuses to send (DF set).
+        let fits = encap == .vxlan ? 1450 : 1468
+        let clear = try lab.pingSweep(from: a, "192.0.2.130", sizes: 64...9000, dontFragment: false)
+        #expect(clear == ["64-9000 reply"], "DF clear: \(clear)")
+        let set = try lab.pingSweep(from: a, "192.0.2.130", sizes: 64...9000, dontFragment: true)
+        let expected = ["64-\(fits) reply", "\(fits + 1)-1500 frag-needed:\(fits)", "1501-9000 local:EMSGSIZE"]
+        #expect(set == expected, "DF set: \(set)")
+
         let s1 = try node1.stop()
         let s2 = try node2.stop()
         for s in [s1, s2] {
