@@ -41,7 +41,8 @@ private let pingSweepProgram = """
     s.setblocking(False)
     ident = os.getpid() & 0xFFFF
     def csum(b):
-        t = sum(struct.unpack("!%dH" % (len(b) // 2), b + b"\\0" * (len(b) % 2)))
+        b += b"\\0" * (len(b) % 2)
+        t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
         while t >> 16: t = (t & 0xFFFF) + (t >> 16)
         return ~t & 0xFFFF
     def echo(size):
