@@ -57,6 +57,8 @@ public struct InterfaceSpec: Codable, Sendable, Equatable {
     public var ipv6: String?
     public var label: UInt32?
     public var antiSpoofing: Bool?
+    /// The tap with a virtio-net header and TSO/USO (nil: on).
+    public var offloads: Bool?
     public var defaultRoute: Bool?
     public var tap: TapSpec
     public init(
@@ -68,6 +70,7 @@ public struct InterfaceSpec: Codable, Sendable, Equatable {
         ipv6: String? = nil,
         label: UInt32? = nil,
         antiSpoofing: Bool? = nil,
+        offloads: Bool? = nil,
         defaultRoute: Bool? = nil,
         tap: TapSpec
     ) {
@@ -79,10 +82,13 @@ public struct InterfaceSpec: Codable, Sendable, Equatable {
         self.ipv6 = ipv6
         self.label = label
         self.antiSpoofing = antiSpoofing
+        self.offloads = offloads
         self.defaultRoute = defaultRoute
         self.tap = tap
     }
-    enum CodingKeys: String, CodingKey { case name, vrf, mac, mtu, ipv4, ipv6, label, antiSpoofing, defaultRoute, tap }
+    enum CodingKeys: String, CodingKey {
+        case name, vrf, mac, mtu, ipv4, ipv6, label, antiSpoofing, offloads, defaultRoute, tap
+    }
     public init(from decoder: any Decoder) throws {
         let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
         name = try c.decode(String.self, forKey: .name)
@@ -93,6 +99,7 @@ public struct InterfaceSpec: Codable, Sendable, Equatable {
         ipv6 = try c.decodeIfPresent(String.self, forKey: .ipv6)
         label = try c.decodeIfPresent(UInt32.self, forKey: .label)
         antiSpoofing = try c.decodeIfPresent(Bool.self, forKey: .antiSpoofing)
+        offloads = try c.decodeIfPresent(Bool.self, forKey: .offloads)
         defaultRoute = try c.decodeIfPresent(Bool.self, forKey: .defaultRoute)
         tap = try c.decode(TapSpec.self, forKey: .tap)
     }
@@ -118,6 +125,9 @@ public struct InterfaceInfo: Codable, Sendable, Equatable {
     /// The fabric only: frames the kernel dropped before vrouterd read them (its AF_PACKET
     /// RX ring was full), PACKET_STATISTICS' tp_drops summed over the workers' sockets.
     public var ringDrops: UInt64?
+    /// What the port negotiated (a tap's TUNSETOFFLOAD flags: csum, tso4...; the fabric's
+    /// uso-rx, uso-tx); empty when off.
+    public var offloads: [String]?
     public init(
         id: Int,
         name: String,
@@ -135,7 +145,8 @@ public struct InterfaceInfo: Codable, Sendable, Equatable {
         txPackets: UInt64,
         txBytes: UInt64,
         drops: UInt64,
-        ringDrops: UInt64? = nil
+        ringDrops: UInt64? = nil,
+        offloads: [String]? = nil
     ) {
         self.id = id
         self.name = name
@@ -154,6 +165,7 @@ public struct InterfaceInfo: Codable, Sendable, Equatable {
         self.txBytes = txBytes
         self.drops = drops
         self.ringDrops = ringDrops
+        self.offloads = offloads
     }
 }
 

@@ -71,6 +71,9 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
     /// Fabric SNAT cannot translate it: IPv6, a fragment, a protocol other than TCP, UDP
     /// and ICMP echo, port or identifier 0, or a source other than the pod port's address.
     case natUnsupported
+    /// A tap's virtio-net header that does not describe the packet it came with (a GSO
+    /// kind for another protocol, a partial checksum outside the packet).
+    case offloadInvalid
 
     /// Name shown by `dropstats` and used as a metric label.
     public var name: String {
@@ -105,6 +108,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable {
         case .natPortsExhausted: "nat_ports_exhausted"
         case .natNoMapping: "nat_no_mapping"
         case .natUnsupported: "nat_unsupported"
+        case .offloadInvalid: "offload_invalid"
         }
     }
 

@@ -250,7 +250,7 @@ struct Vif: ParsableCommand {
                     ["ID", "NAME", "KIND", "VRF", "MAC", "IPV4"] + (v6 ? ["IPV6"] : []) + [
                         "MTU", "LABEL", "DEVICE", "RX-PKTS", "TX-PKTS", "DROPS",
                     ]
-                        + (ring ? ["RING-DROPS"] : []),
+                        + (ring ? ["RING-DROPS"] : []) + ["OFFLOADS"],
                     vifs.map { v in
                         let dev =
                             v.device ?? v.tap.map { t in "\(t.netns.map { "\($0)/" } ?? "")\(t.ifname ?? t.name)" }
@@ -258,6 +258,7 @@ struct Vif: ParsableCommand {
                         return ["\(v.id)", v.name, v.kind, opt(v.vrf), v.mac, opt(v.ipv4)] + (v6 ? [opt(v.ipv6)] : [])
                             + ["\(v.mtu)", opt(v.label), dev, "\(v.rxPackets)", "\(v.txPackets)", "\(v.drops)"]
                             + (ring ? [opt(v.ringDrops)] : [])
+                            + [v.offloads.map { $0.isEmpty ? "off" : $0.joined(separator: ",") } ?? "-"]
                     }
                 )
             }
@@ -280,6 +281,7 @@ struct Vif: ParsableCommand {
         @Option(help: "MTU.") var mtu: Int?
         @Option(help: "MPLS label that reaches this pod.") var label: UInt32?
         @Flag(help: "Keep the tap when vrouterd stops (re-attached on start).") var persistent = false
+        @Flag(help: "No offloads on the tap: MTU-sized frames only, no virtio-net header.") var noOffloads = false
         func run() {
             let spec = InterfaceSpec(
                 name: name,
@@ -289,6 +291,7 @@ struct Vif: ParsableCommand {
                 ipv4: ipv4,
                 ipv6: ipv6,
                 label: label,
+                offloads: noOffloads ? false : nil,
                 tap: TapSpec(name: tap, netns: netns, ifname: ifname, persistent: persistent ? true : nil)
             )
             global.change("POST", "/v1/interfaces", spec) { data in

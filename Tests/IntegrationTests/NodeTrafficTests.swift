@@ -13,7 +13,10 @@ import VRouterTestSupport
 @Suite(
     .serialized,
     .enabled(if: isRoot, "needs root: makes network namespaces, veths and taps, runs vrouterd"),
-    .enabled(if: Tool.trafficTools, "needs ip, bridge, ping, iperf3 and tshark (tools/bootstrap installs them)"),
+    .enabled(
+        if: Tool.trafficTools,
+        "needs ip, bridge, ping, iperf3, tshark and ethtool (tools/bootstrap installs them)"
+    ),
     .enabled(if: Binaries.path("vrouterd") != nil, "vrouterd is not built (swift build)")
 )
 struct NodeTrafficTests {
@@ -68,12 +71,22 @@ struct NodeTrafficTests {
     // MARK: two nodes
 
     enum Encap: String, CaseIterable, Sendable { case vxlan, mplsOverUDP }
+    /// Segmentation offloads: on at both nodes (pods' taps hand over 64 KB superframes,
+    /// the fabric sends UDP GSO trains), or off at n2 (taps and fabric without them).
+    enum Offloads: String, CaseIterable, Sendable { case on, offAtN2 }
 
     /// Two node namespaces joined by a veth, one vrouterd each, a pod behind each: ping and
     /// iperf3 pod to pod, and the VNI or label checked on the wire in both directions.
-    @Test(arguments: Encap.allCases)
-    func podsOnTwoNodesTalkThroughTheTunnel(_ encap: Encap) throws {
-        let lab = try Lab(encap == .vxlan ? "v" : "m")
+    /// With offloads, n1's fabric veth has its checksum and segmentation offloads off
+    /// (ethtool -K tx off), so the kernel cuts n1's UDP GSO trains and completes their
+    /// checksums as a NIC would, and the capture at n2 shows the datagrams on the wire:
+    /// each within the fabric's MTU, every checksum (outer IPv4 and UDP, inner IPv4 and
+    /// TCP) valid. n2's trains cross the veth whole, as they do between vRouters on one
+    /// machine, and n1 cuts them on receipt; iperf3 runs both ways (one TCP stream a to b,
+    /// four b to a), then UDP a to b.
+    @Test(arguments: Encap.allCases, Offloads.allCases)
+    func podsOnTwoNodesTalkThroughTheTunnel(_ encap: Encap, _ offloads: Offloads) throws {
+        let lab = try Lab((encap == .vxlan ? "v" : "m") + (offloads == .on ? "o" : "f"))
         defer {
             lab.cleanup()
             #expect(lab.leftovers().isEmpty)
@@ -98,8 +111,10 @@ struct NodeTrafficTests {
             podAddress: String,
             podMAC: String,
             myLabel: Int,
-            peerLabel: Int
+            peerLabel: Int,
+            offloads: Bool
         ) -> String {
+            let off = offloads ? "" : ", offloads: false"
             let enc = encap == .vxlan ? "vxlan" : "mpls-udp"
             let tag = encap == .vxlan ? "vni: 1001" : "label: \(peerLabel)"
             let podLabel = encap == .vxlan ? "" : "label: \(myLabel), "
@@ -112,8 +127,8 @@ struct NodeTrafficTests {
                     gateway: 192.0.2.1
                     routes: [ { prefix: \(peerPrefix), via: \(peer), \(tag) } ]
                 interfaces:
-                  - { name: fabric, kind: fabric, device: \(device), address: \(myAddress)/24, mac: "\(mac)" }
-                  - { name: \(pod), kind: pod, vrf: blue, mac: "\(podMAC)", ipv4: \(podAddress)/24, \(podLabel)tap: { name: \(lab.name("t" + pod)), netns: \(podNS), ifname: eth0 } }
+                  - { name: fabric, kind: fabric, device: \(device), address: \(myAddress)/24, mac: "\(mac)"\(off) }
+                  - { name: \(pod), kind: pod, vrf: blue, mac: "\(podMAC)", ipv4: \(podAddress)/24, \(podLabel)tap: { name: \(lab.name("t" + pod)), netns: \(podNS), ifname: eth0 }\(off) }
                 """
         }
         let c1 = try lab.write(
@@ -131,7 +146,8 @@ struct NodeTrafficTests {
                 podAddress: "192.0.2.10",
                 podMAC: "02:00:00:00:01:0a",
                 myLabel: 100,
-                peerLabel: 200
+                peerLabel: 200,
+                offloads: true
             )
         )
         let c2 = try lab.write(
@@ -149,7 +165,8 @@ struct NodeTrafficTests {
                 podAddress: "192.0.2.130",
                 podMAC: "02:00:00:00:01:0b",
                 myLabel: 200,
-                peerLabel: 100
+                peerLabel: 100,
+                offloads: offloads == .on
             )
         )
         let node1 = try Daemon(lab, config: c1, in: n1, name: "vrouterd-n1")
@@ -194,11 +211,44 @@ struct NodeTrafficTests {
         check(sentByN1, from: ("198.18.0.1", "192.0.2.10"), to: ("198.18.0.2", "192.0.2.130"), label: 200, "n1 → n2")
         check(sentByN2, from: ("198.18.0.2", "192.0.2.130"), to: ("198.18.0.1", "192.0.2.10"), label: 100, "n2 → n1")
 
+        // TCP both ways; the first 4000 frames n1 sends checked on the wire.
+        try lab.must(lab.inNS(n1, [Tool.ethtool, "-K", f1, "tx", "off"]))
+        let wire = try lab.capture(in: n2, device: f2, filter: filter, name: "tcp-at-n2", count: 4000)
         let perf = try lab.iperf3(server: b, client: a, address: "192.0.2.130", seconds: 2)
-        #expect(perf.status == 0)
-        #expect(perf.error == nil)
-        #expect(perf.bytes > 0)
+        let segments = try wire.stop(
+            fields: ["frame.len", "ip.checksum.status", "udp.checksum.status", "tcp.checksum.status", "tcp.len"],
+            validatingChecksums: true
+        )
+        let back = try lab.iperf3(server: a, client: b, address: "192.0.2.10", seconds: 2, streams: 4)
+        let udp = try lab.iperf3(server: b, client: a, address: "192.0.2.130", seconds: 1, udpBitrate: "100M")
+        for r in [perf, back, udp] {
+            #expect(r.status == 0 && r.error == nil && r.bytes > 0, "\(r)")
+            // No retransmission storm: at most 1 % of the segments sent again.
+            #expect(r.retransmits * 1448 * 100 <= r.bytes, "\(r)")
+        }
+        #expect(udp.lostPercent < 5, "UDP: \(udp)")
+        let data = segments.filter { $0.count == 5 && (Int($0[4]) ?? 0) > 0 }
+        #expect(data.count > 1000, "TCP data segments seen at n2: \(data.count)")
+        for r in data {
+            // Outer Ethernet/IPv4/UDP/VXLAN (or MPLS) and the inner packet within 1500 + 14.
+            #expect((Int(r[0]) ?? .max) <= 1514, "frame longer than the fabric's MTU: \(r)")
+            // Each status is "1" (good) per layer: outer and inner IPv4, UDP, TCP.
+            #expect(r[1] == "1,1" && (r[2] == "1" || r[2] == "3") && r[3] == "1", "checksums: \(r)")
+            if (Int(r[0]) ?? .max) > 1514 || r[1] != "1,1" || !(r[2] == "1" || r[2] == "3") || r[3] != "1" { break }
+        }
         #expect(try lab.ping(from: b, "192.0.2.10") == 3)
+
+        // Pings of every size from 64 to 9000 bytes, DF clear and set, behave as they did
+        // before offloads: what fits the tunnel (the pods' MTU of 1500 less the
+        // encapsulation) is answered; a larger packet is fragmented inside the tunnel (DF
+        // clear) or answered with frag-needed naming the tunnel's MTU (DF set); beyond the
+        // pod's MTU its own kernel fragments (DF clear) or refuses to send (DF set).
+        let fits = encap == .vxlan ? 1450 : 1468
+        let clear = try lab.pingSweep(from: a, "192.0.2.130", sizes: 64...9000, dontFragment: false)
+        #expect(clear == ["64-9000 reply"], "DF clear: \(clear)")
+        let set = try lab.pingSweep(from: a, "192.0.2.130", sizes: 64...9000, dontFragment: true)
+        let expected = ["64-\(fits) reply", "\(fits + 1)-1500 frag-needed:\(fits)", "1501-9000 local:EMSGSIZE"]
+        #expect(set == expected, "DF set: \(set)")
 
         let s1 = try node1.stop()
         let s2 = try node2.stop()
@@ -293,6 +343,14 @@ struct NodeTrafficTests {
 
         #expect(try lab.ping(from: a, "192.0.2.200", count: 4) == 4)
         #expect(try lab.ping(from: k, "192.0.2.10", count: 4) == 4)
+        // TCP both ways, vrouterd's pod with offloads: toward the kernel its superframes
+        // leave as UDP GSO trains, which the kernel's UDP cuts for vxlan0; from the kernel
+        // come vxlan0's own superframes (64 KB through the veth), decapsulated whole.
+        for (server, client, address) in [(k, a, "192.0.2.200"), (a, k, "192.0.2.10")] {
+            let r = try lab.iperf3(server: server, client: client, address: address, seconds: 2)
+            #expect(r.status == 0 && r.error == nil && r.bytes > 0, "\(client) → \(address): \(r)")
+            #expect(r.retransmits * 1448 * 100 <= r.bytes, "\(client) → \(address): \(r)")
+        }
         // The kernel's side of it: vxlan0 took in (decapsulated) frames from vrouterd.
         let link = try lab.ip("-n", k, "-s", "-j", "link", "show", "vxlan0")
         let rx =

@@ -51,6 +51,32 @@ import VRouterTestSupport
         #expect(view.vnis.lookup(1001) == 1)
     }
 
+    /// Offloads are on unless a port says otherwise; only ports with a device (a tap, a
+    /// fabric NIC) take superframes; the snapshot keeps both settings.
+    @Test func offloadsArePerPortAndSurviveTheSnapshot() throws {
+        let c = try NodeConfig.parse(
+            "pool: { bigBuffers: 128 }\n" + Self.good
+                + "\n  - { name: blue-b, kind: pod, vrf: blue, mac: \"02:00:00:01:00:0b\", offloads: false, tap: { name: tb } }"
+                + "\n  - { name: blue-c, kind: pod, vrf: blue, mac: \"02:00:00:01:00:0c\", tap: { name: tc } }"
+        )
+        #expect(c.bigBuffers == 128)
+        #expect(c.interfaces.map(\.offloads) == [true, true, true, false, true])
+        var compiled = try c.makeTables()
+        let tables = compiled.builder.build()
+        let ids = compiled.portIDs
+        func takes(_ name: String) -> Bool { tables.view.ports[Int(ids[name]!)].flags.contains(PortFlags.offloads) }
+        #expect(!takes("blue-a"), "no device: a modelled port never takes superframes")
+        #expect(!takes("blue-b") && takes("blue-c"))
+        let again = try NodeConfig.parse(c.yaml(routeFiles: [], journalSequence: 1))
+        #expect(again.bigBuffers == 128)
+        #expect(again.interfaces.map(\.offloads) == c.interfaces.map(\.offloads))
+        Self.refused("pool: { bigBuffers: -1 }", "outside 0...65535")
+        Self.refused(
+            "vrfs: [ { name: a } ]\ninterfaces: [ { name: p, kind: pod, vrf: a, mac: \"02:00:00:00:00:01\", offloads: maybe } ]",
+            "'maybe' is not true or false"
+        )
+    }
+
     @Test(arguments: [
         (
             "vrfs: [ { name: a } ]\ninterfaces: [ { name: p, kind: pod, vrf: b, mac: \"02:00:00:00:00:01\" } ]",

@@ -393,7 +393,7 @@ import Testing
             )
             var raw = [UInt8](repeating: 0xEE, count: 12)
             raw.withUnsafeMutableBytes { h.write(to: $0.baseAddress!) }
-            #expect(raw == [1, 1, 66, 0, 0xA8, 0x05, 34, 0, 16, 0, 0, 0])
+            #expect(raw == [1, 1, 66, 0, 0xA8, 0x05, 34, 0, 16, 0, 0xEE, 0xEE])
             let back = raw.withUnsafeBytes { VirtioNet.Header(reading: $0.baseAddress!) }
             #expect(back == h)
             #expect(VirtioNet.record(back, in: m))

@@ -20,9 +20,14 @@ final class PipelineHarness {
         var parsed: ParsedPacket { bytes.withUnsafeBytes { PacketParser.parse($0.baseAddress!, length: $0.count) } }
     }
 
-    init(config: PipelineConfig = PipelineConfig(), topology: SampleTopology = SampleTopology(), poolSize: Int = 4096) {
+    init(
+        config: PipelineConfig = PipelineConfig(),
+        topology: SampleTopology = SampleTopology(),
+        poolSize: Int = 4096,
+        bigBuffers: Int = 0
+    ) {
         self.topology = topology
-        pool = .allocate(count: poolSize)
+        pool = .allocate(count: poolSize, bufferSize: 2048, bigBuffers: bigBuffers)
         pipeline = Pipeline(pool: pool, config: config)
         output = .allocate(capacity: config.outputCapacity)
         tables = self.topology.builder.build()
@@ -70,6 +75,17 @@ final class PipelineHarness {
     }
 
     func run(_ bytes: [UInt8], from port: UInt16) -> [Sent] { run([(bytes, port)]) }
+
+    /// Runs one frame of packets already in the pool (their metadata as the port layer
+    /// left it) and returns the output's buffers, still owned by the caller (free them).
+    func run(loaded: [UInt32]) -> [UInt32] {
+        for idx in loaded { input.append(idx) }
+        pipeline.process(&input, tables: UnsafePointer(tables.viewPointer), now: now, output: &output, punt: &punt)
+        let out = (0..<output.count).map { output[$0] }
+        output.removeAll()
+        pool.free(&punt)
+        return out
+    }
 
     var counters: Counters { pipeline.counters }
     func drops(_ r: DropReason) -> UInt64 { counters.dropCount(r) }

@@ -351,6 +351,85 @@ struct TapPortTests {
         tap = again
     }
 
+    /// A tap with offloads: TUNSETOFFLOAD takes checksum and TSO at least, and a TCP
+    /// superframe the pod's kernel hands over (written here by a packet socket in the pod
+    /// with a virtio-net header, as TCP with TSO makes them) is read whole into a big buffer
+    /// with its GSO state; an ordinary frame lands in a small buffer.
+    @Test func aTapWithOffloadsHandsOverSuperframesWhole() throws {
+        let s = Scratch("o")
+        let pool = PacketPool.allocate(count: 512, bufferSize: 2048, bigBuffers: 8)
+        defer { pool.deallocate() }
+        var tap: TapPort? = nil
+        defer {
+            try? tap?.delete()
+            s.cleanup()
+            #expect(s.leftovers().isEmpty)
+        }
+        let ns = try s.namespace("P")
+        tap = try TapPort.create(name: s.name("t"), offloads: true)
+        let t = tap!
+        #expect(t.offloads.isSuperset(of: [.checksum, .tso4, .tso6]), "\(t.offloads.names)")
+        #expect(t.hasVirtioHeader)
+        try t.move(to: ns, Self.podConfiguration())
+        let loop = try IOLoop(pool: pool)
+        defer { loop.close() }
+        try loop.add(t, as: 1)
+
+        let sender = """
+            import socket, struct
+            def csum(b):
+                s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+                while s >> 16: s = (s & 0xFFFF) + (s >> 16)
+                return ~s & 0xFFFF
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            s.setsockopt(263, 15, 1)  # SOL_PACKET, PACKET_VNET_HDR
+            s.bind(("eth0", 0))
+            eth = bytes.fromhex("00005e000100" "02005e200002" "0800")
+            src, dst = socket.inet_aton("203.0.113.2"), socket.inet_aton("198.51.100.7")
+            def frame(payload, flags, port):
+                ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 7, 0x4000, 64, 6, 0, src, dst)
+                ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+                pseudo = (sum(struct.unpack("!4H", src + dst)) + 6 + 20 + len(payload)) % 0xFFFF
+                tcp = struct.pack("!HHIIBBHHH", port, 80, 1000, 1, 5 << 4, flags, 65535, pseudo, 0)
+                return eth + ip + tcp + payload
+            # A superframe: 8 segments of 1300 bytes (the last 840), partial checksum.
+            s.send(struct.pack("<BBHHHH", 1, 1, 54, 1300, 34, 16) + frame(bytes(range(256)) * 40, 0x18, 40000))
+            # An ordinary frame: no offload.
+            s.send(bytes(10) + frame(b"small", 0x18, 40001))
+            """
+        let r = try run([ipTool] + inNamespace(ns, [systemPython, "-c", sender]))
+        #expect(r.status == 0, "\(r.error)")
+        var frame = Frame.allocate()
+        defer { frame.deallocate() }
+        var superframe: (big: Bool, length: Int, offload: PacketOffload)? = nil
+        var small: (big: Bool, length: Int, offload: PacketOffload)? = nil
+        let deadline = ContinuousClock.now + .seconds(5)
+        while (superframe == nil || small == nil) && ContinuousClock.now < deadline {
+            _ = loop.rx(into: &frame, maxWait: .milliseconds(20))
+            for i in 0..<frame.count {
+                let idx = frame[i]
+                let p = pool.packet(idx)
+                let m = pool.meta(idx).pointee
+                // IPv4 TCP from our ports only (the pod's kernel sends its own frames too).
+                guard m.length > 54, p.be16(12) == 0x0800, p.u8(23) == 6 else { continue }
+                let seen = (pool.isBig(idx), Int(m.length), m.offload)
+                if p.be16(34) == 40000 { superframe = seen }
+                if p.be16(34) == 40001 { small = seen }
+            }
+            pool.free(&frame)
+            loop.tx(&frame)
+        }
+        #expect(superframe?.big == true)
+        #expect(superframe?.length == 14 + 40 + 10240)
+        #expect(superframe?.offload.gsoType == VirtioNet.gsoTCPv4)
+        #expect(superframe?.offload.gsoSize == 1300)
+        #expect(superframe?.offload.checksumStart == UInt16(PacketPool.headroom + 34))
+        #expect(small?.big == false)
+        #expect(small?.length == 14 + 40 + 5)
+        #expect(small?.offload.isActive == false)
+        #expect(!loop.isDead(port: 1))
+    }
+
     @Test func framesLargerThanAPoolBufferAreDroppedNotTruncated() throws {
         let s = Scratch("j")
         let pool = PacketPool.allocate(count: 256)  // 2048-byte buffers: frames up to 1919 bytes
@@ -446,7 +525,7 @@ struct TapPortTests {
             let idx = pool.alloc()!
             slot.pointee.readsOutstanding &+= 1
             withUnsafeMutablePointer(to: &frame) { f in
-                loop.complete(UserData.make(.tapRead, port: 3, buffer: idx), -EAGAIN, into: f)
+                loop.complete(UserData.make(.tapRead, port: 3, buffer: idx), -EAGAIN, 0, into: f)
             }
         }
         loop.tx(&frame)  // submits the re-armed reads

@@ -56,13 +56,14 @@ public enum Tool {
     public static let ping = "/usr/bin/ping"
     public static let iperf3 = "/usr/bin/iperf3"
     public static let tshark = "/usr/bin/tshark"
+    public static let ethtool = "/usr/sbin/ethtool"
     public static let setpriv = "/usr/bin/setpriv"
     public static let curl = "/usr/bin/curl"
     public static let python3 = "/usr/bin/python3"
 
     public static func exists(_ path: String) -> Bool { FileManager.default.isExecutableFile(atPath: path) }
     /// Everything the traffic tests need.
-    public static var trafficTools: Bool { [ip, bridge, ping, iperf3, tshark].allSatisfy(exists) }
+    public static var trafficTools: Bool { [ip, bridge, ping, iperf3, tshark, ethtool].allSatisfy(exists) }
     /// Debian's python3-scapy.
     public static var hasScapy: Bool { FileManager.default.fileExists(atPath: "/usr/lib/python3/dist-packages/scapy") }
 }

@@ -13,7 +13,8 @@ extension NodeConfig {
         var y = "# vrouterd state snapshot: the node as it was; restored on start.\n"
         y += "stateVersion: \(Self.stateVersion)\njournalSequence: \(journalSequence)\n"
         y += "node: { name: \(q(name)), routerMAC: \(q(routerMAC.description)) }\n"
-        y += "workers: \(workers)\npool: { buffers: \(poolBuffers), bufferSize: \(bufferSize) }\n"
+        y +=
+            "workers: \(workers)\npool: { buffers: \(poolBuffers), bufferSize: \(bufferSize), bigBuffers: \(bigBuffers) }\n"
         y += "flows: { capacity: \(flowCapacity), idleTimeout: \(flowIdleTimeout)s }\n"
         if let d = defaultNetwork {
             var line = "defaultNetwork: { name: \(q(d.name)), mtu: \(d.mtu)"
@@ -66,6 +67,7 @@ extension NodeConfig {
             if let v = i.vlan { line += ", vlan: \(v)" }
             if let l = i.label { line += ", label: \(l)" }
             if !i.antiSpoofing { line += ", antiSpoofing: false" }
+            if !i.offloads { line += ", offloads: false" }
             if !i.defaultRoute { line += ", defaultRoute: false" }
             if let g = i.gateway { line += ", gateway: \(g)" }
             if let m = i.gatewayMAC { line += ", gatewayMAC: \(q(m.description))" }

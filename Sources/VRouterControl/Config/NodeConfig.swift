@@ -12,6 +12,9 @@ public struct NodeConfig: Sendable {
     public var workers: Int = 1
     public var poolBuffers: Int = 16384
     public var bufferSize: Int = 2048
+    /// 64 KB buffers per worker for superframes (offloads): tap reads lend 64 of them to
+    /// the kernel, the rest hold superframes, coalesced segments and UDP GSO trains.
+    public var bigBuffers: Int = 256
     public var flowCapacity: Int = 1 << 16
     public var flowIdleTimeout: Double = 60
     public var interfaces: [Interface] = []
@@ -61,6 +64,11 @@ public struct NodeConfig: Sendable {
         /// Incoming MPLS label that reaches this pod.
         public var label: UInt32?
         public var antiSpoofing = true
+        /// Segmentation and checksum offloads: a pod's tap with a virtio-net header and
+        /// TSO/USO (superframes in and out), the fabric sending UDP GSO trains. Off: MTU-sized
+        /// frames only, as a tap without IFF_VNET_HDR (for debugging, and for peers
+        /// that need it).
+        public var offloads = true
         public var pcapIn: String?
         public var pcapOut: String?
         /// Live ports (the node service): an existing device for AF_PACKET, or a tap.
@@ -213,8 +221,9 @@ extension NodeConfig {
         }
         if let v = top["workers"] { c.workers = try v.int(1...64) }
         if let p = top["pool"] {
-            let m = try p.mapping(allowed: ["buffers", "bufferSize"])
+            let m = try p.mapping(allowed: ["buffers", "bufferSize", "bigBuffers"])
             if let v = m["buffers"] { c.poolBuffers = try v.int(1024...(1 << 24)) }
+            if let v = m["bigBuffers"] { c.bigBuffers = try v.int(0...65535) }
             if let v = m["bufferSize"] {
                 c.bufferSize = try v.int(512...65536)
                 guard c.bufferSize.nonzeroBitCount == 1 else { throw v.fail("bufferSize must be a power of two") }
@@ -270,7 +279,7 @@ extension NodeConfig {
         for v in try top["interfaces"]?.sequence() ?? [] {
             let m = try v.mapping(allowed: [
                 "name", "kind", "vrf", "mac", "mtu", "ipv4", "ipv6", "address", "vlan", "label", "antiSpoofing",
-                "pcap", "device", "tap", "gateway", "gatewayMAC", "defaultRoute",
+                "pcap", "device", "tap", "gateway", "gatewayMAC", "defaultRoute", "offloads",
             ])
             guard let nameNode = m["name"], let kindNode = m["kind"], let macNode = m["mac"] else {
                 throw v.fail("an interface needs name, kind and mac")
@@ -306,6 +315,7 @@ extension NodeConfig {
             if let n = m["vlan"] { itf.vlan = UInt16(try n.int(1...4094)) }
             if let n = m["label"] { itf.label = UInt32(try n.int(16...(1 << 20) - 1)) }
             if let n = m["antiSpoofing"] { itf.antiSpoofing = try n.bool() }
+            if let n = m["offloads"] { itf.offloads = try n.bool() }
             if let n = m["device"] { itf.device = try n.string() }
             if let p = m["pcap"] {
                 let pm = try p.mapping(allowed: ["in", "out"])

@@ -81,7 +81,8 @@ extension NodeConfig {
                         ipv4: itf.ipv4,
                         ipv6: itf.ipv6,
                         vlan: itf.vlan,
-                        antiSpoofing: itf.antiSpoofing
+                        antiSpoofing: itf.antiSpoofing,
+                        offloads: itf.offloads && (itf.tap != nil || itf.device != nil)
                     )
                 )
             }

@@ -112,6 +112,7 @@ extension NodeService {
             port.label = .fixed(l)
         }
         port.antiSpoofing = spec.antiSpoofing ?? true
+        port.offloads = spec.offloads ?? true
         port.defaultRoute = spec.defaultRoute ?? true
         for (what, name) in [("tap name", spec.tap.name), ("tap ifname", spec.tap.ifname)] {
             if let name, let why = CNIEnvironment.invalidInterfaceName(name) {

@@ -67,8 +67,19 @@ extension NodeService {
             txPackets: sum(\.txPackets),
             txBytes: sum(\.txBytes),
             drops: sum(\.drops),
-            ringDrops: ringDrops
+            ringDrops: ringDrops,
+            offloads: offloads(itf)
         )
+    }
+
+    /// What a port negotiated: a live tap's TUNSETOFFLOAD flags, the fabric's UDP GSO
+    /// (trains from peers are always cut; sending them is the offload); nil for a port
+    /// without a device.
+    func offloads(_ itf: NodeConfig.Interface) -> [String]? {
+        switch itf.kind {
+        case .pod: ports.tap(itf.name).map(\.offloads.names)
+        case .fabric: itf.device == nil ? nil : (itf.offloads ? ["uso-rx", "uso-tx"] : ["uso-rx"])
+        }
     }
 
     public func vrfs() -> [VRFInfo] {

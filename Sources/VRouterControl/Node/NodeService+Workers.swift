@@ -26,6 +26,7 @@ extension Worker {
             configuration: WorkerConfiguration(
                 poolBuffers: service.config.poolBuffers,
                 bufferSize: service.config.bufferSize,
+                bigBuffers: service.config.bigBuffers,
                 pipeline: pc
             ),
             publication: service.publication,

@@ -196,6 +196,9 @@ public final class NodeService: @unchecked Sendable {  // Safe: state is in the 
                             c.fanoutSteering = FanoutSteering.program(first: r.first, last: r.last)
                         }
                     }
+                    // Trains from peers are always taken; sending them is the offload.
+                    c.vnetHeader = true
+                    c.sendsTrains = fabric.offloads
                     af = (portIDs[fabric.name]!, try AFPacketPort.open(interface: device, configuration: c))
                 } catch {
                     throw ServiceError("interfaces.\(fabric.name): \(error.description)")

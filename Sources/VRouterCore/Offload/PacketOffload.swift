@@ -95,7 +95,8 @@ public enum VirtioNet {
             checksumOffset = UInt16(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
         }
 
-        /// Writes all `VirtioNet.headerLength` bytes (num_buffers zero).
+        /// Writes the 10 bytes of the legacy header (what AF_PACKET uses); a 12-byte
+        /// header's num_buffers (bytes 10–11) is the caller's to zero.
         @inlinable @inline(__always)
         public func write(to p: UnsafeMutableRawPointer) {
             p.storeBytes(of: flags, toByteOffset: 0, as: UInt8.self)
@@ -104,7 +105,6 @@ public enum VirtioNet {
             p.storeBytes(of: gsoSize.littleEndian, toByteOffset: 4, as: UInt16.self)
             p.storeBytes(of: checksumStart.littleEndian, toByteOffset: 6, as: UInt16.self)
             p.storeBytes(of: checksumOffset.littleEndian, toByteOffset: 8, as: UInt16.self)
-            p.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
         }
     }
 

@@ -52,6 +52,20 @@ public enum PipelineEvent: Int, CaseIterable, Sendable {
     case natExpired
     /// ICMP errors about translated flows, translated.
     case natICMPError
+    /// Superframes sent whole to a tap that takes them.
+    case superframesWhole
+    /// Superframes cut into plain segments in software (a port without offloads, or
+    /// segments too big for the path).
+    case superframesSegmented
+    /// Superframes segmented and encapsulated into a tunnel in one pass (one buffer per
+    /// datagram, or UDP GSO trains).
+    case superframesEncapsulated
+    /// Segments made from superframes (plain, or encapsulated into a tunnel).
+    case gsoSegments
+    /// UDP GSO trains built for the fabric.
+    case gsoTrains
+    /// Segments coalesced into a superframe toward a tap (GRO).
+    case groMerged
     public var name: String {
         switch self {
         case .vxlanDecap: "vxlan_decap"
@@ -77,6 +91,12 @@ public enum PipelineEvent: Int, CaseIterable, Sendable {
         case .natCreated: "nat_created"
         case .natExpired: "nat_expired"
         case .natICMPError: "nat_icmp_error"
+        case .superframesWhole: "superframes_whole"
+        case .superframesSegmented: "superframes_segmented"
+        case .superframesEncapsulated: "superframes_encapsulated"
+        case .gsoSegments: "gso_segments"
+        case .gsoTrains: "gso_trains"
+        case .groMerged: "gro_merged"
         }
     }
 }

@@ -76,10 +76,12 @@ extension Pipeline {
         case EtherType.ipv4:
             if let r = parseIPv4(p, off, &end, m) { return .drop(r) }
             if isFabric { return fabricIPv4(idx, p, m, &end, port, view) }
+            if m.pointee.offload.isActive, let r = checkOffload(idx, p, m) { return .drop(r) }
             return podIPv4(p, m, port)
         case EtherType.ipv6:
             if isFabric { return .drop(.notTunnel) }  // the underlay is IPv4
             if let r = parseIPv6(p, off, &end, m) { return .drop(r) }
+            if m.pointee.offload.isActive, let r = checkOffload(idx, p, m) { return .drop(r) }
             return podIPv6(p, m, port)
         case EtherType.arp:
             guard end &- off >= 28 else { return .drop(.truncated) }
@@ -331,6 +333,7 @@ extension Pipeline {
             } else {
                 return .drop(.unsupportedProtocol)
             }
+            if m.pointee.offload.isActive, let r = decapsulatedOffload(idx, p, m) { return .drop(r) }
             return innerDestinationCheck(p, m)
         }
         if dport == UDPPort.mplsOverUDP || dport == UDPPort.contrailMPLSOverUDP {
@@ -357,6 +360,7 @@ extension Pipeline {
             } else {
                 return .drop(.invalidPacket)
             }
+            if m.pointee.offload.isActive, let r = decapsulatedOffload(idx, p, m) { return .drop(r) }
             return innerDestinationCheck(p, m)
         }
         return routed ? underlayIPv4(p, m, port, toNode: true) : .drop(.notTunnel)
@@ -372,7 +376,13 @@ extension Pipeline {
     ) -> Disposition {
         let dst = p.be32(Int(m.pointee.l3) &+ 16)
         if dst >> 28 == 0xE || dst == 0xFFFF_FFFF { return .drop(.multicast) }
-        if m.pointee.flags.contains(.checksumPartial) { completeChecksum(p, m) }
+        if m.pointee.flags.contains(.checksumPartial) && !m.pointee.offload.isSuperframe {
+            // Completed before translation updates it; the virtio-net header's partial
+            // checksum (when the socket has them) no longer holds. A superframe keeps it:
+            // rewrite segments a translated one, each segment summed in full.
+            completeChecksum(p, m)
+            m.pointee.offload.flags &= ~PacketOffload.needsChecksum
+        }
         m.pointee.vrf = port.pointee.vrf
         m.pointee.flags.insert(toNode ? [.underlayRouted, .toNode] : .underlayRouted)
         return .ip

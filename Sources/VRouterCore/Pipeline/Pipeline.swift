@@ -59,6 +59,11 @@ public struct Pipeline: ~Copyable {
     @usableFromInline var arpList: Frame
     @usableFromInline var generated: Frame
     @usableFromInline var fragments: Frame
+    /// Segments of a superframe cut in software, and GRO toward taps that take superframes.
+    @usableFromInline var segments: Frame
+    @usableFromInline var coalescer = TCPCoalescer()
+    /// This frame sent TCP toward such a tap: coalesce the output.
+    @usableFromInline var groPending = false
     // Flow keys, hashes and looked-up slots of this frame's IP packets, one set per
     // family, by position (meta.aux holds a packet's position in its family's arrays).
     @usableFromInline let keys4: UnsafeMutablePointer<IPv4FlowKey>
@@ -91,6 +96,7 @@ public struct Pipeline: ~Copyable {
         arpList = .allocate()
         generated = .allocate()
         fragments = .allocate(capacity: 64)
+        segments = .allocate(capacity: 1024)
         let n = Frame.defaultCapacity
         keys4 = .allocate(capacity: n)
         hashes4 = .allocate(capacity: n)
@@ -108,6 +114,7 @@ public struct Pipeline: ~Copyable {
         arpList.deallocate()
         generated.deallocate()
         fragments.deallocate()
+        segments.deallocate()
         flows4.deallocate()
         flows6.deallocate()
         nat.deallocate()
@@ -170,6 +177,10 @@ public struct Pipeline: ~Copyable {
             let g = generated.count
             forwardGenerated(view, output: &output)
             if timing { t0 = lap(.icmp, t0, g) }
+        }
+        if groPending {
+            groPending = false
+            coalesceOutput(view, output: &output)
         }
     }
 

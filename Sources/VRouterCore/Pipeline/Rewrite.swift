@@ -97,6 +97,27 @@ extension Pipeline {
                 return
             }
         }
+        if m.pointee.offload.isActive {
+            forwardOffloaded(idx, m, p, l3, v4, nh, label, view, output: &output)
+            return
+        }
+        forwardSized(idx, m, p, l3, v4, nh, label, view, output: &output)
+    }
+
+    /// After the hop (TTL): the MTU (fragments or ICMP), MSS clamping, then the headers.
+    @inline(__always)
+    mutating func forwardSized(
+        _ idx: UInt32,
+        _ m: UnsafeMutablePointer<PacketMeta>,
+        _ p: UnsafeMutableRawPointer,
+        _ l3: Int,
+        _ v4: Bool,
+        _ nh: UnsafePointer<Nexthop>,
+        _ label: UInt32,
+        _ view: ForwardingView,
+        output: inout Frame
+    ) {
+        let flags = m.pointee.flags
         let ipLength = v4 ? Int(p.be16(l3 &+ 2)) : 40 &+ Int(p.be16(l3 &+ 4))
         let mtu = Int(nh.pointee.innerMTU)
         let tooBig = ipLength > mtu
@@ -141,6 +162,8 @@ extension Pipeline {
             p.setBE48(start &+ 6, nh.pointee.srcMAC)
             p.setBE16(start &+ 12, etherType)
             counters.count(.localDelivery)
+            // TCP toward a tap that takes superframes: GRO runs over the output frame.
+            if m.pointee.proto == IPProtocol.tcp && takesOffloads(view, nh.pointee.port) { groPending = true }
         case .tunnelVXLAN:
             // Inner Ethernet toward the remote router, then outer Eth/IPv4/UDP/VXLAN.
             if nh.pointee.flags & Nexthop.innerEthernetInTemplate != 0 {

@@ -3,12 +3,15 @@
 // makes up):
 //   - every packet in is either sent, punted to the control plane, or counted under exactly
 //     one drop reason; packets the node makes itself (ICMP errors, the fragments after a
-//     packet's first) are held to the same rule;
-//   - every buffer is free or in the output or punt frame, exactly once (no leak, no
-//     double free);
+//     packet's first, the segments after a superframe's first) are held to the same rule,
+//     segments GRO merged into another leave it, and a UDP GSO train counts as the
+//     datagrams the kernel will cut it into;
+//   - every buffer (small or big) is free or in the output or punt frame, exactly once
+//     (no leak, no double free);
 //   - every frame out lies inside its buffer, goes to a port the tables know (or to the
 //     control plane), and fits that port's MTU (a reply made in place of a request that
-//     itself was too big for the port may be as big as the request).
+//     itself was too big for the port may be as big as the request; a superframe or a
+//     train each of whose segments does).
 // Slow and allocating on purpose: it is a checker, never run by a worker.
 
 public struct PipelineAudit {
@@ -26,7 +29,7 @@ public struct PipelineAudit {
         inputCount = input.count
         outputCount = output.count
         puntCount = punt.count
-        available = pipeline.pool.available
+        available = Self.free(pipeline.pool)
         drops = pipeline.counters.totalDrops
         born = Self.born(pipeline.counters)
         var lengths: [UInt32: Int] = [:]
@@ -34,10 +37,32 @@ public struct PipelineAudit {
         inputLengths = lengths
     }
 
-    /// Packets the pipeline made in new buffers: ICMP errors, and every fragment but the
-    /// first of each fragmented packet (the first keeps the original's buffer).
+    /// Packets the pipeline made in new buffers: ICMP errors, every fragment but the first
+    /// of each fragmented packet (the first keeps the original's buffer) and every segment
+    /// but one of each superframe cut in software; less the segments GRO merged into
+    /// others (wrapping: the difference of two readings is what counts).
     static func born(_ c: Counters) -> UInt64 {
         c.eventCount(.icmpErrorSent) &+ c.eventCount(.fragmentsMade) &- c.eventCount(.packetsFragmented)
+            &+ c.eventCount(.gsoSegments) &- c.eventCount(.superframesSegmented)
+            &- c.eventCount(.superframesEncapsulated) &- c.eventCount(.groMerged)
+    }
+
+    /// Free buffers of both classes.
+    static func free(_ pool: PacketPool) -> Int { pool.available + pool.bigAvailable }
+
+    /// Whether `idx` names a buffer: a small one, or the first slot of a big one.
+    static func isBuffer(_ pool: PacketPool, _ idx: UInt32) -> Bool {
+        if idx < pool.bigStart { return true }
+        let k = Int(idx - pool.bigStart)
+        return k % pool.bigSpan == 0 && k / pool.bigSpan < pool.bigCount
+    }
+
+    /// The datagrams a UDP GSO train toward the fabric becomes (1 for anything else).
+    static func datagrams(_ pool: PacketPool, _ idx: UInt32, _ kind: PortKind) -> Int {
+        let o = pool.metas[Int(idx)].offload
+        guard kind == .fabric, o.gsoType & ~VirtioNet.gsoECN == VirtioNet.gsoUDPL4, o.gsoSize > 0 else { return 1 }
+        let udpLength = Int(pool.buffer(idx).be16(Int(o.checksumStart) + 4))
+        return max(1, (udpLength - 8 + Int(o.gsoSize) - 1) / Int(o.gsoSize))
     }
 
     /// What the frame just processed broke, one line each; empty when all holds.
@@ -52,9 +77,15 @@ public struct PipelineAudit {
         let pool = pipeline.pool
         let c = pipeline.counters
         if input.count != 0 { found.append("the input frame still holds \(input.count) packets") }
-        let sent = output.count - outputCount + punt.count - puntCount
+        var sent = punt.count - puntCount
+        for i in outputCount..<output.count {
+            let idx = output[i]
+            guard Self.isBuffer(pool, idx) else { continue }  // named below
+            let kind = tables.port(pool.metas[Int(idx)].txPort)?.pointee.kind ?? PortKind.none
+            sent += Self.datagrams(pool, idx, kind)
+        }
         let dropped = Int(c.totalDrops &- drops)
-        let made = Int(Self.born(c) &- born)
+        let made = Int(Int64(bitPattern: Self.born(c) &- born))
         if inputCount + made != sent + dropped {
             found.append(
                 "\(inputCount) packets in and \(made) made, but \(sent) sent or punted and \(dropped) dropped"
@@ -62,26 +93,33 @@ public struct PipelineAudit {
             )
         }
         // Buffers: whoever held some before (outside the input and output) still does.
-        if available + inputCount + outputCount + puntCount != pool.available + output.count + punt.count {
+        let free = Self.free(pool)
+        if available + inputCount + outputCount + puntCount != free + output.count + punt.count {
             found.append(
                 "buffers leaked or freed twice: \(available) free + \(inputCount) in + \(outputCount) out + "
-                    + "\(puntCount) punted before, \(pool.available) free + \(output.count) out + \(punt.count) punted after"
+                    + "\(puntCount) punted before, \(free) free + \(output.count) out + \(punt.count) punted after"
             )
         }
-        var state = [UInt8](repeating: 0, count: pool.count)  // 1 free, 2 out
-        for i in 0..<min(pool.available, pool.count) {
-            let idx = Int(pool.freeStack[i])
-            guard idx < pool.count else {
-                found.append("free list holds \(idx), not a buffer")
-                continue
+        let slots = pool.count + pool.bigCount * pool.bigSpan
+        var state = [UInt8](repeating: 0, count: slots)  // 1 free, 2 out
+        let freeLists = [
+            (pool.freeStack, pool.available, pool.count), (pool.bigStack, pool.bigAvailable, pool.bigCount),
+        ]
+        for (stack, n, bound) in freeLists {
+            for i in 0..<min(n, bound) {
+                let idx = stack[i]
+                guard Self.isBuffer(pool, idx), Int(idx) < slots else {
+                    found.append("free list holds \(idx), not a buffer")
+                    continue
+                }
+                if state[Int(idx)] != 0 { found.append("buffer \(idx) is on the free list twice") }
+                state[Int(idx)] = 1
             }
-            if state[idx] != 0 { found.append("buffer \(idx) is on the free list twice") }
-            state[idx] = 1
         }
         let punted = (puntCount..<punt.count).map { punt[$0] }
         for (i, isPunt) in (outputCount..<output.count).map({ (output[$0], false) }) + punted.map({ ($0, true) }) {
             let idx = Int(i)
-            guard idx < pool.count else {
+            guard Self.isBuffer(pool, i), idx < slots else {
                 found.append("output holds \(idx), not a buffer")
                 continue
             }
@@ -91,9 +129,9 @@ public struct PipelineAudit {
             let m = pool.metas[idx]
             let start = Int(m.offset)
             let length = Int(m.length)
-            if start + length > pool.bufferSize || length < 14 {
+            if start + length > pool.capacity(i) || length < 14 {
                 found.append(
-                    "buffer \(idx): a frame of \(length) B at offset \(start) (buffers are \(pool.bufferSize) B)"
+                    "buffer \(idx): a frame of \(length) B at offset \(start) (the buffer holds \(pool.capacity(i)) B)"
                 )
                 continue
             }
@@ -105,9 +143,18 @@ public struct PipelineAudit {
             let frame = pool.packet(UInt32(idx))
             let l2 = frame.be16(12) == EtherType.vlan ? 18 : 14
             let inPlaceReply = m.txPort == m.rxPort && length <= inputLengths[UInt32(idx)] ?? 0
-            if length - l2 > Int(port.pointee.mtu) && !inPlaceReply {
+            // A superframe or a train: what its largest segment will be.
+            var ipLength = length - l2
+            if m.offload.gsoType != 0 {
+                if port.pointee.kind == .fabric {
+                    ipLength = 28 + Int(m.offload.gsoSize)  // outer IPv4 and UDP + one datagram
+                } else if let sf = Superframe.parse(pool: pool, i) {
+                    ipLength = sf.segmentIPLength
+                }
+            }
+            if ipLength > Int(port.pointee.mtu) && !inPlaceReply {
                 found.append(
-                    "buffer \(idx): \(length - l2) B of IP sent to port \(m.txPort), whose MTU is \(port.pointee.mtu) "
+                    "buffer \(idx): \(ipLength) B of IP sent to port \(m.txPort), whose MTU is \(port.pointee.mtu) "
                         + "(from port \(m.rxPort), flags 0x\(String(m.flags.rawValue, radix: 16)), nexthop \(m.nexthop))"
                 )
             }

@@ -35,6 +35,9 @@ public struct PortConfig: Hashable, Sendable {
     /// it routes to, and SNAT nexthops route translated packets there. Nil: the fabric
     /// carries tunnels only.
     public var underlayVRF: UInt16?
+    /// The port takes superframes and partial checksums: a pod's tap opened with a
+    /// virtio-net header and TSO/USO, a fabric that sends UDP GSO trains.
+    public var offloads: Bool
 
     public init(
         kind: PortKind,
@@ -47,7 +50,8 @@ public struct PortConfig: Hashable, Sendable {
         vlan: UInt16? = nil,
         antiSpoofing: Bool = true,
         up: Bool = true,
-        underlayVRF: UInt16? = nil
+        underlayVRF: UInt16? = nil,
+        offloads: Bool = false
     ) {
         self.kind = kind
         self.name = name
@@ -60,6 +64,7 @@ public struct PortConfig: Hashable, Sendable {
         self.antiSpoofing = antiSpoofing
         self.up = up
         self.underlayVRF = underlayVRF
+        self.offloads = offloads
     }
 }
 

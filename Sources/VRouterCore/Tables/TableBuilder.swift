@@ -391,6 +391,7 @@ public struct TableBuilder: Sendable {
             if p.up { flags.insert(.up) }
             if p.antiSpoofing && p.kind == .pod { flags.insert(.antiSpoofing) }
             if p.ipv4 != nil { flags.insert(.hasIPv4) }
+            if p.offloads { flags.insert(.offloads) }
             if p.ipv6 != nil { flags.insert(.hasIPv6) }
             if p.kind == .fabric && p.underlayVRF != nil { flags.insert(.underlayVRF) }
             portEntries[Int(id)] = PortEntry(

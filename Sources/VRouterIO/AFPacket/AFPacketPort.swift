@@ -12,8 +12,17 @@
 // PACKET_MR_PROMISC membership (reference counted by the kernel, dropped with the socket)
 // for setups that use another MAC than the device's.
 //
+// Offloads (`vnetHeader`): PACKET_VNET_HDR puts a virtio-net header in front of every
+// frame in both rings. On RX it tells a UDP GSO train (a peer's superframe segmented and
+// encapsulated, which a veth hands over whole) from an ordinary frame, with the size to
+// cut it at; on TX the header is zero (nothing to offload in a slot). With `sendsTrains`
+// a second socket, without rings (a ring socket sends only its ring), takes trains: one
+// send of [header][outer Ethernet/IPv4/UDP][datagram payloads...] with gso_type UDP_L4,
+// and the kernel (or the NIC) cuts it into the datagrams (USO). AF_PACKET takes no
+// UDP-tunnel GSO (virtio's 0x20/0x40 types), which is why the trains are built whole.
+//
 // The ring walking itself lives in IOLoop (it fills frames of pool buffers); this type
-// owns the socket and the mapping, and knows the geometry.
+// owns the sockets and the mapping, and knows the geometry.
 
 import CVRouterShims
 import Glibc
@@ -46,6 +55,11 @@ public final class AFPacketPort: @unchecked Sendable {
         /// false: a transmit-only socket (no RX ring; bound with protocol 0 so the kernel
         /// never copies received frames to it). For traffic generators and TX fan-out.
         public var receives: Bool = true
+        /// A virtio-net header in front of every ring frame (RX: UDP GSO trains are
+        /// recognised and cut; TX: a zero header).
+        public var vnetHeader: Bool = false
+        /// Open the second socket that sends UDP GSO trains (needs `vnetHeader`).
+        public var sendsTrains: Bool = false
 
         public init() {}
     }
@@ -55,6 +69,8 @@ public final class AFPacketPort: @unchecked Sendable {
     public let interfaceIndex: Int32
     public let configuration: Configuration
     public let fd: CInt
+    /// The socket that sends UDP GSO trains (-1 without `sendsTrains`).
+    public let trainFD: CInt
     /// The shared mapping: RX blocks first, then TX frames.
     let map: UnsafeMutableRawPointer
     let mapLength: Int
@@ -63,6 +79,9 @@ public final class AFPacketPort: @unchecked Sendable {
     private let totals = Mutex<(packets: UInt64, drops: UInt64, freezes: UInt64)>((0, 0, 0))
 
     var object: String { "AF_PACKET \(interface) in \(namespace)" }
+
+    /// PACKET_VNET_HDR's header: the 10-byte legacy virtio_net_hdr.
+    static let vnetHeaderLength = 10
 
     /// Opens the port on `interface` (in `namespace`; the socket is made there, so it sees
     /// that namespace's device) and maps its rings.
@@ -104,6 +123,10 @@ public final class AFPacketPort: @unchecked Sendable {
                 call: "PACKET_VERSION",
                 object: object
             )
+            if c.vnetHeader {
+                // Before the rings (EBUSY after): every frame in them gets the header.
+                try Sys.setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, Int32(1), call: "PACKET_VNET_HDR", object: object)
+            }
             // Drop malformed TX frames instead of stalling the ring on them.
             try Sys.setsockopt(fd, SOL_PACKET, PACKET_LOSS, Int32(1), call: "PACKET_LOSS", object: object)
             try Sys.setsockopt(
@@ -187,6 +210,7 @@ public final class AFPacketPort: @unchecked Sendable {
                 )
             }
             try Sys.setNonBlocking(fd, object: object)
+            let trainFD = c.sendsTrains && c.vnetHeader ? try openTrainSocket(index, namespace, object: object) : -1
             // TX frames in the ring: each is laid out at frameSize strides within blocks.
             let port = AFPacketPort(
                 interface: interface,
@@ -194,6 +218,7 @@ public final class AFPacketPort: @unchecked Sendable {
                 index: index,
                 configuration: c,
                 fd: fd,
+                trainFD: trainFD,
                 map: mapped!,
                 mapLength: mapLength,
                 rxLength: rxLength,
@@ -209,6 +234,51 @@ public final class AFPacketPort: @unchecked Sendable {
         }
     }
 
+    /// The train socket: no rings, protocol 0 (it receives nothing), the 10-byte
+    /// header, and a send buffer for a few 64 KB trains in flight.
+    static func openTrainSocket(
+        _ index: Int32,
+        _ namespace: NetworkNamespace,
+        object: String
+    ) throws(SystemError)
+        -> CInt
+    {
+        let fd = try namespace.runHere { () throws(SystemError) -> CInt in
+            try Sys.socket(AF_PACKET, Int32(SOCK_RAW.rawValue), 0, object: object)
+        }
+        do throws(SystemError) {
+            try Sys.setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, Int32(1), call: "PACKET_VNET_HDR", object: object)
+            // No PACKET_QDISC_BYPASS here: the direct path drops any packet the kernel
+            // has to segment in software (dev_direct_xmit sends only the skb it was
+            // given), so on a device without UDP segmentation offload (ethtool -K tx off,
+            // most NICs without USO) every train would be lost with ENOBUFS. Through the
+            // qdisc layer the kernel cuts the train when the device cannot.
+            // SO_SNDBUFFORCE (root) past wmem_max; a plain SO_SNDBUF otherwise.
+            if (try? Sys.setsockopt(
+                fd,
+                SOL_SOCKET,
+                SO_SNDBUFFORCE,
+                Int32(8 << 20),
+                call: "SO_SNDBUFFORCE",
+                object: object
+            ))
+                == nil
+            {
+                try Sys.setsockopt(fd, SOL_SOCKET, SO_SNDBUF, Int32(8 << 20), call: "SO_SNDBUF", object: object)
+            }
+            var sll = sockaddr_ll()
+            sll.sll_family = UInt16(AF_PACKET)
+            sll.sll_protocol = 0
+            sll.sll_ifindex = index
+            try Sys.bind(fd, sll, object: object)
+            try Sys.setNonBlocking(fd, object: object)
+        } catch {
+            Sys.close(fd)
+            throw error
+        }
+        return fd
+    }
+
     let txBlockSize: Int
     let txFramesPerBlock: Int
     /// Frames in the TX ring (tp_frame_nr, may be a little more than asked).
@@ -220,6 +290,7 @@ public final class AFPacketPort: @unchecked Sendable {
         index: Int32,
         configuration: Configuration,
         fd: CInt,
+        trainFD: CInt,
         map: UnsafeMutableRawPointer,
         mapLength: Int,
         rxLength: Int,
@@ -232,6 +303,7 @@ public final class AFPacketPort: @unchecked Sendable {
         self.interfaceIndex = index
         self.configuration = configuration
         self.fd = fd
+        self.trainFD = trainFD
         self.map = map
         self.mapLength = mapLength
         self.rxLength = rxLength
@@ -247,6 +319,7 @@ public final class AFPacketPort: @unchecked Sendable {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         Sys.munmap(map, mapLength)
         Sys.close(fd)
+        if trainFD >= 0 { Sys.close(trainFD) }
     }
 
     public struct Statistics: Sendable, Hashable {
@@ -281,7 +354,8 @@ public final class AFPacketPort: @unchecked Sendable {
             txBlockSize: txBlockSize,
             txFramesPerBlock: txFramesPerBlock,
             txFrameSize: configuration.txFrameSize,
-            txFrameCount: txFrameCount
+            txFrameCount: txFrameCount,
+            vnetHeaderLength: configuration.vnetHeader ? AFPacketPort.vnetHeaderLength : 0
         )
     }
 }
@@ -297,6 +371,8 @@ struct AFPacketRings {
     let txFramesPerBlock: Int
     let txFrameSize: Int
     let txFrameCount: Int
+    /// Bytes of virtio-net header in front of each ring frame (0 or 10).
+    let vnetHeaderLength: Int
 
     @inline(__always)
     func txFrame(_ i: Int) -> UnsafeMutableRawPointer {

@@ -19,10 +19,11 @@ extension IOLoop {
         // Safe: the kernel publishes CQEs before its release store of ktail.
         let tail = vrt_load_acquire_u32(cq.ktail)
         var seen: UInt32 = 0
+        let superframes = configuration.superframesPerFrame
         while head != tail {
-            if frame.pointee.isFull && !dropping { break }
+            if (frame.pointee.isFull || superframesTaken >= superframes) && !dropping { break }
             let cqe = cq.cqes + Int(head & cq.ring_mask)
-            complete(cqe.pointee.user_data, cqe.pointee.res, into: frame)
+            complete(cqe.pointee.user_data, cqe.pointee.res, cqe.pointee.flags, into: frame)
             head &+= 1
             seen &+= 1
         }
@@ -30,14 +31,17 @@ extension IOLoop {
             io_uring_cq_advance(ring, seen)
             counters.completions &+= UInt64(seen)
         }
+        if bigRing != nil { bigRing!.refill(pool) }
     }
 
     @inline(__always)
-    func complete(_ userData: UInt64, _ res: Int32, into frame: UnsafeMutablePointer<Frame>) {
+    func complete(_ userData: UInt64, _ res: Int32, _ flags: UInt32, into frame: UnsafeMutablePointer<Frame>) {
         let port = UInt16(truncatingIfNeeded: userData &>> 32)
         let idx = UInt32(truncatingIfNeeded: userData)
         let slot = slots + Int(port)
         switch UserData.Kind(rawValue: UInt8(truncatingIfNeeded: userData &>> 56)) {
+        case .tapRead where slot.pointee.vnet:
+            completeBigRead(port, slot, res, flags, into: frame)
         case .tapRead:
             slot.pointee.readsOutstanding &-= 1
             if res > 0 && slot.pointee.state == .active {
@@ -77,6 +81,15 @@ extension IOLoop {
             }
         case .afPoll:
             slot.pointee.pollArmed = false
+        case .trainSend:
+            slot.pointee.trainsOutstanding &-= 1
+            pool.free(idx)
+            if res >= 0 {
+                slot.pointee.counters.txPackets &+= 1
+                slot.pointee.counters.txBytes &+= UInt64(res)
+            } else {
+                slot.pointee.counters.txErrors &+= 1
+            }
         case .afKick:
             slot.pointee.kicksOutstanding &-= 1
             if res < 0 {
@@ -132,6 +145,7 @@ extension IOLoop {
     /// Queues one read into a fresh buffer. False when the pool or the SQ is exhausted.
     @inline(__always)
     func armRead(_ port: UInt16) -> Bool {
+        if slots[Int(port)].vnet { return armBigRead(port, slots + Int(port)) }
         guard let idx = pool.alloc() else { return false }
         guard let sqe = nextSQE() else {
             pool.free(idx)

@@ -15,6 +15,7 @@ extension IOLoop {
     public func rx(into frame: inout Frame, maxWait: Duration = .zero) -> Int {
         let start = frame.count
         guard !frame.isFull else { return 0 }
+        superframesTaken = 0
         withUnsafeMutablePointer(to: &frame) { f in
             gather(into: f)
             if f.pointee.count > start { return }
@@ -117,34 +118,69 @@ extension IOLoop {
             let snap = Int(h.pointee.tp_snaplen)
             let vlan = h.pointee.tp_status & UInt32(TP_STATUS_VLAN_VALID) != 0
             let length = vlan ? snap &+ 4 : snap
-            if snap != Int(h.pointee.tp_len) || length > maxLength || snap < 14 {
+            // With virtio-net headers: a UDP GSO train (a peer vRouter's, whole through a
+            // veth) is cut into its datagrams; a superframe inside a tunnel (the kernel's
+            // VXLAN sending TCP: gso TCPv4/v6, or UDP GSO whose partial checksum is the
+            // inner one) goes whole into a big buffer, its inner superframe for the
+            // pipeline to forward; a partial inner checksum is recorded. DATA_VALID is not:
+            // a NIC vouches for the outer checksum, never for the inner one.
+            let header =
+                r.vnetHeaderLength > 0
+                ? VirtioNet.Header(reading: UnsafeRawPointer(next!) + (Int(h.pointee.tp_mac) &- r.vnetHeaderLength))
+                : VirtioNet.Header()
+            let src = UnsafeRawPointer(next!) + Int(h.pointee.tp_mac)
+            let ts = UInt64(h.pointee.tp_sec) &* 1_000_000_000 &+ UInt64(h.pointee.tp_nsec)
+            if snap != Int(h.pointee.tp_len) || snap < 14 {
+                drops &+= 1
+            } else if header.gsoType != VirtioNet.gsoNone {
+                let train =
+                    header.gsoType == VirtioNet.gsoUDPL4 && !vlan
+                    ? UDPTrain.shape(src, length: snap, segmentSize: Int(header.gsoSize)) : nil
+                if let train, header.flags & VirtioNet.needsChecksum == 0 || Int(header.checksumStart) == train.l4 {
+                    let before = f.pointee.count
+                    guard
+                        UDPTrain.split(
+                            src,
+                            length: snap,
+                            l3: train.l3,
+                            l4: train.l4,
+                            count: train.count,
+                            segmentSize: Int(header.gsoSize),
+                            pool: pool,
+                            into: f
+                        )
+                    else { break }  // no room in the frame or the pool: keep our place
+                    for i in before..<f.pointee.count {
+                        let m = pool.meta(f.pointee[i])
+                        m.pointee.rxPort = port
+                        m.pointee.timestamp = ts
+                        bytes &+= UInt64(m.pointee.length)
+                    }
+                    packets &+= UInt64(f.pointee.count &- before)
+                } else if length <= 0xFFFF, superframesTaken < configuration.superframesPerFrame {
+                    guard let idx = pool.allocBig() else { break }
+                    copyFrame(next!, h, src, snap, vlan, into: idx)
+                    superframesTaken &+= 1
+                    var inner = header
+                    if vlan { inner.checksumStart &+= 4 }
+                    inner.flags &= VirtioNet.needsChecksum
+                    deliverFabric(idx, length, inner, h, port, ts, into: f)
+                    packets &+= 1
+                    bytes &+= UInt64(length)
+                } else if length <= 0xFFFF {
+                    break  // enough superframes for this frame: the next rx takes it
+                } else {
+                    drops &+= 1
+                }
+            } else if length > maxLength {
                 drops &+= 1
             } else {
                 guard let idx = pool.alloc() else { break }
-                let dst = pool.buffer(idx) + PacketPool.headroom
-                let src = UnsafeRawPointer(next!) + Int(h.pointee.tp_mac)
-                if vlan {
-                    // The device stripped the 802.1Q tag into the header: put it back so
-                    // the pipeline sees the frame as it was on the wire.
-                    let tci = next!.load(fromByteOffset: VRT_TPACKET3_VLAN_TCI_OFFSET, as: UInt16.self)
-                    var tpid = next!.load(fromByteOffset: VRT_TPACKET3_VLAN_TPID_OFFSET, as: UInt16.self)
-                    if h.pointee.tp_status & UInt32(TP_STATUS_VLAN_TPID_VALID) == 0 || tpid == 0 { tpid = 0x8100 }
-                    dst.copyMemory(from: src, byteCount: 12)
-                    (dst + 12).storeBytes(of: tpid.bigEndian, as: UInt16.self)
-                    (dst + 14).storeBytes(of: tci.bigEndian, as: UInt16.self)
-                    (dst + 16).copyMemory(from: src + 12, byteCount: snap &- 12)
-                } else {
-                    dst.copyMemory(from: src, byteCount: snap)
-                }
-                let m = pool.meta(idx)
-                m.pointee.offset = UInt16(PacketPool.headroom)
-                m.pointee.length = UInt16(truncatingIfNeeded: length)
-                m.pointee.rxPort = port
-                m.pointee.timestamp = UInt64(h.pointee.tp_sec) &* 1_000_000_000 &+ UInt64(h.pointee.tp_nsec)
-                // A sender on this machine (a veth's other end) left the checksum to
-                // offload that never ran: the pipeline completes it where it matters.
-                if h.pointee.tp_status & UInt32(TP_STATUS_CSUMNOTREADY) != 0 { m.pointee.flags = .checksumPartial }
-                f.pointee.append(idx)
+                copyFrame(next!, h, src, snap, vlan, into: idx)
+                var inner = header
+                if vlan { inner.checksumStart &+= 4 }
+                inner.flags &= VirtioNet.needsChecksum
+                deliverFabric(idx, length, inner, h, port, ts, into: f)
                 packets &+= 1
                 bytes &+= UInt64(length)
             }
@@ -162,5 +198,57 @@ extension IOLoop {
         slot.pointee.counters.rxPackets &+= packets
         slot.pointee.counters.rxBytes &+= bytes
         slot.pointee.counters.rxDrops &+= drops
+    }
+
+    /// Copies a ring frame into buffer `idx` at the headroom, putting back the 802.1Q tag
+    /// the device stripped into the ring header (the pipeline sees the frame as it was on
+    /// the wire).
+    @inline(__always)
+    func copyFrame(
+        _ ringFrame: UnsafeMutableRawPointer,
+        _ h: UnsafeMutablePointer<tpacket3_hdr>,
+        _ src: UnsafeRawPointer,
+        _ snap: Int,
+        _ vlan: Bool,
+        into idx: UInt32
+    ) {
+        let dst = pool.buffer(idx) + PacketPool.headroom
+        // Safe: the caller chose a buffer that holds snap (+4 with a tag) bytes.
+        if vlan {
+            let tci = ringFrame.load(fromByteOffset: VRT_TPACKET3_VLAN_TCI_OFFSET, as: UInt16.self)
+            var tpid = ringFrame.load(fromByteOffset: VRT_TPACKET3_VLAN_TPID_OFFSET, as: UInt16.self)
+            if h.pointee.tp_status & UInt32(TP_STATUS_VLAN_TPID_VALID) == 0 || tpid == 0 { tpid = 0x8100 }
+            dst.copyMemory(from: src, byteCount: 12)
+            (dst + 12).storeBytes(of: tpid.bigEndian, as: UInt16.self)
+            (dst + 14).storeBytes(of: tci.bigEndian, as: UInt16.self)
+            (dst + 16).copyMemory(from: src + 12, byteCount: snap &- 12)
+        } else {
+            dst.copyMemory(from: src, byteCount: snap)
+        }
+    }
+
+    @inline(__always)
+    func deliverFabric(
+        _ idx: UInt32,
+        _ length: Int,
+        _ header: VirtioNet.Header,
+        _ h: UnsafeMutablePointer<tpacket3_hdr>,
+        _ port: UInt16,
+        _ timestamp: UInt64,
+        into f: UnsafeMutablePointer<Frame>
+    ) {
+        let m = pool.meta(idx)
+        m.pointee.offset = UInt16(PacketPool.headroom)
+        m.pointee.length = UInt16(truncatingIfNeeded: length)
+        m.pointee.rxPort = port
+        m.pointee.timestamp = timestamp
+        // A sender on this machine (a veth's other end) left the checksum to an offload
+        // that never ran: the pipeline completes it where it matters (the header, when the
+        // socket has them, says where it starts; untunneled packets need only the flag).
+        if h.pointee.tp_status & UInt32(TP_STATUS_CSUMNOTREADY) != 0 { m.pointee.flags = .checksumPartial }
+        if header.flags | header.gsoType != 0 && !VirtioNet.record(header, in: m) {
+            m.pointee.offload.gsoType = 0xFF  // dropped as offload_invalid after decap
+        }
+        f.pointee.append(idx)
     }
 }

@@ -33,13 +33,24 @@ extension IOLoop {
             }
             switch slot.pointee.kind {
             case .tap:
+                var buf = pool.buffer(idx) + Int(m.pointee.offset)
+                var len = UInt32(m.pointee.length)
+                if slot.pointee.vnet {
+                    // The virtio-net header goes in the bytes before the frame.
+                    guard m.pointee.offset >= VirtioNet.headerLength else {
+                        pool.free(idx)
+                        slot.pointee.counters.txDrops &+= 1
+                        continue
+                    }
+                    buf -= VirtioNet.headerLength
+                    len &+= UInt32(VirtioNet.headerLength)
+                    writeVirtioHeader(buf, pool.buffer(idx), m, tail: true)
+                }
                 guard let sqe = nextSQE() else {
                     pool.free(idx)
                     slot.pointee.counters.txDrops &+= 1
                     continue
                 }
-                let buf = pool.buffer(idx) + Int(m.pointee.offset)
-                let len = UInt32(m.pointee.length)
                 if usesRegisteredBuffers {
                     io_uring_prep_write_fixed(sqe, slot.pointee.fd, buf, len, 0, 0)
                 } else {
@@ -47,6 +58,8 @@ extension IOLoop {
                 }
                 io_uring_sqe_set_data64(sqe, UserData.make(.tapWrite, port: port, buffer: idx))
                 slot.pointee.writesOutstanding &+= 1
+            case .afPacket where m.pointee.offload.gsoType != 0:
+                sendTrain(port, slot, idx, m)
             case .afPacket:
                 queueTXRing(slot, idx, m)
                 pool.free(idx)
@@ -80,17 +93,23 @@ extension IOLoop {
         let f = r.txFrame(head)
         let h = f.assumingMemoryBound(to: tpacket3_hdr.self)
         let len = Int(m.pointee.length)
+        let vh = r.vnetHeaderLength
         // Safe: tp_status is the word the kernel release-stores when it is done with a frame.
         let status = vrt_load_acquire_u32(f + MemoryLayout<tpacket3_hdr>.offset(of: \.tp_status)!)
-        guard status == UInt32(TP_STATUS_AVAILABLE), len &+ VRT_TPACKET3_TX_DATA_OFFSET <= r.txFrameSize else {
+        guard status == UInt32(TP_STATUS_AVAILABLE), len &+ vh &+ VRT_TPACKET3_TX_DATA_OFFSET <= r.txFrameSize else {
             slot.pointee.counters.txDrops &+= 1
             return
         }
+        // A zero virtio-net header first when the socket has them (nothing to offload).
+        if vh > 0 { (f + VRT_TPACKET3_TX_DATA_OFFSET).initializeMemory(as: UInt8.self, repeating: 0, count: vh) }
         // Safe: the length check above keeps the copy inside this frame.
-        (f + VRT_TPACKET3_TX_DATA_OFFSET).copyMemory(from: pool.buffer(idx) + Int(m.pointee.offset), byteCount: len)
+        (f + (VRT_TPACKET3_TX_DATA_OFFSET &+ vh)).copyMemory(
+            from: pool.buffer(idx) + Int(m.pointee.offset),
+            byteCount: len
+        )
         h.pointee.tp_next_offset = 0
-        h.pointee.tp_len = UInt32(len)
-        h.pointee.tp_snaplen = UInt32(len)
+        h.pointee.tp_len = UInt32(len &+ vh)
+        h.pointee.tp_snaplen = UInt32(len &+ vh)
         vrt_store_release_u32(f + MemoryLayout<tpacket3_hdr>.offset(of: \.tp_status)!, UInt32(TP_STATUS_SEND_REQUEST))
         slot.pointee.txHead = head &+ 1 == r.txFrameCount ? 0 : head &+ 1
         slot.pointee.txQueued &+= 1
@@ -108,5 +127,58 @@ extension IOLoop {
         io_uring_prep_send(sqe, slot.pointee.fd, nil, 0, Int32(MSG_DONTWAIT))
         io_uring_sqe_set_data64(sqe, UserData.make(.afKick, port: port, buffer: 0))
         slot.pointee.kicksOutstanding &+= 1
+    }
+
+    /// Sends a UDP GSO train on the fabric's train socket: one SEND of [10-byte virtio-net
+    /// header][frame], the buffer freed when it completes. Frames already in the TX ring
+    /// are kicked first, so the ring's packets and the train leave in the frame's order.
+    @inline(__always)
+    func sendTrain(
+        _ port: UInt16,
+        _ slot: UnsafeMutablePointer<IOPortSlot>,
+        _ idx: UInt32,
+        _ m: UnsafeMutablePointer<PacketMeta>
+    ) {
+        let fd = slot.pointee.trainFD
+        guard fd >= 0, m.pointee.offset >= AFPacketPort.vnetHeaderLength else {
+            pool.free(idx)
+            slot.pointee.counters.txDrops &+= 1
+            return
+        }
+        if slot.pointee.txQueued > 0 {
+            slot.pointee.txQueued = 0
+            kick(port, slot)
+        }
+        guard let sqe = nextSQE() else {
+            pool.free(idx)
+            slot.pointee.counters.txDrops &+= 1
+            return
+        }
+        let buf = pool.buffer(idx) + (Int(m.pointee.offset) &- AFPacketPort.vnetHeaderLength)
+        writeVirtioHeader(buf, pool.buffer(idx), m, tail: false)
+        io_uring_prep_send(sqe, fd, buf, Int(m.pointee.length) &+ AFPacketPort.vnetHeaderLength, 0)
+        io_uring_sqe_set_data64(sqe, UserData.make(.trainSend, port: port, buffer: idx))
+        slot.pointee.trainsOutstanding &+= 1
+    }
+
+    /// The virtio-net header for packet `m` (in the buffer at `base`) at `p`: 10 bytes, and
+    /// with `tail` the 12-byte header's num_buffers (zero) too.
+    @inline(__always)
+    func writeVirtioHeader(
+        _ p: UnsafeMutableRawPointer,
+        _ base: UnsafeMutableRawPointer,
+        _ m: UnsafeMutablePointer<PacketMeta>,
+        tail: Bool
+    ) {
+        let o = m.pointee.offload
+        var l4Length = 0
+        if o.flags & PacketOffload.needsChecksum != 0 {
+            // TCP: its header length for the hint; UDP: 8.
+            l4Length =
+                o.checksumOffset == 16
+                ? Int(base.u8(Int(o.checksumStart) &+ 12) >> 4) &<< 2 : HeaderSize.udp
+        }
+        VirtioNet.header(for: m, l4Length: l4Length).write(to: p)
+        if tail { p.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self) }
     }
 }

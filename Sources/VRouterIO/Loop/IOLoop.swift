@@ -32,6 +32,13 @@ public final class IOLoop {
         public var readsPerTap: Int = 32
         /// Register the pool's memory with io_uring (READ_FIXED/WRITE_FIXED).
         public var registerBuffers: Bool = true
+        /// Big buffers lent to the kernel for reads of taps with offloads (a provided-buffer
+        /// ring: a read takes one only when a frame arrives, so idle taps hold none). At most
+        /// half the pool's big buffers; a power of two.
+        public var bigReadBuffers: Int = 64
+        /// Superframes (big buffers) one `rx` takes at most: what the pipeline may cut into
+        /// datagrams must fit its output frame (16 × 46 segments).
+        public var superframesPerFrame: Int = 16
         /// Port ids accepted: 0..<maxPorts.
         public var maxPorts: Int = 4096
         public init() {}
@@ -61,6 +68,11 @@ public final class IOLoop {
     var wakePending = false
     var wakeArmed = false
     let wakeBuffer: UnsafeMutablePointer<UInt64>
+    /// The provided-buffer ring of big buffers (nil when the pool has none, or the kernel
+    /// refused it): see IOLoop+BigReads.
+    var bigRing: BigReadRing?
+    /// Superframes taken by the current `rx`.
+    var superframesTaken = 0
     private var owners: [UInt16: AnyObject] = [:]
     private var closed = false
     var closing = false
@@ -114,6 +126,7 @@ public final class IOLoop {
             var iov = iovec(iov_base: pool.base, iov_len: pool.regionLength)
             usesRegisteredBuffers = io_uring_register_buffers(ring, &iov, 1) == 0
         }
+        bigRing = BigReadRing.make(ring, pool: pool, entries: configuration.bigReadBuffers)
         maxPorts = configuration.maxPorts
         slots = .allocate(capacity: maxPorts)
         slots.initialize(repeating: IOPortSlot(), count: maxPorts)
@@ -152,6 +165,8 @@ public final class IOLoop {
             while wakeArmed { waitAndReap(into: stash, dropping: true) }
         }
         pool.free(&stash.pointee)
+        bigRing?.release(ring, pool: pool)
+        bigRing = nil
         io_uring_queue_exit(ring)
         closed = true
     }
@@ -191,10 +206,21 @@ public final class IOLoop {
                 detail: "\(reads) reads already outstanding; raise completionEntries (\(cqSize)) or lower readsPerTap"
             )
         }
+        let vnet = tap.hasVirtioHeader
+        if vnet && bigRing == nil {
+            throw SystemError(
+                call: "IOLoop.add",
+                object: tap.object,
+                errno: ENOBUFS,
+                detail:
+                    "a tap with offloads needs big buffers (the pool has \(pool.bigCount)) and a provided-buffer ring"
+            )
+        }
         let slot = slots + Int(port)
         slot.initialize(to: IOPortSlot())
         slot.pointee.kind = .tap
         slot.pointee.fd = fds[queue]
+        slot.pointee.vnet = vnet
         slot.pointee.readsTarget = Int32(configuration.readsPerTap)
         owners[port] = tap
         listAppend(port, isAF: false)
@@ -211,6 +237,7 @@ public final class IOLoop {
         slot.initialize(to: IOPortSlot())
         slot.pointee.kind = .afPacket
         slot.pointee.fd = af.fd
+        slot.pointee.trainFD = af.trainFD
         slot.pointee.rings = af.rings
         owners[port] = af
         listAppend(port, isAF: true)
@@ -264,6 +291,10 @@ public final class IOLoop {
         slot.pointee.state = .removing
         if let sqe = nextSQE() {
             io_uring_prep_cancel_fd(sqe, slot.pointee.fd, UInt32(IORING_ASYNC_CANCEL_ALL))
+            io_uring_sqe_set_data64(sqe, UserData.make(.cancel, port: port, buffer: 0))
+        }
+        if slot.pointee.trainFD >= 0, let sqe = nextSQE() {
+            io_uring_prep_cancel_fd(sqe, slot.pointee.trainFD, UInt32(IORING_ASYNC_CANCEL_ALL))
             io_uring_sqe_set_data64(sqe, UserData.make(.cancel, port: port, buffer: 0))
         }
         submit()
@@ -351,6 +382,7 @@ enum UserData {
         case afKick
         case wake
         case cancel
+        case trainSend
     }
 
     @inline(__always)
@@ -369,6 +401,8 @@ struct IOPortSlot {
     var state: State = .active
     var fd: CInt = -1
     // tap
+    /// Reads and writes carry a virtio-net header; reads take provided big buffers.
+    var vnet = false
     var readsTarget: Int32 = 0
     var readsOutstanding: Int32 = 0
     var writesOutstanding: Int32 = 0
@@ -385,11 +419,14 @@ struct IOPortSlot {
     var kickAgain = false
     var pollArmed = false
     var kicksOutstanding: Int32 = 0
+    /// The socket for UDP GSO trains (-1: none), and trains sent and not completed.
+    var trainFD: CInt = -1
+    var trainsOutstanding: Int32 = 0
     var counters = LoopPortCounters()
 
     init() {}
 
     var inFlight: Int32 {
-        readsOutstanding &+ writesOutstanding &+ kicksOutstanding &+ (pollArmed ? 1 : 0)
+        readsOutstanding &+ writesOutstanding &+ kicksOutstanding &+ trainsOutstanding &+ (pollArmed ? 1 : 0)
     }
 }

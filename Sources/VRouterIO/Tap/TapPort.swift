@@ -3,10 +3,16 @@
 // configuration outlive vrouterd; on restart `attach` finds it again by entering the pod's
 // namespace on a short-lived thread and opening it by name.
 //
-// Offloads are off: no IFF_VNET_HDR, no TUNSETOFFLOAD. The kernel therefore hands us
-// only complete, checksummed frames of at most the device MTU (+14), and expects the
-// same from us — no TCP superframes to segment on the way to the fabric. The cost is
-// one read per MTU-sized packet for pod TCP (see the port layer's notes in DESIGN).
+// Offloads (`offloads: true`): IFF_VNET_HDR with a 12-byte virtio-net header on every
+// read and write, and TUNSETOFFLOAD with checksum, TSO4/6 (+ECN) and, where the kernel
+// has them (6.2+), USO4/6. The flags say what we can *receive*: they turn on the tap
+// device's TSO/USO features, so the pod's TCP hands us 64 KB superframes with partial
+// checksums (one read instead of 45), and UDP GSO sockets their trains. Writes may
+// carry superframes whatever the flags (the kernel takes GSO from user space always),
+// which is how coalesced segments reach the pod in one write. Without offloads the
+// kernel hands us only complete, checksummed frames of at most the device MTU (+14),
+// and expects the same from us. The flags are set (or cleared) on every open, so a
+// persistent tap re-attached with other settings gets them.
 //
 // Namespace lifetime: a tap fd is a socket of the namespace /dev/net/tun was opened in,
 // and holds a reference on it. A tap made in the host and moved into the pod (`create` +
@@ -68,6 +74,7 @@ public final class TapPort: Sendable {
         var namespace: NetworkNamespace
         var fds: [CInt]
         var persistent: Bool
+        var offloads: TapOffloads
     }
     private let state: Mutex<State>
 
@@ -79,9 +86,13 @@ public final class TapPort: Sendable {
     public var namespace: NetworkNamespace { state.withLock { $0.namespace } }
     public var isPersistent: Bool { state.withLock { $0.persistent } }
     public var isOpen: Bool { state.withLock { !$0.fds.isEmpty } }
+    /// What TUNSETOFFLOAD accepted (empty: opened without offloads).
+    public var offloads: TapOffloads { state.withLock { $0.offloads } }
+    /// Reads and writes carry a virtio-net header (`VirtioNet.headerLength` bytes).
+    public var hasVirtioHeader: Bool { !offloads.isEmpty }
 
-    private init(name: String, namespace: NetworkNamespace, fds: [CInt], persistent: Bool) {
-        state = Mutex(State(name: name, namespace: namespace, fds: fds, persistent: persistent))
+    private init(name: String, namespace: NetworkNamespace, fds: [CInt], persistent: Bool, offloads: TapOffloads) {
+        state = Mutex(State(name: name, namespace: namespace, fds: fds, persistent: persistent, offloads: offloads))
     }
 
     deinit {
@@ -103,12 +114,13 @@ public final class TapPort: Sendable {
         name: String,
         in namespace: NetworkNamespace = .current,
         persistent: Bool = false,
-        queues: Int = 1
+        queues: Int = 1,
+        offloads: Bool = false
     ) throws(SystemError) -> TapPort {
         try Sys.checkInterfaceName(name, call: "TUNSETIFF")
         precondition(queues >= 1 && queues <= 256)
         let object = "tap \(name) in \(namespace)"
-        let fds = try namespace.runHere { () throws(SystemError) -> [CInt] in
+        let (fds, negotiated) = try namespace.runHere { () throws(SystemError) -> ([CInt], TapOffloads) in
             let nl = try Netlink(namespace: namespace, onThisThread: true)
             if (try? nl.link(name)) != nil {
                 throw SystemError(
@@ -120,17 +132,20 @@ public final class TapPort: Sendable {
             }
             var fds: [CInt] = []
             do throws(SystemError) {
-                for _ in 0..<queues { fds.append(try openQueue(name, multiQueue: queues > 1, object: object)) }
+                for _ in 0..<queues {
+                    fds.append(try openQueue(name, multiQueue: queues > 1, virtioHeader: offloads, object: object))
+                }
+                let negotiated = try setOffloads(fds[0], offloads, object: object)
                 if persistent {
                     try Sys.ioctl(fds[0], VRT_TUNSETPERSIST, 1, call: "ioctl(TUNSETPERSIST)", object: object)
                 }
+                return (fds, negotiated)
             } catch {
                 for fd in fds { Sys.close(fd) }
                 throw error
             }
-            return fds
         }
-        return TapPort(name: name, namespace: namespace, fds: fds, persistent: persistent)
+        return TapPort(name: name, namespace: namespace, fds: fds, persistent: persistent, offloads: negotiated)
     }
 
     /// Re-attaches to the persistent tap `name` in `namespace` (after a vrouterd restart).
@@ -139,11 +154,12 @@ public final class TapPort: Sendable {
     public static func attach(
         name: String,
         in namespace: NetworkNamespace,
-        queues: Int = 1
+        queues: Int = 1,
+        offloads: Bool = false
     ) throws(SystemError) -> TapPort {
         try Sys.checkInterfaceName(name, call: "TUNSETIFF(attach)")
         let object = "tap \(name) in \(namespace)"
-        let fds = try namespace.runHere { () throws(SystemError) -> [CInt] in
+        let (fds, negotiated) = try namespace.runHere { () throws(SystemError) -> ([CInt], TapOffloads) in
             let link = try Netlink(namespace: namespace, onThisThread: true).link(name)
             guard link.kind == "tun" else {
                 throw SystemError(
@@ -156,7 +172,9 @@ public final class TapPort: Sendable {
             var fds: [CInt] = []
             do throws(SystemError) {
                 for _ in 0..<queues {
-                    fds.append(try openQueueRetryingBusy(name, multiQueue: queues > 1, object: object))
+                    fds.append(
+                        try openQueueRetryingBusy(name, multiQueue: queues > 1, virtioHeader: offloads, object: object)
+                    )
                 }
                 // If the device vanished between the check and TUNSETIFF we just created a
                 // fresh one: it would not be persistent.
@@ -169,23 +187,30 @@ public final class TapPort: Sendable {
                         detail: "the tap is not persistent"
                     )
                 }
+                return (fds, try setOffloads(fds[0], offloads, object: object))
             } catch {
                 for fd in fds { Sys.close(fd) }
                 throw error
             }
-            return fds
         }
-        return TapPort(name: name, namespace: namespace, fds: fds, persistent: true)
+        return TapPort(name: name, namespace: namespace, fds: fds, persistent: true, offloads: negotiated)
     }
 
     /// EBUSY means another fd is still attached to the (single-queue) tap. Right after the
     /// previous owner closed it that can be a process forked meanwhile, still holding a copy
     /// of the fd until its exec closes it: wait up to a second before believing it.
-    static func openQueueRetryingBusy(_ name: String, multiQueue: Bool, object: String) throws(SystemError) -> CInt {
+    static func openQueueRetryingBusy(
+        _ name: String,
+        multiQueue: Bool,
+        virtioHeader: Bool,
+        object: String
+    )
+        throws(SystemError) -> CInt
+    {
         var attempt = 0
         while true {
             do {
-                return try openQueue(name, multiQueue: multiQueue, object: object)
+                return try openQueue(name, multiQueue: multiQueue, virtioHeader: virtioHeader, object: object)
             } catch  where error.errno == EBUSY && attempt < 20 {
                 attempt += 1
                 usleep(50_000)
@@ -193,12 +218,20 @@ public final class TapPort: Sendable {
         }
     }
 
-    static func openQueue(_ name: String, multiQueue: Bool, object: String) throws(SystemError) -> CInt {
+    static func openQueue(
+        _ name: String,
+        multiQueue: Bool,
+        virtioHeader: Bool = false,
+        object: String
+    )
+        throws(SystemError) -> CInt
+    {
         let fd = try Sys.open("/dev/net/tun", O_RDWR | O_NONBLOCK, object: object)
         var ifr = ifreq()
         setName(&ifr, name)
         var flags = Int32(IFF_TAP) | Int32(IFF_NO_PI)
         if multiQueue { flags |= Int32(IFF_MULTI_QUEUE) }
+        if virtioHeader { flags |= Int32(IFF_VNET_HDR) }
         ifr.ifr_ifru.ifru_flags = Int16(truncatingIfNeeded: flags)
         do {
             try Sys.ioctl(fd, VRT_TUNSETIFF, &ifr, call: "ioctl(TUNSETIFF)", object: object)
@@ -207,6 +240,28 @@ public final class TapPort: Sendable {
             throw error
         }
         return fd
+    }
+
+    /// Sets the device's virtio-net header size and offloads (the device's, so once for
+    /// all queues): the full set, then without USO (kernels before 6.2), then checksum and
+    /// TSO only. Without `on`, clears them (a re-attached tap may have had them).
+    static func setOffloads(_ fd: CInt, _ on: Bool, object: String) throws(SystemError) -> TapOffloads {
+        guard on else {
+            try Sys.ioctl(fd, VRT_TUNSETOFFLOAD, 0, call: "ioctl(TUNSETOFFLOAD)", object: object)
+            return []
+        }
+        var size = Int32(VirtioNet.headerLength)
+        try Sys.ioctl(fd, VRT_TUNSETVNETHDRSZ, &size, call: "ioctl(TUNSETVNETHDRSZ)", object: object)
+        var lastError: SystemError? = nil
+        for set in [TapOffloads.all, TapOffloads.all.subtracting([.uso4, .uso6]), [.checksum, .tso4, .tso6]] {
+            do {
+                try Sys.ioctl(fd, VRT_TUNSETOFFLOAD, Int32(set.rawValue), call: "ioctl(TUNSETOFFLOAD)", object: object)
+                return set
+            } catch  where error.errno == EINVAL {
+                lastError = error
+            }
+        }
+        throw lastError!
     }
 
     static func getFlags(_ fd: CInt, object: String) throws(SystemError) -> Int32 {
@@ -338,6 +393,29 @@ public final class TapPort: Sendable {
             try nl.deleteLink(name)
         } catch  where error.errno == ENODEV {
         }
+    }
+}
+
+/// TUNSETOFFLOAD flags (include/uapi/linux/if_tun.h; USO since 6.2, newer than Debian 12's
+/// headers, hence spelled out).
+public struct TapOffloads: OptionSet, Sendable, Hashable {
+    public var rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    public static let checksum = TapOffloads(rawValue: 0x01)
+    public static let tso4 = TapOffloads(rawValue: 0x02)
+    public static let tso6 = TapOffloads(rawValue: 0x04)
+    public static let tsoECN = TapOffloads(rawValue: 0x08)
+    public static let uso4 = TapOffloads(rawValue: 0x20)
+    public static let uso6 = TapOffloads(rawValue: 0x40)
+    public static let all: TapOffloads = [.checksum, .tso4, .tso6, .tsoECN, .uso4, .uso6]
+
+    /// "csum tso4 tso6 tso-ecn uso4 uso6", in that order; "off" when empty.
+    public var names: [String] {
+        let all: [(TapOffloads, String)] = [
+            (.checksum, "csum"), (.tso4, "tso4"), (.tso6, "tso6"), (.tsoECN, "tso-ecn"), (.uso4, "uso4"),
+            (.uso6, "uso6"),
+        ]
+        return all.filter { contains($0.0) }.map(\.1)
     }
 }
 

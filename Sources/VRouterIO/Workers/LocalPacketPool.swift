@@ -21,12 +21,13 @@ public final class LocalPacketPool: @unchecked Sendable {  // Safe: the pool is 
     public init(
         count: Int,
         bufferSize: Int = 2048,
+        bigBuffers: Int = 0,
         nearCPU cpu: Int? = nil,
         node explicitNode: Int? = nil
     ) throws(SystemError) {
         precondition(bufferSize.nonzeroBitCount == 1 && bufferSize >= 512 && bufferSize <= 65536)
-        precondition(count > 0 && count < Int(UInt32.max))
-        let bytes = PacketPool.bytesNeeded(count: count, bufferSize: bufferSize)
+        precondition(count > 0 && count < Int(UInt32.max) && bigBuffers >= 0)
+        let bytes = PacketPool.bytesNeeded(count: count, bufferSize: bufferSize, bigBuffers: bigBuffers)
         var node = explicitNode ?? cpu.flatMap { CPU.node(of: $0) }
         var mem: UnsafeMutableRawPointer? = nil
         if let n = node, CPU.numaAvailable {
@@ -51,7 +52,7 @@ public final class LocalPacketPool: @unchecked Sendable {  // Safe: the pool is 
         memory = mem!
         byteCount = bytes
         self.node = node
-        pool = PacketPool(memory: mem!, count: count, bufferSize: bufferSize)
+        pool = PacketPool(memory: mem!, count: count, bufferSize: bufferSize, bigBuffers: bigBuffers)
     }
 
     deinit {

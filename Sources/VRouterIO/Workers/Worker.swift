@@ -18,11 +18,15 @@ public struct WorkerConfiguration: Sendable {
     /// Packet buffers in the worker's pool, and their size (a power of two).
     public var poolBuffers: Int
     public var bufferSize: Int
+    /// Big (64 KB) buffers for superframes: reads of taps with offloads, coalesced segments,
+    /// UDP GSO trains (0: no offloads).
+    public var bigBuffers: Int
     public var pipeline: PipelineConfig
 
-    public init(poolBuffers: Int, bufferSize: Int, pipeline: PipelineConfig) {
+    public init(poolBuffers: Int, bufferSize: Int, bigBuffers: Int = 0, pipeline: PipelineConfig) {
         self.poolBuffers = poolBuffers
         self.bufferSize = bufferSize
+        self.bigBuffers = bigBuffers
         self.pipeline = pipeline
     }
 }
@@ -62,6 +66,7 @@ public final class Worker: @unchecked Sendable {
         let local = try LocalPacketPool(
             count: configuration.poolBuffers,
             bufferSize: configuration.bufferSize,
+            bigBuffers: configuration.bigBuffers,
             nearCPU: cpu
         )
         let waker = try IOLoopWaker()

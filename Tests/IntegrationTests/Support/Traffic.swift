@@ -42,7 +42,9 @@ extension Lab {
         server serverNS: String,
         client clientNS: String,
         address: String,
-        seconds: Int = 2
+        seconds: Int = 2,
+        streams: Int = 1,
+        udpBitrate: String? = nil
     ) throws -> IperfResult {
         let server = try start(
             inNS(serverNS, [Tool.iperf3, "-s", "-1", "--rcv-timeout", "10000", "--forceflush"]),
@@ -57,27 +59,42 @@ extension Lab {
             usleep(20_000)
         }
         let r = try run(
-            inNS(clientNS, [Tool.iperf3, "-c", address, "-t", "\(seconds)", "--json", "--connect-timeout", "5000"]),
+            inNS(
+                clientNS,
+                [
+                    Tool.iperf3, "-c", address, "-t", "\(seconds)", "-P", "\(streams)", "--json", "--connect-timeout",
+                    "5000",
+                ]
+                    + (udpBitrate.map { ["-u", "-b", $0] } ?? [])
+            ),
             timeout: Double(seconds + 20)
         )
         guard let obj = try? JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any] else {
             throw Failure("iperf3 printed no JSON (\(r.status)): \(r.output) \(r.error)")
         }
         let end = obj["end"] as? [String: Any]
-        let received = end?["sum_received"] as? [String: Any]
+        // UDP: one "sum" with the receiver's losses (iperf 3.12 has no sum_received for UDP).
+        let received = end?[udpBitrate == nil ? "sum_received" : "sum"] as? [String: Any]
         return IperfResult(
             status: r.status,
             error: obj["error"] as? String,
             bytes: (received?["bytes"] as? NSNumber)?.uint64Value ?? 0,
-            bitsPerSecond: (received?["bits_per_second"] as? NSNumber)?.doubleValue ?? 0
+            bitsPerSecond: (received?["bits_per_second"] as? NSNumber)?.doubleValue ?? 0,
+            retransmits: ((end?["sum_sent"] as? [String: Any])?["retransmits"] as? NSNumber)?.uint64Value ?? 0,
+            lostPercent: (received?["lost_percent"] as? NSNumber)?.doubleValue ?? 0
         )
     }
 
     /// tshark on `device` in `ns`, writing a capture file, started and ready.
-    func capture(in ns: String, device: String, filter: String, name: String) throws -> Capture {
+    /// `count`: frames to capture at most (0: no limit).
+    func capture(in ns: String, device: String, filter: String, name: String, count: Int = 0) throws -> Capture {
         let file = "\(dir)/\(name).pcapng"
         let c = try start(
-            inNS(ns, [Tool.tshark, "-n", "-i", device, "-f", filter, "-a", "duration:60", "-w", file]),
+            inNS(
+                ns,
+                [Tool.tshark, "-n", "-i", device, "-f", filter, "-a", "duration:60", "-w", file]
+                    + (count > 0 ? ["-c", "\(count)"] : [])
+            ),
             name: "tshark-\(name)"
         )
         let deadline = Date().addingTimeInterval(20)
@@ -97,6 +114,9 @@ struct IperfResult {
     var error: String?
     var bytes: UInt64
     var bitsPerSecond: Double
+    var retransmits: UInt64
+    /// UDP: datagrams the receiver missed, in percent.
+    var lostPercent: Double
 }
 
 /// A running capture; `stop()` ends it and decodes what it saw.
@@ -106,8 +126,10 @@ struct Capture {
     let file: String
 
     /// Stops tshark (SIGINT flushes the file) and returns one row per packet with the given
-    /// fields, MPLS decoded on UDP 6635 (tshark has no default for RFC 7510's port).
-    func stop(fields: [String]) throws -> [[String]] {
+    /// fields, MPLS decoded on UDP 6635 (tshark has no default for RFC 7510's port);
+    /// `validatingChecksums`: IPv4, UDP and TCP checksums checked (their `.status` fields
+    /// say 1 for good, 0 for bad).
+    func stop(fields: [String], validatingChecksums: Bool = false) throws -> [[String]] {
         // libpcap hands frames over a ring block at a time, a block when full or after its
         // timeout: a frame that arrived just before SIGINT may still be in the kernel's block
         // and is lost if dumpcap exits now (seen: the last echo request missing).
@@ -116,6 +138,12 @@ struct Capture {
         if child.wait(seconds: 10) == nil { child.end(grace: 1) }
         let out = try lab.must(
             [Tool.tshark, "-n", "-r", file, "-d", "udp.port==6635,mpls", "-T", "fields"]
+                + (validatingChecksums
+                    ? [
+                        "-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE", "-o",
+                        "tcp.check_checksum:TRUE",
+                    ]
+                    : [])
                 + fields.flatMap { ["-e", $0] }
         )
         return out.split(separator: "\n").map {

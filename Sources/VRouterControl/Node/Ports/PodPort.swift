@@ -35,6 +35,8 @@ struct PodPort: Sendable {
     var defaultRoute = true
     var label = Label.none
     var antiSpoofing = true
+    /// The tap with a virtio-net header and TSO/USO (superframes in and out).
+    var offloads = true
     /// Nil for a port that is modelled only (a node without live ports).
     var tap: Device?
     /// The default route's gateways, when not the VRF's.
@@ -50,6 +52,7 @@ struct PodPort: Sendable {
         defaultRoute: Bool = true,
         label: Label = .none,
         antiSpoofing: Bool = true,
+        offloads: Bool = true,
         tap: Device? = nil,
         gateways: (IPv4Address?, IPv6Address?) = (nil, nil)
     ) {
@@ -62,6 +65,7 @@ struct PodPort: Sendable {
         self.defaultRoute = defaultRoute
         self.label = label
         self.antiSpoofing = antiSpoofing
+        self.offloads = offloads
         self.tap = tap
         self.gateways = gateways
     }
@@ -79,6 +83,7 @@ struct PodPort: Sendable {
             defaultRoute: itf.defaultRoute,
             label: itf.label.map { .fixed($0) } ?? .none,
             antiSpoofing: itf.antiSpoofing,
+            offloads: itf.offloads,
             tap: itf.tap.map { Device(name: $0.name, netns: $0.netns, ifname: $0.ifname, persistent: $0.persistent) }
         )
     }
@@ -95,6 +100,7 @@ struct PodPort: Sendable {
         itf.defaultRoute = defaultRoute
         itf.label = label
         itf.antiSpoofing = antiSpoofing
+        itf.offloads = offloads
         itf.tap = tap.map {
             NodeConfig.Tap(name: $0.name, netns: $0.netns, ifname: $0.ifname, persistent: $0.persistent)
         }

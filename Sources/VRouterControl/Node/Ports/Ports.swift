@@ -28,6 +28,7 @@ final class Ports: @unchecked Sendable {  // Safe: the set is behind `model`; ta
     var interfaces: [NodeConfig.Interface] { model.withLock { $0.interfaces } }
     var fabric: NodeConfig.Interface? { model.withLock { m in m.interfaces.first { $0.kind == .fabric } } }
     var taps: [(String, TapPort)] { model.withLock { m in m.taps.map { ($0.key, $0.value) } } }
+    func tap(_ name: String) -> TapPort? { model.withLock { $0.taps[name] } }
     /// Ports whose tap is open.
     var open: Set<String> { model.withLock { m in Set(m.taps.filter { $0.value.isOpen }.map(\.key)) } }
 
@@ -77,7 +78,9 @@ final class Ports: @unchecked Sendable {  // Safe: the set is behind `model`; ta
         }
         let ns = t.netns.map { NetworkNamespace.at($0) } ?? .current
         let ifname = t.ifname ?? t.name
-        if t.persistent, reattach, let existing = try? TapPort.attach(name: ifname, in: ns, queues: queues) {
+        if t.persistent, reattach,
+            let existing = try? TapPort.attach(name: ifname, in: ns, queues: queues, offloads: port.offloads)
+        {
             log.info(
                 "re-attached persistent tap",
                 metadata: ["interface": "\(port.name)", "netns": "\(ns)", "ifname": "\(ifname)"]
@@ -90,7 +93,13 @@ final class Ports: @unchecked Sendable {  // Safe: the set is behind `model`; ta
             // (15-20 ms each here, measured with strace), which four interfaces made
             // the biggest part of an ADD. The tap's fd then keeps the namespace alive
             // until DEL closes it, as a re-attached tap's does after a restart.
-            let tap = try TapPort.create(name: ifname, in: ns, persistent: true, queues: queues)
+            let tap = try TapPort.create(
+                name: ifname,
+                in: ns,
+                persistent: true,
+                queues: queues,
+                offloads: port.offloads
+            )
             do {
                 try tap.configure(port.tapConfiguration(name: ifname, gateways: gateways))
             } catch {
@@ -100,7 +109,7 @@ final class Ports: @unchecked Sendable {  // Safe: the set is behind `model`; ta
             log.debug("tap ready", metadata: ["interface": "\(port.name)", "netns": "\(ns)", "ifname": "\(ifname)"])
             return tap
         }
-        let tap = try TapPort.create(name: t.name, persistent: t.persistent, queues: queues)
+        let tap = try TapPort.create(name: t.name, persistent: t.persistent, queues: queues, offloads: port.offloads)
         do {
             if ns == .current && ifname == t.name {
                 try tap.configure(port.tapConfiguration(name: ifname, gateways: gateways))

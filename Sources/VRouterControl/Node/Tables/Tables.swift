@@ -186,7 +186,8 @@ final class Tables: @unchecked Sendable {  // Safe: the model is behind `model`;
                             mtu: p.mtu,
                             ipv4: p.ipv4?.address,
                             ipv6: p.ipv6?.address,
-                            antiSpoofing: p.antiSpoofing
+                            antiSpoofing: p.antiSpoofing,
+                            offloads: p.offloads && p.tap != nil
                         )
                     )
                     try m.builder.setNexthop(nh, .encap(port: r.id, mac: p.mac))
