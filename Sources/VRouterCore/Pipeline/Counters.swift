@@ -52,6 +52,9 @@ public enum PipelineEvent: Int, CaseIterable, Sendable {
     case natExpired
     /// ICMP errors about translated flows, translated.
     case natICMPError
+    /// Packets the fused fast path forwarded (parse to rewrite without the general nodes;
+    /// every other packet took them).
+    case fastPath
     public var name: String {
         switch self {
         case .vxlanDecap: "vxlan_decap"
@@ -77,6 +80,7 @@ public enum PipelineEvent: Int, CaseIterable, Sendable {
         case .natCreated: "nat_created"
         case .natExpired: "nat_expired"
         case .natICMPError: "nat_icmp_error"
+        case .fastPath: "fast_path"
         }
     }
 }

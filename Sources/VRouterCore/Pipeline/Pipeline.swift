@@ -35,6 +35,10 @@ public struct PipelineConfig: Sendable {
     /// This worker's share of the node's SNAT port range (nil: SNAT nexthops drop as
     /// `nat_ports_exhausted`).
     public var snat: SNATPortRange? = nil
+    /// The fused fast path (FastPath.swift) for the common case: pod IPv4 TCP/UDP and
+    /// VXLAN-decapsulated IPv4 that hit a flow toward a tunnel or a local pod. Off, every
+    /// packet takes the general nodes (the differential tests compare the two).
+    public var fusedFastPath: Bool = true
     public init() {}
 }
 
@@ -69,6 +73,11 @@ public struct Pipeline: ~Copyable {
     @usableFromInline let hashes6: UnsafeMutablePointer<UInt32>
     @usableFromInline let slots6: UnsafeMutablePointer<UInt32>
     @usableFromInline var count6 = 0
+    // The fused fast path's per-frame state: for ipList position i, the packet's position
+    // in its family's arrays (bit 31: IPv6); for IPv4 position j, the fast parse's result
+    // (FastParse word) or 0 when the packet took the general ethernet-input.
+    @usableFromInline let ipPos: UnsafeMutablePointer<UInt32>
+    @usableFromInline let fast4: UnsafeMutablePointer<UInt64>
     @usableFromInline var icmpTokens: UInt32
     @usableFromInline var icmpRefilledAt: UInt32 = 0
     @usableFromInline var outerID: UInt16 = 0
@@ -98,6 +107,8 @@ public struct Pipeline: ~Copyable {
         keys6 = .allocate(capacity: n)
         hashes6 = .allocate(capacity: n)
         slots6 = .allocate(capacity: n)
+        ipPos = .allocate(capacity: n)
+        fast4 = .allocate(capacity: n)
         icmpTokens = config.icmpErrorBurst
     }
 
@@ -117,6 +128,8 @@ public struct Pipeline: ~Copyable {
         keys6.deallocate()
         hashes6.deallocate()
         slots6.deallocate()
+        ipPos.deallocate()
+        fast4.deallocate()
     }
 
     /// Forwards one frame (≤ 256 packets). Every packet of `input` ends up either appended
@@ -145,12 +158,29 @@ public struct Pipeline: ~Copyable {
         count4 = 0
         count6 = 0
 
-        ethernetInput(&input, view, output: &output)
+        let fused = config.fusedFastPath
+        if fused {
+            ethernetInputFused(&input, view, output: &output)
+        } else {
+            ethernetInput(&input, view, output: &output)
+        }
         input.removeAll()
         if timing { t0 = lap(.ethernetInput, t0, n) }
 
-        flowLookup(view, now: now)
-        if timing { t0 = lap(.flowLookup, t0, ipList.count) }
+        // Hits are rewritten before the misses are resolved (in both modes, so that the
+        // order of outputs, ICMP errors and outer identifications is the same): fused,
+        // flow-lookup rewrites each hit as it finds it.
+        if fused {
+            let ips = ipList.count
+            flowLookupFused(view, now: now, output: &output)
+            if timing { t0 = lap(.flowLookup, t0, ips) }
+        } else {
+            flowLookup(view, now: now)
+            if timing { t0 = lap(.flowLookup, t0, ipList.count) }
+            let hits = ipList.count
+            rewrite(generated: false, view, output: &output)
+            if timing { t0 = lap(.rewrite, t0, hits) }
+        }
 
         let misses = missList.count
         routeLookup(view, now: now)
