@@ -25,6 +25,7 @@ struct VRouterCtl: ParsableCommand {
         subcommands: [
             Status.self, Vif.self, VRFCommand.self, RouteCommand.self, NH.self, MPLS.self, VXLAN.self, NodeCommand.self,
             FlowCommand.self, Dropstats.self, Apply.self, Delete.self, NetworkCommand.self, PodCommand.self,
+            ClusterCommand.self,
         ]
     )
 }
@@ -189,6 +190,41 @@ struct Status: ParsableCommand {
             ]
             let w = rows.map(\.0.count).max() ?? 0
             for (k, v) in rows { print(k + ":" + String(repeating: " ", count: w - k.count + 1) + v) }
+        }
+    }
+}
+
+// MARK: cluster
+
+struct ClusterCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cluster",
+        abstract: "The cluster (etcd): the store, this node's lease, every other node and its routes."
+    )
+    @OptionGroup var global: Global
+    func run() {
+        global.show("/v1/cluster", as: ClusterInfo.self) { c in
+            let rows: [(String, String)] = [
+                ("node", c.node), ("store", c.endpoints.joined(separator: ",")), ("prefix", c.prefix),
+                ("connected", c.connected ? "yes (\(opt(c.endpoint)))" : "no"), ("revision", "\(c.revision)"),
+                ("resyncs", "\(c.resyncs)"), ("compactions", "\(c.compactions)"),
+                ("lease", "\(opt(c.leaseID)) (TTL \(c.leaseTTL)s, re-granted \(c.leaseRegrants))"),
+                ("unpublished", "\(c.publishPending)"), ("skipped records", "\(c.skippedRecords)"),
+                ("routes", "\(c.routesProgrammed) (learned \(c.routesLearned), withdrawn \(c.routesWithdrawn))"),
+                ("last error", opt(c.lastError)),
+            ]
+            let w = rows.map(\.0.count).max() ?? 0
+            for (k, v) in rows { print(k + ":" + String(repeating: " ", count: w - k.count + 1) + v) }
+            print("")
+            table(
+                ["NODE", "UNDERLAY", "ENDPOINTS", "ROUTES", "TUNNEL", "BOOT"],
+                c.nodes.map {
+                    [
+                        $0.name, $0.underlay, "\($0.endpoints)", "\($0.routes)", $0.programmed ? "up" : "pending",
+                        $0.bootID,
+                    ]
+                }
+            )
         }
     }
 }

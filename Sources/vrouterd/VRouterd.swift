@@ -242,6 +242,7 @@ struct Run: ParsableCommand {
             try service.start()
             service.replay(saved)
             try service.saveSnapshot()
+            service.startCluster()
         } catch {
             fail(error.description)
         }

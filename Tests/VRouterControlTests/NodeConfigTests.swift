@@ -90,6 +90,52 @@ import VRouterTestSupport
         Self.refused(yaml, expected)
     }
 
+    static let clusterFabric =
+        "interfaces: [ { name: f, kind: fabric, address: 198.18.0.1/24, mac: \"02:00:00:00:00:01\" } ]\n"
+
+    /// Cluster mode: parsed, written back by the state snapshot as read, and every bad value
+    /// refused with its place named.
+    @Test func clusterModeIsParsedWrittenBackAndCheckedClearly() throws {
+        let yaml =
+            Self.clusterFabric
+            + "cluster: { etcd: { endpoints: [http://127.0.0.1:12379, \"http://[::1]:22379\"], prefix: /vrt/c1, leaseTTL: 5s }, blocks: 8, encap: vxlan }"
+        let c = try NodeConfig.parse(yaml)
+        let want = NodeConfig.Cluster(
+            endpoints: ["http://127.0.0.1:12379", "http://[::1]:22379"],
+            prefix: "/vrt/c1",
+            leaseTTL: 5,
+            blocks: 8,
+            encap: .vxlan
+        )
+        #expect(c.cluster == want)
+        #expect(try NodeConfig.parse(c.yaml(routeFiles: [], journalSequence: 0)).cluster == want)
+        #expect(try NodeConfig.parse(Self.clusterFabric).cluster == nil)
+
+        for (bad, expected) in [
+            ("cluster: { }", "cluster needs etcd"),
+            ("cluster: { etcd: { prefix: /x } }", "needs endpoints"),
+            ("cluster: { etcd: { endpoints: [] } }", "at least one endpoint"),
+            ("cluster: { etcd: { endpoints: [127.0.0.1:2379] } }", "not an etcd client URL"),
+            ("cluster: { etcd: { endpoints: [http://h:99999] } }", "not an etcd client URL"),
+            ("cluster: { etcd: { endpoints: [http://h:1], prefix: vrouter } }", "must be an absolute key path"),
+            ("cluster: { etcd: { endpoints: [http://h:1], prefix: /v/ } }", "no trailing /"),
+            ("cluster: { etcd: { endpoints: [http://h:1], leaseTTL: 1s } }", "leaseTTL must be whole seconds"),
+            ("cluster: { etcd: { endpoints: [http://h:1], leaseTTL: 2.5s } }", "leaseTTL must be whole seconds"),
+            ("cluster: { etcd: { endpoints: [http://h:1], tls: { ca: /nonexistent/ca.crt } } }", "cannot read"),
+            ("cluster: { etcd: { endpoints: [http://h:1], tls: { } } }", "no endpoint is https"),
+            ("cluster: { etcd: { endpoints: [http://h:1] }, encap: gre }", "vxlan or mpls-udp"),
+            ("cluster: { etcd: { endpoints: [http://h:1] }, blocks: 0 }", "outside 1...4096"),
+            ("cluster: { etcd: { endpoints: [http://h:1], user: x } }", "unknown key 'user'"),
+        ] {
+            Self.refused(Self.clusterFabric + bad, expected)
+        }
+        Self.refused("cluster: { etcd: { endpoints: [http://h:1] } }", "needs a fabric interface")
+        Self.refused(
+            Self.clusterFabric + "ipam: { slice: 1, slices: 2 }\ncluster: { etcd: { endpoints: [http://h:1] } }",
+            "exclude each other"
+        )
+    }
+
     static func refused(_ yaml: String, _ expected: String) {
         do {
             _ = try NodeConfig.parse(yaml)

@@ -105,6 +105,7 @@ import Yams
         ("LabelInfo", LabelInfo.self, false),
         ("VNIInfo", VNIInfo.self, false), ("RemoteNodeSpec", RemoteNodeSpec.self, true),
         ("RemoteNodeInfo", RemoteNodeInfo.self, false), ("FlowInfo", FlowInfo.self, false),
+        ("ClusterInfo", ClusterInfo.self, false), ("ClusterNodeInfo", ClusterNodeInfo.self, false),
         ("DropStatsInfo", DropStatsInfo.self, false),
         ("CNIPod", CNIPod.self, false), ("CNIAddRequest", CNIAddRequest.self, false),
         ("CNIDelegateResult", CNIDelegateResult.self, false), ("CNICommitRequest", CNICommitRequest.self, false),

@@ -242,6 +242,7 @@ public final class ControlAPI: Sendable {
         APIRoute("GET", "/v1/vnis") { a, _, _ throws(APIError) in .json(a.service.vniTable()) },
 
         APIRoute("GET", "/v1/remote-nodes") { a, _, _ throws(APIError) in .json(a.service.remoteNodes()) },
+        APIRoute("GET", "/v1/cluster") { a, _, _ throws(APIError) in .json(try a.service.clusterInfo()) },
         APIRoute("POST", "/v1/remote-nodes") { a, r, _ throws(APIError) in
             let spec = try StrictJSON.decode(RemoteNodeSpec.self, from: r.body)
             try a.service.addRemoteNode(spec)

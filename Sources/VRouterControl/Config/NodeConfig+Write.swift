@@ -28,6 +28,16 @@ extension NodeConfig {
         }
         if let r = snat { y += "snat: { ports: \(q(r.description)) }\n" }
         y += "ipam: { slice: \(ipamSlice), slices: \(ipamSlices) }\n"
+        if let c = cluster {
+            var etcd = "endpoints: [\(c.endpoints.map(q).joined(separator: ", "))], prefix: \(q(c.prefix))"
+            etcd += ", leaseTTL: \(c.leaseTTL)s"
+            let tls = [("ca", c.caFile), ("cert", c.certFile), ("key", c.keyFile)].compactMap { k, f in
+                f.map { "\(k): \(q($0))" }
+            }
+            if !tls.isEmpty { etcd += ", tls: { \(tls.joined(separator: ", ")) }" }
+            let encap = c.encap == .vxlan ? "vxlan" : "mpls-udp"
+            y += "cluster: { etcd: { \(etcd) }, blocks: \(c.blocks), encap: \(encap) }\n"
+        }
         y += remoteNodes.isEmpty ? "remoteNodes: []\n" : "remoteNodes:\n"
         for n in remoteNodes {
             var line =

@@ -30,6 +30,9 @@ public struct NodeConfig: Sendable {
     /// Which part of every pod subnet this node allocates from (see IPAM.swift).
     public var ipamSlice = 0
     public var ipamSlices = 1
+    /// Cluster mode: pods, networks and routes shared with the other nodes through etcd;
+    /// nil: the node works alone (the embedded default).
+    public var cluster: Cluster?
     /// The state format this vrouterd writes and the newest it reads.
     public static let stateVersion = 1
 
@@ -132,6 +135,25 @@ public struct NodeConfig: Sendable {
         public var ipFabricSnat = false
     }
 
+    /// `cluster: { etcd: { endpoints: [URL…], prefix, leaseTTL, tls: { ca, cert, key } },
+    /// blocks, encap }`.
+    public struct Cluster: Sendable, Equatable {
+        /// etcd client URLs (http:// or https://).
+        public var endpoints: [String]
+        /// Every key of the cluster lives under "<prefix>/v1/".
+        public var prefix = "/vrouter"
+        /// Seconds the node's records outlive it (its lease): how long a dead node's pods stay
+        /// routed on the others.
+        public var leaseTTL = 10
+        public var caFile: String?
+        public var certFile: String?
+        public var keyFile: String?
+        /// Each pod subnet is cut in this many blocks; a node claims one (block affinity).
+        public var blocks = 16
+        /// How this node tunnels to the others.
+        public var encap: TunnelEncap = .mplsOverUDP
+    }
+
     public struct RemoteNode: Sendable {
         public var name: String
         public var address: IPv4Address
@@ -172,7 +194,7 @@ extension NodeConfig {
         let root = try YAMLWalker.parse(text, file: file)
         let top = try root.mapping(allowed: [
             "node", "workers", "pool", "flows", "interfaces", "vrfs", "remoteNodes", "stateVersion", "journalSequence",
-            "defaultNetwork", "ipam", "snat",
+            "defaultNetwork", "ipam", "snat", "cluster",
         ])
         var c = NodeConfig()
         if let v = top["stateVersion"] {
@@ -324,11 +346,77 @@ extension NodeConfig {
                 throw i.fail("ipam.slice must be below ipam.slices (\(c.ipamSlices))")
             }
         }
+        if let v = top["cluster"] { c.cluster = try parseCluster(v, c) }
         guard c.interfaces.count <= Counters.maxPorts else {
             throw root.fail("\(c.interfaces.count) interfaces is more than the limit of \(Counters.maxPorts)")
         }
         try c.checkReferences()
         return c
+    }
+
+    static func parseCluster(_ v: YAMLWalker, _ c: NodeConfig) throws(ConfigError) -> Cluster {
+        let m = try v.mapping(allowed: ["etcd", "blocks", "encap"])
+        guard let e = m["etcd"] else { throw v.fail("cluster needs etcd: { endpoints: [URL, …] }") }
+        let em = try e.mapping(allowed: ["endpoints", "prefix", "leaseTTL", "tls"])
+        guard let eps = em["endpoints"] else { throw e.fail("etcd needs endpoints: [http://HOST:PORT, …]") }
+        var cluster = Cluster(endpoints: [])
+        for u in try eps.sequence() {
+            let url = try u.string()
+            let rest = url.hasPrefix("http://") ? url.dropFirst(7) : url.hasPrefix("https://") ? url.dropFirst(8) : nil
+            guard let rest, let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]),
+                (1...65535).contains(port), colon != rest.startIndex
+            else { throw u.fail("'\(url)' is not an etcd client URL (http://HOST:PORT or https://HOST:PORT)") }
+            cluster.endpoints.append(url)
+        }
+        guard !cluster.endpoints.isEmpty else { throw eps.fail("etcd needs at least one endpoint") }
+        if let p = em["prefix"] {
+            let text = try p.string()
+            guard text.hasPrefix("/"), !text.contains("//"), text.count > 1, !text.hasSuffix("/") else {
+                throw p.fail("prefix '\(text)' must be an absolute key path such as /vrouter (no trailing /)")
+            }
+            cluster.prefix = text
+        }
+        if let t = em["leaseTTL"] {
+            let d = try t.duration()
+            // etcd grants at least 1.5 election timeouts (2 s by default; it raises shorter ones).
+            guard d >= 2, d <= 86400, d == d.rounded() else {
+                throw t.fail("leaseTTL must be whole seconds between 2s and 24h")
+            }
+            cluster.leaseTTL = Int(d)
+        }
+        if let t = em["tls"] {
+            let tm = try t.mapping(allowed: ["ca", "cert", "key"])
+            func file(_ k: String) throws(ConfigError) -> String? {
+                guard let f = tm[k] else { return nil }
+                let path = c.resolve(try f.string())
+                guard FileManager.default.isReadableFile(atPath: path) else { throw f.fail("cannot read \(path)") }
+                return path
+            }
+            cluster.caFile = try file("ca")
+            cluster.certFile = try file("cert")
+            cluster.keyFile = try file("key")
+            guard (cluster.certFile == nil) == (cluster.keyFile == nil) else {
+                throw t.fail("a client certificate needs both cert and key")
+            }
+            guard cluster.endpoints.contains(where: { $0.hasPrefix("https://") }) else {
+                throw t.fail("tls is given but no endpoint is https://")
+            }
+        }
+        if let b = m["blocks"] { cluster.blocks = try b.int(1...4096) }
+        if let x = m["encap"] {
+            switch try x.string() {
+            case "vxlan": cluster.encap = .vxlan
+            case "mpls-udp", "mplsoudp", "mpls-over-udp": cluster.encap = .mplsOverUDP
+            default: throw x.fail("encap must be vxlan or mpls-udp")
+            }
+        }
+        guard c.interfaces.contains(where: { $0.kind == .fabric }) else {
+            throw v.fail("cluster mode needs a fabric interface (its address is the node's underlay address)")
+        }
+        guard c.ipamSlices == 1 else {
+            throw v.fail("ipam slices and cluster mode exclude each other: in a cluster, nodes claim blocks")
+        }
+        return cluster
     }
 
     static func parseRoute(_ r: YAMLWalker) throws(ConfigError) -> Route {

@@ -13,7 +13,8 @@
 //                pod on any node uses is refused (the store's transaction decides).
 // Remote pods come the other way: the store's watch turns other nodes' endpoints into
 // routes through one tunnel nexthop per remote node, with the node's existing calls
-// (`addRemoteNode`, `changeRoutes`), which the tables part serialises with everything else.
+// (`addRemoteNode`, `changeRoutes`), which the tables part serialises with everything else
+// (Cluster/ClusterAgent.swift; the etcd store is Cluster/EtcdStore.swift).
 
 import VRouterAPI
 import VRouterCore
@@ -30,7 +31,7 @@ protocol ClusterStore: Sendable {
     /// addresses unclaimed.
     func withdraw(_ pod: PodRecord)
     /// A network is about to be applied (checked locally); refusing keeps it off every node.
-    func apply(_ network: NetworkRecord) throws(APIError)
+    func apply(_ network: NetworkRecord, nad: NetworkAttachmentDefinition) throws(APIError)
     /// A network is about to be deleted here (no local pod uses it, or forced).
     func delete(_ network: NetworkRecord) throws(APIError)
 }
@@ -64,6 +65,6 @@ struct LocalStore: ClusterStore {
     func claim(_ pod: PodRecord) throws(CNIFailure) {}
     func publish(_ pod: PodRecord) {}
     func withdraw(_ pod: PodRecord) {}
-    func apply(_ network: NetworkRecord) throws(APIError) {}
+    func apply(_ network: NetworkRecord, nad: NetworkAttachmentDefinition) throws(APIError) {}
     func delete(_ network: NetworkRecord) throws(APIError) {}
 }

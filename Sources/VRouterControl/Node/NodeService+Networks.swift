@@ -12,7 +12,12 @@ import VRouterCore
 extension NodeService {
     // MARK: apply, delete
 
-    public func applyNetwork(_ nad: NetworkAttachmentDefinition) throws(APIError) -> NetworkApplyResult {
+    /// `fromCluster`: the network comes from the cluster store (another node applied it), so
+    /// it is not written back there.
+    public func applyNetwork(
+        _ nad: NetworkAttachmentDefinition,
+        fromCluster: Bool = false
+    ) throws(APIError) -> NetworkApplyResult {
         let wanted = try NetworkRecord(validating: nad)
         let key = wanted.key
         let step = try attachments.withLock { a throws(APIError) in
@@ -26,7 +31,7 @@ extension NodeService {
         }
         do throws(APIError) {
             let pools = wanted.kind == .vrouter ? try cluster.pools(for: wanted) : nil
-            try cluster.apply(wanted)
+            if !fromCluster { try cluster.apply(wanted, nad: nad) }
             let rec = try tables.change { m throws(APIError) -> NetworkRecord in
                 if let old = replaced { try Tables.removeNetworkVRF(old, &m) }
                 do throws(APIError) { return try Tables.addNetworkVRF(wanted, &m) } catch {
@@ -50,12 +55,14 @@ extension NodeService {
     }
 
     /// Deletes a network; refused while pods use it unless `force` (their interfaces on it
-    /// are then removed, and the rest of each pod stays).
-    public func deleteNetwork(namespace: String, name: String, force: Bool) throws(APIError) {
+    /// are then removed, and the rest of each pod stays). `fromCluster`: it is gone from the
+    /// cluster store already.
+    public func deleteNetwork(namespace: String, name: String, force: Bool, fromCluster: Bool = false) throws(APIError)
+    {
         let key = "\(namespace)/\(name)"
         let (rec, vifs) = try attachments.withLock { a throws(APIError) in try a.beginDelete(key, force: force) }
         do throws(APIError) {
-            try cluster.delete(rec)
+            if !fromCluster { try cluster.delete(rec) }
             releasePorts(vifs, container: key)
             sync(attachments.withLock { a in a.detachNetwork(rec).map { journal.record($0) }.last ?? .none })
             try tables.removeNetworkVRF(rec)

@@ -37,6 +37,9 @@ public final class NodeService: @unchecked Sendable {  // Safe: state is in the 
     let attachments: Mutex<PodAttachments>
     /// Where the cluster store plugs in; alone, the embedded default.
     let cluster: any ClusterStore
+    /// In cluster mode: the etcd store, and the agent that learns the other nodes.
+    let etcd: EtcdStore?
+    private(set) var clusterAgent: ClusterAgent?
     /// The config's ports by name (the fabric's id is fixed for the node's life).
     let portIDs: [String: UInt16]
     let stopping = Atomic<Bool>(false)
@@ -97,10 +100,18 @@ public final class NodeService: @unchecked Sendable {  // Safe: state is in the 
         tables = Tables(compiled, config: config, journal: journal)
         ports = Ports(config.interfaces, log: logger)
         portIDs = compiled.portIDs
-        let cluster = LocalStore(slice: config.ipamSlice, slices: config.ipamSlices)
-        self.cluster = cluster
         var a = PodAttachments()
-        if let d = config.defaultNetwork { a.pools[d.name] = Self.defaultPools(d, config) }
+        if let settings = config.cluster {
+            let etcd = try EtcdStore(settings, node: Self.clusterRecord(config), log: logger)
+            etcd.vniOfVRF.withLock { [tables] in $0 = { vrf in tables.read { $0.vnis[vrf] } } }
+            self.etcd = etcd
+            cluster = etcd
+            if let d = config.defaultNetwork { a.pools[d.name] = Self.clusterPools(d, etcd, logger) }
+        } else {
+            etcd = nil
+            cluster = LocalStore(slice: config.ipamSlice, slices: config.ipamSlices)
+            if let d = config.defaultNetwork { a.pools[d.name] = Self.defaultPools(d, config) }
+        }
         attachments = Mutex(a)
     }
 
@@ -114,6 +125,15 @@ public final class NodeService: @unchecked Sendable {  // Safe: state is in the 
             stop()
             throw error
         }
+    }
+
+    /// In cluster mode: publishes this node and its pods and starts learning the others'
+    /// (after `start` and the journal's replay, so the local state is whole).
+    public func startCluster() {
+        guard let etcd, clusterAgent == nil else { return }
+        let agent = ClusterAgent(service: self, store: etcd, log: log)
+        clusterAgent = agent
+        agent.start(localPods: attachments.withLock { a in a.pods.values.filter { $0.releasing != true } })
     }
 
     /// Waits for a change's journal record to be durable (a snapshot when the journal has
@@ -207,6 +227,8 @@ public final class NodeService: @unchecked Sendable {  // Safe: state is in the 
     /// Stops the workers and resolver, closes the ports, removes non-persistent taps.
     public func stop() {
         stopping.store(true, ordering: .releasing)
+        clusterAgent?.stop()
+        clusterAgent = nil
         resolver?.stop()
         resolver = nil
         for w in workers { w.stop() }

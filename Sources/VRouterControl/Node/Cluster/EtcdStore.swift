@@ -1,0 +1,267 @@
+// The cluster store on etcd (cluster mode): the node's seam (ClusterStore) answered by
+// VRouterCluster's transactions, so that what one node does agrees with every other.
+//   - pools: each subnet is cut in `blocks` blocks; the node claims one per family and network
+//     (create-if-absent, unleased: a restarted node finds its block again and hands out the
+//     same addresses), so two nodes never allocate from one block (Calico's block affinity);
+//   - claim: every address of a pod is claimed cluster-wide before its devices are made (a
+//     requested `ips` outside the node's block included); a refusal or an unreachable store
+//     fails the ADD whole with a clear CNI error (nothing half-made: claims taken are
+//     released again);
+//   - publish/withdraw: the pod's endpoints go to the publisher (on the node's lease; queued
+//     while etcd is away and written on its return);
+//   - apply/delete: a network goes through the store's transaction, so an apply on any node
+//     reaches every node, and a delete is refused while a pod on any node holds an address of
+//     it (naming the pods and nodes).
+// The node calls these outside its locks, on its request threads; each etcd call has a
+// deadline (the client's), so a call here waits that long at most.
+
+import Dispatch
+import Foundation
+import Logging
+import Synchronization
+import VRouterAPI
+import VRouterCluster
+import VRouterCore
+import VRouterEtcd
+
+final class EtcdStore: ClusterStore {
+    let settings: NodeConfig.Cluster
+    let nodeName: String
+    let client: EtcdClient
+    let store: VRouterCluster.ClusterStore
+    let publisher: ClusterPublisher
+    let keys: ClusterKeys
+    let log: Logger
+    /// A VRF's VNI as this node decapsulates it (set by the node once its tables exist).
+    let vniOfVRF = Mutex<@Sendable (String) -> UInt32?>({ _ in nil })
+
+    init(_ settings: NodeConfig.Cluster, node: NodeRecord, log: Logger) throws(ServiceError) {
+        self.settings = settings
+        nodeName = node.name
+        self.log = log
+        do {
+            var c = try EtcdConfiguration(
+                endpoints: settings.endpoints,
+                tls: settings.caFile == nil && settings.certFile == nil
+                    ? nil : EtcdTLS(caFile: settings.caFile, certFile: settings.certFile, keyFile: settings.keyFile)
+            )
+            c.requestTimeout = .seconds(3)
+            client = try EtcdClient(c)
+            keys = try ClusterKeys(prefix: settings.prefix)
+        } catch {
+            throw ServiceError("cluster: \(error)")
+        }
+        store = VRouterCluster.ClusterStore(client: client, keys: keys)
+        publisher = ClusterPublisher(
+            client: client,
+            keys: keys,
+            node: node,
+            ttl: Int64(settings.leaseTTL),
+            logger: log
+        )
+    }
+
+    // MARK: the seam
+
+    func pools(for n: NetworkRecord) throws(APIError) -> NetworkPools {
+        try pools(
+            network: Self.networkKey(n.key),
+            subnet4: n.subnet.flatMap { IPv4Prefix($0) },
+            gateway4: n.gateway.flatMap { IPv4Address($0) },
+            subnet6: n.subnet6.flatMap { IPv6Prefix($0) },
+            gateway6: n.gateway6.flatMap { IPv6Address($0) }
+        )
+    }
+
+    /// The node's blocks of a network's subnets: the ones it holds already, else the first
+    /// free ones (claimed in one transaction each; a block another node took in between is
+    /// skipped).
+    func pools(
+        network: NetworkKey,
+        subnet4: IPv4Prefix?,
+        gateway4: IPv4Address?,
+        subnet6: IPv6Prefix?,
+        gateway6: IPv6Address?
+    ) throws(APIError) -> NetworkPools {
+        var pools = NetworkPools()
+        let n = settings.blocks
+        let held: [BlockClaim]
+        do {
+            held = try blocking { [store] () async throws(ClusterError) in try await store.blocks(of: network) }
+        } catch {
+            throw APIError(503, "network \(network): cannot read its address blocks from etcd: \(error)")
+        }
+        func claim(_ family: String, _ make: (Int) -> SubnetPool?) throws(APIError) -> SubnetPool {
+            let taken = Dictionary(held.map { ($0.cidr, $0.node) }, uniquingKeysWith: { a, _ in a })
+            let order = (0..<n).map { "\(family)-\($0)-of-\(n)" }
+            if let mine = order.firstIndex(where: { taken[$0] == nodeName }), let pool = make(mine) { return pool }
+            for (k, cidr) in order.enumerated() where taken[cidr] == nil {
+                guard let pool = make(k) else { continue }
+                let claim = BlockClaim(network: network, cidr: cidr, node: nodeName)
+                let r: VRouterCluster.ClusterStore.Claim<BlockClaim>
+                do {
+                    r = try blocking { [store] () async throws(ClusterError) in try await store.claimBlock(claim) }
+                } catch {
+                    throw APIError(503, "network \(network): cannot claim an address block in etcd: \(error)")
+                }
+                switch r {
+                case .claimed, .alreadyOurs:
+                    log.info("address block claimed", metadata: ["network": "\(network)", "block": "\(cidr)"])
+                    return pool
+                case .taken: continue
+                }
+            }
+            throw APIError(409, "network \(network): every \(family) block of its subnet is held by other nodes")
+        }
+        if let p = subnet4, let g = gateway4 {
+            pools.v4 = try claim("v4") { SubnetPool.v4(p, gateway: g, slice: $0, slices: n) }
+        }
+        if let p = subnet6, let g = gateway6 {
+            pools.v6 = try claim("v6") { SubnetPool.v6(p, gateway: g, slice: $0, slices: n) }
+        }
+        return pools
+    }
+
+    func claim(_ pod: PodRecord) throws(CNIFailure) {
+        var claimed: [AddressClaim] = []
+        for c in addressClaims(pod) {
+            let r: VRouterCluster.ClusterStore.Claim<AddressClaim>
+            do { r = try blocking { [store] () async throws(ClusterError) in try await store.claimAddress(c) } } catch {
+                release(claimed)
+                throw CNIFailure(
+                    503,
+                    .tryAgainLater,
+                    "network \(c.network): cannot claim \(c.address) in the cluster store (etcd): \(error)"
+                )
+            }
+            switch r {
+            case .claimed, .alreadyOurs: claimed.append(c)
+            case .taken(let by):
+                release(claimed)
+                throw CNIFailure(
+                    409,
+                    .addressUnavailable,
+                    "network \(c.network): address \(c.address) is held by pod \(by.pod) (\(by.interface)) on node \(by.node)"
+                )
+            }
+        }
+    }
+
+    // The publisher is an actor: these wait for it (no network) so that a pod's publish and
+    // withdraw reach it in the order the node made them.
+    func publish(_ pod: PodRecord) {
+        let endpoints = self.endpoints(pod)
+        blocking { [publisher] in for e in endpoints { await publisher.publish(e) } }
+    }
+
+    func withdraw(_ pod: PodRecord) {
+        let podKey = Self.podKey(pod)
+        let interfaces = pod.attachments.compactMap { $0.delegate == nil ? $0.ifname : nil }
+        blocking { [publisher] in for i in interfaces { await publisher.withdraw(pod: podKey, interface: i) } }
+        release(addressClaims(pod))
+    }
+
+    func apply(_ network: NetworkRecord, nad: NetworkAttachmentDefinition) throws(APIError) {
+        let entry = NetworkEntry(nad: nad, appliedBy: nodeName)
+        do { _ = try blocking { [store] () async throws(ClusterError) in try await store.applyNetwork(entry) } } catch {
+            throw APIError(503, "network \(network.key): the cluster store (etcd) did not take it: \(error)")
+        }
+    }
+
+    func delete(_ network: NetworkRecord) throws(APIError) {
+        let key = Self.networkKey(network.key)
+        do {
+            _ = try blocking { [store] () async throws(ClusterError) in try await store.deleteNetwork(key) }
+        } catch .networkInUse(_, let claims) {
+            let users = Set(claims.map { "\($0.pod) on node \($0.node)" }).sorted()
+            throw .conflict("network \(network.key) is in use in the cluster by \(users.joined(separator: ", "))")
+        } catch {
+            throw APIError(503, "network \(network.key): the cluster store (etcd) did not delete it: \(error)")
+        }
+    }
+
+    // MARK: records
+
+    static func networkKey(_ key: String) -> NetworkKey {
+        let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+        return parts.count == 2
+            ? NetworkKey(namespace: parts[0], name: parts[1]) : NetworkKey(namespace: "-", name: key)
+    }
+
+    static func podKey(_ pod: PodRecord) -> PodKey {
+        PodKey(namespace: pod.pod.namespace ?? "-", name: pod.pod.name ?? pod.containerID)
+    }
+
+    private func addressClaims(_ pod: PodRecord) -> [AddressClaim] {
+        let podKey = Self.podKey(pod)
+        return pod.attachments.flatMap { a -> [AddressClaim] in
+            guard a.delegate == nil, a.detached != true else { return [] }
+            let addresses = [a.ipv4?.address.description, a.ipv6?.address.description].compactMap { $0 }
+            return addresses.map {
+                AddressClaim(
+                    network: Self.networkKey(a.network),
+                    address: $0,
+                    node: nodeName,
+                    pod: podKey,
+                    interface: a.ifname
+                )
+            }
+        }
+    }
+
+    /// The pod's vRouter interfaces as other nodes route to them.
+    func endpoints(_ pod: PodRecord) -> [EndpointRecord] {
+        let podKey = Self.podKey(pod)
+        let vni = vniOfVRF.withLock { $0 }
+        return pod.attachments.compactMap { a in
+            guard a.delegate == nil, a.detached != true, a.interface != nil else { return nil }
+            let addresses = [a.ipv4?.address.description, a.ipv6?.address.description].compactMap { $0 }
+            guard !addresses.isEmpty else { return nil }
+            return EndpointRecord(
+                node: nodeName,
+                network: Self.networkKey(a.network),
+                pod: podKey,
+                interface: a.ifname,
+                addresses: addresses,
+                mac: a.mac?.description,
+                label: a.label,
+                vni: a.vrf.flatMap(vni)
+            )
+        }
+    }
+
+    /// Releases claims before returning (a sandbox that replaces another claims the same
+    /// addresses next). One that cannot be released is logged: it costs an address, never a
+    /// duplicate.
+    private func release(_ claims: [AddressClaim]) {
+        for c in claims {
+            do {
+                try blocking { [store] () async throws(ClusterError) in
+                    try await store.releaseAddress(c.network, address: c.address, node: c.node)
+                }
+            } catch {
+                log.warning(
+                    "address claim not released",
+                    metadata: ["network": "\(c.network)", "address": "\(c.address)", "error": "\(error)"]
+                )
+            }
+        }
+    }
+}
+
+/// Runs `op` to its end on the concurrency pool and waits for it on this thread (a request
+/// thread or the start, never a task: the caller is synchronous). Every etcd call has a
+/// deadline, so the wait is bounded.
+@discardableResult
+func blocking<T: Sendable, E: Error>(_ op: @escaping @Sendable () async throws(E) -> T) throws(E) -> T {
+    let done = DispatchSemaphore(value: 0)
+    let result = Mutex<Result<T, E>?>(nil)
+    Task {
+        let r: Result<T, E>
+        do throws(E) { r = .success(try await op()) } catch { r = .failure(error) }
+        result.withLock { $0 = r }
+        done.signal()
+    }
+    done.wait()
+    return try result.withLock { $0! }.get()
+}

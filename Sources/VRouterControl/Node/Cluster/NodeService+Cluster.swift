@@ -1,0 +1,70 @@
+// What the cluster needs of the node (cluster mode; see ClusterStore.swift): its record for
+// the others, the default network's block, the VRF a remote pod's network maps to here, and
+// the view `vrouterctl cluster` shows.
+
+import Foundation
+import Logging
+import VRouterAPI
+import VRouterCluster
+import VRouterCore
+
+extension NodeService {
+    /// This node as the others see it: its fabric address is its underlay.
+    static func clusterRecord(_ config: NodeConfig) -> NodeRecord {
+        let fabric = config.interfaces.first { $0.kind == .fabric }
+        return NodeRecord(
+            name: config.name,
+            underlay: fabric?.ipv4?.description ?? "",
+            mac: fabric?.mac.description,
+            encapsulations: ["mpls-udp", "vxlan"],
+            bootID: UUID().uuidString.lowercased()
+        )
+    }
+
+    /// The default network's blocks, claimed at start; nil when the store cannot be reached
+    /// (pod ADDs then fail with a clear error until it can; `ensureClusterPools` tries again).
+    static func clusterPools(_ d: NodeConfig.DefaultNetwork, _ etcd: EtcdStore, _ log: Logger) -> NetworkPools? {
+        do {
+            return try etcd.pools(
+                network: EtcdStore.networkKey(d.name),
+                subnet4: d.subnet4,
+                gateway4: d.gateway4,
+                subnet6: d.subnet6,
+                gateway6: d.gateway6
+            )
+        } catch {
+            log.error("default network: no address block yet", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// Claims the default network's blocks if the start could not (etcd was away).
+    func ensureClusterPools() {
+        guard let etcd, let d = config.defaultNetwork, attachments.withLock({ $0.pools[d.name] == nil }) else { return }
+        guard let pools = Self.clusterPools(d, etcd, log) else { return }
+        attachments.withLock { a in
+            a.pools[d.name] = pools
+            for p in a.pods.values { a.markAddresses(p, used: true) }
+        }
+    }
+
+    /// The VRF (and its VNI here) that a cluster network maps to on this node; nil when this
+    /// node does not have the network (its pods are then not routed here).
+    func clusterVRF(of network: NetworkKey) -> (vrf: String, vni: UInt32?)? {
+        let vrf: String?
+        if network.namespace == "-" {
+            vrf = config.defaultNetwork?.name == network.name ? network.name : nil
+        } else {
+            vrf = attachments.withLock { $0.networks[network.description]?.vrf }
+        }
+        guard let vrf else { return nil }
+        return (vrf, tables.read { $0.vnis[vrf] })
+    }
+
+    public func clusterInfo() throws(APIError) -> ClusterInfo {
+        guard let agent = clusterAgent else {
+            throw .notFound("this node is not in cluster mode (no cluster: in its config)")
+        }
+        return blocking { () async -> ClusterInfo in await agent.info() }
+    }
+}
