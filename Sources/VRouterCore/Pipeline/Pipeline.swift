@@ -82,6 +82,10 @@ public struct Pipeline: ~Copyable {
     // (FastParse word) or 0 when the packet took the general ethernet-input.
     @usableFromInline let ipPos: UnsafeMutablePointer<UInt32>
     @usableFromInline let fast4: UnsafeMutablePointer<UInt64>
+    // route-lookup's batch: destinations of a run of misses, and every miss's LPM result.
+    @usableFromInline let lpmKeys4: UnsafeMutablePointer<UInt32>
+    @usableFromInline let lpmKeys6: UnsafeMutablePointer<UInt128>
+    @usableFromInline let missRoutes: UnsafeMutablePointer<UInt32>
     @usableFromInline var icmpTokens: UInt32
     @usableFromInline var icmpRefilledAt: UInt32 = 0
     @usableFromInline var outerID: UInt16 = 0
@@ -113,6 +117,9 @@ public struct Pipeline: ~Copyable {
         slots6 = .allocate(capacity: n)
         ipPos = .allocate(capacity: n)
         fast4 = .allocate(capacity: n)
+        lpmKeys4 = .allocate(capacity: n)
+        lpmKeys6 = .allocate(capacity: n)
+        missRoutes = .allocate(capacity: n)
         icmpTokens = config.icmpErrorBurst
     }
 
@@ -134,6 +141,9 @@ public struct Pipeline: ~Copyable {
         slots6.deallocate()
         ipPos.deallocate()
         fast4.deallocate()
+        lpmKeys4.deallocate()
+        lpmKeys6.deallocate()
+        missRoutes.deallocate()
     }
 
     /// Forwards one frame (≤ 256 packets). Every packet of `input` ends up either appended
