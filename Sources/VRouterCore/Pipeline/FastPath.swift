@@ -1,7 +1,7 @@
 // The fused fast path (issue 19), on unless PipelineConfig.fusedFastPath is off: the
 // common case goes from parse to rewrite without passing through PacketMeta.
 //
-//   ethernet-input  a straight-line parse for untagged pod IPv4 TCP/UDP and for
+//   ethernet-input  (fastClassify) a straight-line parse for untagged pod IPv4 TCP/UDP and for
 //                   VXLAN-decapsulated IPv4 TCP/UDP; what it learns (L3/L4 offsets, flags)
 //                   is one word per packet in `fast4` next to the key and hash. Anything
 //                   else, or anything it is unsure of, takes the general classify.
@@ -41,40 +41,16 @@ enum FastParse {
 }
 
 extension Pipeline {
-    /// ethernet-input with the fast parse in front of the general classify.
+    /// Where a packet the general classify took stands in its family's arrays, for
+    /// the fused flow-lookup (its fast word 0: not fast-parsed).
     @inline(__always)
-    mutating func ethernetInputFused(_ input: inout Frame, _ view: ForwardingView, output: inout Frame) {
-        let pool = self.pool
-        let n = input.count
-        for i in 0..<n {
-            if i &+ 3 < n {
-                let ahead = input[i &+ 3]
-                vrt_prefetch(pool.buffer(ahead) + Int(pool.metas[Int(ahead)].offset))
-            }
-            let idx = input[i]
-            if fastClassify(idx, view) {
-                ipList.append(idx)
-                continue
-            }
-            switch classify(idx, view) {
-            case .ip:
-                recordFlowKey(idx)
-                let m = pool.meta(idx)
-                if m.pointee.flags.contains(.ipv4) {
-                    // Safe: aux < count4 ≤ Frame.defaultCapacity, the size of fast4.
-                    fast4[Int(m.pointee.aux)] = 0
-                    ipPos[ipList.count] = m.pointee.aux
-                } else {
-                    ipPos[ipList.count] = m.pointee.aux | 0x8000_0000
-                }
-                ipList.append(idx)
-            case .arpOrND:
-                arpList.append(idx)
-            case .output:
-                emit(idx, &output)
-            case .drop(let reason):
-                drop(idx, reason)
-            }
+    mutating func recordGeneralPosition(_ m: UnsafeMutablePointer<PacketMeta>) {
+        if m.pointee.flags.contains(.ipv4) {
+            // Safe: aux < count4 ≤ Frame.defaultCapacity, the size of fast4.
+            fast4[Int(m.pointee.aux)] = 0
+            ipPos[ipList.count] = m.pointee.aux
+        } else {
+            ipPos[ipList.count] = m.pointee.aux | 0x8000_0000
         }
     }
 

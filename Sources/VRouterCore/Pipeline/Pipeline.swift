@@ -173,10 +173,11 @@ public struct Pipeline: ~Copyable {
         count6 = 0
 
         let fused = config.fusedFastPath
+        // Two inlined copies, so the flag is not tested per packet.
         if fused {
-            ethernetInputFused(&input, view, output: &output)
+            ethernetInput(&input, view, fused: true, output: &output)
         } else {
-            ethernetInput(&input, view, output: &output)
+            ethernetInput(&input, view, fused: false, output: &output)
         }
         input.removeAll()
         if timing { t0 = lap(.ethernetInput, t0, n) }
