@@ -12,6 +12,10 @@ public struct ClusterInfo: Codable, Sendable, Equatable {
     public var revision: Int64
     public var resyncs: Int
     public var compactions: Int
+    /// Watches that ended in an error and were started again.
+    public var watchRestarts: Int
+    /// Calls to etcd that failed: the publisher's passes, claims, releases, network changes.
+    public var storeErrors: Int
     public var lastError: String?
     /// The node's lease (hex), nil while it has none.
     public var leaseID: String?
@@ -35,6 +39,8 @@ public struct ClusterInfo: Codable, Sendable, Equatable {
         revision: Int64,
         resyncs: Int,
         compactions: Int,
+        watchRestarts: Int,
+        storeErrors: Int,
         lastError: String?,
         leaseID: String?,
         leaseTTL: Int,
@@ -54,6 +60,8 @@ public struct ClusterInfo: Codable, Sendable, Equatable {
         self.revision = revision
         self.resyncs = resyncs
         self.compactions = compactions
+        self.watchRestarts = watchRestarts
+        self.storeErrors = storeErrors
         self.lastError = lastError
         self.leaseID = leaseID
         self.leaseTTL = leaseTTL

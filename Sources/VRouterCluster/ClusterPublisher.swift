@@ -20,6 +20,8 @@ public struct ClusterPublisherStatus: Sendable, Equatable {
     public var regrants = 0
     /// Keys wanted but not (yet) in the store as wanted.
     public var pending = 0
+    /// Passes that failed (etcd away, a write with an unknown outcome), each tried again.
+    public var errors = 0
     public var lastError: String?
 }
 
@@ -125,6 +127,7 @@ public actor ClusterPublisher {
                 // Unreachable, or a write with an unknown outcome: try again soon (a put is
                 // idempotent); nothing is withdrawn meanwhile.
                 state.lastError = "\(error)"
+                state.errors += 1
                 logger.warning("cluster publisher: \(error)")
                 dirty = true
                 try? await Task.sleep(for: min(pause, interval))

@@ -55,9 +55,12 @@ public struct ClusterStore: Sendable {
         )
     }
 
-    /// Releases an address only if `node` holds it.
-    public func releaseAddress(_ network: NetworkKey, address: String, node: String) async throws(ClusterError) {
-        try await deleteIfOurs(keys.address(network, address), AddressClaim.self) { $0.node == node }
+    /// Releases an address only if this claim (its node, pod and interface) still holds it: a
+    /// late release never frees an address another pod of the node has claimed since.
+    public func releaseAddress(_ claim: AddressClaim) async throws(ClusterError) {
+        try await deleteIfOurs(keys.address(claim.network, claim.address), AddressClaim.self) {
+            $0.node == claim.node && $0.pod == claim.pod && $0.interface == claim.interface
+        }
     }
 
     public func addressClaims(of network: NetworkKey? = nil) async throws(ClusterError) -> [AddressClaim] {

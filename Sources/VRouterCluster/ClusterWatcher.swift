@@ -31,6 +31,8 @@ public struct ClusterWatchStatus: Sendable, Equatable {
     /// Full listings after the first (each after a break or a compaction).
     public var resyncs = 0
     public var compactions = 0
+    /// Watches (or listings) that ended in an error and were started again.
+    public var restarts = 0
     public var lastError: String?
     public var view = ClusterViewCounters()
     public var remoteNodes = 0
@@ -99,6 +101,7 @@ public final class ClusterWatcher: Sendable {
                 state.withLock {
                     $0.connected = false
                     $0.lastError = "\(error)"
+                    $0.restarts += 1
                     if compacted { $0.compactions += 1 }
                 }
                 logger.warning("cluster watch ended, listing again: \(error)")

@@ -208,6 +208,7 @@ struct ClusterCommand: ParsableCommand {
                 ("node", c.node), ("store", c.endpoints.joined(separator: ",")), ("prefix", c.prefix),
                 ("connected", c.connected ? "yes (\(opt(c.endpoint)))" : "no"), ("revision", "\(c.revision)"),
                 ("resyncs", "\(c.resyncs)"), ("compactions", "\(c.compactions)"),
+                ("watch restarts", "\(c.watchRestarts)"), ("store errors", "\(c.storeErrors)"),
                 ("lease", "\(opt(c.leaseID)) (TTL \(c.leaseTTL)s, re-granted \(c.leaseRegrants))"),
                 ("unpublished", "\(c.publishPending)"), ("skipped records", "\(c.skippedRecords)"),
                 ("routes", "\(c.routesProgrammed) (learned \(c.routesLearned), withdrawn \(c.routesWithdrawn))"),

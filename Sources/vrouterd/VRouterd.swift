@@ -212,7 +212,14 @@ struct Run: ParsableCommand {
             if let dir = stateDir {
                 let p = try StatePersistence(directory: dir)
                 persistence = p
-                if let (restored, records) = try p.load() {
+                let loaded = try p.load()
+                if let torn = p.droppedTail {
+                    log.warning(
+                        "state journal: torn last record dropped (a crash cut its write short; it was never acknowledged)",
+                        metadata: ["line": "\(torn.line)", "bytes": "\(torn.bytes)", "directory": "\(dir)"]
+                    )
+                }
+                if let (restored, records) = loaded {
                     log.info("restoring saved state", metadata: ["directory": "\(dir)", "changes": "\(records.count)"])
                     nodeConfig = restored
                     saved = records
@@ -240,7 +247,7 @@ struct Run: ParsableCommand {
             service.persistence = persistence
             if let c = savedCNI { service.restoreCNI(c) }
             try service.start()
-            service.replay(saved)
+            service.replay(saved, adding: savedCNI?.adding ?? [])
             try service.saveSnapshot()
             service.startCluster()
         } catch {

@@ -169,6 +169,23 @@ import VRouterTestSupport
         }
     }
 
+    /// The node as vrouterd restarts it from `dir`: snapshot, journal replayed, a new snapshot.
+    func restarted(from dir: String) throws -> NodeService {
+        let p = try StatePersistence(directory: dir)
+        let (config, records) = try #require(try p.load())
+        var c = config
+        c.poolBuffers = 1024
+        c.flowCapacity = 1024
+        let s = try NodeService(config: c, logger: Logger(label: "test"), requireLivePorts: false)
+        s.persistence = p
+        let cni = try p.loadCNI()
+        if let cni { s.restoreCNI(cni) }
+        try s.start()
+        s.replay(records, adding: cni?.adding ?? [])
+        try s.saveSnapshot()
+        return s
+    }
+
     func add(
         _ s: NodeService,
         _ cid: String,
@@ -332,17 +349,7 @@ import VRouterTestSupport
         #expect(try pod.links() == ["eth0", "net1"], "persistent taps outlive vrouterd")
         // Restart from the journal, then from a snapshot.
         for round in 0..<2 {
-            let p = try StatePersistence(directory: dir)
-            let (config, records) = try #require(try p.load())
-            var c = config
-            c.poolBuffers = 1024
-            c.flowCapacity = 1024
-            s = try NodeService(config: c, logger: Logger(label: "test"), requireLivePorts: false)
-            s.persistence = p
-            if let cni = try p.loadCNI() { s.restoreCNI(cni) }
-            try s.start()
-            s.replay(records)
-            try s.saveSnapshot()
+            s = try restarted(from: dir)
             let info = try s.pod(namespace: "default", name: "api")
             #expect(info.networkStatus.map(\.ips) == r.attachments.map(\.ips), "round \(round)")
             #expect(info.interfaces?.map(\.label) == labels && s.labels().count == 2, "labels survive, round \(round)")
@@ -369,6 +376,58 @@ import VRouterTestSupport
             ).found
         )
         #expect(try pod.links() == [])
+    }
+}
+
+extension CNIPodTests {
+    /// What tools/journal-kill found. (1) An ADD cut short after making its taps and before
+    /// its record left them behind: no record, so neither the restart nor the runtime's DEL
+    /// removed them (the pod's next ADD then failed on "eth0 exists"). Now an ADD journals
+    /// its intent first and a restart undoes it. (2) Pod records were replayed by container
+    /// ID, so an older sandbox's release (here "c-z") ran after a newer one's attachment
+    /// ("c-a", same interface names) and took its tap. Now in the order they were written.
+    @Test func aRestartUndoesAnAddCutShortAndReplaysSandboxesInOrder() throws {
+        let dir = Scratch.path("cni-cut-\(UInt32.random(in: 0...UInt32.max))")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var s = try service(state: try StatePersistence(directory: dir))
+        try s.saveSnapshot()
+        let web = try Netns("g")
+        _ = try add(s, "c-z", web, pod: "web", "")
+        try s.saveSnapshot()  // the old sandbox is in the snapshot, the rest in the journal
+        let del = CNIDelRequest(
+            containerID: "c-z",
+            netns: web.path,
+            ifname: "eth0",
+            pod: CNIPod(namespace: "default", name: "web")
+        )
+        #expect(s.cniDel(del).found)
+        let r = try add(s, "c-a", web, pod: "web", "")
+        let cut = try Netns("h")
+        _ = try add(s, "c-cut", cut, pod: "cut", "")
+        s.stop()  // as kill -9 leaves it: persistent taps stay
+        // The crash came after c-cut's taps and before its record: the journal's last line goes.
+        let journal = dir + "/journal.jsonl"
+        var lines = try String(contentsOfFile: journal, encoding: .utf8).split(separator: "\n")
+        #expect(lines.last?.contains("c-cut") == true && lines.dropLast().last?.contains("podAdding") == true)
+        lines.removeLast()
+        try (lines.joined(separator: "\n") + "\n").write(toFile: journal, atomically: true, encoding: .utf8)
+        #expect(try cut.links() == ["eth0"])
+
+        s = try restarted(from: dir)
+        defer { s.stop() }
+        #expect(try cut.links() == [], "the ADD cut short is undone")
+        #expect(s.pods().map(\.containerID) == ["c-a"])
+        #expect(try web.links() == ["eth0"], "the newer sandbox keeps its tap")
+        #expect(try web.addresses("eth0") == r.attachments[0].ips!)
+        #expect(s.networks().map(\.addressesInUse) == [1])
+        _ = try s.cniCheck(
+            CNICheckRequest(
+                containerID: "c-a",
+                netns: web.path,
+                ifname: "eth0",
+                pod: CNIPod(namespace: "default", name: "web")
+            )
+        )
     }
 }
 

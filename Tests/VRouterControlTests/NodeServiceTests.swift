@@ -205,6 +205,84 @@ import VRouterTestSupport
             Issue.record("loaded a corrupt state")
         } catch { #expect(error.description.contains("refusing to start")) }
     }
+
+    /// A crash while a record is written leaves its line cut short (or, after a file system's
+    /// crash, zeros or garbage after the last record): the complete records are kept, the torn
+    /// tail is dropped and reported, cut off the file (the next append starts a line of its
+    /// own), and the node starts. A damaged line with complete records after it is corruption.
+    @Test func aTornJournalTailIsDroppedNotARefusal() throws {
+        let dir = Scratch.path("state-torn-\(UInt32.random(in: 0...UInt32.max))")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = try NodeConfig.parse(Self.yaml)
+        let p = try StatePersistence(directory: dir)
+        let s = try service(config, state: p)
+        try s.saveSnapshot()
+        for i in 0..<3 {
+            _ = try s.changeRoutes(
+                vrf: "blue",
+                RouteChange(add: [RouteSpec(prefix: "203.0.113.\(i)/32", discard: true)])
+            )
+        }
+        s.stop()
+        let journal = dir + "/journal.jsonl"
+        let whole = try #require(FileManager.default.contents(atPath: journal))
+        let lines = whole.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast()
+        #expect(lines.count == 3)
+        let firstTwo = Data(lines.prefix(2).joined(separator: [UInt8(ascii: "\n")])) + Data("\n".utf8)
+        let third = Data(lines[lines.startIndex + 2])
+
+        /// Loads `data` as the journal; returns the prefixes replayed and what was dropped.
+        func load(_ data: Data) throws -> ([String], StatePersistence.DroppedTail?) {
+            try data.write(to: URL(fileURLWithPath: journal))
+            let p = try StatePersistence(directory: dir)
+            let (_, records) = try #require(try p.load())
+            let prefixes = records.compactMap { r -> String? in
+                guard case .routes(_, let c) = r else { return nil }
+                return c.add?.first?.prefix
+            }
+            return (prefixes, p.droppedTail)
+        }
+        let all = ["203.0.113.0/32", "203.0.113.1/32", "203.0.113.2/32"]
+        // Nothing damaged: nothing dropped.
+        #expect(try load(whole) == (all, nil))
+        // The last record cut short, at several points (its newline included).
+        for cut in [1, third.count / 2, third.count] {
+            let torn = firstTwo + third.prefix(cut)
+            #expect(try load(torn) == (Array(all.prefix(2)), StatePersistence.DroppedTail(line: 3, bytes: cut)))
+            // Cut off the file: exactly the complete records remain.
+            #expect(FileManager.default.contents(atPath: journal) == firstTwo)
+        }
+        // Garbage after the last record: zeros, half a record, several broken lines.
+        let garbage = [Data(repeating: 0, count: 512), third.prefix(20), Data("}{\n\u{1}x\nnot json".utf8)]
+        for g in garbage {
+            #expect(try load(whole + g) == (all, StatePersistence.DroppedTail(line: 4, bytes: g.count)))
+            #expect(FileManager.default.contents(atPath: journal) == whole)
+        }
+        // After a recovery the node starts, and what it journals next reads back after the kept records.
+        _ = try load(firstTwo + third.prefix(10))
+        let p2 = try StatePersistence(directory: dir)
+        let (restored, records) = try #require(try p2.load())
+        let s2 = try service(restored, state: p2)
+        s2.replay(records)
+        _ = try s2.changeRoutes(vrf: "blue", RouteChange(add: [RouteSpec(prefix: "203.0.113.9/32", discard: true)]))
+        s2.stop()
+        let p3 = try StatePersistence(directory: dir)
+        let (again, more) = try #require(try p3.load())
+        #expect(p3.droppedTail == nil)
+        let s3 = try service(again, state: p3)
+        defer { s3.stop() }
+        s3.replay(more)
+        #expect(
+            try s3.routes(vrf: "blue").map(\.prefix).filter { $0.hasPrefix("203.") }
+                == ["203.0.113.0/32", "203.0.113.1/32", "203.0.113.9/32"]
+        )
+        // A damaged line followed by complete records is not a torn tail: refused, saying so.
+        try (firstTwo.prefix(5) + Data("\n".utf8) + firstTwo).write(to: URL(fileURLWithPath: journal))
+        do {
+            _ = try StatePersistence(directory: dir).load()
+            Issue.record("loaded a journal corrupt in the middle")
+        } catch { #expect(error.description.contains("line 1 is corrupt")) }
+    }
 }
 
 /// NADs with Contrail's fabric annotations on a running node (no ports needed).

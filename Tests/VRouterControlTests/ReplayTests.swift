@@ -61,16 +61,46 @@ import VRouterTestSupport
         return s
     }
 
-    @Test func replayWritesExactlyWhatEachPortTransmitted() throws {
-        let blue = SyntheticTraffic.podFlows(
+    /// The blue pod's flows toward the remote half of its network.
+    static func fromBlue(flows: Int, size: Int = 64, seed: UInt64) -> PacketSet {
+        SyntheticTraffic.podFlows(
             port: 1,
             mac: MACAddress("02:00:01:00:00:0a")!,
             source: IPv4Address(192, 0, 2, 10),
             prefixes: [IPv4Prefix("192.0.2.128/25")!],
-            flows: 50,
-            size: 100,
-            seed: 1
+            flows: flows,
+            size: size,
+            seed: seed
         )
+    }
+
+    /// VXLAN (VNI 1001) from node-a toward the blue pod.
+    static func vxlanToBlue(flows: Int, seed: UInt64) -> PacketSet {
+        SyntheticTraffic.vxlanToPods(
+            fabricPort: 0,
+            nodeMAC: MACAddress("02:00:00:00:00:01")!,
+            underlay: IPv4Address(198, 18, 0, 1),
+            peerMAC: MACAddress("02:00:00:00:00:02")!,
+            peer: IPv4Address(198, 18, 0, 2),
+            vni: 1001,
+            remote: IPv4Prefix("192.0.2.128/25")!,
+            pods: [IPv4Address(192, 0, 2, 10)],
+            flows: flows,
+            seed: seed
+        )
+    }
+
+    /// The replay node over these captures (each port's input file and the config written).
+    static func node(blue: PacketSet, red: PacketSet, fabric: PacketSet) throws -> ReplayNode {
+        try write(blue, "blue-in.pcap")
+        try write(red, "red-in.pcap")
+        try write(fabric, "fabric-in.pcap")
+        try config.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        return try ReplayNode(config: NodeConfig.load(path: dir + "/config.yaml"))
+    }
+
+    @Test func replayWritesExactlyWhatEachPortTransmitted() throws {
+        let blue = Self.fromBlue(flows: 50, size: 100, seed: 1)
         let red = SyntheticTraffic.podFlows(
             port: 2,
             mac: MACAddress("02:00:02:00:00:0a")!,
@@ -80,18 +110,7 @@ import VRouterTestSupport
             size: 64,
             seed: 2
         )
-        var fabric = SyntheticTraffic.vxlanToPods(
-            fabricPort: 0,
-            nodeMAC: MACAddress("02:00:00:00:00:01")!,
-            underlay: IPv4Address(198, 18, 0, 1),
-            peerMAC: MACAddress("02:00:00:00:00:02")!,
-            peer: IPv4Address(198, 18, 0, 2),
-            vni: 1001,
-            remote: IPv4Prefix("192.0.2.128/25")!,
-            pods: [IPv4Address(192, 0, 2, 10)],
-            flows: 30,
-            seed: 3
-        )
+        var fabric = Self.vxlanToBlue(flows: 30, seed: 3)
         fabric.append(
             contentsOf: SyntheticTraffic.mplsToPods(
                 fabricPort: 0,
@@ -106,12 +125,7 @@ import VRouterTestSupport
                 seed: 4
             )
         )
-        try Self.write(blue, "blue-in.pcap")
-        try Self.write(red, "red-in.pcap")
-        try Self.write(fabric, "fabric-in.pcap")
-        try Self.config.write(toFile: Self.dir + "/config.yaml", atomically: true, encoding: .utf8)
-
-        let node = try ReplayNode(config: NodeConfig.load(path: Self.dir + "/config.yaml"))
+        let node = try Self.node(blue: blue, red: red, fabric: fabric)
         let summary = try node.replay()
         #expect(summary.packets == 140)
         #expect(summary.outputs == 140)
@@ -163,27 +177,9 @@ import VRouterTestSupport
     /// `bench --workers 2`: the packets are dealt by flow (every packet once, a flow's
     /// packets to one worker) and the two workers forward all of them.
     @Test func benchWorkersShareThePacketsByFlow() throws {
-        var blue = SyntheticTraffic.podFlows(
-            port: 1,
-            mac: MACAddress("02:00:01:00:00:0a")!,
-            source: IPv4Address(192, 0, 2, 10),
-            prefixes: [IPv4Prefix("192.0.2.128/25")!],
-            flows: 200,
-            seed: 5
-        )
+        var blue = Self.fromBlue(flows: 200, seed: 5)
         blue.append(contentsOf: blue)  // every flow twice
-        let fabric = SyntheticTraffic.vxlanToPods(
-            fabricPort: 0,
-            nodeMAC: MACAddress("02:00:00:00:00:01")!,
-            underlay: IPv4Address(198, 18, 0, 1),
-            peerMAC: MACAddress("02:00:00:00:00:02")!,
-            peer: IPv4Address(198, 18, 0, 2),
-            vni: 1001,
-            remote: IPv4Prefix("192.0.2.128/25")!,
-            pods: [IPv4Address(192, 0, 2, 10)],
-            flows: 100,
-            seed: 6
-        )
+        let fabric = Self.vxlanToBlue(flows: 100, seed: 6)
         let shares = blue.split(2)
         #expect(shares.map(\.count).reduce(0, +) == blue.count)
         #expect(shares.allSatisfy { $0.count > 0 })
@@ -192,11 +188,7 @@ import VRouterTestSupport
             for i in 0..<share.count { seen[share.packet(i), default: 0] += 1 }
             #expect(seen.values.allSatisfy { $0 == 2 }, "a flow's two packets went to different workers")
         }
-        try Self.write(blue, "blue-in.pcap")
-        try Self.write(PacketSet(), "red-in.pcap")
-        try Self.write(fabric, "fabric-in.pcap")
-        try Self.config.write(toFile: Self.dir + "/config.yaml", atomically: true, encoding: .utf8)
-        let node = try ReplayNode(config: NodeConfig.load(path: Self.dir + "/config.yaml"))
+        let node = try Self.node(blue: blue, red: PacketSet(), fabric: fabric)
         let r = try node.bench(repeats: 3, workers: 2) { _ in }
         #expect(r.workers == 2)
         #expect(r.packets == 500)

@@ -217,15 +217,7 @@ struct HeadersScapyTests {
         )
         _ = run("dnat-icmp-error", error, Topo.fabricPort, "chksum=IP,chksum=ICMP,chksum=IPerror,chksum=UDPerror")
         let reply = NATFrames.udp(.vrouter, Topo.greenAMAC, Topo.world, Topo.greenAIP, sport: 33434, dport: 40000)
-        let podError = NATFrames.error(
-            Topo.greenAMAC,
-            .vrouter,
-            Topo.greenAIP,
-            Topo.world,
-            type: 3,
-            code: 3,
-            quote: Array(reply[14...])
-        )
+        let podError = NATFrames.podUnreachable(about: reply)
         _ = run("snat-icmp-error", podError, Topo.greenA, "chksum=IP,chksum=ICMP,chksum=IPerror,chksum=UDPerror")
         try check(frames)
     }

@@ -77,6 +77,11 @@ enum NATFrames {
             + Frames.ipv4(src: bytes(src), dst: bytes(dst), proto: 1, payload: i.count, ttl: ttl) + i
     }
 
+    /// Green-a's port-unreachable about `reply` (a frame the pipeline delivered to it).
+    static func podUnreachable(about reply: [UInt8]) -> [UInt8] {
+        error(Topo.greenAMAC, .vrouter, Topo.greenAIP, Topo.world, type: 3, code: 3, quote: Array(reply[14...]))
+    }
+
     /// An ICMP error from `src` to `dst` quoting `quote` (an IPv4 packet, no Ethernet).
     static func error(
         _ srcMAC: MACAddress,
@@ -115,6 +120,14 @@ private func natHarness(
     c.snat = range
     c.flowIdleTimeout = idle
     return PipelineHarness(config: c, topology: SampleTopology(fabricServices: true))
+}
+
+/// The NAT harness after green-a's first datagram to the world host (port 40000 to 53),
+/// which set up its translation (to the node's port 20000).
+private func openedNAT() -> PipelineHarness {
+    let h = natHarness()
+    _ = h.run(fromGreenA(sport: 40000, dport: 53), from: Topo.greenA)
+    return h
 }
 
 @Suite struct PipelineNATTests {
@@ -158,11 +171,7 @@ private func natHarness(
     /// TP_STATUS_CSUMNOTREADY): the field holds only the pseudo-header sum. It is completed
     /// before the translation, so the pod gets a datagram whose checksum verifies.
     @Test func aChecksumLeftToOffloadIsCompletedFirst() {
-        let h = natHarness()
-        _ = h.run(
-            fromGreenA(sport: 40000, dport: 53),
-            from: Topo.greenA
-        )
+        let h = openedNAT()
         var reply = worldToNode(sport: 53, dport: 20000)
         reply[40] = 0x12  // not the checksum: what an offload would have replaced
         reply[41] = 0x34
@@ -388,21 +397,9 @@ private func natHarness(
 
     /// A pod's port-unreachable about a reply it got leaves as the node's.
     @Test func icmpErrorsFromThePodAreTranslatedOutward() {
-        let h = natHarness()
-        _ = h.run(
-            fromGreenA(sport: 40000, dport: 53),
-            from: Topo.greenA
-        )
+        let h = openedNAT()
         let reply = F.udp(.vrouter, Topo.greenAMAC, Topo.world, Topo.greenAIP, sport: 53, dport: 40000, ttl: 63)
-        let podError = F.error(
-            Topo.greenAMAC,
-            .vrouter,
-            Topo.greenAIP,
-            Topo.world,
-            type: 3,
-            code: 3,
-            quote: Array(reply[14...])
-        )
+        let podError = F.podUnreachable(about: reply)
         let out = h.run(podError, from: Topo.greenA)
         let wireReply = F.udp(
             Topo.gatewayMAC,

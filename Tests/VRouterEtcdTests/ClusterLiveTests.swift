@@ -117,7 +117,7 @@ extension LiveEtcd {
                 #expect("\(error)".contains("\(claim.pod) on \(claim.node)"))
             }
             #expect(try await stores[0].networks().count == 1)
-            try await stores[0].releaseAddress(Self.blue, address: "192.0.2.70", node: claim.node)
+            try await stores[0].releaseAddress(claim)
             #expect(try await stores[1].deleteNetwork(Self.blue))
             #expect(try await stores[1].deleteNetwork(Self.blue) == false)
         }

@@ -94,7 +94,7 @@ public func startNode() -> NodeService {
         s.persistence = p
         if let cni { s.restoreCNI(cni) }
         try s.start()
-        s.replay(records)
+        s.replay(records, adding: cni?.adding ?? [])
         try s.saveSnapshot()
         return s
     } catch {

@@ -15,14 +15,7 @@ import Glibc
 import VRouterControl
 import VRouterCore
 
-let routesFile: CInt = {
-    let name = "/dev/shm/vrt-fuzz-routes-\(getpid())"
-    let fd = open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-    precondition(fd >= 0, "\(name): errno \(errno)")
-    unlink(name)
-    return fd
-}()
-let routesPath = "/proc/self/fd/\(routesFile)"
+let routesFile = MemoryFile("routes")
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzConfig(_ data: UnsafeRawPointer, _ size: Int) -> CInt {
@@ -32,10 +25,7 @@ public func fuzzConfig(_ data: UnsafeRawPointer, _ size: Int) -> CInt {
     let routes =
         split < size
         ? UnsafeRawBufferPointer(rebasing: all[(split + 1)...]) : UnsafeRawBufferPointer(start: nil, count: 0)
-    require(ftruncate(routesFile, 0) == 0, "cannot truncate the routes file")
-    if let base = routes.baseAddress {
-        require(pwrite(routesFile, base, routes.count, 0) == routes.count, "cannot write the routes file")
-    }
+    routesFile.replace(with: routes)
 
     var config: NodeConfig
     do {
@@ -45,7 +35,7 @@ public func fuzzConfig(_ data: UnsafeRawPointer, _ size: Int) -> CInt {
         return 0
     }
     for i in config.vrfs.indices where config.vrfs[i].routesFile != nil || (i == 0 && !routes.isEmpty) {
-        config.vrfs[i].routesFile = routesPath
+        config.vrfs[i].routesFile = routesFile.path
     }
     do {
         var compiled = try config.makeTables()

@@ -14,15 +14,9 @@ import Glibc
 import VRouterCore
 import VRouterIO
 
-/// The memory file inputs are written to (unlinked at once: nothing is left behind).
-let file: CInt = {
-    let name = "/dev/shm/vrt-fuzz-pcap-\(getpid())"
-    let fd = open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-    precondition(fd >= 0, "\(name): errno \(errno)")
-    unlink(name)
-    return fd
-}()
-let path = "/proc/self/fd/\(file)"
+/// The memory file inputs are written to.
+let file = MemoryFile("pcap")
+let path = file.path
 let tables: ForwardingTables = {
     var topology = SampleTopology()
     return topology.builder.build()
@@ -41,7 +35,7 @@ nonisolated(unsafe) let rig = Rig()
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzPcap(_ data: UnsafeRawPointer, _ size: Int) -> CInt {
-    require(ftruncate(file, 0) == 0 && pwrite(file, data, size, 0) == size, "cannot write the memory file")
+    file.replace(with: UnsafeRawBufferPointer(start: data, count: size))
     var set = PacketSet()
     let count: Int
     do {

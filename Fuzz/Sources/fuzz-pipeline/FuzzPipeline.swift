@@ -1,8 +1,10 @@
 // The forwarding pipeline on arbitrary frames, from pods and from the fabric, against the
 // sample topology (two VRFs, pods, a VXLAN and an MPLSoUDP remote node, ECMP, receive and
-// discard routes, incoming labels and VNIs) and a changed version of it (a route replaced,
-// an underlay neighbour unresolved, a port down, a VLAN, a label and a VNI gone), so
-// flows installed under one are used under the other.
+// discard routes, incoming labels and VNIs; with its fabric services, also the underlay
+// VRF, a VRF whose pods leave through fabric SNAT and one forwarded in the IP fabric) and
+// a changed version of it (a route replaced, an underlay neighbour unresolved, a port
+// down, a VLAN, a label and a VNI gone), so flows installed under one are used under the
+// other.
 //
 // Input: byte 0 chooses the world —
 //   bits 0-1  fabric MTU 1500, 1400, 1280 or 576
@@ -11,8 +13,13 @@
 //   bit 4     an output frame of 16
 //   bit 5     a pool of 24 buffers (fragments and ICMP errors run out)
 //   bit 6     an ICMP error burst of 2
+//   bit 7     fabric services: SNAT (a range of 8 ports, so it runs out) and IP-fabric
+//             forwarding; pods green-a, green-b (SNAT) and purple-a (IP fabric) take the
+//             place of blue-b, 4095 and the second fabric
 // then packets, each a control byte, a big-endian length and that many bytes (cut at the
-// end of the input and at the buffer size). The control byte:
+// end of the input and at the buffer size; the length's top bit marks the packet's L4
+// checksum as left to an offload, as AF_PACKET's TP_STATUS_CSUMNOTREADY does). The control
+// byte:
 //   bits 0-2  receiving port: fabric, blue-a, blue-b, red-a, an unknown id, 4095, none, fabric
 //   bit 3     process the frame so far first
 //   bit 4     switch table versions (after the frame so far)
@@ -31,9 +38,13 @@ import VRouterCore
 
 typealias Topo = SampleTopology
 
-/// Tables by fabric MTU variant, each as given and changed.
-let worlds: [[ForwardingTables]] = [1500, 1400, 1280, 576].map { mtu in
-    var topology = SampleTopology(fabricMTU: mtu)
+/// Tables by fabric services (without, with) and fabric MTU variant, each as given and changed.
+let worlds: [[[ForwardingTables]]] = [false, true].map { services in
+    [1500, 1400, 1280, 576].map { mtu in tables(fabricMTU: mtu, services: services) }
+}
+
+func tables(fabricMTU mtu: Int, services: Bool) -> [ForwardingTables] {
+    var topology = SampleTopology(fabricMTU: mtu, fabricServices: services)
     let before = topology.builder.build()
     do {
         var b = topology.builder
@@ -58,6 +69,12 @@ let worlds: [[ForwardingTables]] = [1500, 1400, 1280, 576].map { mtu in
     return [before, topology.builder.build()]
 }
 
+/// Receiving ports by the control byte's bits 0-2, without and with fabric services.
+let receivingPorts: [[UInt16]] = [
+    [Topo.fabricPort, Topo.blueA, Topo.blueB, Topo.redA, 7, 4095, PacketMeta.noPort, 0],
+    [Topo.fabricPort, Topo.blueA, Topo.greenA, Topo.redA, 7, Topo.greenB, PacketMeta.noPort, Topo.purpleA],
+]
+
 struct Sent: Equatable {
     var port: UInt16
     var bytes: [UInt8]
@@ -78,6 +95,7 @@ final class Rig {
     var frame = Frame.allocate()
     var output: Frame
     var punt = Frame.allocate()
+    let ports: [UInt16]
 
     init(world: UInt8, fill: UInt8) {
         var config = PipelineConfig()
@@ -87,6 +105,8 @@ final class Rig {
         if world & 0x08 != 0 { config.flowQuotaPerVRF = 4 }
         config.outputCapacity = world & 0x10 != 0 ? 16 : 1024
         if world & 0x40 != 0 { config.icmpErrorBurst = 2 }
+        if world & 0x80 != 0 { config.snat = SNATPortRange(first: 20000, last: 20007) }
+        ports = receivingPorts[Int(world >> 7)]
         self.fill = fill
         fenced = FencedPool(
             count: world & 0x20 != 0 ? 24 : 640,
@@ -105,7 +125,6 @@ final class Rig {
         var version = 0
         var now: UInt32 = 1_000
         var outcome = Outcome()
-        let ports: [UInt16] = [Topo.fabricPort, Topo.blueA, Topo.blueB, Topo.redA, 7, 4095, PacketMeta.noPort, 0]
 
         func process() {
             guard !frame.isEmpty else { return }
@@ -129,8 +148,8 @@ final class Rig {
 
         while !input.isAtEnd {
             let control = input.byte()
-            let length = Int(input.bigEndian16())
-            let bytes = input.take(min(length, pool.maxFrameLength))
+            let word = input.bigEndian16()
+            let bytes = input.take(min(Int(word & 0x7FFF), pool.maxFrameLength))
             if control & 0xF8 != 0 { process() }
             if control & 0x10 != 0 { version ^= 1 }
             if control >> 5 != 0 {
@@ -143,6 +162,7 @@ final class Rig {
             }
             require(pool.load(idx, bytes: bytes), "a frame of \(bytes.count) B did not load")
             pool.metas[Int(idx)].rxPort = ports[Int(control & 7)]
+            if word & 0x8000 != 0 { pool.metas[Int(idx)].flags = .checksumPartial }
             frame.append(idx)
             if frame.isFull || pool.available == 0 { process() }
         }
@@ -163,10 +183,10 @@ nonisolated(unsafe) var rigs: [Int: Rig] = [:]
 func run(_ data: UnsafeRawPointer, _ size: Int, fill: UInt8) -> Outcome {
     var input = FuzzInput(data, size)
     let world = input.byte()
-    let key = Int(world & 0x7C) << 8 | Int(fill)
+    let key = Int(world & 0xFC) << 8 | Int(fill)
     let rig = rigs[key] ?? Rig(world: world, fill: fill)
     rigs[key] = rig
-    return rig.run(&input, tables: worlds[Int(world & 3)])
+    return rig.run(&input, tables: worlds[Int(world >> 7)][Int(world & 3)])
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")

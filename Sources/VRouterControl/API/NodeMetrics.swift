@@ -119,6 +119,29 @@ public final class NodeMetrics: Sendable {
                     )
                 }
             }
+            if service.clusterAgent != nil, let c = try? service.clusterInfo() {
+                func total(_ name: String, _ help: String, _ value: Int) {
+                    counter("vrouter_cluster_" + name + "_total", help, [], UInt64(max(0, value)))
+                }
+                gauge("vrouter_cluster_connected", "1 while the watch on etcd is open", [], c.connected ? 1 : 0)
+                gauge(
+                    "vrouter_cluster_revision",
+                    "The etcd revision this node has seen last",
+                    [],
+                    Int(truncatingIfNeeded: c.revision)
+                )
+                gauge("vrouter_cluster_nodes", "Other nodes of the cluster alive (their lease)", [], c.nodes.count)
+                gauge("vrouter_cluster_routes", "Routes to other nodes' pods programmed now", [], c.routesProgrammed)
+                gauge("vrouter_cluster_publish_pending", "This node's records not yet written", [], c.publishPending)
+                total("routes_learned", "Routes to other nodes' pods added", c.routesLearned)
+                total("routes_withdrawn", "Routes to other nodes' pods removed", c.routesWithdrawn)
+                total("resyncs", "Full listings after the first (a broken watch or a compaction)", c.resyncs)
+                total("compactions", "Watches that met a compacted revision", c.compactions)
+                total("watch_restarts", "Watches that ended in an error and were started again", c.watchRestarts)
+                total("store_errors", "Calls to etcd that failed", c.storeErrors)
+                total("skipped_records", "Records skipped: garbage or of a newer version", c.skippedRecords)
+                total("lease_regrants", "Leases granted again after one was lost", c.leaseRegrants)
+            }
             let t = service.tableSizes()
             gauge("vrouter_ports", "Ports (vifs) in the tables", [], t.ports)
             gauge("vrouter_nexthops", "Nexthops in the tables", [], t.nexthops)

@@ -24,6 +24,10 @@ public enum StateRecord: Codable, Sendable {
     /// A pod's record as it is now (its interfaces made with it), or released.
     case pod(PodRecord)
     case podReleased(String)
+    /// An ADD about to make these interfaces, written before it makes any: when no record
+    /// of the container follows it, the ADD was cut short (a crash) and never answered, and
+    /// whatever it made is removed on restart (CNI's DEL after a failed ADD finds no record).
+    case podAdding(PodRecord)
 }
 
 // Safe (@unchecked Sendable): the queue is behind a mutex, writes behind `writer`, and

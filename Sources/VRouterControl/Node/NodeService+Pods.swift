@@ -69,7 +69,11 @@ extension NodeService {
         let plan = try attachments.withLock { a throws(CNIFailure) -> PodPlan in
             try a.planAdd(req, selections: selections, existing: existing, defaultNetwork: dn)
         }
+        // Written ahead (and fsynced) before any device is made: a crash from here to the
+        // record in step 4 leaves devices that no record names, and a restart removes them.
+        sync(attachments.withLock { _ in journal.record(.podAdding(PodRecord(plan))) })
         let labels: [UInt32?]
+        var claimed = false
         do throws(CNIFailure) {
             // 2. A new sandbox of a running pod replaces the old one: the old vRouter interfaces
             // go first (their addresses are handed on); its delegated attachments stay
@@ -82,6 +86,7 @@ extension NodeService {
             }
             // 3. The devices and table entries, no lock of this part held.
             try cluster.claim(PodRecord(plan))
+            claimed = true
             let vRouter = plan.attachments.indices.filter { plan.attachments[$0].delegate == nil }
             var batch: [PodPort] = []
             for i in vRouter {
@@ -102,7 +107,13 @@ extension NodeService {
             for r in made { byName[r.port.name] = r.label }
             labels = plan.attachments.map { a in a.interface.flatMap { byName[$0] } }
         } catch {
-            attachments.withLock { $0.abortAdd(plan) }
+            // Its claims go too: a failed ADD leaves nothing claimed in the cluster either;
+            // and nothing to remove on a restart any more (journaled with the next change).
+            if claimed { cluster.withdraw(PodRecord(plan)) }
+            attachments.withLock { a in
+                a.abortAdd(plan)
+                _ = journal.record(.podReleased(plan.containerID))
+            }
             throw error
         }
         // 4. The record, under the lock, and journaled.

@@ -16,19 +16,35 @@ import VRouterIO
 public struct CNISnapshot: Codable, Sendable {
     public var networks: [NetworkRecord]
     public var pods: [PodRecord]
+    /// ADDs under way when the snapshot was taken (their devices may exist, their records
+    /// do not yet): undone on restart unless the journal after it completes them.
+    public var adding: [PodRecord]?
 }
 
 extension NodeService {
     // MARK: replay
 
+    /// A container's last state in the journal.
+    private enum PodState {
+        case attached(PodRecord)
+        case released
+        /// An ADD that never completed: what it made goes.
+        case adding(PodRecord)
+    }
+
     /// Applies journal records saved before a restart (they were validated when made).
-    public func replay(_ records: [StateRecord]) {
+    /// `adding`: the ADDs under way at the snapshot (its cni.json).
+    public func replay(_ records: [StateRecord], adding: [PodRecord] = []) {
         journal.suspended {
             // Pod records fold into each container's last state, applied after everything
             // else: a pod attached and released many times since the snapshot costs nothing,
             // instead of making and removing its devices once per journaled change.
-            var pods: [String: PodRecord?] = [:]
-            for r in records {
+            // Each container's last state, applied in the order those records were written:
+            // sandboxes of one pod share interface names, so an older sandbox's release must
+            // come before a newer one's attachment (which then re-makes what it removed).
+            var pods: [String: (order: Int, state: PodState)] = [:]
+            for p in adding { pods[p.containerID] = (-1, .adding(p)) }
+            for (order, r) in records.enumerated() {
                 do {
                     switch r {
                     case .addVRF(let v): _ = try addVRF(v)
@@ -40,15 +56,20 @@ extension NodeService {
                     case .deleteInterface(let n): try deleteInterface(n)
                     case .network(let n): try replayNetwork(n)
                     case .deleteNetwork(let k): try replayDeleteNetwork(k)
-                    case .pod(let p): pods[p.containerID] = .some(p)
-                    case .podReleased(let c): pods[c] = .some(nil)
+                    case .pod(let p): pods[p.containerID] = (order, .attached(p))
+                    case .podReleased(let c): pods[c] = (order, .released)
+                    case .podAdding(let p): pods[p.containerID] = (order, .adding(p))
                     }
                 } catch {
                     log.error("a saved change no longer applies", metadata: ["change": "\(r)", "error": "\(error)"])
                 }
             }
-            for (cid, p) in pods.sorted(by: { $0.key < $1.key }) {
-                if let p { replayPod(p) } else { _ = release(cid, forget: true) }
+            for (cid, (_, state)) in pods.sorted(by: { $0.value.order < $1.value.order }) {
+                switch state {
+                case .attached(let p): replayPod(p)
+                case .released: _ = release(cid, forget: true)
+                case .adding(let p): undoAdd(p)
+                }
             }
         }
     }
@@ -107,6 +128,30 @@ extension NodeService {
         }
     }
 
+    /// An ADD cut short by a crash: it was never answered and left no record, so the
+    /// interfaces it may have made go (taps in the pod's namespace under the names it was
+    /// giving them, and ports a snapshot taken meanwhile saved), as its DEL would have
+    /// removed them. A container that has a record (the ADD replaced nothing it had) keeps it.
+    func undoAdd(_ rec: PodRecord) {
+        guard attachments.withLock({ $0.pods[rec.containerID] == nil }) else { return }
+        let vifs = rec.attachments.compactMap { $0.delegate == nil ? $0.interface : nil }
+        releasePorts(vifs, container: rec.containerID)
+        let ns = NetworkNamespace.at(rec.netns)
+        for a in rec.attachments where a.delegate == nil && a.interface != nil {
+            do { try TapPort.delete(name: a.ifname, in: ns) } catch {
+                log.warning(
+                    "an ADD cut short: its interface name is taken by a device that is not a tap, left alone",
+                    metadata: ["container": "\(rec.containerID)", "ifname": "\(a.ifname)", "error": "\(error)"]
+                )
+            }
+        }
+        cluster.withdraw(rec)  // what the ADD may have claimed (addresses, with a cluster store)
+        log.info(
+            "an ADD cut short by a restart was undone",
+            metadata: ["pod": "\(rec.key)", "container": "\(rec.containerID)"]
+        )
+    }
+
     /// Reloads the records of a snapshot (before `start` and the journal replay).
     public func restoreCNI(_ saved: CNISnapshot) {
         attachments.withLock { a in
@@ -160,7 +205,8 @@ extension NodeService {
         attachments.withLock { a in
             let cni = CNISnapshot(
                 networks: a.networks.values.sorted { $0.key < $1.key },
-                pods: a.pods.values.sorted { $0.containerID < $1.containerID }
+                pods: a.pods.values.sorted { $0.containerID < $1.containerID },
+                adding: a.adding.values.map { PodRecord($0) }.sorted { $0.containerID < $1.containerID }
             )
             return ports.withInterfaces { interfaces in
                 tables.read { s in

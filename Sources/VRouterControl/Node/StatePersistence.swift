@@ -19,6 +19,13 @@ public final class StatePersistence: @unchecked Sendable {  // Safe: used under 
     /// The last journal record loaded (the node's numbering goes on from it).
     private(set) var sequence = 0
     private(set) var journalLength = 0
+    /// What the last `load` cut off the journal's end: a record torn by a crash while it was
+    /// written (never acknowledged: the API answers after the fsync), from `line` on.
+    public private(set) var droppedTail: DroppedTail?
+    public struct DroppedTail: Sendable, Equatable {
+        public var line: Int
+        public var bytes: Int
+    }
     static let compactAfter = 20_000
 
     public init(directory: String) throws(ServiceError) {
@@ -50,20 +57,48 @@ public final class StatePersistence: @unchecked Sendable {  // Safe: used under 
         }
         var records: [StateRecord] = []
         sequence = config.journalSequence
+        droppedTail = nil
         if let data = FileManager.default.contents(atPath: journalPath), !data.isEmpty {
             let decoder = JSONDecoder()
+            // Where the last complete record ends, and the first line after it that is not one.
+            var goodEnd = 0
+            var bad: (line: Int, start: Int)?
             var lineNo = 0
-            for line in data.split(separator: UInt8(ascii: "\n")) {
+            var start = data.startIndex
+            while start < data.endIndex {
                 lineNo += 1
-                guard let entry = try? decoder.decode(JournalEntry.self, from: Data(line)) else {
-                    // A torn last line (crash while writing) is the only damage an append can
-                    // leave; anything earlier is corruption.
-                    if lineNo == data.split(separator: UInt8(ascii: "\n")).count { break }
-                    throw ServiceError("state journal \(journalPath) line \(lineNo) is corrupt")
+                let newline = data[start...].firstIndex(of: UInt8(ascii: "\n"))
+                let end = newline ?? data.endIndex
+                let next = newline.map { $0 + 1 } ?? data.endIndex
+                defer { start = next }
+                // A record is a whole line: one without its newline was cut short by a crash.
+                guard newline != nil, let entry = try? decoder.decode(JournalEntry.self, from: data[start..<end]) else {
+                    if bad == nil { bad = (lineNo, start) }
+                    continue
                 }
+                if let bad {
+                    // A complete record after a damaged line: not a torn append but corruption,
+                    // and dropping what follows would lose acknowledged changes.
+                    throw ServiceError(
+                        "state journal \(journalPath) line \(bad.line) is corrupt (complete records follow it), refusing to start with a silent reset"
+                    )
+                }
+                goodEnd = next - data.startIndex
                 guard entry.sequence > config.journalSequence else { continue }
                 records.append(entry.record)
                 sequence = entry.sequence
+            }
+            if let bad {
+                // A torn tail: the write of a record that was never acknowledged (a crash while
+                // it was written, or the zeros a file system leaves after one). The complete
+                // records stay; the rest is cut off so that the next append starts on a line
+                // of its own.
+                droppedTail = DroppedTail(line: bad.line, bytes: data.count - goodEnd)
+                guard truncate(journalPath, off_t(goodEnd)) == 0 else {
+                    throw ServiceError(
+                        "state journal \(journalPath): cannot cut its torn tail: \(String(cString: strerror(errno)))"
+                    )
+                }
             }
         }
         return (config, records)

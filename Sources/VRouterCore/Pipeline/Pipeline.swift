@@ -243,6 +243,8 @@ public struct Pipeline: ~Copyable {
         flows4.resetStats()
         flows6.removeAll()
         flows6.resetStats()
+        // The translations' ports went with the flows that held them.
+        nat.reset()
         counters.reset()
         icmpTokens = config.icmpErrorBurst
         icmpRefilledAt = 0

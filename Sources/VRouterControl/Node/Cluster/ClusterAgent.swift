@@ -62,6 +62,14 @@ final class ClusterAgent: @unchecked Sendable {  // Safe: mutable state only on 
                 await watcher.run { update in await self?.deliver(update) }
             }
         )
+        tasks.append(
+            Task { [store] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    await store.retryReleases()
+                }
+            }
+        )
     }
 
     /// Stops learning and publishing. The lease is left to expire (a restarted vrouterd takes
@@ -262,6 +270,8 @@ final class ClusterAgent: @unchecked Sendable {  // Safe: mutable state only on 
             revision: w.revision,
             resyncs: w.resyncs,
             compactions: w.compactions,
+            watchRestarts: w.restarts,
+            storeErrors: p.errors + store.errors.load(ordering: .relaxed),
             lastError: w.lastError ?? p.lastError,
             leaseID: p.leaseID.map { String($0, radix: 16) },
             leaseTTL: Int(p.ttl),

@@ -34,6 +34,11 @@ final class EtcdStore: ClusterStore {
     let log: Logger
     /// A VRF's VNI as this node decapsulates it (set by the node once its tables exist).
     let vniOfVRF = Mutex<@Sendable (String) -> UInt32?>({ _ in nil })
+    /// Address claims of released pods that etcd could not be asked to release (it was away):
+    /// released on its return (before the next claim, and by the agent every second).
+    let unreleased = Mutex<[AddressClaim]>([])
+    /// Calls to etcd from the node's requests that failed (claims, releases, networks).
+    let errors = Atomic<Int>(0)
 
     init(_ settings: NodeConfig.Cluster, node: NodeRecord, log: Logger) throws(ServiceError) {
         self.settings = settings
@@ -89,7 +94,7 @@ final class EtcdStore: ClusterStore {
         do {
             held = try blocking { [store] () async throws(ClusterError) in try await store.blocks(of: network) }
         } catch {
-            throw APIError(503, "network \(network): cannot read its address blocks from etcd: \(error)")
+            throw failed(503, "network \(network): cannot read its address blocks from etcd: \(error)")
         }
         func claim(_ family: String, _ make: (Int) -> SubnetPool?) throws(APIError) -> SubnetPool {
             let taken = Dictionary(held.map { ($0.cidr, $0.node) }, uniquingKeysWith: { a, _ in a })
@@ -102,7 +107,7 @@ final class EtcdStore: ClusterStore {
                 do {
                     r = try blocking { [store] () async throws(ClusterError) in try await store.claimBlock(claim) }
                 } catch {
-                    throw APIError(503, "network \(network): cannot claim an address block in etcd: \(error)")
+                    throw failed(503, "network \(network): cannot claim an address block in etcd: \(error)")
                 }
                 switch r {
                 case .claimed, .alreadyOurs:
@@ -123,10 +128,13 @@ final class EtcdStore: ClusterStore {
     }
 
     func claim(_ pod: PodRecord) throws(CNIFailure) {
+        // A DEL while etcd was away may have left the address this pod was given claimed.
+        if !unreleased.withLock({ $0.isEmpty }) { blocking { await self.retryReleases() } }
         var claimed: [AddressClaim] = []
         for c in addressClaims(pod) {
             let r: VRouterCluster.ClusterStore.Claim<AddressClaim>
             do { r = try blocking { [store] () async throws(ClusterError) in try await store.claimAddress(c) } } catch {
+                errors.add(1, ordering: .relaxed)
                 release(claimed)
                 throw CNIFailure(
                     503,
@@ -164,7 +172,7 @@ final class EtcdStore: ClusterStore {
     func apply(_ network: NetworkRecord, nad: NetworkAttachmentDefinition) throws(APIError) {
         let entry = NetworkEntry(nad: nad, appliedBy: nodeName)
         do { _ = try blocking { [store] () async throws(ClusterError) in try await store.applyNetwork(entry) } } catch {
-            throw APIError(503, "network \(network.key): the cluster store (etcd) did not take it: \(error)")
+            throw failed(503, "network \(network.key): the cluster store (etcd) did not take it: \(error)")
         }
     }
 
@@ -176,8 +184,14 @@ final class EtcdStore: ClusterStore {
             let users = Set(claims.map { "\($0.pod) on node \($0.node)" }).sorted()
             throw .conflict("network \(network.key) is in use in the cluster by \(users.joined(separator: ", "))")
         } catch {
-            throw APIError(503, "network \(network.key): the cluster store (etcd) did not delete it: \(error)")
+            throw failed(503, "network \(network.key): the cluster store (etcd) did not delete it: \(error)")
         }
+    }
+
+    /// An error answer for a call to etcd that failed, counted.
+    private func failed(_ status: Int, _ message: String) -> APIError {
+        errors.add(1, ordering: .relaxed)
+        return APIError(status, message)
     }
 
     // MARK: records
@@ -231,13 +245,35 @@ final class EtcdStore: ClusterStore {
     }
 
     /// Releases claims before returning (a sandbox that replaces another claims the same
-    /// addresses next). One that cannot be released is logged: it costs an address, never a
-    /// duplicate.
+    /// addresses next).
     private func release(_ claims: [AddressClaim]) {
+        blocking { await self.releaseNow(claims, retrying: false) }
+    }
+
+    /// Releases the claims etcd could not be asked to release before.
+    func retryReleases() async {
+        let pending = unreleased.withLock { p in
+            defer { p = [] }
+            return p
+        }
+        if !pending.isEmpty { await releaseNow(pending, retrying: true) }
+    }
+
+    /// A claim that etcd could not be asked about is kept for `retryReleases`; one it refused
+    /// (no longer this pod's) is logged: it costs an address, never a duplicate.
+    private func releaseNow(_ claims: [AddressClaim], retrying: Bool) async {
         for c in claims {
             do {
-                try blocking { [store] () async throws(ClusterError) in
-                    try await store.releaseAddress(c.network, address: c.address, node: c.node)
+                try await store.releaseAddress(c)
+                if retrying { log.info("address claim released", metadata: ["address": "\(c.address)"]) }
+            } catch .store(let error) {
+                errors.add(1, ordering: .relaxed)
+                unreleased.withLock { $0.append(c) }
+                if !retrying {
+                    log.warning(
+                        "address claim kept until etcd is back",
+                        metadata: ["network": "\(c.network)", "address": "\(c.address)", "error": "\(error)"]
+                    )
                 }
             } catch {
                 log.warning(
