@@ -34,6 +34,8 @@ import VRouterTestSupport
         let c = try NodeConfig.parse(Self.good)
         #expect(c.name == "n1")
         #expect(c.flowCapacity == 1024)
+        #expect(c.flowCapacity6 == nil)  // as many as IPv4
+        #expect(try NodeConfig.parse("flows: { capacity: 4096, capacity6: 512 }").flowCapacity6 == 512)
         #expect(c.flowIdleTimeout == 90)
         #expect(c.interfaces.count == 3)
         var compiled = try c.makeTables()
@@ -93,6 +95,7 @@ import VRouterTestSupport
         ("vrfs: [ { name: a }, { name: a } ]", "duplicate VRF 'a'"),
         ("workers: 0", "outside 1...64"),
         ("flows: { idleTimeout: soon }", "not a duration"),
+        ("flows: { capacity6: 8 }", "outside 16..."),
         ("vrfs: [ { name: a, routes: [ { prefix: 192.0.2.0/24 } ] } ]", "exactly one of"),
         (
             "vrfs: [ { name: a } ]\ninterfaces:\n  - { name: p, kind: pod, vrf: a, mac: \"02:00:00:00:00:01\", ipv4: 192.0.2.5 }\n  - { name: q, kind: pod, vrf: a, mac: \"02:00:00:00:00:02\", ipv4: 192.0.2.5 }",

@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 
 // A pipeline on the sample topology, fed byte arrays, returning what it transmitted.
@@ -20,6 +21,10 @@ final class PipelineHarness {
         var parsed: ParsedPacket { bytes.withUnsafeBytes { PacketParser.parse($0.baseAddress!, length: $0.count) } }
     }
 
+    /// Which path the pipeline tests run: the fused fast path unless VRT_PIPELINE_FUSED=0
+    /// (tools/test runs the pipeline tests both ways).
+    static let fusedFastPath = getenv("VRT_PIPELINE_FUSED").map { String(cString: $0) != "0" } ?? true
+
     init(
         config: PipelineConfig = PipelineConfig(),
         topology: SampleTopology = SampleTopology(),
@@ -28,6 +33,8 @@ final class PipelineHarness {
     ) {
         self.topology = topology
         pool = .allocate(count: poolSize, bufferSize: 2048, bigBuffers: bigBuffers)
+        var config = config
+        config.fusedFastPath = Self.fusedFastPath
         pipeline = Pipeline(pool: pool, config: config)
         output = .allocate(capacity: config.outputCapacity)
         tables = self.topology.builder.build()

@@ -15,7 +15,8 @@ extension NodeConfig {
         y += "node: { name: \(q(name)), routerMAC: \(q(routerMAC.description)) }\n"
         y +=
             "workers: \(workers)\npool: { buffers: \(poolBuffers), bufferSize: \(bufferSize), bigBuffers: \(bigBuffers) }\n"
-        y += "flows: { capacity: \(flowCapacity), idleTimeout: \(flowIdleTimeout)s }\n"
+        let capacity6 = flowCapacity6.map { ", capacity6: \($0)" } ?? ""
+        y += "flows: { capacity: \(flowCapacity)\(capacity6), idleTimeout: \(flowIdleTimeout)s }\n"
         if let d = defaultNetwork {
             var line = "defaultNetwork: { name: \(q(d.name)), mtu: \(d.mtu)"
             if let p = d.subnet4 { line += ", subnet: \(p)" }

@@ -16,6 +16,8 @@ public struct NodeConfig: Sendable {
     /// the kernel, the rest hold superframes, coalesced segments and UDP GSO trains.
     public var bigBuffers: Int = 256
     public var flowCapacity: Int = 1 << 16
+    /// IPv6 flow-cache entries per worker; nil: as many as IPv4.
+    public var flowCapacity6: Int?
     public var flowIdleTimeout: Double = 60
     public var interfaces: [Interface] = []
     public var vrfs: [VRF] = []
@@ -230,8 +232,9 @@ extension NodeConfig {
             }
         }
         if let f = top["flows"] {
-            let m = try f.mapping(allowed: ["capacity", "idleTimeout"])
+            let m = try f.mapping(allowed: ["capacity", "capacity6", "idleTimeout"])
             if let v = m["capacity"] { c.flowCapacity = try v.int(16...(1 << 26)) }
+            if let v = m["capacity6"] { c.flowCapacity6 = try v.int(16...(1 << 26)) }
             if let v = m["idleTimeout"] { c.flowIdleTimeout = try v.duration() }
         }
         var vrfIDs: Set<UInt16> = []

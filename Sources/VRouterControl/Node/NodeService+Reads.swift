@@ -237,8 +237,10 @@ extension NodeService {
     }
 
     /// Flow-table slots over all workers (each has an IPv4 table of `flowCapacity` and an
-    /// IPv6 table a quarter of that, at least 1024; see Pipeline).
-    public var flowCapacity: Int { workers.count * (config.flowCapacity + max(config.flowCapacity / 4, 1024)) }
+    /// IPv6 table of `flowCapacity6`, by default as large, at least 1024; see Pipeline).
+    public var flowCapacity: Int {
+        workers.count * (config.flowCapacity + (config.flowCapacity6 ?? max(config.flowCapacity, 1024)))
+    }
 
     public func dropStats() -> DropStatsInfo {
         let cs = workerCounters

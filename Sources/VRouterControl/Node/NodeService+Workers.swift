@@ -14,6 +14,7 @@ extension Worker {
     ) throws(SystemError) -> Worker {
         var pc = PipelineConfig()
         pc.flowCapacity = service.config.flowCapacity
+        pc.flowCapacity6 = service.config.flowCapacity6
         pc.flowIdleTimeout = UInt32(min(service.config.flowIdleTimeout * 1000, Double(UInt32.max / 4)))
         // Each worker translates to its own share of the node's ports (the fabric's receive
         // steering sends replies to the share's owner).

@@ -64,6 +64,7 @@ public final class ReplayNode {
     func makePipeline(_ pool: PacketPool) -> Pipeline {
         var pc = PipelineConfig()
         pc.flowCapacity = config.flowCapacity
+        pc.flowCapacity6 = config.flowCapacity6
         pc.flowIdleTimeout = UInt32(min(config.flowIdleTimeout * 1000, Double(UInt32.max / 2)))
         pc.snat = config.snat.map { SNATPortRange(first: $0.first, last: $0.last) }
         return Pipeline(pool: pool, config: pc)

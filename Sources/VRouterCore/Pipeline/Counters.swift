@@ -66,6 +66,9 @@ public enum PipelineEvent: Int, CaseIterable, Sendable {
     case gsoTrains
     /// Segments coalesced into a superframe toward a tap (GRO).
     case groMerged
+    /// Packets the fused fast path forwarded (parse to rewrite without the general nodes;
+    /// every other packet took them).
+    case fastPath
     public var name: String {
         switch self {
         case .vxlanDecap: "vxlan_decap"
@@ -97,6 +100,7 @@ public enum PipelineEvent: Int, CaseIterable, Sendable {
         case .gsoSegments: "gso_segments"
         case .gsoTrains: "gso_trains"
         case .groMerged: "gro_merged"
+        case .fastPath: "fast_path"
         }
     }
 }

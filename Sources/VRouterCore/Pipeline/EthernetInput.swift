@@ -16,8 +16,9 @@ enum Disposition {
 }
 
 extension Pipeline {
+    /// `fused`: the fast parse (FastPath.swift) goes first and takes what it can.
     @inline(__always)
-    mutating func ethernetInput(_ input: inout Frame, _ view: ForwardingView, output: inout Frame) {
+    mutating func ethernetInput(_ input: inout Frame, _ view: ForwardingView, fused: Bool, output: inout Frame) {
         let pool = self.pool
         let n = input.count
         for i in 0..<n {
@@ -27,9 +28,14 @@ extension Pipeline {
                 vrt_prefetch(pool.buffer(ahead) + Int(pool.metas[Int(ahead)].offset))
             }
             let idx = input[i]
+            if fused && fastClassify(idx, view) {
+                ipList.append(idx)
+                continue
+            }
             switch classify(idx, view) {
             case .ip:
                 recordFlowKey(idx)
+                if fused { recordGeneralPosition(pool.meta(idx)) }
                 ipList.append(idx)
             case .arpOrND:
                 arpList.append(idx)

@@ -15,8 +15,12 @@
 import CVRouterShims
 
 public struct PipelineConfig: Sendable {
-    /// Flow-cache capacity (IPv4 entries; the IPv6 table gets a quarter, at least 1024).
+    /// Flow-cache capacity (IPv4 entries).
     public var flowCapacity: Int = 1 << 16
+    /// IPv6 flow-cache capacity; nil: the same as `flowCapacity` (at least 1024). It was a
+    /// quarter, and an IPv6-heavy worker then took the slow path for most packets
+    /// (BENCHMARKS.md: pod6-vxlan at 64K flows 2.2 Mpps, evicting without end).
+    public var flowCapacity6: Int? = nil
     /// Most flows one VRF may hold (nil: only the capacity bounds it).
     public var flowQuotaPerVRF: Int? = nil
     /// Flows idle this long are expired (milliseconds; `now` is in milliseconds).
@@ -35,6 +39,10 @@ public struct PipelineConfig: Sendable {
     /// This worker's share of the node's SNAT port range (nil: SNAT nexthops drop as
     /// `nat_ports_exhausted`).
     public var snat: SNATPortRange? = nil
+    /// The fused fast path (FastPath.swift) for the common case: pod IPv4 TCP/UDP and
+    /// VXLAN-decapsulated IPv4 that hit a flow toward a tunnel or a local pod. Off, every
+    /// packet takes the general nodes (the differential tests compare the two).
+    public var fusedFastPath: Bool = true
     public init() {}
 }
 
@@ -74,6 +82,15 @@ public struct Pipeline: ~Copyable {
     @usableFromInline let hashes6: UnsafeMutablePointer<UInt32>
     @usableFromInline let slots6: UnsafeMutablePointer<UInt32>
     @usableFromInline var count6 = 0
+    // The fused fast path's per-frame state: for ipList position i, the packet's position
+    // in its family's arrays (bit 31: IPv6); for IPv4 position j, the fast parse's result
+    // (FastParse word) or 0 when the packet took the general ethernet-input.
+    @usableFromInline let ipPos: UnsafeMutablePointer<UInt32>
+    @usableFromInline let fast4: UnsafeMutablePointer<UInt64>
+    // route-lookup's batch: destinations of a run of misses, and every miss's LPM result.
+    @usableFromInline let lpmKeys4: UnsafeMutablePointer<UInt32>
+    @usableFromInline let lpmKeys6: UnsafeMutablePointer<UInt128>
+    @usableFromInline let missRoutes: UnsafeMutablePointer<UInt32>
     @usableFromInline var icmpTokens: UInt32
     @usableFromInline var icmpRefilledAt: UInt32 = 0
     @usableFromInline var outerID: UInt16 = 0
@@ -86,7 +103,7 @@ public struct Pipeline: ~Copyable {
         counters = .allocate()
         flows4 = FlowTable(capacity: config.flowCapacity, vrfLimit: 1 << 16, defaultQuota: config.flowQuotaPerVRF)
         flows6 = FlowTable(
-            capacity: max(config.flowCapacity / 4, 1024),
+            capacity: config.flowCapacity6 ?? max(config.flowCapacity, 1024),
             vrfLimit: 1 << 16,
             defaultQuota: config.flowQuotaPerVRF
         )
@@ -104,6 +121,11 @@ public struct Pipeline: ~Copyable {
         keys6 = .allocate(capacity: n)
         hashes6 = .allocate(capacity: n)
         slots6 = .allocate(capacity: n)
+        ipPos = .allocate(capacity: n)
+        fast4 = .allocate(capacity: n)
+        lpmKeys4 = .allocate(capacity: n)
+        lpmKeys6 = .allocate(capacity: n)
+        missRoutes = .allocate(capacity: n)
         icmpTokens = config.icmpErrorBurst
     }
 
@@ -124,6 +146,11 @@ public struct Pipeline: ~Copyable {
         keys6.deallocate()
         hashes6.deallocate()
         slots6.deallocate()
+        ipPos.deallocate()
+        fast4.deallocate()
+        lpmKeys4.deallocate()
+        lpmKeys6.deallocate()
+        missRoutes.deallocate()
     }
 
     /// Forwards one frame (≤ 256 packets). Every packet of `input` ends up either appended
@@ -152,12 +179,30 @@ public struct Pipeline: ~Copyable {
         count4 = 0
         count6 = 0
 
-        ethernetInput(&input, view, output: &output)
+        let fused = config.fusedFastPath
+        // Two inlined copies, so the flag is not tested per packet.
+        if fused {
+            ethernetInput(&input, view, fused: true, output: &output)
+        } else {
+            ethernetInput(&input, view, fused: false, output: &output)
+        }
         input.removeAll()
         if timing { t0 = lap(.ethernetInput, t0, n) }
 
-        flowLookup(view, now: now)
-        if timing { t0 = lap(.flowLookup, t0, ipList.count) }
+        // Hits are rewritten before the misses are resolved (in both modes, so that the
+        // order of outputs, ICMP errors and outer identifications is the same): fused,
+        // flow-lookup rewrites each hit as it finds it.
+        if fused {
+            let ips = ipList.count
+            flowLookupFused(view, now: now, output: &output)
+            if timing { t0 = lap(.flowLookup, t0, ips) }
+        } else {
+            flowLookup(view, now: now)
+            if timing { t0 = lap(.flowLookup, t0, ipList.count) }
+            let hits = ipList.count
+            rewrite(generated: false, view, output: &output)
+            if timing { t0 = lap(.rewrite, t0, hits) }
+        }
 
         let misses = missList.count
         routeLookup(view, now: now)

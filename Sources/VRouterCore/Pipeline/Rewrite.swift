@@ -22,41 +22,47 @@ extension Pipeline {
                 let ahead = list[i &+ 2]
                 vrt_prefetch_write(pool.buffer(ahead) + (Int(pool.metas[Int(ahead)].l3) &- 64))
             }
-            let idx = list[i]
-            let m = pool.meta(idx)
-            guard var nh = view.nexthop(m.pointee.nexthop) else {
-                drop(idx, .invalidNexthop)
-                continue
-            }
-            var label = m.pointee.label
-            if nh.pointee.kind == .composite {
-                let count = nh.pointee.componentCount
-                // Multiply-shift maps the hash onto 0..<count without a division.
-                let k = Int((UInt64(m.pointee.hash) &* UInt64(count)) >> 32)
-                let member = view.components[Int(nh.pointee.componentStart) &+ k]
-                guard let mnh = view.nexthop(member.nexthop), mnh.pointee.kind != .composite else {
-                    drop(idx, .invalidNexthop)
-                    continue
-                }
-                nh = mnh
-                label = member.label
-            }
-            switch nh.pointee.kind {
-            case .encap, .tunnelVXLAN, .tunnelMPLSoUDP, .underlay:
-                if nh.pointee.flags & Nexthop.unresolved != 0 {
-                    drop(idx, .unresolvedNeighbour)
-                    continue
-                }
-                forward(idx, m, nh, label, view, output: &output)
-            case .discard:
-                drop(idx, .discard)
-            case .receive:
-                receive(idx, view)
-            case .composite, .invalid, .vrfTranslate, .sourceNAT:
-                drop(idx, .invalidNexthop)
-            }
+            rewriteOne(list[i], view, output: &output)
         }
         if useGenerated { generated.removeAll() } else { ipList.removeAll() }
+    }
+
+    /// rewrite for one packet whose meta.nexthop and label are resolved: emitted, dropped,
+    /// or turned into an ICMP error on `generated`.
+    @inline(__always)
+    mutating func rewriteOne(_ idx: UInt32, _ view: ForwardingView, output: inout Frame) {
+        let m = pool.meta(idx)
+        guard var nh = view.nexthop(m.pointee.nexthop) else {
+            drop(idx, .invalidNexthop)
+            return
+        }
+        var label = m.pointee.label
+        if nh.pointee.kind == .composite {
+            let count = nh.pointee.componentCount
+            // Multiply-shift maps the hash onto 0..<count without a division.
+            let k = Int((UInt64(m.pointee.hash) &* UInt64(count)) >> 32)
+            let member = view.components[Int(nh.pointee.componentStart) &+ k]
+            guard let mnh = view.nexthop(member.nexthop), mnh.pointee.kind != .composite else {
+                drop(idx, .invalidNexthop)
+                return
+            }
+            nh = mnh
+            label = member.label
+        }
+        switch nh.pointee.kind {
+        case .encap, .tunnelVXLAN, .tunnelMPLSoUDP, .underlay:
+            if nh.pointee.flags & Nexthop.unresolved != 0 {
+                drop(idx, .unresolvedNeighbour)
+                return
+            }
+            forward(idx, m, nh, label, view, output: &output)
+        case .discard:
+            drop(idx, .discard)
+        case .receive:
+            receive(idx, view)
+        case .composite, .invalid, .vrfTranslate, .sourceNAT:
+            drop(idx, .invalidNexthop)
+        }
     }
 
     @inline(__always)
@@ -135,7 +141,7 @@ extension Pipeline {
         if flags.contains(.tcpSyn) && config.clampMSS && nh.pointee.kind != .encap {
             if clampMSS(p, m, mss: mtu &- (v4 ? 40 : 60)) { counters.count(.mssClamped) }
         }
-        writeHeaders(idx, m, p, l3, ipLength, v4, nh, label, view, output: &output)
+        writeHeaders(idx, m, p, l3, ipLength, v4, nh, label, hash: m.pointee.hash, view, output: &output)
     }
 
     /// Writes the L2 rewrite or the tunnel encapsulation in front of the IP header at `l3`
@@ -150,6 +156,7 @@ extension Pipeline {
         _ v4: Bool,
         _ nh: UnsafePointer<Nexthop>,
         _ label: UInt32,
+        hash: UInt32,
         _ view: ForwardingView,
         output: inout Frame
     ) {
@@ -167,18 +174,18 @@ extension Pipeline {
         case .tunnelVXLAN:
             // Inner Ethernet toward the remote router, then outer Eth/IPv4/UDP/VXLAN.
             if nh.pointee.flags & Nexthop.innerEthernetInTemplate != 0 {
-                start = encapsulate(p, l3, ipLength, m, nh, label, view)
+                start = encapsulate(p, l3, ipLength, hash, nh, label, view)
                 if !v4 { p.setBE16(l3 &- 2, EtherType.ipv6) }
             } else {
                 let inner = l3 &- 14
                 p.setBE48(inner, nh.pointee.dstMAC)
                 p.setBE48(inner &+ 6, nh.pointee.srcMAC)
                 p.setBE16(inner &+ 12, etherType)
-                start = encapsulate(p, inner, 14 &+ ipLength, m, nh, label, view)
+                start = encapsulate(p, inner, 14 &+ ipLength, hash, nh, label, view)
             }
             counters.count(.vxlanEncap)
         case .tunnelMPLSoUDP:
-            start = encapsulate(p, l3, ipLength, m, nh, label, view)
+            start = encapsulate(p, l3, ipLength, hash, nh, label, view)
             counters.count(.mplsEncap)
         case .underlay:
             // Untunneled onto the fabric, 802.1Q-tagged when the fabric port is.
@@ -213,7 +220,7 @@ extension Pipeline {
         _ p: UnsafeMutableRawPointer,
         _ inner: Int,
         _ length: Int,
-        _ m: UnsafeMutablePointer<PacketMeta>,
+        _ hash: UInt32,
         _ nh: UnsafePointer<Nexthop>,
         _ label: UInt32,
         _ view: ForwardingView
@@ -225,7 +232,7 @@ extension Pipeline {
         let start = template.pointee.apply(
             to: p + inner,
             innerLength: length,
-            sourcePort: TunnelTemplate.sourcePort(hash: m.pointee.hash),
+            sourcePort: TunnelTemplate.sourcePort(hash: hash),
             labelOrVNI: label,
             identification: outerID
         )

@@ -173,7 +173,19 @@ extension Pipeline {
             let fm = pool.meta(f)
             let p = pool.buffer(f)
             let l3 = Int(fm.pointee.l3)
-            writeHeaders(f, fm, p, l3, Int(p.be16(l3 &+ 2)), true, nh, label, view, output: &output)
+            writeHeaders(
+                f,
+                fm,
+                p,
+                l3,
+                Int(p.be16(l3 &+ 2)),
+                true,
+                nh,
+                label,
+                hash: fm.pointee.hash,
+                view,
+                output: &output
+            )
         }
     }
 
