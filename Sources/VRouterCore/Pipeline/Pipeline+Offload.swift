@@ -116,6 +116,7 @@ extension Pipeline {
                         v4,
                         nh,
                         label,
+                        hash: m.pointee.hash,
                         view,
                         output: &output
                     )
@@ -145,7 +146,7 @@ extension Pipeline {
         // A partial checksum: kept for a port that takes it, completed for anything else.
         let ipLength = v4 ? Int(p.be16(l3 &+ 2)) : 40 &+ Int(p.be16(l3 &+ 4))
         if kind == .encap && ipLength <= mtu && !translated && takesOffloads(view, nh.pointee.port) {
-            writeHeaders(idx, m, p, l3, ipLength, v4, nh, label, view, output: &output)
+            writeHeaders(idx, m, p, l3, ipLength, v4, nh, label, hash: m.pointee.hash, view, output: &output)
             return
         }
         Checksum.complete(
