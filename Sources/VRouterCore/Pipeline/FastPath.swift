@@ -61,8 +61,11 @@ extension Pipeline {
     mutating func fastClassify(_ idx: UInt32, _ view: ForwardingView) -> Bool {
         let m = pool.meta(idx)
         let rx = m.pointee.rxPort
-        // Flags set by the port layer (a partial checksum, a VLAN) need the general path.
-        guard m.pointee.flags.rawValue == 0, Int(rx) < view.portCount else { return false }
+        // Flags set by the port layer (a partial checksum, a VLAN) and a virtio-net header's
+        // offload state (a superframe, a checksum left to the offload) need the general path.
+        guard m.pointee.flags.rawValue == 0, !m.pointee.offload.isActive, Int(rx) < view.portCount else {
+            return false
+        }
         let port = view.ports + Int(rx)
         let pf = port.pointee.flags
         guard pf.contains(.up), port.pointee.vlan == 0 else { return false }
