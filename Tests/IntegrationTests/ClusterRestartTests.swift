@@ -1,0 +1,55 @@
+// A node restarted in cluster mode forgets what went away while it was down. Its tables come
+// back from its state with the routes it had learned; a pod deleted on another node meanwhile
+// must be withdrawn by the first listing, not stay routed for good. (tools/soak found it: a
+// node killed during pod churn kept routes to pods that no longer existed, to the end.)
+
+import Foundation
+import Glibc
+import Testing
+import VRouterAPI
+import VRouterTestSupport
+
+@Suite(
+    .serialized,
+    .enabled(if: isRoot, "needs root: makes network namespaces and taps, runs vrouterd"),
+    .enabled(if: Tool.trafficTools, "needs ip, ping (tools/bootstrap installs them)"),
+    .enabled(if: Tool.exists("/usr/bin/etcd"), "needs etcd (tools/bootstrap installs etcd-server)"),
+    .enabled(if: Binaries.path("vrouterd") != nil, "vrouterd is not built (swift build)"),
+    .deadline(.seconds(150))
+)
+struct ClusterRestartTests {
+    @Test func aRestartedNodeWithdrawsThePodsDeletedWhileItWasDown() throws {
+        let lab = try Lab("r")
+        defer {
+            lab.cleanup()
+            #expect(lab.leftovers().isEmpty)
+        }
+        let etcd = try EtcdLab(members: 1)
+        defer { etcd.cleanup() }
+        // A TTL long enough that n2's restart comes back within it: its lease and records
+        // stay, and only the listing can tell it that c went away.
+        var t = try ClusterTests.TwoNodes(lab, etcd, ttl: 10)
+        let pc = try lab.namespace("pc")
+        let c = try ClusterTests.addPod(t.n1, pc, name: "c")
+        let n2 = t.n2
+        let learned = try ClusterTests.within(10) { try ClusterTests.routes(n2).contains("\(c.address)/32") }
+        #expect(learned != nil, "n2 never learned c")
+
+        n2.child.signal(SIGKILL)
+        n2.child.wait(seconds: 5)
+        try ClusterTests.delPod(t.n1, pc, name: "c")
+        try t.restartN2("vrouterd-n2b")
+        let restarted = t.n2
+        let withdrawn = try ClusterTests.within(10) {
+            let routes = try ClusterTests.routes(restarted)
+            return !routes.contains("\(c.address)/32") && routes.contains("\(t.a.address)/32")
+        }
+        let routes = try ClusterTests.routes(restarted)
+        #expect(
+            withdrawn != nil,
+            "after its restart n2 routes \(routes) (c \(c.address) was deleted, a is \(t.a.address))"
+        )
+        #expect(try ClusterTests.cluster(restarted).routesProgrammed == 1)
+        try lab.waitForPing(from: t.pb, t.a.address, timeout: 20)
+    }
+}
