@@ -11,7 +11,10 @@
 //   - every frame out lies inside its buffer, goes to a port the tables know (or to the
 //     control plane), and fits that port's MTU (a reply made in place of a request that
 //     itself was too big for the port may be as big as the request; a superframe or a
-//     train each of whose segments does).
+//     train each of whose segments does), and carries offload state only where the port
+//     can be told it (a superframe or a partial checksum to a tap that takes offloads, a
+//     train to a fabric that sends them, a partial checksum to any fabric: AF_PACKET
+//     always has the header there).
 // Slow and allocating on purpose: it is a checker, never run by a worker.
 
 public struct PipelineAudit {
@@ -139,6 +142,14 @@ public struct PipelineAudit {
             guard let port = tables.port(m.txPort), port.pointee.kind != .none else {
                 found.append("buffer \(idx) is sent to port \(m.txPort), which the tables do not have")
                 continue
+            }
+            let o = m.offload
+            let offloads = port.pointee.flags.contains(.offloads)
+            if (port.pointee.kind == .fabric ? o.gsoType != 0 : o.isActive) && !offloads {
+                found.append(
+                    "buffer \(idx): sent to port \(m.txPort), which takes no offloads, with offload state "
+                        + "(gso type \(o.gsoType), size \(o.gsoSize), flags \(o.flags))"
+                )
             }
             let frame = pool.packet(UInt32(idx))
             let l2 = frame.be16(12) == EtherType.vlan ? 18 : 14
