@@ -133,31 +133,32 @@ final class ClusterAgent: @unchecked Sendable {  // Safe: mutable state only on 
     }
 
     /// A restart: the tunnels and routes learned before it are in the tables again (the
-    /// state journal kept them). They are taken as programmed, so that the first listing
-    /// withdraws those that went away while this node was down (a pod deleted, a node gone);
-    /// nothing else would, and they stayed routed for good. Tunnels to the config's remote
-    /// nodes, and routes that are not a host route through a tunnel in a network's VRF, are
-    /// not the cluster's.
+    /// state journal and snapshot kept them). The host routes through a tunnel in a network's
+    /// VRF, and the remote nodes they go through, are taken as programmed, so that the first
+    /// listing withdraws those that went away while this node was down (a pod deleted, a
+    /// node gone); nothing else would, and they stayed routed for good. (The snapshot's
+    /// config lists learned nodes beside configured ones, so only their routes tell them.)
     private func adopt(_ service: NodeService) {
-        let configured = Set(service.config.remoteNodes.map(\.name))
-        for n in service.remoteNodes() where !configured.contains(n.name) {
-            programmedNodes[n.name] = NodeRecord(name: n.name, underlay: n.address, encapsulations: [], bootID: "")
-        }
         let vrfs = Set(
             ([service.config.defaultNetwork?.name] + service.attachments.withLock { $0.networks.values.map(\.vrf) })
                 .compactMap { $0 }
         )
+        var routes: [ProgrammedRoute] = []
         for vrf in vrfs {
-            guard let routes = try? service.routes(vrf: vrf) else { continue }
-            for r in routes {
-                guard let via = r.via, programmedNodes[via] != nil, r.kind == "vxlan" || r.kind == "mpls-udp",
+            for r in (try? service.routes(vrf: vrf)) ?? [] {
+                guard let via = r.via, r.kind == "vxlan" || r.kind == "mpls-udp",
                     r.prefix.hasSuffix(r.prefix.contains(":") ? "/128" : "/32")
                 else { continue }
                 var spec = RouteSpec(prefix: r.prefix, via: via)
                 if r.kind == "vxlan" { spec.vni = r.vni } else { spec.label = r.label }
-                programmedRoutes["\(vrf)|\(r.prefix)"] = ProgrammedRoute(vrf: vrf, spec: spec, node: via)
+                routes.append(ProgrammedRoute(vrf: vrf, spec: spec, node: via))
             }
         }
+        let vias = Set(routes.map(\.node))
+        for n in service.remoteNodes() where vias.contains(n.name) {
+            programmedNodes[n.name] = NodeRecord(name: n.name, underlay: n.address, encapsulations: [], bootID: "")
+        }
+        for r in routes where programmedNodes[r.node] != nil { programmedRoutes["\(r.vrf)|\(r.spec.prefix)"] = r }
         counters.withLock { $0.programmed = programmedRoutes.count }
     }
 
