@@ -260,7 +260,10 @@ final class EtcdStore: ClusterStore {
         var saved: ClusterLocalState?
         if let data = FileManager.default.contents(atPath: path) {
             do { saved = try JSONDecoder().decode(ClusterLocalState.self, from: data) } catch {
-                log.warning("cluster state not read (a new lease is taken)", metadata: ["file": "\(path)", "error": "\(error)"])
+                log.warning(
+                    "cluster state not read (a new lease is taken)",
+                    metadata: ["file": "\(path)", "error": "\(error)"]
+                )
             }
         }
         localState.withLock { $0 = (path, saved) }
