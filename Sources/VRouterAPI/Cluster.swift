@@ -3,6 +3,8 @@
 
 public struct ClusterInfo: Codable, Sendable, Equatable {
     public var node: String
+    /// This node's underlay (tunnel) address, as it publishes it.
+    public var underlay: String?
     public var endpoints: [String]
     public var prefix: String
     /// The watch is open (a store that is away leaves what was learned in place).
@@ -32,6 +34,7 @@ public struct ClusterInfo: Codable, Sendable, Equatable {
 
     public init(
         node: String,
+        underlay: String? = nil,
         endpoints: [String],
         prefix: String,
         connected: Bool,
@@ -53,6 +56,7 @@ public struct ClusterInfo: Codable, Sendable, Equatable {
         nodes: [ClusterNodeInfo]
     ) {
         self.node = node
+        self.underlay = underlay
         self.endpoints = endpoints
         self.prefix = prefix
         self.connected = connected
@@ -81,16 +85,27 @@ public struct ClusterNodeInfo: Codable, Sendable, Equatable {
     public var name: String
     public var underlay: String
     public var bootID: String
+    /// The lease its record lives on (hex): the record, and the node's pods, go when it ends.
+    public var lease: String?
     /// Its pod interfaces published.
     public var endpoints: Int
     /// Routes this node has through it.
     public var routes: Int
     /// Its tunnel nexthop is made.
     public var programmed: Bool
-    public init(name: String, underlay: String, bootID: String, endpoints: Int, routes: Int, programmed: Bool) {
+    public init(
+        name: String,
+        underlay: String,
+        bootID: String,
+        lease: String? = nil,
+        endpoints: Int,
+        routes: Int,
+        programmed: Bool
+    ) {
         self.name = name
         self.underlay = underlay
         self.bootID = bootID
+        self.lease = lease
         self.endpoints = endpoints
         self.routes = routes
         self.programmed = programmed

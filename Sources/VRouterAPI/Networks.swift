@@ -111,6 +111,10 @@ extension NetworkRecord {
     public static let fabricSnatAnnotation = "opencontrail.org/ip_fabric_snat"
     public static let contrailNetworkAnnotation = "opencontrail.org/network"
     public static let vniAnnotation = "vrouter.io/vni"
+    /// In cluster mode, how other nodes tunnel to this network's pods: "vxlan" or "mpls-udp"
+    /// (absent: the node's `cluster.encap`).
+    public static let encapAnnotation = "vrouter.io/encap"
+    public static let encapNames: Set<String> = ["vxlan", "mpls-udp"]
 
     /// The record a NAD makes, checked completely (no state is looked at).
     public init(validating nad: NetworkAttachmentDefinition) throws(APIError) {
@@ -170,7 +174,7 @@ extension NetworkRecord {
             for k in [
                 Self.cidrAnnotation, Self.contrailNetworkAnnotation, Self.fabricForwardingAnnotation,
                 Self.fabricSnatAnnotation,
-                Self.vniAnnotation,
+                Self.vniAnnotation, Self.encapAnnotation,
             ]
             where ann[k] != nil {
                 throw .badRequest(
@@ -234,6 +238,9 @@ extension NetworkRecord {
                     throw .badRequest("\(where_): \(Self.vniAnnotation) '\(v)' is not a VNI (1...16777215)")
                 }
                 r.vni = n
+            }
+            if let e = ann[Self.encapAnnotation], !Self.encapNames.contains(e) {
+                throw .badRequest("\(where_): \(Self.encapAnnotation) '\(e)' is not vxlan or mpls-udp")
             }
         }
         self = r

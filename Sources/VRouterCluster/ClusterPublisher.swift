@@ -68,6 +68,12 @@ public actor ClusterPublisher {
         return s
     }
 
+    /// Before `run`: the lease of a previous run (from the node's state), kept if etcd says it
+    /// is still alive, so a quick restart moves no key to a new lease.
+    public func resume(lease id: Int64) {
+        if lease == nil { resumeLease = id }
+    }
+
     /// Every wanted key is in the store under the current lease.
     public var isPublished: Bool { lease != nil && desired == written }
 

@@ -47,6 +47,8 @@ public struct ClusterView: Sendable {
     public private(set) var nodes: [String: NodeRecord] = [:]
     public private(set) var endpoints: [String: EndpointRecord] = [:]
     public private(set) var networks: [String: NetworkEntry] = [:]
+    /// The lease each node's record is on (this node's included), by node name.
+    public private(set) var nodeLeases: [String: Int64] = [:]
     public private(set) var counters = ClusterViewCounters()
     /// Nodes and endpoints of other nodes now known.
     public private(set) var remoteNodes = 0
@@ -124,7 +126,7 @@ public struct ClusterView: Sendable {
             switch e.kind {
             case .put:
                 switch read(e.kv, log: log) {
-                case .node(let r): setNode(key, r, &out)
+                case .node(let r): setNode(key, r, lease: e.kv.lease, &out)
                 case .endpoint(let r): setEndpoint(key, r, &out)
                 case .network(let r): setNetwork(key, r, &out)
                 case .silent, .unreadable: break
@@ -146,7 +148,7 @@ public struct ClusterView: Sendable {
             let key = kv.keyString
             seen.insert(key)
             switch read(kv, log: log) {
-            case .node(let r): setNode(key, r, &out)
+            case .node(let r): setNode(key, r, lease: kv.lease, &out)
             case .endpoint(let r): setEndpoint(key, r, &out)
             case .network(let r): setNetwork(key, r, &out)
             case .silent, .unreadable: break
@@ -159,7 +161,8 @@ public struct ClusterView: Sendable {
         return out
     }
 
-    private mutating func setNode(_ key: String, _ r: NodeRecord, _ out: inout [ClusterIntent]) {
+    private mutating func setNode(_ key: String, _ r: NodeRecord, lease: Int64, _ out: inout [ClusterIntent]) {
+        if nodeLeases[r.name] != lease { nodeLeases[r.name] = lease }
         guard nodes[key] != r else { return }
         let isNew = nodes.updateValue(r, forKey: key) == nil
         guard r.name != localNode else { return }
@@ -192,6 +195,7 @@ public struct ClusterView: Sendable {
                 out.append(.endpointDown(r))
             }
         } else if let r = nodes.removeValue(forKey: key) {
+            nodeLeases[r.name] = nil
             if r.name != localNode {
                 remoteNodes -= 1
                 counters.nodesWithdrawn += 1

@@ -38,6 +38,8 @@ public struct ClusterWatchStatus: Sendable, Equatable {
     public var remoteNodes = 0
     public var remoteEndpoints = 0
     public var networks = 0
+    /// The lease each node's record is on, by node name.
+    public var nodeLeases: [String: Int64] = [:]
 }
 
 public final class ClusterWatcher: Sendable {
@@ -141,6 +143,7 @@ public final class ClusterWatcher: Sendable {
             $0.remoteNodes = view.remoteNodes
             $0.remoteEndpoints = view.remoteEndpoints
             $0.networks = view.networks.count
+            $0.nodeLeases = view.nodeLeases
         }
     }
 }

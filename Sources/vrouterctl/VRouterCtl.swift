@@ -524,15 +524,46 @@ struct NodeCommand: ParsableCommand {
     )
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List remote nodes.")
+        static let configuration = CommandConfiguration(
+            abstract: "List remote nodes; in cluster mode every node of the cluster, this one first.",
+            discussion: """
+                In cluster mode each node shows its underlay, the etcd lease its record lives on \
+                and its health: up (record alive, tunnel made, underlay MAC resolved), \
+                unresolved (no ARP answer from its underlay yet), pending (tunnel not made); \
+                this node: up (published), publishing (records not yet written), etcd away. \
+                Its tunnels (one per encapsulation in use) follow as remote nodes.
+                """
+        )
         @OptionGroup var global: Global
         func run() {
             global.show("/v1/remote-nodes", as: [RemoteNodeInfo].self) { ns in
+                if let c = try? global.client.call("GET", "/v1/cluster", as: ClusterInfo.self) {
+                    clusterNodes(c, ns)
+                    print("")
+                }
                 table(
                     ["NAME", "ADDRESS", "ENCAP", "NEXTHOP", "UNDERLAY-MAC", "RESOLVED"],
                     ns.map { [$0.name, $0.address, $0.encap, "\($0.nexthop)", opt($0.underlayMAC), "\($0.resolved)"] }
                 )
             }
+        }
+
+        /// Every node of the cluster with its underlay, lease and health (this one first).
+        func clusterNodes(_ c: ClusterInfo, _ tunnels: [RemoteNodeInfo]) {
+            let away = c.connected ? "" : " (etcd away: as last seen)"
+            let mine =
+                !c.connected ? "etcd away" : c.publishPending > 0 ? "publishing (\(c.publishPending) records)" : "up"
+            var rows = [[c.node + " (this node)", opt(c.underlay), opt(c.leaseID), mine, "-", "-"]]
+            for n in c.nodes {
+                let own = tunnels.filter { $0.name == n.name || $0.name.hasPrefix(n.name + "+") }
+                let health =
+                    !n.programmed ? "pending" : own.allSatisfy(\.resolved) ? "up" : "unresolved"
+                rows.append([
+                    n.name, n.underlay, opt(n.lease), health + away, "\(n.endpoints)",
+                    own.map(\.name).joined(separator: ","),
+                ])
+            }
+            table(["NODE", "UNDERLAY", "LEASE", "HEALTH", "PODS", "TUNNELS"], rows)
         }
     }
 

@@ -2,8 +2,10 @@
 // each with a pod attached through the CNI API, learn each other's pods through etcd alone
 // (no route given by hand) and ping across.
 //   - Three nodes (their fabrics on one bridge), over VXLAN and over MPLS over UDP: a pod of
-//     the default network and one of a network applied on one node only, on every node;
-//     every pod reaches every other pod of its network and none of the other network.
+//     the default network and one of a network applied on one node only, on every node,
+//     attached through the CNI shim (vrouter-cni run by cnirun, Debian's libcni, as
+//     containerd runs it); every pod reaches every other pod of its network and none of the
+//     other network.
 //   - A network applied on one node reaches the other; its delete is refused while a pod on
 //     the other node uses it (naming the pod and node).
 //   - A node killed with -9 has its pods withdrawn on the other within its lease's TTL + 1 s;
@@ -136,6 +138,71 @@ struct ClusterTests {
             let pods = try JSONDecoder().decode([PodInfo].self, from: Data(try n2.http("GET", "/v1/pods").1.utf8))
             return pods.first { $0.name == "b" }?.interfaces?.first?.label
         }
+    }
+
+    /// cnirun (tools/cnirun on Debian's libcni: the runtime side of CNI), built by tools/test
+    /// before the tests, or here once for a test run on its own.
+    static let cnirun: String? = {
+        let bin = Binaries.root + "/.build-tools/cnirun"
+        if !FileManager.default.isExecutableFile(atPath: bin) {
+            _ = try? VRouterTestSupport.run(
+                ["/bin/bash", "-c", ". \(Binaries.root)/tools/lib.sh && vrt_cnirun"],
+                timeout: 300
+            )
+        }
+        return FileManager.default.isExecutableFile(atPath: bin) ? bin : nil
+    }()
+
+    /// CNI ADD of pod `name` (namespace default) in `ns` on `node` through the CNI shim:
+    /// vrouter-cni run by cnirun as containerd runs it, the pod's networks annotation in
+    /// CAP_ARGS. The addresses (no length) of its interfaces by name, from the CNI result.
+    static func cniAdd(
+        _ lab: Lab,
+        _ node: Daemon,
+        _ ns: String,
+        name: String,
+        networks: String? = nil
+    ) throws
+        -> [String: String]
+    {
+        let cnirun = try #require(Self.cnirun, "cnirun did not build (tools/lib.sh vrt_cnirun)")
+        let shim = try Binaries.require("vrouter-cni")
+        let conflist = try lab.write(
+            "\(node.child.name).conflist",
+            """
+            { "cniVersion": "1.0.0", "name": "vrouter", "plugins": [ { "type": "vrouter-cni",
+              "socket": "\(node.socket)", "timeout": 10, "stateDir": "\(lab.dir)/cni-\(node.child.name)",
+              "capabilities": { "io.kubernetes.cri.pod-annotations": true } } ] }
+            """
+        )
+        var env = [
+            "CNI_PATH=\((shim as NSString).deletingLastPathComponent)",
+            "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=\(name);K8S_POD_INFRA_CONTAINER_ID=c-\(name);K8S_POD_UID=u-\(name)",
+        ]
+        if let networks {
+            let cap = ["io.kubernetes.cri.pod-annotations": ["k8s.v1.cni.cncf.io/networks": networks]]
+            env.append("CAP_ARGS=" + String(decoding: try JSONEncoder().encode(cap), as: UTF8.self))
+        }
+        let r = try lab.run(
+            ["/usr/bin/env"] + env + [
+                cnirun, "--cache-dir", lab.dir + "/cni-cache", "add", conflist, "c-\(name)", "/var/run/netns/\(ns)",
+            ]
+        )
+        guard r.ok else { throw Failure("cnirun add \(name): \(r.status) \(r.error)\(r.output)") }
+        // The CNI result: interfaces (those with a sandbox are the pod's) and ips naming them.
+        let result = try #require(
+            try JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any],
+            "cnirun add \(name): not a CNI result: \(r.output)"
+        )
+        let interfaces = result["interfaces"] as? [[String: Any]] ?? []
+        var out: [String: String] = [:]
+        for ip in result["ips"] as? [[String: Any]] ?? [] {
+            guard let i = ip["interface"] as? Int, interfaces.indices.contains(i),
+                let ifname = interfaces[i]["name"] as? String, let address = ip["address"] as? String
+            else { continue }
+            out[ifname] = address.split(separator: "/").first.map(String.init)
+        }
+        return out
     }
 
     /// CNI ADD of a pod through the API, as the shim sends it; the pod's address.
@@ -349,29 +416,17 @@ struct ClusterTests {
             let reached = try Self.within(10) { try n.http("GET", "/v1/networks/default/blue").0 == 200 }
             #expect(reached != nil, "blue never reached \(n.child.name)")
         }
-        // On every node: p (eth0 in podnet) and q (eth0 in podnet, net1 in blue).
+        // On every node, through the CNI shim: p (eth0 in podnet) and q (eth0 in podnet, net1
+        // in blue, from the pod's networks annotation).
         var podnet: [(ns: String, address: String)] = []
         var bluePods: [(ns: String, address: String)] = []
         for (i, n) in nodes.enumerated() {
             let p = try lab.namespace("p\(i + 1)")
-            podnet.append((p, try Self.addPod(n, p, name: "p\(i + 1)").address))
+            let pAddresses = try Self.cniAdd(lab, n, p, name: "p\(i + 1)")
+            podnet.append((p, try #require(pAddresses["eth0"], "p\(i + 1): \(pAddresses)")))
             let q = try lab.namespace("q\(i + 1)")
-            let (status, text) = try n.http(
-                "POST",
-                "/v1/cni/add",
-                try Self.addRequest(
-                    q,
-                    name: "q\(i + 1)",
-                    networks: [NetworkSelection(name: "blue", namespace: "default")]
-                )
-            )
-            #expect(status == 200, "ADD of q\(i + 1): \(status) \(text)")
-            let r = try JSONDecoder().decode(CNIAddResponse.self, from: Data(text.utf8))
-            let address = try #require(
-                r.attachments.first { $0.network == "default/blue" }?.ips?.first?.split(separator: "/").first,
-                "q\(i + 1) has no blue address: \(text)"
-            )
-            bluePods.append((q, String(address)))
+            let qAddresses = try Self.cniAdd(lab, n, q, name: "q\(i + 1)", networks: "blue")
+            bluePods.append((q, try #require(qAddresses["net1"], "q\(i + 1) has no blue address: \(qAddresses)")))
         }
         #expect(
             Set(podnet.map(\.address)).count == 3 && Set(bluePods.map(\.address)).count == 3,

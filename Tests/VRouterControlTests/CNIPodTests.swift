@@ -82,6 +82,16 @@ import VRouterTestSupport
         )
         #expect(r.kind == .vrouter && r.key == "default/right-network")
         #expect(r.subnet == "198.51.100.0/24" && r.gateway == "198.51.100.254" && r.vrf == "default:right-network")
+        // vrouter.io/encap (cluster mode: how other nodes tunnel to its pods) is vxlan or mpls-udp.
+        let mpls = try NetworkRecord(
+            validating: nad("r", ["opencontrail.org/cidr": "198.51.100.0/24", "vrouter.io/encap": "mpls-udp"])
+        )
+        #expect(mpls.annotations["vrouter.io/encap"] == "mpls-udp")
+        #expect(throws: APIError.self) {
+            try NetworkRecord(
+                validating: nad("r", ["opencontrail.org/cidr": "198.51.100.0/24", "vrouter.io/encap": "gre"])
+            )
+        }
         let none = try NetworkRecord(
             validating:
                 nad("data-network", ns: "extns", ["opencontrail.org/cidr": "198.19.16.0/24,2001:db8:16::/64"])

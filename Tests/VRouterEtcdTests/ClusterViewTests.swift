@@ -66,6 +66,8 @@ struct ClusterViewTests {
             kv(key(mine), mine, rev: 9), kv(key(theirs), theirs, rev: 9, lease: 7),
         ])
         #expect(again.isEmpty)
+        // ... but the view knows each node's lease now (vrouterctl node list shows it).
+        #expect(view.nodeLeases == ["a": 5, "b": 7])
 
         // A changed label is an update; a delete is a withdrawal of the last known record.
         var relabelled = theirs
@@ -78,6 +80,7 @@ struct ClusterViewTests {
         // Mark and sweep: a listing without node b withdraws it; our own records never.
         let swept = view.replace(with: [kv(keys.node("a"), nodeA), kv(key(mine), mine)])
         #expect(swept == [.nodeDown(name: "b")])
+        #expect(view.nodeLeases == ["a": 0])
         #expect(view.counters.nodesWithdrawn == 1 && view.counters.endpointsWithdrawn == 1)
     }
 

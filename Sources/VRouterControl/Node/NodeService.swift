@@ -131,6 +131,7 @@ public final class NodeService: @unchecked Sendable {  // Safe: state is in the 
     /// (after `start` and the journal's replay, so the local state is whole).
     public func startCluster() {
         guard let etcd, clusterAgent == nil else { return }
+        if let dir = persistence?.directory { etcd.restoreLocalState(from: dir) }
         let agent = ClusterAgent(service: self, store: etcd, log: log)
         clusterAgent = agent
         agent.start(localPods: attachments.withLock { a in a.pods.values.filter { $0.releasing != true } })

@@ -34,10 +34,14 @@ final class ClusterAgent: @unchecked Sendable {  // Safe: mutable state only on 
     // On `queue`: what the store says, and what is programmed.
     private var wantedNodes: [String: NodeRecord] = [:]
     private var wantedEndpoints: [String: EndpointRecord] = [:]
-    private var programmedNodes: [String: NodeRecord] = [:]
+    /// Tunnel nexthops made, by name (one per remote node and encapsulation in use).
+    private var programmedTunnels: [String: Tunnel] = [:]
     /// "vrf|prefix" → the route and the node it goes through.
     private var programmedRoutes: [String: ProgrammedRoute] = [:]
     private let counters = Mutex(ClusterRouteCounters())
+    /// Intents delivered and not yet applied, and whether a drain is queued.
+    private var pending: [ClusterIntent] = []
+    private var draining = false
 
     init(service: NodeService, store: EtcdStore, log: Logger) {
         self.service = service
@@ -60,7 +64,7 @@ final class ClusterAgent: @unchecked Sendable {  // Safe: mutable state only on 
         tasks.append(
             Task { [weak self] in
                 guard let watcher = self?.watcher else { return }
-                await watcher.run { update in await self?.deliver(update) }
+                await watcher.run { update in self?.deliver(update) }
             }
         )
         tasks.append(
@@ -68,6 +72,7 @@ final class ClusterAgent: @unchecked Sendable {  // Safe: mutable state only on 
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .seconds(1))
                     await store.retryReleases()
+                    await store.saveLocalState()
                 }
             }
         )
@@ -81,21 +86,31 @@ final class ClusterAgent: @unchecked Sendable {  // Safe: mutable state only on 
         store.client.close()
     }
 
-    private func deliver(_ update: ClusterUpdate) async {
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            queue.async {
-                self.apply(update)
-                done.resume()
-            }
+    /// Queues a batch of intents. Batches that arrive while the tables are being changed are
+    /// applied together, with one reconcile: a burst of records (a node with thousands of
+    /// pods, a resync) costs a few passes over the wanted state, not one per watch message.
+    private func deliver(_ update: ClusterUpdate) {
+        queue.async {
+            self.pending += update.intents
+            guard !self.draining else { return }
+            self.draining = true
+            self.queue.async { self.drain() }
         }
     }
 
     // MARK: on the queue
 
-    private func apply(_ update: ClusterUpdate) {
+    private func drain() {
+        let intents = pending
+        pending = []
+        draining = false
+        apply(intents)
+    }
+
+    private func apply(_ intents: [ClusterIntent]) {
         guard let service else { return }
         service.ensureClusterPools()
-        for intent in update.intents {
+        for intent in intents {
             switch intent {
             case .nodeUp(let n): wantedNodes[n.name] = n
             case .nodeDown(let name): wantedNodes[name] = nil
@@ -163,30 +178,23 @@ final class ClusterAgent: @unchecked Sendable {  // Safe: mutable state only on 
     }
 
     private func reconcile(_ service: NodeService) {
-        // 1. Tunnel nexthops for the nodes wanted. Only the underlay matters: a restarted node
-        // (a new boot id, the same address) changes nothing here.
-        for (name, n) in wantedNodes where programmedNodes[name] == nil {
-            let encap = store.settings.encap == .vxlan ? "vxlan" : "mpls-udp"
-            do {
-                try service.addRemoteNode(RemoteNodeSpec(name: name, address: n.underlay, encap: encap))
-                programmedNodes[name] = n
-                log.info("remote node learned", metadata: ["node": "\(name)", "underlay": "\(n.underlay)"])
-            } catch  where error.status == 409 && error.message.contains("exists") {
-                programmedNodes[name] = n
-            } catch {
-                log.error("remote node not added", metadata: ["node": "\(name)", "error": "\(error)"])
-            }
-        }
-        // 2. The routes wanted: every address of every endpoint whose node's tunnel is made
-        // toward its current underlay and whose network this node has.
+        // 1. The routes wanted: every address of every endpoint whose node is alive and whose
+        // network this node has, through the node's tunnel of the network's encapsulation.
+        let defaultEncap = store.settings.encap
         var wanted: [String: ProgrammedRoute] = [:]
+        var tunnels: [String: Tunnel] = [:]
+        for n in wantedNodes.values {
+            tunnels[n.name] = Tunnel(node: n.name, underlay: n.underlay, encap: defaultEncap)
+        }
         for e in wantedEndpoints.values {
-            guard let n = programmedNodes[e.node], wantedNodes[e.node]?.underlay == n.underlay else { continue }
-            guard let (vrf, localVNI) = service.clusterVRF(of: e.network) else { continue }
+            guard let n = wantedNodes[e.node] else { continue }
+            guard let (vrf, localVNI, encap) = service.clusterVRF(of: e.network) else { continue }
+            let tunnel = Self.tunnelName(e.node, encap, default: defaultEncap)
+            tunnels[tunnel] = Tunnel(node: e.node, underlay: n.underlay, encap: encap)
             for a in e.addresses {
                 let prefix = a.contains(":") ? "\(a)/128" : "\(a)/32"
-                var spec = RouteSpec(prefix: prefix, via: e.node)
-                switch store.settings.encap {
+                var spec = RouteSpec(prefix: prefix, via: tunnel)
+                switch encap {
                 case .vxlan:
                     guard let vni = e.vni ?? localVNI else { continue }
                     spec.vni = vni
@@ -197,6 +205,24 @@ final class ClusterAgent: @unchecked Sendable {  // Safe: mutable state only on 
                 wanted["\(vrf)|\(prefix)"] = ProgrammedRoute(vrf: vrf, spec: spec, node: e.node)
             }
         }
+        // 2. Tunnel nexthops for them. Only the underlay matters: a restarted node (a new boot
+        // id, the same address) changes nothing here.
+        for (name, t) in tunnels.sorted(by: { $0.key < $1.key }) where programmedTunnels[name] == nil {
+            do {
+                try service.addRemoteNode(RemoteNodeSpec(name: name, address: t.underlay, encap: t.encap.name))
+                programmedTunnels[name] = t
+                log.info(
+                    "remote node learned",
+                    metadata: ["node": "\(t.node)", "tunnel": "\(name)", "underlay": "\(t.underlay)"]
+                )
+            } catch  where error.status == 409 && error.message.contains("exists") {
+                programmedTunnels[name] = t
+            } catch {
+                log.error("remote node not added", metadata: ["tunnel": "\(name)", "error": "\(error)"])
+            }
+        }
+        // Routes go only through a tunnel made toward the node's current underlay.
+        wanted = wanted.filter { programmedTunnels[$0.value.spec.via ?? ""] == tunnels[$0.value.spec.via ?? ""] }
         // 3. The difference, one batch per VRF (a failed batch is tried route by route).
         var byVRF: [String: (add: [RouteSpec], delete: [String])] = [:]
         for (k, w) in wanted where programmedRoutes[k] != w {
@@ -219,23 +245,29 @@ final class ClusterAgent: @unchecked Sendable {  // Safe: mutable state only on 
                 record(vrf, [], [prefix], wanted)
             }
         }
-        // 4. Tunnel nexthops no route needs any more: nodes gone, or moved to a new underlay
-        // (made again toward it on the next pass).
-        let used = Set(programmedRoutes.values.map(\.node))
+        // 4. Tunnel nexthops no route needs any more: nodes gone, networks of another
+        // encapsulation gone, or moved to a new underlay (made again toward it on the next pass).
+        let used = Set(programmedRoutes.values.compactMap(\.spec.via))
         var moved = false
-        for (name, n) in programmedNodes where wantedNodes[name]?.underlay != n.underlay && !used.contains(name) {
+        for (name, t) in programmedTunnels where tunnels[name] != t && !used.contains(name) {
             do {
                 try service.deleteRemoteNode(name)
             } catch  where error.status == 404 {
             } catch {
-                log.error("remote node not removed", metadata: ["node": "\(name)", "error": "\(error)"])
+                log.error("remote node not removed", metadata: ["tunnel": "\(name)", "error": "\(error)"])
                 continue
             }
-            programmedNodes[name] = nil
-            if wantedNodes[name] != nil { moved = true }
-            log.info("remote node withdrawn", metadata: ["node": "\(name)"])
+            programmedTunnels[name] = nil
+            if tunnels[name] != nil { moved = true }
+            log.info("remote node withdrawn", metadata: ["node": "\(t.node)", "tunnel": "\(name)"])
         }
         if moved { reconcile(service) }
+    }
+
+    /// A remote node's tunnel of one encapsulation: the node's name for this node's default
+    /// (`cluster.encap`), "NODE+ENCAP" for a network that names the other one.
+    static func tunnelName(_ node: String, _ encap: TunnelEncap, default d: TunnelEncap) -> String {
+        encap == d ? node : "\(node)+\(encap.name)"
     }
 
     private func changeRoutes(_ service: NodeService, _ vrf: String, _ c: RouteChange) -> Bool {
@@ -284,9 +316,10 @@ final class ClusterAgent: @unchecked Sendable {  // Safe: mutable state only on 
                             name: n.name,
                             underlay: n.underlay,
                             bootID: n.bootID,
+                            lease: w.nodeLeases[n.name].flatMap { $0 == 0 ? nil : String($0, radix: 16) },
                             endpoints: endpoints[n.name] ?? 0,
                             routes: perNode[n.name] ?? 0,
-                            programmed: self.programmedNodes[n.name]?.underlay == n.underlay
+                            programmed: self.programmedTunnels[n.name]?.underlay == n.underlay
                         )
                     }
                 )
@@ -294,6 +327,7 @@ final class ClusterAgent: @unchecked Sendable {  // Safe: mutable state only on 
         }
         return ClusterInfo(
             node: store.nodeName,
+            underlay: store.underlay,
             endpoints: store.settings.endpoints,
             prefix: store.keys.root,
             connected: w.connected,
@@ -321,6 +355,12 @@ struct ProgrammedRoute: Equatable {
     var vrf: String
     var spec: RouteSpec
     var node: String
+}
+
+struct Tunnel: Equatable {
+    var node: String
+    var underlay: String
+    var encap: TunnelEncap
 }
 
 struct ClusterRouteCounters: Sendable {

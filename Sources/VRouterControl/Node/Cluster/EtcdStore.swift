@@ -27,6 +27,8 @@ import VRouterEtcd
 final class EtcdStore: ClusterStore {
     let settings: NodeConfig.Cluster
     let nodeName: String
+    /// This node's underlay address, as it publishes it.
+    let underlay: String
     let client: EtcdClient
     let store: VRouterCluster.ClusterStore
     let publisher: ClusterPublisher
@@ -39,10 +41,15 @@ final class EtcdStore: ClusterStore {
     let unreleased = Mutex<[AddressClaim]>([])
     /// Calls to etcd from the node's requests that failed (claims, releases, networks).
     let errors = Atomic<Int>(0)
+    /// The state directory's `cluster.json` (nil without a state directory): the lease and the
+    /// releases etcd has not taken yet, so a restarted vrouterd resumes its lease and still
+    /// releases those addresses. What it holds now, written under the lock.
+    private let localState = Mutex<(path: String?, saved: ClusterLocalState?)>((nil, nil))
 
     init(_ settings: NodeConfig.Cluster, node: NodeRecord, log: Logger) throws(ServiceError) {
         self.settings = settings
         nodeName = node.name
+        underlay = node.underlay
         self.log = log
         do {
             var c = try EtcdConfiguration(
@@ -244,6 +251,47 @@ final class EtcdStore: ClusterStore {
         }
     }
 
+    // MARK: local state
+
+    /// Reads `cluster.json` of a previous run from `directory` (before the agent starts):
+    /// its pending releases are retried, its lease resumed if still alive.
+    func restoreLocalState(from directory: String) {
+        let path = directory + "/cluster.json"
+        var saved: ClusterLocalState?
+        if let data = FileManager.default.contents(atPath: path) {
+            do { saved = try JSONDecoder().decode(ClusterLocalState.self, from: data) } catch {
+                log.warning(
+                    "cluster state not read (a new lease is taken)",
+                    metadata: ["file": "\(path)", "error": "\(error)"]
+                )
+            }
+        }
+        localState.withLock { $0 = (path, saved) }
+        guard let saved else { return }
+        unreleased.withLock { $0 += saved.unreleased }
+        if !saved.unreleased.isEmpty {
+            log.info("address releases of the previous run pending", metadata: ["count": "\(saved.unreleased.count)"])
+        }
+        if let lease = saved.lease { blocking { [publisher] in await publisher.resume(lease: lease) } }
+    }
+
+    /// Writes `cluster.json` when what it should hold changed (atomically: a crash leaves the
+    /// old file or the new one).
+    func saveLocalState() async {
+        let lease = await publisher.status.leaseID
+        localState.withLock { st in
+            guard let path = st.path else { return }
+            let now = ClusterLocalState(lease: lease, unreleased: unreleased.withLock { $0 })
+            guard now != st.saved else { return }
+            do {
+                try JSONEncoder().encode(now).write(to: URL(fileURLWithPath: path), options: .atomic)
+                st.saved = now
+            } catch {
+                log.warning("cluster state not saved", metadata: ["file": "\(path)", "error": "\(error)"])
+            }
+        }
+    }
+
     /// Releases claims before returning (a sandbox that replaces another claims the same
     /// addresses next).
     private func release(_ claims: [AddressClaim]) {
@@ -262,6 +310,7 @@ final class EtcdStore: ClusterStore {
     /// A claim that etcd could not be asked about is kept for `retryReleases`; one it refused
     /// (no longer this pod's) is logged: it costs an address, never a duplicate.
     private func releaseNow(_ claims: [AddressClaim], retrying: Bool) async {
+        defer { if !claims.isEmpty { Task { await self.saveLocalState() } } }
         for c in claims {
             do {
                 try await store.releaseAddress(c)
@@ -300,4 +349,12 @@ func blocking<T: Sendable, E: Error>(_ op: @escaping @Sendable () async throws(E
     }
     done.wait()
     return try result.withLock { $0! }.get()
+}
+
+/// What a node keeps of the cluster in its state directory (`cluster.json`).
+struct ClusterLocalState: Codable, Equatable {
+    /// The node's lease when it was written.
+    var lease: Int64?
+    /// Address claims of released pods that etcd could not be asked to release yet.
+    var unreleased: [AddressClaim]
 }

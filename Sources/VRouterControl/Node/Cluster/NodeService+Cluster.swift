@@ -48,17 +48,30 @@ extension NodeService {
         }
     }
 
-    /// The VRF (and its VNI here) that a cluster network maps to on this node; nil when this
-    /// node does not have the network (its pods are then not routed here).
-    func clusterVRF(of network: NetworkKey) -> (vrf: String, vni: UInt32?)? {
-        let vrf: String?
+    /// The VRF (and its VNI here) that a cluster network maps to on this node, and how
+    /// this node tunnels to its pods on other nodes (the network's `vrouter.io/encap`, else
+    /// `cluster.encap`); nil when this node does not have the network (its pods are then not
+    /// routed here).
+    func clusterVRF(of network: NetworkKey) -> (vrf: String, vni: UInt32?, encap: TunnelEncap)? {
+        let encap = config.cluster?.encap ?? .mplsOverUDP
+        let found: (String, String?)?
         if network.namespace == "-" {
-            vrf = config.defaultNetwork?.name == network.name ? network.name : nil
+            found = config.defaultNetwork?.name == network.name ? (network.name, nil) : nil
         } else {
-            vrf = attachments.withLock { $0.networks[network.description]?.vrf }
+            found = attachments.withLock { a in
+                a.networks[network.description].flatMap { r in
+                    r.vrf.map { ($0, r.annotations[NetworkRecord.encapAnnotation]) }
+                }
+            }
         }
-        guard let vrf else { return nil }
-        return (vrf, tables.read { $0.vnis[vrf] })
+        guard let (vrf, named) = found else { return nil }
+        let e: TunnelEncap =
+            switch named {
+            case "vxlan": .vxlan
+            case "mpls-udp": .mplsOverUDP
+            default: encap
+            }
+        return (vrf, tables.read { $0.vnis[vrf] }, e)
     }
 
     public func clusterInfo() throws(APIError) -> ClusterInfo {
