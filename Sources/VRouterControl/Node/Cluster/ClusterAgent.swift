@@ -166,14 +166,20 @@ final class ClusterAgent: @unchecked Sendable {  // Safe: mutable state only on 
                 else { continue }
                 var spec = RouteSpec(prefix: r.prefix, via: via)
                 if r.kind == "vxlan" { spec.vni = r.vni } else { spec.label = r.label }
-                routes.append(ProgrammedRoute(vrf: vrf, spec: spec, node: via))
+                // `via` is a tunnel's name: the node's, or "node+encap" (tunnelName).
+                let node = via.split(separator: "+", maxSplits: 1).first.map(String.init) ?? via
+                routes.append(ProgrammedRoute(vrf: vrf, spec: spec, node: node))
             }
         }
-        let vias = Set(routes.map(\.node))
+        let vias = Set(routes.compactMap(\.spec.via))
         for n in service.remoteNodes() where vias.contains(n.name) {
-            programmedNodes[n.name] = NodeRecord(name: n.name, underlay: n.address, encapsulations: [], bootID: "")
+            let encap: TunnelEncap = n.encap == TunnelEncap.mplsOverUDP.name ? .mplsOverUDP : .vxlan
+            let node = n.name.split(separator: "+", maxSplits: 1).first.map(String.init) ?? n.name
+            programmedTunnels[n.name] = Tunnel(node: node, underlay: n.address, encap: encap)
         }
-        for r in routes where programmedNodes[r.node] != nil { programmedRoutes["\(r.vrf)|\(r.spec.prefix)"] = r }
+        for r in routes where programmedTunnels[r.spec.via ?? ""] != nil {
+            programmedRoutes["\(r.vrf)|\(r.spec.prefix)"] = r
+        }
         counters.withLock { $0.programmed = programmedRoutes.count }
     }
 
