@@ -17,6 +17,9 @@ final class PipelineHarness {
     struct Sent: CustomStringConvertible {
         let port: UInt16
         let bytes: [UInt8]
+        /// What the port's virtio-net header would say about it (a superframe, a checksum left
+        /// partial), when the port takes offloads.
+        var offload = PacketOffload()
         var description: String { "port \(port): \(bytes.count) B" }
         var parsed: ParsedPacket { bytes.withUnsafeBytes { PacketParser.parse($0.baseAddress!, length: $0.count) } }
     }
@@ -53,12 +56,28 @@ final class PipelineHarness {
     /// what was punted to the control plane (reported on `PacketMeta.puntPort`). `flags` are
     /// what the port layer would have set on each packet.
     func run(_ packets: [([UInt8], UInt16)], flags: PacketFlags = []) -> [Sent] {
-        precondition(packets.count <= Frame.defaultCapacity)
-        for (bytes, port) in packets {
-            let idx = pool.alloc()!
-            _ = bytes.withUnsafeBytes { pool.load(idx, bytes: $0) }
-            pool.metas[Int(idx)].rxPort = port
-            pool.metas[Int(idx)].flags = flags
+        run(arrivals: packets.map { Arrival(bytes: $0.0, port: $0.1, flags: flags) })
+    }
+
+    /// A received packet as the port layer hands it over: the flags it set (a partial
+    /// checksum on the fabric) and what a virtio-net header said (`VirtioNet.record`).
+    struct Arrival {
+        var bytes: [UInt8]
+        var port: UInt16
+        var flags: PacketFlags = []
+        var offload = PacketOffload()
+    }
+
+    /// `run` for packets with port-layer state; those too long for a buffer go into big
+    /// ones (the harness needs `bigBuffers`).
+    func run(arrivals: [Arrival]) -> [Sent] {
+        precondition(arrivals.count <= Frame.defaultCapacity)
+        for a in arrivals {
+            let idx = a.bytes.count > pool.bufferSize - PacketPool.headroom ? pool.allocBig()! : pool.alloc()!
+            _ = a.bytes.withUnsafeBytes { pool.load(idx, bytes: $0) }
+            pool.metas[Int(idx)].rxPort = a.port
+            pool.metas[Int(idx)].flags = a.flags
+            pool.metas[Int(idx)].offload = a.offload
             input.append(idx)
         }
         let audit = PipelineAudit(pipeline, input: input, output: output, punt: punt)
@@ -71,7 +90,8 @@ final class PipelineHarness {
         var sent: [Sent] = []
         for i in 0..<output.count {
             let idx = output[i]
-            sent.append(Sent(port: pool.metas[Int(idx)].txPort, bytes: Array(pool.bytes(idx))))
+            let m = pool.metas[Int(idx)]
+            sent.append(Sent(port: m.txPort, bytes: Array(pool.bytes(idx)), offload: m.offload))
         }
         for i in 0..<punt.count {
             sent.append(Sent(port: PacketMeta.puntPort, bytes: Array(pool.bytes(punt[i]))))

@@ -66,8 +66,8 @@ public enum PipelineEvent: Int, CaseIterable, Sendable {
     case gsoTrains
     /// Segments coalesced into a superframe toward a tap (GRO).
     case groMerged
-    /// Packets the fused fast path forwarded (parse to rewrite without the general nodes;
-    /// every other packet took them).
+    /// Packets the fused fast path forwarded (parse to rewrite without the general nodes,
+    /// on a flow hit or right after their new flow's install; every other packet took them).
     case fastPath
     public var name: String {
         switch self {

@@ -2,7 +2,7 @@
 // common case goes from parse to rewrite without passing through PacketMeta.
 //
 //   ethernet-input  (fastClassify) a straight-line parse for untagged pod IPv4 TCP/UDP and for
-//                   VXLAN-decapsulated IPv4 TCP/UDP; what it learns (L3/L4 offsets, flags)
+//                   VXLAN- or MPLSoUDP-decapsulated IPv4 TCP/UDP; what it learns (L3/L4 offsets, flags)
 //                   is one word per packet in `fast4` next to the key and hash. Anything
 //                   else, or anything it is unsure of, takes the general classify.
 //   flow-lookup     the same batched lookup; then, in one loop, a hit whose action is a
@@ -77,6 +77,7 @@ extension Pipeline {
         let l3: Int
         var vrf: UInt16
         var flags: PacketFlags
+        var forced = ForwardingView.noNexthop  // the nexthop an MPLS label names
         switch port.pointee.kind {
         case .pod:
             l3 = off &+ 14
@@ -88,23 +89,51 @@ extension Pipeline {
             if pf.contains(.antiSpoofing) && !(pf.contains(.hasIPv4) && src == port.pointee.ipv4) { return false }
             vrf = port.pointee.vrf
         case .fabric:
-            // VXLAN to the node's underlay address: outer IPv4 (unfragmented) / UDP 4789.
+            // A tunnel packet to the node's underlay address: outer IPv4 (unfragmented) / UDP,
+            // then VXLAN (4789) or one MPLS label (6635, or Contrail's 51234).
             let outer = off &+ 14
             guard fastIPv4(p, outer, &end) != nil,
-                p.u8(outer &+ 9) == IPProtocol.udp, p.be32(outer &+ 16) == port.pointee.ipv4,
-                p.be16(outer &+ 22) == UDPPort.vxlan
+                p.u8(outer &+ 9) == IPProtocol.udp, p.be32(outer &+ 16) == port.pointee.ipv4
             else { return false }
-            let vx = outer &+ 28
-            guard end &- vx >= 8 &+ 14 &+ 20, p.u8(vx) & 0x08 != 0 else { return false }
-            vrf = view.vnis.lookup(p.be32(vx &+ 4) >> 8)
-            guard vrf != VNITable.miss, view.vrf(vrf) != nil, p.be16(vx &+ 20) == EtherType.ipv4 else { return false }
-            l3 = vx &+ 22
-            guard let f = fastIPv4(p, l3, &end) else { return false }
+            let dport = p.be16(outer &+ 22)
+            let tunnel = outer &+ 28
+            if dport == UDPPort.vxlan {
+                guard end &- tunnel >= 8 &+ 14 &+ 20, p.u8(tunnel) & 0x08 != 0 else { return false }
+                vrf = view.vnis.lookup(p.be32(tunnel &+ 4) >> 8)
+                guard vrf != VNITable.miss, view.vrf(vrf) != nil, p.be16(tunnel &+ 20) == EtherType.ipv4 else {
+                    return false
+                }
+                l3 = tunnel &+ 22
+                guard let f = fastIPv4(p, l3, &end) else { return false }
+                flags = f
+                flags.insert(.decapsulated)
+            } else if dport == UDPPort.mplsOverUDP || dport == UDPPort.contrailMPLSOverUDP {
+                // Bottom of stack, TTL left, a label that names a nexthop, then IPv4: the
+                // label decapsulates straight to its nexthop, in the nexthop's VRF.
+                guard end &- tunnel >= 4 &+ 20 else { return false }
+                let entry = p.be32(tunnel)
+                guard entry & 0x100 != 0, entry & 0xFF != 0, p.u8(tunnel &+ 4) >> 4 == 4 else { return false }
+                let target = view.labelTarget(entry >> 12)
+                guard target != ForwardingView.noNexthop, let nh = view.nexthop(target) else { return false }
+                l3 = tunnel &+ 4
+                guard let f = fastIPv4(p, l3, &end) else { return false }
+                vrf = nh.pointee.vrf
+                flags = f
+                flags.insert([.decapsulated, .forcedNexthop])
+                forced = target
+            } else {
+                return false
+            }
             let dst = p.be32(l3 &+ 16)
             if dst >> 28 == 0xE || dst == 0xFFFF_FFFF { return false }
-            flags = f
-            flags.insert(.decapsulated)
-            counters.count(.vxlanDecap)
+            if forced == ForwardingView.noNexthop {
+                counters.count(.vxlanDecap)
+            } else {
+                // What route-lookup reads for a miss (materialize leaves both alone).
+                m.pointee.nexthop = forced
+                m.pointee.label = 0
+                counters.count(.mplsDecap)
+            }
         default:
             return false
         }
@@ -225,6 +254,40 @@ extension Pipeline {
         counters.count(.fastPath, fast)
     }
 
+    /// rewrite for the frame's resolved misses, fused: a fast-parsed packet whose new flow
+    /// is a plain forward goes out through fusedForward, as the flow's next packets will
+    /// (the cold pass of new flows saves the general rewrite's re-reads of PacketMeta);
+    /// every other packet through rewriteOne, in the same frame order.
+    @inline(__always)
+    mutating func rewriteResolvedFused(_ view: ForwardingView, output: inout Frame) {
+        let pool = self.pool
+        let n = ipList.count
+        var fast: UInt64 = 0
+        for i in 0..<n {
+            if i &+ 2 < n {
+                let ahead = ipList[i &+ 2]
+                vrt_prefetch_write(pool.buffer(ahead) + (Int(pool.metas[Int(ahead)].l3) &- 64))
+            }
+            let idx = ipList[i]
+            let m = pool.meta(idx)
+            if m.pointee.flags.contains(.ipv4) {
+                // Safe: aux is the packet's position in the IPv4 arrays (< Frame.defaultCapacity).
+                let pos = Int(m.pointee.aux)
+                let word = fast4[pos]
+                if word != 0 {
+                    let action = FlowHit(nexthop: m.pointee.nexthop, label: m.pointee.label, generation: 0)
+                    if fusedForward(idx, m, word, pos, action, view, output: &output) {
+                        fast &+= 1
+                        continue
+                    }
+                }
+            }
+            rewriteOne(idx, view, output: &output)
+        }
+        ipList.removeAll()
+        counters.count(.fastPath, fast)
+    }
+
     /// A fast-parsed hit whose action is a plain forward: TTL, then the tunnel or L2
     /// header, emitted. False (nothing written) sends it to the general rewrite.
     @inline(__always)
@@ -243,6 +306,11 @@ extension Pipeline {
             nh.pointee.flags & Nexthop.unresolved == 0,
             h.label & FlowTranslation.translated == 0
         else { return false }
+        // TCP toward a tap that takes superframes is coalesced at the frame's end (GRO),
+        // which reads the packet's PacketMeta: the general path fills it.
+        if kind == .encap && keys4[pos].proto == IPProtocol.tcp && takesOffloads(view, nh.pointee.port) {
+            return false
+        }
         let flags = FastParse.flags(word)
         // A SYN may need its MSS clamped, a FIN or RST marks the flow: the general path's.
         guard !flags.contains(.tcpSyn) && !flags.contains(.tcpClosing) else { return false }

@@ -91,6 +91,14 @@ public struct Pipeline: ~Copyable {
     @usableFromInline let lpmKeys4: UnsafeMutablePointer<UInt32>
     @usableFromInline let lpmKeys6: UnsafeMutablePointer<UInt128>
     @usableFromInline let missRoutes: UnsafeMutablePointer<UInt32>
+    // lookupDestinations' grouping of the misses by VRF and family (a counting sort).
+    @usableFromInline let missGroups: UnsafeMutablePointer<UInt8>
+    @usableFromInline let lpmPositions: UnsafeMutablePointer<UInt16>
+    @usableFromInline let lpmResults: UnsafeMutablePointer<UInt32>
+    @usableFromInline let lpmGroupKeys: UnsafeMutablePointer<UInt32>
+    @usableFromInline let lpmGroupStarts: UnsafeMutablePointer<Int>
+    /// (VRF, family) pairs per frame whose misses are batched together.
+    @usableFromInline static var lpmGroups: Int { 8 }
     @usableFromInline var icmpTokens: UInt32
     @usableFromInline var icmpRefilledAt: UInt32 = 0
     @usableFromInline var outerID: UInt16 = 0
@@ -126,6 +134,11 @@ public struct Pipeline: ~Copyable {
         lpmKeys4 = .allocate(capacity: n)
         lpmKeys6 = .allocate(capacity: n)
         missRoutes = .allocate(capacity: n)
+        missGroups = .allocate(capacity: n)
+        lpmPositions = .allocate(capacity: n)
+        lpmResults = .allocate(capacity: n)
+        lpmGroupKeys = .allocate(capacity: Self.lpmGroups)
+        lpmGroupStarts = .allocate(capacity: Self.lpmGroups + 1)
         icmpTokens = config.icmpErrorBurst
     }
 
@@ -151,6 +164,11 @@ public struct Pipeline: ~Copyable {
         lpmKeys4.deallocate()
         lpmKeys6.deallocate()
         missRoutes.deallocate()
+        missGroups.deallocate()
+        lpmPositions.deallocate()
+        lpmResults.deallocate()
+        lpmGroupKeys.deallocate()
+        lpmGroupStarts.deallocate()
     }
 
     /// Forwards one frame (≤ 256 packets). Every packet of `input` ends up either appended
@@ -209,7 +227,11 @@ public struct Pipeline: ~Copyable {
         if timing { t0 = lap(.routeLookup, t0, misses) }
 
         let toRewrite = ipList.count
-        rewrite(generated: false, view, output: &output)
+        if fused {
+            rewriteResolvedFused(view, output: &output)
+        } else {
+            rewrite(generated: false, view, output: &output)
+        }
         if timing { t0 = lap(.rewrite, t0, toRewrite) }
 
         if arpList.count > 0 {
