@@ -351,6 +351,36 @@ func mismatches6(_ fib: IPv6FIB, _ ref: ReferenceLPM6, _ probes: [UInt128]) -> I
         #expect(mismatches4(wide.applying(changes), ref2, probes4(sample, &rng, random: 5000)) == 0)
     }
 
+    /// IPv4 lookups read a 16-bit direct array when the table fits it (2^16 slots or more, at most 2^15
+    /// values, each 64-slot block's roots close together), else the 32-bit one: both give
+    /// the reference's answers, with /0 and /32 routes, overlaps, and after changes.
+    @Test(arguments: [(20000, 71 as UInt64, 1000 as UInt64), (90000, 72, 1 << 20), (20000, 73, 2)])
+    func compactDirectArray(size: Int, seed: UInt64, values: UInt64) {
+        var rng = SplitMix64(seed: seed)
+        var routes = randomRoutes4(size, &rng, values: values)
+        routes += [
+            (IPv4Prefix("0.0.0.0/0")!, 5), (IPv4Prefix("198.51.100.7/32")!, 6), (IPv4Prefix("198.51.100.0/24")!, 7),
+            (IPv4Prefix("255.255.255.255/32")!, 8), (IPv4Prefix("0.0.0.0/32")!, 9),
+        ]
+        var ref = ReferenceLPM4(routes)
+        let fib = IPv4FIB(routes: routes)
+        // A narrow table's value table holds LPM.miss and each distinct value.
+        let compact = fib.arrays.narrow && fib.arrays.values.count <= 0x8000
+        #expect((fib.arrays.direct16 != nil) == compact)
+        #expect(size < 90000 || !compact)  // the big case reads the 32-bit array
+        #expect(mismatches4(fib, ref, probes4(routes, &rng, random: 20000)) == 0)
+        #expect(fib.view.lookup(IPv4Address("198.51.100.7")!.value) == 6)
+        #expect(fib.view.lookup(.max) == 8 && fib.view.lookup(0) == 9)
+        // Deletes (the /32s among them) and new routes, patched in by `applying`.
+        var changes: [(IPv4Prefix, UInt32?)] = routes.prefix(size / 20).map { ($0.0, nil) }
+        changes += [(IPv4Prefix("198.51.100.7/32")!, nil), (IPv4Prefix("0.0.0.0/32")!, nil)]
+        changes += randomRoutes4(size / 20, &rng, values: values).map { ($0.0, $0.1) }
+        ref.apply(changes)
+        let changed = fib.applying(changes)
+        let touched = changes.map { ($0.0, $0.1 ?? 0) }
+        #expect(mismatches4(changed, ref, probes4(routes + touched, &rng, random: 20000)) == 0)
+    }
+
     /// Batches of any length (empty, below, at and past a group) equal single lookups.
     @Test func batchLengthsAndTails() {
         var rng = SplitMix64(seed: 71)

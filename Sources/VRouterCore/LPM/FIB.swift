@@ -67,6 +67,8 @@ public final class FIB<Prefix: LPMPrefix>: @unchecked Sendable {  // Safe: nothi
             leaves: arrays.leaves.base,
             inline: arrays.inline.base,
             values: arrays.narrow ? arrays.values.base : nil,
+            direct16: arrays.direct16,
+            blockBases: arrays.blockBases,
             directBits: arrays.directBits
         )
     }

@@ -19,6 +19,10 @@ public struct FIBView<Prefix: LPMPrefix>: @unchecked Sendable {  // Safe: read-o
     @usableFromInline let values: UnsafePointer<UInt32>?
     /// Bits the direct array consumes (8...18 as chosen by table size).
     @usableFromInline let directBits: UInt64
+    /// The 16-bit direct array and its block bases (PoptrieArrays.direct16), when the FIB
+    /// has them: lookups read these instead of `direct`.
+    @usableFromInline let direct16: UnsafePointer<UInt16>?
+    @usableFromInline let blockBases: UnsafePointer<UInt32>?
 
     @usableFromInline
     init(
@@ -27,8 +31,12 @@ public struct FIBView<Prefix: LPMPrefix>: @unchecked Sendable {  // Safe: read-o
         leaves: UnsafePointer<UInt32>,
         inline: UnsafePointer<UInt32>,
         values: UnsafePointer<UInt32>?,
+        direct16: UnsafePointer<UInt16>?,
+        blockBases: UnsafePointer<UInt32>?,
         directBits: Int
     ) {
+        self.direct16 = direct16
+        self.blockBases = blockBases
         self.values = values
         self.direct = direct
         self.nodes = nodes
@@ -59,14 +67,21 @@ public struct FIBView<Prefix: LPMPrefix>: @unchecked Sendable {  // Safe: read-o
     @inlinable @inline(__always)
     public func lookup(_ address: Key) -> UInt32 {
         var k = Prefix.walk(address)
-        // Safe: the index has directBits bits and the array has 2^directBits entries.
-        let d = direct[
-            Int(
-                truncatingIfNeeded: k
-                    &>> (Walk(truncatingIfNeeded: Walk.bitWidth) &- Walk(truncatingIfNeeded: directBits))
-            )
-        ]
-        if d & LPM.nodeFlag == 0 { return d }
+        let slot = Int(
+            truncatingIfNeeded: k &>> (Walk(truncatingIfNeeded: Walk.bitWidth) &- Walk(truncatingIfNeeded: directBits))
+        )
+        let d: UInt32
+        if let direct16 {
+            // Safe: the slot has directBits bits and the array has 2^directBits entries.
+            let e = UInt32(direct16[slot])
+            // Safe: a FIB with direct16 has a value table and block bases (PoptrieArrays.compact).
+            if e < 0x8000 { return values.unsafelyUnwrapped[Int(truncatingIfNeeded: e)] }
+            d = Self.expand(e, slot, blockBases.unsafelyUnwrapped)
+        } else {
+            // Safe: as above.
+            d = direct[slot]
+            if d & LPM.nodeFlag == 0 { return d }
+        }
         k = k &<< Walk(truncatingIfNeeded: directBits)
         if d >= LPM.inlineFlag { return inlineLeaf(d, Self.chunk(k)) }
         // Safe: the builder stores only indices of nodes it allocated, and a node's
@@ -90,6 +105,14 @@ public struct FIBView<Prefix: LPMPrefix>: @unchecked Sendable {  // Safe: read-o
             node = nodes[Int(truncatingIfNeeded: node.base1) &+ (node.vector &<< (63 &- v)).nonzeroBitCount &- 1]
             k = k &<< 6
         }
+    }
+
+    /// The 32-bit direct entry (node or inline root) of 16-bit root entry `e` at `slot`.
+    @inlinable @inline(__always)
+    static func expand(_ e: UInt32, _ slot: Int, _ bases: UnsafePointer<UInt32>) -> UInt32 {
+        // Safe: blockBases has two entries per 64 slots.
+        let base = bases[(slot &>> 6) &<< 1 | Int(truncatingIfNeeded: e &>> 14 & 1)]
+        return (e & 0xC000) &<< 16 | (base &+ (e & 0x3FFF))
     }
 
     /// The answer at 6-bit position `v` of the leaf-only root that direct entry `d` names.

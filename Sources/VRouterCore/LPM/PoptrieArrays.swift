@@ -24,12 +24,24 @@ struct PoptrieArrays {
     var garbageNodes = 0
     var garbageLeaves = 0
     var garbageInline = 0
+    /// The direct array in 16 bits an entry, for the lookups (nil when the table does not
+    /// fit it; see `compacted()`). Half the bytes: at 2^18 entries 512 KiB, which stays in a
+    /// 1 MiB L2 next to the lines a lookup streams through, where the 1 MiB 32-bit array
+    /// sits in L3, so a lookup's first load stops being a miss. An entry is a value index
+    /// (top bit clear), or `0xC000 | i` for the inline root at `blockBases[2b + 1] + i`, or
+    /// `0x8000 | i` for the node root at `blockBases[2b] + i`, b being the 64-slot block.
+    var direct16: UnsafeMutablePointer<UInt16>?
+    /// Per block of 64 direct slots: the first node root, then the first inline root offset.
+    var blockBases: UnsafeMutablePointer<UInt32>?
 
     var bytes: Int {
         (1 << directBits) * 4 + nodes.bytes + leaves.bytes + inline.bytes + values.bytes
+            + (direct16 == nil ? 0 : (1 << directBits) * 2 + (1 << directBits) / 64 * 8)
     }
 
     func deallocate() {
+        direct16?.deallocate()
+        blockBases?.deallocate()
         direct.deallocate()
         nodes.deallocate()
         leaves.deallocate()
@@ -109,7 +121,59 @@ extension PoptrieArrays {
         out.nodes.shrinkToFit()
         out.leaves.shrinkToFit()
         out.inline.shrinkToFit()
+        if K.bitWidth == 32 { out.compact() }
         return out
+    }
+
+    /// Fills `direct16` and `blockBases` from `direct` (2^16 slots or more) when every entry fits: a narrow
+    /// table with at most 2^15 values, and in each block of 64 slots the roots within
+    /// 2^14 words (inline) or nodes of the block's first. A full build lays roots out in
+    /// slot order, so a block spans at most 64 roots (64 * 34 words); a table that
+    /// `applying` patched may not fit, and then lookups read the 32-bit array.
+    mutating func compact() {
+        let slots = 1 << directBits
+        // Below 2^16 slots the 32-bit array is small enough to stay in L2 as it is.
+        guard narrow, values.count <= 0x8000, directBits >= 16 else { return }
+        var index: [UInt32: UInt16] = [:]
+        for i in 0..<values.count { index[values[i]] = UInt16(i) }
+        let d16 = UnsafeMutablePointer<UInt16>.allocate(capacity: slots)
+        let bases = UnsafeMutablePointer<UInt32>.allocate(capacity: slots / 64 * 2)
+        var block = 0
+        while block < slots / 64 {
+            let first = block * 64
+            var base = (node: UInt32.max, inline: UInt32.max)
+            for sl in first..<first + 64 where direct[sl] & LPM.nodeFlag != 0 {
+                let o = direct[sl] & LPM.indexMask
+                if direct[sl] >= LPM.inlineFlag {
+                    base.inline = min(base.inline, o)
+                } else {
+                    base.node = min(base.node, o)
+                }
+            }
+            base = (base.node == .max ? 0 : base.node, base.inline == .max ? 0 : base.inline)
+            bases[2 * block] = base.node
+            bases[2 * block + 1] = base.inline
+            for sl in first..<first + 64 {
+                let d = direct[sl]
+                let e: UInt32?
+                if d & LPM.nodeFlag == 0 {
+                    e = index[d].map { UInt32($0) }
+                } else {
+                    let inline = d >= LPM.inlineFlag
+                    let rel = (d & LPM.indexMask) - (inline ? base.inline : base.node)
+                    e = rel <= 0x3FFF ? (inline ? 0xC000 : 0x8000) | rel : nil
+                }
+                guard let e else {
+                    d16.deallocate()
+                    bases.deallocate()
+                    return
+                }
+                d16[sl] = UInt16(e)
+            }
+            block += 1
+        }
+        direct16 = d16
+        blockBases = bases
     }
 
     /// A copy of self with the direct slots in `ranges` rebuilt from `routes`, or nil
@@ -147,11 +211,13 @@ extension PoptrieArrays {
             garbageLeaves: garbageLeaves,
             garbageInline: garbageInline
         )
-        return PoptrieBuilder.with(routes, copy) { b in
+        var out = PoptrieBuilder.with(routes, copy) { b in
             b.valueIndex = valueIndex
             for (lo, hi) in ranges { b.buildSlots(lo, hi, countGarbage: true) }
             return b.arrays
         }
+        if K.bitWidth == 32 { out.compact() }
+        return out
     }
 
     /// True when unreachable nodes and leaves outweigh the live ones.
