@@ -492,6 +492,69 @@ struct TapPortTests {
         #expect(pool.bigAvailable == pool.bigCount)
     }
 
+    /// A kernel that has multishot reads but refuses one for a tap (EINVAL): the port goes
+    /// over to single reads, counts no error, and still receives.
+    @Test func aRefusedMultishotReadFallsBackToSingleReads() throws {
+        let s = Scratch("m")
+        let pool = PacketPool.allocate(count: 512, bufferSize: 2048, bigBuffers: 8)
+        defer { pool.deallocate() }
+        var tap: TapPort? = nil
+        defer {
+            try? tap?.delete()
+            s.cleanup()
+            #expect(s.leftovers().isEmpty)
+        }
+        let ns = try s.namespace("M")
+        tap = try TapPort.create(name: s.name("t"), offloads: true)
+        try tap!.move(to: ns, Self.podConfiguration())
+        // The loop's own reads are single ones, so that what receives below is what the
+        // fallback leaves.
+        var lc = IOLoop.Configuration()
+        lc.readsPerTap = 4
+        lc.multishotReads = false
+        let loop = try IOLoop(pool: pool, configuration: lc)
+        defer { loop.close() }
+        try loop.add(tap!, as: 5)
+        let slot = loop.slots + 5
+        var frame = Frame.allocate()
+        defer { frame.deallocate() }
+        // The refusal as io_uring delivers it for a multishot read: it ends, no buffer taken.
+        slot.pointee.multishot = true
+        slot.pointee.readsTarget = 1
+        slot.pointee.readsOutstanding &+= 1
+        withUnsafeMutablePointer(to: &frame) { f in
+            loop.complete(UserData.make(.tapRead, port: 5, buffer: 0), -EINVAL, 0, into: f)
+        }
+        loop.tx(&frame)
+        #expect(!slot.pointee.multishot)
+        #expect(slot.pointee.readsTarget == 4)
+        #expect(loop.counters(port: 5).rxErrors == 0)
+        #expect(!loop.isDead(port: 5))
+        let sender = """
+            import socket
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            s.setsockopt(263, 15, 1)  # SOL_PACKET, PACKET_VNET_HDR
+            s.bind(("eth0", 0))
+            s.send(bytes(10) + b"\\x02" * 12 + b"\\x88\\xb5" + b"SINGLE" + bytes(60))
+            """
+        let r = try run([ipTool] + inNamespace(ns, [systemPython, "-c", sender]))
+        #expect(r.status == 0, "\(r.error)")
+        var seen = 0
+        let deadline = ContinuousClock.now + .seconds(5)
+        while seen == 0 && ContinuousClock.now < deadline {
+            _ = loop.rx(into: &frame, maxWait: .milliseconds(20))
+            for i in 0..<frame.count {
+                let p = pool.bytes(frame[i])
+                if p.count > 20 && p[14] == UInt8(ascii: "S") && p[15] == UInt8(ascii: "I") { seen += 1 }
+            }
+            pool.free(&frame)
+            loop.tx(&frame)
+        }
+        #expect(seen == 1)
+        loop.remove(port: 5)
+        #expect(pool.available == pool.count)
+    }
+
     @Test func framesLargerThanAPoolBufferAreDroppedNotTruncated() throws {
         let s = Scratch("j")
         let pool = PacketPool.allocate(count: 256)  // 2048-byte buffers: frames up to 1919 bytes

@@ -161,6 +161,13 @@ extension IOLoop {
                 counters.readsRetried &+= 1
                 slot.pointee.deficit &+= 1
                 readDeficit &+= 1
+            } else if slot.pointee.multishot && (res == -EINVAL || res == -EOPNOTSUPP) && slot.pointee.state == .active
+            {
+                // The kernel knows the opcode but refuses it for this file: single reads
+                // from now on (not an error of the port).
+                slot.pointee.multishot = false
+                slot.pointee.readsTarget = Int32(configuration.readsPerTap)
+                for _ in 0..<configuration.readsPerTap { rearm(port, slot) }
             } else {
                 readFailed(port, slot, res)
             }
