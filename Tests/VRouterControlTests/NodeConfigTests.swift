@@ -53,6 +53,19 @@ import VRouterTestSupport
         #expect(view.vnis.lookup(1001) == 1)
     }
 
+    /// The port layer's settings: multishot tap reads and yields before sleeping, with
+    /// their defaults, kept by the snapshot, bad values refused.
+    @Test func ioSettingsHaveDefaultsAndSurviveTheSnapshot() throws {
+        let d = try NodeConfig.parse(Self.good)
+        #expect(d.multishotReads && d.idleYields == 4)
+        let c = try NodeConfig.parse("io: { multishotReads: false, idleYields: 0 }\n" + Self.good)
+        #expect(!c.multishotReads && c.idleYields == 0)
+        let again = try NodeConfig.parse(c.yaml(routeFiles: [], journalSequence: 1))
+        #expect(!again.multishotReads && again.idleYields == 0)
+        Self.refused("io: { idleYields: 5000 }", "outside 0...1024")
+        Self.refused("io: { multishot: true }", "multishot")
+    }
+
     /// Offloads are on unless a port says otherwise; only ports with a device (a tap, a
     /// fabric NIC) take superframes; the snapshot keeps both settings.
     @Test func offloadsArePerPortAndSurviveTheSnapshot() throws {

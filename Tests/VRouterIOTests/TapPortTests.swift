@@ -354,8 +354,10 @@ struct TapPortTests {
     /// A tap with offloads: TUNSETOFFLOAD takes checksum and TSO at least, and a TCP
     /// superframe the pod's kernel hands over (written here by a packet socket in the pod
     /// with a virtio-net header, as TCP with TSO makes them) is read whole into a big buffer
-    /// with its GSO state; an ordinary frame lands in a small buffer.
-    @Test func aTapWithOffloadsHandsOverSuperframesWhole() throws {
+    /// with its GSO state; an ordinary frame lands in a small buffer. With one multishot
+    /// read (where the kernel has them) and with single reads.
+    @Test(arguments: [true, false])
+    func aTapWithOffloadsHandsOverSuperframesWhole(multishot: Bool) throws {
         let s = Scratch("o")
         let pool = PacketPool.allocate(count: 512, bufferSize: 2048, bigBuffers: 8)
         defer { pool.deallocate() }
@@ -371,9 +373,14 @@ struct TapPortTests {
         #expect(t.offloads.isSuperset(of: [.checksum, .tso4, .tso6]), "\(t.offloads.names)")
         #expect(t.hasVirtioHeader)
         try t.move(to: ns, Self.podConfiguration())
-        let loop = try IOLoop(pool: pool)
+        var lc = IOLoop.Configuration()
+        lc.multishotReads = multishot
+        let loop = try IOLoop(pool: pool, configuration: lc)
         defer { loop.close() }
         try loop.add(t, as: 1)
+        #expect(loop.slots[1].multishot == loop.usesMultishotReads)
+        #expect(loop.slots[1].readsOutstanding == (loop.usesMultishotReads ? 1 : Int32(lc.readsPerTap)))
+        if !multishot { #expect(!loop.usesMultishotReads) }
 
         let sender = """
             import socket, struct
@@ -428,6 +435,124 @@ struct TapPortTests {
         #expect(small?.length == 14 + 40 + 5)
         #expect(small?.offload.isActive == false)
         #expect(!loop.isDead(port: 1))
+    }
+
+    /// A burst from the pod larger than the ring of big buffers lent to the kernel: the
+    /// multishot read takes frames until the ring is empty, ends (ENOBUFS), and is armed
+    /// again once the ring is refilled; every frame arrives, in order, and every buffer
+    /// comes home when the port is removed.
+    @Test func aBurstLargerThanTheReadRingArrivesWhole() throws {
+        let s = Scratch("b")
+        let pool = PacketPool.allocate(count: 512, bufferSize: 2048, bigBuffers: 8)
+        defer { pool.deallocate() }
+        var tap: TapPort? = nil
+        defer {
+            try? tap?.delete()
+            s.cleanup()
+            #expect(s.leftovers().isEmpty)
+        }
+        let ns = try s.namespace("B")
+        tap = try TapPort.create(name: s.name("t"), offloads: true)
+        try tap!.move(to: ns, Self.podConfiguration())
+        let loop = try IOLoop(pool: pool)
+        defer { loop.close() }
+        try loop.add(tap!, as: 2)
+        // 200 frames, sequence-numbered, at once (the ring holds 4 buffers).
+        let sender = """
+            import socket, struct
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            s.setsockopt(263, 15, 1)  # SOL_PACKET, PACKET_VNET_HDR
+            s.bind(("eth0", 0))
+            for i in range(200):
+                s.send(bytes(10) + b"\\x02" * 12 + b"\\x88\\xb5" + b"BURST" + struct.pack("!H", i) + bytes(50))
+            """
+        let r = try run([ipTool] + inNamespace(ns, [systemPython, "-c", sender]))
+        #expect(r.status == 0, "\(r.error)")
+        var frame = Frame.allocate()
+        defer { frame.deallocate() }
+        var seen: [Int] = []
+        let deadline = ContinuousClock.now + .seconds(5)
+        while seen.count < 200 && ContinuousClock.now < deadline {
+            _ = loop.rx(into: &frame, maxWait: .milliseconds(20))
+            for i in 0..<frame.count {
+                let p = pool.bytes(frame[i])
+                if p.count > 21 && p[12] == 0x88 && p[13] == 0xB5 && p[14] == UInt8(ascii: "B") {
+                    seen.append(Int(p[19]) << 8 | Int(p[20]))
+                }
+            }
+            pool.free(&frame)
+            loop.tx(&frame)
+        }
+        #expect(seen == Array(0..<200))
+        #expect(loop.counters(port: 2).rxDrops == 0)
+        #expect(!loop.isDead(port: 2))
+        loop.remove(port: 2)
+        loop.close()
+        #expect(pool.available == pool.count)
+        #expect(pool.bigAvailable == pool.bigCount)
+    }
+
+    /// A kernel that has multishot reads but refuses one for a tap (EINVAL): the port goes
+    /// over to single reads, counts no error, and still receives.
+    @Test func aRefusedMultishotReadFallsBackToSingleReads() throws {
+        let s = Scratch("m")
+        let pool = PacketPool.allocate(count: 512, bufferSize: 2048, bigBuffers: 8)
+        defer { pool.deallocate() }
+        var tap: TapPort? = nil
+        defer {
+            try? tap?.delete()
+            s.cleanup()
+            #expect(s.leftovers().isEmpty)
+        }
+        let ns = try s.namespace("M")
+        tap = try TapPort.create(name: s.name("t"), offloads: true)
+        try tap!.move(to: ns, Self.podConfiguration())
+        // The loop's own reads are single ones, so that what receives below is what the
+        // fallback leaves.
+        var lc = IOLoop.Configuration()
+        lc.readsPerTap = 4
+        lc.multishotReads = false
+        let loop = try IOLoop(pool: pool, configuration: lc)
+        defer { loop.close() }
+        try loop.add(tap!, as: 5)
+        let slot = loop.slots + 5
+        var frame = Frame.allocate()
+        defer { frame.deallocate() }
+        // The refusal as io_uring delivers it for a multishot read: it ends, no buffer taken.
+        slot.pointee.multishot = true
+        slot.pointee.readsTarget = 1
+        slot.pointee.readsOutstanding &+= 1
+        withUnsafeMutablePointer(to: &frame) { f in
+            loop.complete(UserData.make(.tapRead, port: 5, buffer: 0), -EINVAL, 0, into: f)
+        }
+        loop.tx(&frame)
+        #expect(!slot.pointee.multishot)
+        #expect(slot.pointee.readsTarget == 4)
+        #expect(loop.counters(port: 5).rxErrors == 0)
+        #expect(!loop.isDead(port: 5))
+        let sender = """
+            import socket
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            s.setsockopt(263, 15, 1)  # SOL_PACKET, PACKET_VNET_HDR
+            s.bind(("eth0", 0))
+            s.send(bytes(10) + b"\\x02" * 12 + b"\\x88\\xb5" + b"SINGLE" + bytes(60))
+            """
+        let r = try run([ipTool] + inNamespace(ns, [systemPython, "-c", sender]))
+        #expect(r.status == 0, "\(r.error)")
+        var seen = 0
+        let deadline = ContinuousClock.now + .seconds(5)
+        while seen == 0 && ContinuousClock.now < deadline {
+            _ = loop.rx(into: &frame, maxWait: .milliseconds(20))
+            for i in 0..<frame.count {
+                let p = pool.bytes(frame[i])
+                if p.count > 20 && p[14] == UInt8(ascii: "S") && p[15] == UInt8(ascii: "I") { seen += 1 }
+            }
+            pool.free(&frame)
+            loop.tx(&frame)
+        }
+        #expect(seen == 1)
+        loop.remove(port: 5)
+        #expect(pool.available == pool.count)
     }
 
     @Test func framesLargerThanAPoolBufferAreDroppedNotTruncated() throws {

@@ -15,6 +15,7 @@ extension NodeConfig {
         y += "node: { name: \(q(name)), routerMAC: \(q(routerMAC.description)) }\n"
         y +=
             "workers: \(workers)\npool: { buffers: \(poolBuffers), bufferSize: \(bufferSize), bigBuffers: \(bigBuffers) }\n"
+        y += "io: { multishotReads: \(multishotReads), idleYields: \(idleYields) }\n"
         let capacity6 = flowCapacity6.map { ", capacity6: \($0)" } ?? ""
         y += "flows: { capacity: \(flowCapacity)\(capacity6), idleTimeout: \(flowIdleTimeout)s }\n"
         if let d = defaultNetwork {

@@ -15,6 +15,11 @@ public struct NodeConfig: Sendable {
     /// 64 KB buffers per worker for superframes (offloads): tap reads lend 64 of them to
     /// the kernel, the rest hold superframes, coalesced segments and UDP GSO trains.
     public var bigBuffers: Int = 256
+    /// Taps with offloads read by one multishot read per queue (where the kernel has it).
+    public var multishotReads = true
+    /// Times a worker that just forwarded packets yields its CPU and looks again before it
+    /// sleeps (0: sleeps at once).
+    public var idleYields = 4
     public var flowCapacity: Int = 1 << 16
     /// IPv6 flow-cache entries per worker; nil: as many as IPv4.
     public var flowCapacity6: Int?
@@ -204,7 +209,7 @@ extension NodeConfig {
         let root = try YAMLWalker.parse(text, file: file)
         let top = try root.mapping(allowed: [
             "node", "workers", "pool", "flows", "interfaces", "vrfs", "remoteNodes", "stateVersion", "journalSequence",
-            "defaultNetwork", "ipam", "snat", "cluster",
+            "defaultNetwork", "ipam", "snat", "cluster", "io",
         ])
         var c = NodeConfig()
         if let v = top["stateVersion"] {
@@ -230,6 +235,11 @@ extension NodeConfig {
                 c.bufferSize = try v.int(512...65536)
                 guard c.bufferSize.nonzeroBitCount == 1 else { throw v.fail("bufferSize must be a power of two") }
             }
+        }
+        if let p = top["io"] {
+            let m = try p.mapping(allowed: ["multishotReads", "idleYields"])
+            if let v = m["multishotReads"] { c.multishotReads = try v.bool() }
+            if let v = m["idleYields"] { c.idleYields = try v.int(0...1024) }
         }
         if let f = top["flows"] {
             let m = try f.mapping(allowed: ["capacity", "capacity6", "idleTimeout"])

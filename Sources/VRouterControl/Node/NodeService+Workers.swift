@@ -28,7 +28,9 @@ extension Worker {
                 poolBuffers: service.config.poolBuffers,
                 bufferSize: service.config.bufferSize,
                 bigBuffers: service.config.bigBuffers,
-                pipeline: pc
+                pipeline: pc,
+                multishotReads: service.config.multishotReads,
+                idleYields: service.config.idleYields
             ),
             publication: service.publication,
             taps: taps,

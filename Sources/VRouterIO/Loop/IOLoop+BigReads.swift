@@ -121,10 +121,17 @@ struct BigReadRing {
 
 extension IOLoop {
     /// Queues a read on a tap with offloads: no buffer, the kernel picks one from the ring.
+    /// A multishot read stays armed: each frame completes with IORING_CQE_F_MORE, and one
+    /// wakeup of the tap reads every frame queued (while the ring has buffers).
     @inline(__always)
     func armBigRead(_ port: UInt16, _ slot: UnsafeMutablePointer<IOPortSlot>) -> Bool {
         guard let r = bigRing, r.filled > 0, let sqe = nextSQE() else { return false }
-        io_uring_prep_read(sqe, slot.pointee.fd, nil, UInt32(BigReadRing.readLength), 0)
+        if slot.pointee.multishot {
+            // No address and no length: each read takes a whole ring buffer (readLength).
+            io_uring_prep_rw(Int32(VRT_IORING_OP_READ_MULTISHOT), sqe, slot.pointee.fd, nil, 0, 0)
+        } else {
+            io_uring_prep_read(sqe, slot.pointee.fd, nil, UInt32(BigReadRing.readLength), 0)
+        }
         sqe.pointee.flags |= UInt8(1 << IOSQE_BUFFER_SELECT_BIT)
         sqe.pointee.buf_group = BigReadRing.group
         io_uring_sqe_set_data64(sqe, UserData.make(.tapRead, port: port, buffer: 0))
@@ -143,7 +150,10 @@ extension IOLoop {
         _ flags: UInt32,
         into frame: UnsafeMutablePointer<Frame>
     ) {
-        slot.pointee.readsOutstanding &-= 1
+        // A multishot read that goes on has not ended: it is still outstanding, and is
+        // re-armed only once a completion without F_MORE ends it.
+        let more = flags & IORING_CQE_F_MORE != 0
+        if !more { slot.pointee.readsOutstanding &-= 1 }
         guard flags & IORING_CQE_F_BUFFER != 0 else {
             // No buffer taken: an error, or the ring was empty (ENOBUFS, re-armed once the
             // ring has buffers again).
@@ -151,6 +161,13 @@ extension IOLoop {
                 counters.readsRetried &+= 1
                 slot.pointee.deficit &+= 1
                 readDeficit &+= 1
+            } else if slot.pointee.multishot && (res == -EINVAL || res == -EOPNOTSUPP) && slot.pointee.state == .active
+            {
+                // The kernel knows the opcode but refuses it for this file: single reads
+                // from now on (not an error of the port).
+                slot.pointee.multishot = false
+                slot.pointee.readsTarget = Int32(configuration.readsPerTap)
+                for _ in 0..<configuration.readsPerTap { rearm(port, slot) }
             } else {
                 readFailed(port, slot, res)
             }
@@ -159,7 +176,7 @@ extension IOLoop {
         let big = bigRing!.take(pool, bid: Int(flags >> UInt32(IORING_CQE_BUFFER_SHIFT)))
         guard res > 0 && slot.pointee.state == .active else {
             bigRing!.put(pool, big)
-            readFailed(port, slot, res)
+            if !more { readFailed(port, slot, res) }
             return
         }
         slot.pointee.consecutiveErrors = 0
@@ -182,7 +199,7 @@ extension IOLoop {
             superframesTaken &+= 1
             deliver(big, length: length, header, port, into: frame)
         }
-        rearm(port, slot)
+        if !more { rearm(port, slot) }
     }
 
     @inline(__always)

@@ -72,24 +72,12 @@ extension IOLoop {
             }
         case .tapWrite:
             slot.pointee.writesOutstanding &-= 1
-            pool.free(idx)
-            if res >= 0 {
-                slot.pointee.counters.txPackets &+= 1
-                slot.pointee.counters.txBytes &+= UInt64(res)
-            } else {
-                slot.pointee.counters.txErrors &+= 1
-            }
+            sent(slot, idx, res)
         case .afPoll:
             slot.pointee.pollArmed = false
         case .trainSend:
             slot.pointee.trainsOutstanding &-= 1
-            pool.free(idx)
-            if res >= 0 {
-                slot.pointee.counters.txPackets &+= 1
-                slot.pointee.counters.txBytes &+= UInt64(res)
-            } else {
-                slot.pointee.counters.txErrors &+= 1
-            }
+            sent(slot, idx, res)
         case .afKick:
             slot.pointee.kicksOutstanding &-= 1
             if res < 0 {
@@ -106,6 +94,19 @@ extension IOLoop {
             if !closing { armWake() }
         case .cancel, .none:
             break
+        }
+    }
+
+    /// A tap write or a train send completed: its buffer goes back to the pool, the port
+    /// counts it.
+    @inline(__always)
+    func sent(_ slot: UnsafeMutablePointer<IOPortSlot>, _ idx: UInt32, _ res: Int32) {
+        pool.free(idx)
+        if res >= 0 {
+            slot.pointee.counters.txPackets &+= 1
+            slot.pointee.counters.txBytes &+= UInt64(res)
+        } else {
+            slot.pointee.counters.txErrors &+= 1
         }
     }
 

@@ -36,6 +36,11 @@ public final class IOLoop {
         /// ring: a read takes one only when a frame arrives, so idle taps hold none). At most
         /// half the pool's big buffers; a power of two.
         public var bigReadBuffers: Int = 64
+        /// Taps with offloads keep one multishot read outstanding instead of `readsPerTap`
+        /// single ones, where the kernel has it (6.7+). A wakeup then reads the queue dry
+        /// in one pass: 32 single reads were 32 poll entries on the tap, and every frame
+        /// that arrived at an idle tap woke all of them (31 found nothing and re-armed).
+        public var multishotReads: Bool = true
         /// Superframes (big buffers) one `rx` takes at most: what the pipeline may cut into
         /// datagrams must fit its output frame (16 × 46 segments).
         public var superframesPerFrame: Int = 16
@@ -49,6 +54,9 @@ public final class IOLoop {
     public let waker: IOLoopWaker
     /// Whether the pool's memory is registered (fixed-buffer reads and writes in use).
     public private(set) var usesRegisteredBuffers = false
+    /// Whether taps with offloads are read by one multishot read each (configured, and the
+    /// kernel has IORING_OP_READ_MULTISHOT).
+    public private(set) var usesMultishotReads = false
     public internal(set) var counters = LoopCounters()
 
     let ring: UnsafeMutablePointer<io_uring>
@@ -127,6 +135,10 @@ public final class IOLoop {
             usesRegisteredBuffers = io_uring_register_buffers(ring, &iov, 1) == 0
         }
         bigRing = BigReadRing.make(ring, pool: pool, entries: configuration.bigReadBuffers)
+        if configuration.multishotReads, let probe = io_uring_get_probe_ring(ring) {
+            usesMultishotReads = io_uring_opcode_supported(probe, Int32(VRT_IORING_OP_READ_MULTISHOT)) != 0
+            io_uring_free_probe(probe)
+        }
         maxPorts = configuration.maxPorts
         slots = .allocate(capacity: maxPorts)
         slots.initialize(repeating: IOPortSlot(), count: maxPorts)
@@ -221,10 +233,11 @@ public final class IOLoop {
         slot.pointee.kind = .tap
         slot.pointee.fd = fds[queue]
         slot.pointee.vnet = vnet
-        slot.pointee.readsTarget = Int32(configuration.readsPerTap)
+        slot.pointee.multishot = vnet && usesMultishotReads
+        slot.pointee.readsTarget = slot.pointee.multishot ? 1 : Int32(configuration.readsPerTap)
         owners[port] = tap
         listAppend(port, isAF: false)
-        for _ in 0..<configuration.readsPerTap {
+        for _ in 0..<slot.pointee.readsTarget {
             if !armRead(port) { readDeficit &+= 1 }
         }
         submit()
@@ -403,6 +416,8 @@ struct IOPortSlot {
     // tap
     /// Reads and writes carry a virtio-net header; reads take provided big buffers.
     var vnet = false
+    /// Read by one multishot read (vnet taps, where the kernel has them).
+    var multishot = false
     var readsTarget: Int32 = 0
     var readsOutstanding: Int32 = 0
     var writesOutstanding: Int32 = 0

@@ -22,12 +22,30 @@ public struct WorkerConfiguration: Sendable {
     /// UDP GSO trains (0: no offloads).
     public var bigBuffers: Int
     public var pipeline: PipelineConfig
+    /// Taps with offloads read by one multishot read per queue (IOLoop.Configuration).
+    public var multishotReads: Bool
+    /// Times the worker, having just forwarded packets and finding none, yields its CPU
+    /// (sched_yield) and looks again before it sleeps in the kernel. A sender on the same
+    /// CPU (a pod, or the kernel's softirq for it) then runs and fills the next batch,
+    /// where a sleeping worker is woken, and preempts it, for every frame. Each yield
+    /// also runs the worker's pending io_uring task work (its completions). 0: sleep at
+    /// once.
+    public var idleYields: Int
 
-    public init(poolBuffers: Int, bufferSize: Int, bigBuffers: Int = 0, pipeline: PipelineConfig) {
+    public init(
+        poolBuffers: Int,
+        bufferSize: Int,
+        bigBuffers: Int = 0,
+        pipeline: PipelineConfig,
+        multishotReads: Bool = true,
+        idleYields: Int = 0
+    ) {
         self.poolBuffers = poolBuffers
         self.bufferSize = bufferSize
         self.bigBuffers = bigBuffers
         self.pipeline = pipeline
+        self.multishotReads = multishotReads
+        self.idleYields = idleYields
     }
 }
 
@@ -45,6 +63,7 @@ public final class Worker: @unchecked Sendable {
     var portIDs: [UInt16] = []
     private let stopFlag = Atomic<Bool>(false)
     let local: LocalPacketPool
+    let idleYields: Int
     var pipeline: Pipeline
     private var reader: TableReader
     private var thread: WorkerThread?
@@ -78,7 +97,8 @@ public final class Worker: @unchecked Sendable {
             local: local,
             waker: waker,
             pipeline: Pipeline(pool: local.pool, config: configuration.pipeline),
-            reader: reader
+            reader: reader,
+            idleYields: configuration.idleYields
         )
         w.portIDs = taps.map(\.0) + (fabric.map { [$0.0] } ?? [])
         // The io_uring is made, and every request submitted, on the worker thread itself:
@@ -90,7 +110,9 @@ public final class Worker: @unchecked Sendable {
         w.thread = try WorkerThread.start(name: "vrt-w\(index)", cpu: cpu) {
             let loop: IOLoop
             do throws(SystemError) {
-                loop = try IOLoop(pool: local.pool, waker: waker)
+                var lc = IOLoop.Configuration()
+                lc.multishotReads = configuration.multishotReads
+                loop = try IOLoop(pool: local.pool, waker: waker, configuration: lc)
                 do throws(SystemError) {
                     for (id, tap, queue) in taps { try loop.add(tap, as: id, queue: queue) }
                     if let (id, af) = fabric { try loop.add(af, as: id) }
@@ -119,8 +141,10 @@ public final class Worker: @unchecked Sendable {
         local: LocalPacketPool,
         waker: IOLoopWaker,
         pipeline: consuming Pipeline,
-        reader: consuming TableReader
+        reader: consuming TableReader,
+        idleYields: Int
     ) {
+        self.idleYields = idleYields
         self.index = index
         self.local = local
         self.waker = waker
@@ -178,12 +202,19 @@ public final class Worker: @unchecked Sendable {
     func forward(_ loop: IOLoop, _ rx: inout Frame, _ tx: inout Frame, _ punt: inout Frame) {
         let pool = local.pool
         var lastAge = Self.nowMilliseconds()
+        // Yields left before sleeping: refilled by every frame with packets.
+        var yields = 0
         while !stopFlag.load(ordering: .relaxed) {
             if inboxCount.load(ordering: .acquiring) > 0 { serveCommands(loop) }
             if loop.rx(into: &rx, maxWait: .zero) == 0 {
                 // A command that came during that poll had its wakeup reaped by it: serve it
                 // now rather than sleep on a wakeup already taken (up to 100 ms per command).
                 if inboxCount.load(ordering: .acquiring) > 0 { continue }
+                if yields > 0 {
+                    yields &-= 1
+                    sched_yield()
+                    continue
+                }
                 // Idle: hold no table while waiting, so updates are reclaimed meanwhile.
                 reader.goOffline()
                 _ = loop.rx(into: &rx, maxWait: .milliseconds(100))
@@ -191,6 +222,7 @@ public final class Worker: @unchecked Sendable {
             }
             let now = Self.nowMilliseconds()
             if rx.count > 0 {
+                yields = idleYields
                 let tables = reader.beginFrame()
                 pipeline.process(&rx, tables: tables, now: now, output: &tx, punt: &punt)
                 // The control plane's neighbour resolver reads the fabric's ARP from its own
