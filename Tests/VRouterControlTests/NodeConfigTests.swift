@@ -57,11 +57,11 @@ import VRouterTestSupport
     /// their defaults, kept by the snapshot, bad values refused.
     @Test func ioSettingsHaveDefaultsAndSurviveTheSnapshot() throws {
         let d = try NodeConfig.parse(Self.good)
-        #expect(d.multishotReads && d.idleYields == 4)
-        let c = try NodeConfig.parse("io: { multishotReads: false, idleYields: 0 }\n" + Self.good)
-        #expect(!c.multishotReads && c.idleYields == 0)
+        #expect(!d.multishotReads && d.idleYields == 0)
+        let c = try NodeConfig.parse("io: { multishotReads: true, idleYields: 4 }\n" + Self.good)
+        #expect(c.multishotReads && c.idleYields == 4)
         let again = try NodeConfig.parse(c.yaml(routeFiles: [], journalSequence: 1))
-        #expect(!again.multishotReads && again.idleYields == 0)
+        #expect(again.multishotReads && again.idleYields == 4)
         Self.refused("io: { idleYields: 5000 }", "outside 0...1024")
         Self.refused("io: { multishot: true }", "multishot")
     }

@@ -16,10 +16,11 @@ public struct NodeConfig: Sendable {
     /// the kernel, the rest hold superframes, coalesced segments and UDP GSO trains.
     public var bigBuffers: Int = 256
     /// Taps with offloads read by one multishot read per queue (where the kernel has it).
-    public var multishotReads = true
+    /// Off by default: in tools/compare-kernel it did not pay (BENCHMARKS.md, small packets).
+    public var multishotReads = false
     /// Times a worker that just forwarded packets yields its CPU and looks again before it
-    /// sleeps (0: sleeps at once).
-    public var idleYields = 4
+    /// sleeps (0: sleeps at once). 0 by default, for the same reason.
+    public var idleYields = 0
     public var flowCapacity: Int = 1 << 16
     /// IPv6 flow-cache entries per worker; nil: as many as IPv4.
     public var flowCapacity6: Int?
