@@ -30,6 +30,40 @@ struct TapPortTests {
             routes: [Route(.defaultIPv4, via: gateway, onlink: true)]
         )
     }
+    /// The pod sends one frame from its eth0 (an AF_PACKET socket in `ns`, with a zeroed
+    /// virtio-net header when `vnetHeader`) whose payload starts with `marker`; the frames
+    /// the loop receives with that payload within 5 s, counted once the first is seen.
+    static func framesFromPod(
+        marked marker: String,
+        vnetHeader: Bool,
+        _ ns: NetworkNamespace,
+        _ loop: IOLoop,
+        _ pool: PacketPool,
+        _ frame: inout Frame
+    ) throws -> Int {
+        let sender = """
+            import socket
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            \(vnetHeader ? "s.setsockopt(263, 15, 1)  # SOL_PACKET, PACKET_VNET_HDR" : "")
+            s.bind(("eth0", 0))
+            s.send(\(vnetHeader ? "bytes(10) + " : "")b"\\x02" * 12 + b"\\x88\\xb5" + b"\(marker)" + bytes(60))
+            """
+        let r = try run([ipTool] + inNamespace(ns, [systemPython, "-c", sender]))
+        #expect(r.status == 0, "\(r.error)")
+        let wanted = Array(marker.utf8)
+        var seen = 0
+        let deadline = ContinuousClock.now + .seconds(5)
+        while seen == 0 && ContinuousClock.now < deadline {
+            _ = loop.rx(into: &frame, maxWait: .milliseconds(20))
+            for i in 0..<frame.count {
+                let p = pool.bytes(frame[i])
+                if p.count >= 14 + wanted.count && Array(p[14..<(14 + wanted.count)]) == wanted { seen += 1 }
+            }
+            pool.free(&frame)
+            loop.tx(&frame)
+        }
+        return seen
+    }
 
     /// With the pool registered (READ_FIXED/WRITE_FIXED) and without (plain READ/WRITE).
     @Test(arguments: [true, false])
@@ -530,27 +564,7 @@ struct TapPortTests {
         #expect(slot.pointee.readsTarget == 4)
         #expect(loop.counters(port: 5).rxErrors == 0)
         #expect(!loop.isDead(port: 5))
-        let sender = """
-            import socket
-            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-            s.setsockopt(263, 15, 1)  # SOL_PACKET, PACKET_VNET_HDR
-            s.bind(("eth0", 0))
-            s.send(bytes(10) + b"\\x02" * 12 + b"\\x88\\xb5" + b"SINGLE" + bytes(60))
-            """
-        let r = try run([ipTool] + inNamespace(ns, [systemPython, "-c", sender]))
-        #expect(r.status == 0, "\(r.error)")
-        var seen = 0
-        let deadline = ContinuousClock.now + .seconds(5)
-        while seen == 0 && ContinuousClock.now < deadline {
-            _ = loop.rx(into: &frame, maxWait: .milliseconds(20))
-            for i in 0..<frame.count {
-                let p = pool.bytes(frame[i])
-                if p.count > 20 && p[14] == UInt8(ascii: "S") && p[15] == UInt8(ascii: "I") { seen += 1 }
-            }
-            pool.free(&frame)
-            loop.tx(&frame)
-        }
-        #expect(seen == 1)
+        #expect(try Self.framesFromPod(marked: "SINGLE", vnetHeader: true, ns, loop, pool, &frame) == 1)
         loop.remove(port: 5)
         #expect(pool.available == pool.count)
     }
@@ -660,26 +674,7 @@ struct TapPortTests {
         // Each completion re-armed one read: the real four plus the simulated ones.
         #expect(slot.pointee.readsOutstanding == 4 + Int32(IOLoop.deadAfterErrors) * 4)
         // The port still receives: a frame sent by the pod arrives.
-        let sender = """
-            import socket
-            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-            s.bind(("eth0", 0))
-            s.send(b"\\x02" * 12 + b"\\x88\\xb5" + b"AGAIN" + bytes(60))
-            """
-        let r = try run([ipTool] + inNamespace(ns, [systemPython, "-c", sender]))
-        #expect(r.status == 0, "\(r.error)")
-        var seen = 0
-        let deadline = ContinuousClock.now + .seconds(5)
-        while seen == 0 && ContinuousClock.now < deadline {
-            _ = loop.rx(into: &frame, maxWait: .milliseconds(20))
-            for i in 0..<frame.count {
-                let p = pool.bytes(frame[i])
-                if p.count > 18 && p[14] == UInt8(ascii: "A") && p[15] == UInt8(ascii: "G") { seen += 1 }
-            }
-            pool.free(&frame)
-            loop.tx(&frame)
-        }
-        #expect(seen == 1)
+        #expect(try Self.framesFromPod(marked: "AGAIN", vnetHeader: false, ns, loop, pool, &frame) == 1)
         loop.remove(port: 3)
         #expect(pool.available == pool.count)
     }
