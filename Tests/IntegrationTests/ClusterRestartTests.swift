@@ -9,15 +9,9 @@ import Testing
 import VRouterAPI
 import VRouterTestSupport
 
-@Suite(
-    .serialized,
-    .enabled(if: isRoot, "needs root: makes network namespaces and taps, runs vrouterd"),
-    .enabled(if: Tool.trafficTools, "needs ip, ping (tools/bootstrap installs them)"),
-    .enabled(if: Tool.exists("/usr/bin/etcd"), "needs etcd (tools/bootstrap installs etcd-server)"),
-    .enabled(if: Binaries.path("vrouterd") != nil, "vrouterd is not built (swift build)"),
-    .deadline(.seconds(150))
-)
-struct ClusterRestartTests {
+// In ClusterTests: its traits (root, tools, etcd, vrouterd built, deadline) and serialized
+// with its other tests.
+extension ClusterTests {
     @Test func aRestartedNodeWithdrawsThePodsDeletedWhileItWasDown() throws {
         let lab = try Lab("r")
         defer {
