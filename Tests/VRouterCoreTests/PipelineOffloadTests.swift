@@ -165,6 +165,54 @@ import Testing
         }
     }
 
+    /// received + made - sent - punted - dropped over the port counters and events, as the
+    /// metrics give them (tools/soak, docs/operating.md): made = ICMP errors, the fragments
+    /// after each packet's first and the segments after each superframe's first.
+    static func balance(_ h: PipelineHarness) -> Int64 {
+        let c = h.counters
+        var rx: UInt64 = 0
+        var tx: UInt64 = 0
+        for p in 0..<Counters.maxPorts {
+            rx &+= c.ports[p].rxPackets
+            tx &+= c.ports[p].txPackets
+        }
+        let made =
+            h.events(.icmpErrorSent) &+ h.events(.fragmentsMade) &- h.events(.packetsFragmented)
+            &+ h.events(.gsoSegments) &- h.events(.superframesSegmented) &- h.events(.superframesEncapsulated)
+        return Int64(bitPattern: rx &+ made &- tx &- h.events(.punted) &- c.totalDrops)
+    }
+
+    /// Every offload path keeps the node's packet balance exact on its counters: a superframe
+    /// whole or cut, into the tunnel as trains (the fabric counts their datagrams sent: it
+    /// counted the trains, and the soak found its node 5,063 packets short) or one buffer per
+    /// datagram, segments too big for the tunnel, and GRO toward a tap.
+    @Test func thePacketBalanceHoldsOnTheCountersThroughEveryOffloadPath() {
+        let remote = IPv4Address(192, 0, 2, 130)
+        for offloads in [true, false] {
+            let h = Self.harness(fabricOffloads: offloads, blueBOffloads: offloads)
+            var out: [UInt32] = []
+            for (dst, payload, df, mss) in [
+                (S.blueBIP, 64_000, true, 1448), (remote, 64_000, true, 1398), (remote, 10 * 1448, true, 1448),
+                (remote, 10 * 1448, false, 1448),
+            ] {
+                let sf = Self.spec(to: dst, payload: payload, df: df).frame()
+                out += h.run(loaded: [Self.fromBlueA(h, sf, gso: VirtioNet.gsoTCPv4, mss: mss)])
+            }
+            for idx in out { h.pool.free(idx) }
+            var spec = TCPSpec()
+            spec.src4 = hex("c0 00 02 82")
+            spec.dst4 = [192, 0, 2, UInt8(S.blueBIP.value & 0xFF)]
+            spec.payload = pattern(20 * 1398)
+            spec.flags = 0x10
+            let segs = OffloadSegmentationTests.expected(spec, mss: 1398)
+            _ = h.run(segs.map { (Packets.vxlan($0, vni: S.vniBlue), S.fabricPort) })
+            #expect(h.events(offloads ? .gsoTrains : .superframesSegmented) > 0)
+            #expect(h.events(offloads ? .groMerged : .fragmentsMade) > 0 && h.events(.icmpErrorSent) > 0)
+            #expect(Self.balance(h) == 0, "offloads \(offloads)")
+            #expect(h.pool.bigAvailable == 16)
+        }
+    }
+
     /// Segments too big for the tunnel: what the pod would have got for each of them —
     /// ICMP fragmentation-needed with DF, inner fragments without.
     @Test func segmentsTooBigForTheTunnelAreTreatedAsBefore() {

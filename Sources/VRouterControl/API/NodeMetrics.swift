@@ -64,7 +64,12 @@ public final class NodeMetrics: Sendable {
                 let l = [("port", itf.name), ("kind", itf.kind)]
                 counter("vrouter_port_rx_packets_total", "Packets received on the port", l, itf.rxPackets)
                 counter("vrouter_port_rx_bytes_total", "Bytes received on the port", l, itf.rxBytes)
-                counter("vrouter_port_tx_packets_total", "Packets sent on the port", l, itf.txPackets)
+                counter(
+                    "vrouter_port_tx_packets_total",
+                    "Packets sent on the port (a UDP GSO train's datagrams one each)",
+                    l,
+                    itf.txPackets
+                )
                 counter("vrouter_port_tx_bytes_total", "Bytes sent on the port", l, itf.txBytes)
                 counter(
                     "vrouter_port_rx_drops_total",

@@ -161,8 +161,10 @@ extension Pipeline {
     }
 
     /// Segments a superframe into the tunnel toward `nh`: trains when its fabric port sends
-    /// them, one buffer per datagram otherwise. Each output packet is counted as sent on the
-    /// fabric port, as `emit` would.
+    /// them, one buffer per datagram otherwise. The fabric port counts the datagrams sent,
+    /// whether trains carry them or not (the wire's packets, what the peer counts received;
+    /// as GRO's segments count sent one each before they are merged), so that a node's
+    /// received + made = sent + punted + dropped holds on its port counters.
     @inline(never)
     mutating func encapsulateSuperframe(
         _ idx: UInt32,
@@ -207,13 +209,11 @@ extension Pipeline {
         counters.count(.gsoSegments, UInt64(n))
         if trains { counters.count(.gsoTrains, UInt64(output.count &- first)) }
         let pc = Int(port) < Counters.maxPorts ? counters.ports + Int(port) : nil
+        pc?.pointee.txPackets &+= UInt64(n)
         for i in first..<output.count {
             let om = pool.meta(output[i])
             om.pointee.txPort = port
-            if let pc {
-                pc.pointee.txPackets &+= 1
-                pc.pointee.txBytes &+= UInt64(om.pointee.length)
-            }
+            pc?.pointee.txBytes &+= UInt64(om.pointee.length)
         }
     }
 
