@@ -322,7 +322,7 @@ import Testing
     /// the order sent.
     static func reassembled(_ packets: [[UInt8]], udp: Bool, seq: UInt32, _ what: String) -> [UInt8] {
         var order: [UInt16] = []
-        var pieces: [UInt16: [(offset: Int, bytes: ArraySlice<UInt8>, header: [UInt8])]] = [:]
+        var pieces: [UInt16: [(offset: Int, bytes: ArraySlice<UInt8>)]] = [:]
         for p in packets {
             let ihl = Int(p[0] & 0x0F) * 4
             let total = Int(be16(p, 2))
@@ -332,7 +332,7 @@ import Testing
             }
             let id = be16(p, 4)
             if pieces[id] == nil { order.append(id) }
-            pieces[id, default: []].append((Int(be16(p, 6) & 0x1FFF) * 8, p[ihl...], Array(p[..<ihl])))
+            pieces[id, default: []].append((Int(be16(p, 6) & 0x1FFF) * 8, p[ihl...]))
         }
         var stream: [UInt32: [UInt8]] = [:]
         var datagrams: [[UInt8]] = []
