@@ -105,6 +105,9 @@ struct Session {
             }
             selections = try NetworkAnnotation.parse(s, podNamespace: env.podNamespace ?? "default")
         }
+        // The chain's result so far is read before anything is made: a prevResult that does
+        // not parse fails the ADD with nothing to undo.
+        let base = try baseResult()
         let request = CNIAddRequest(
             containerID: env.containerID,
             netns: env.netns,
@@ -153,7 +156,13 @@ struct Session {
             }
             note.save(DelegateNote.Content(netns: env.netns, attachments: delegated.map { attachments[$0] }))
         }
-        return try result(attachments)
+        do {
+            return try result(attachments, base: base)
+        } catch {
+            // A delegate's result that does not read as a CNI result: the ADD fails whole.
+            rollback(delegated.map { attachments[$0] })
+            throw error
+        }
     }
 
     /// Undoes a failed ADD: the delegates tried so far through their plugins (reverse
@@ -174,13 +183,13 @@ struct Session {
         DelegateNote(stateDir: config.stateDir, containerID: env.containerID).remove()
     }
 
-    func result(_ attachments: [CNIAttachment]) throws(CNIError) -> CNIResult {
-        var r: CNIResult
-        if let prev = config.prevResult {
-            r = try CNIResult.read(prev)
-        } else {
-            r = CNIResult(cniVersion: config.cniVersion)
-        }
+    func baseResult() throws(CNIError) -> CNIResult {
+        guard let prev = config.prevResult else { return CNIResult(cniVersion: config.cniVersion) }
+        return try CNIResult.read(prev)
+    }
+
+    func result(_ attachments: [CNIAttachment], base: CNIResult) throws(CNIError) -> CNIResult {
+        var r = base
         r.cniVersion = config.cniVersion
         for a in attachments {
             if let d = a.delegate {

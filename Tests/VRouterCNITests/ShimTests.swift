@@ -104,4 +104,31 @@ import VRouterAPI
         #expect(rc == 1 && e.msg.contains("vrt-missing"))
         #expect(paths.withLock { $0 } == ["/v1/cni/add", "/v1/cni/del"], "vrouterd's part is released")
     }
+
+    @Test func aPrevResultThatDoesNotReadFailsBeforeAnythingIsMade() throws {
+        let paths = Mutex<[String]>([])
+        let p = CNIPlugin(transport: { _ in
+            FakeTransport { _, path, _ in
+                paths.withLock { $0.append(path) }
+                let a = CNIAttachment(network: "cluster", ifname: "eth0", isDefault: true)
+                return (200, try! JSONEncoder().encode(CNIAddResponse(attachments: [a])))
+            }
+        })
+        var conf = try JSONValue.parse(Self.conf("1.0.0", "")).object!
+        conf["prevResult"] = try JSONValue.parse(Data(#"{"cniVersion":"1.0.0","ips":[{"gateway":"192.0.2.1"}]}"#.utf8))
+        let (rc, out) = p.main(environment: Self.env, stdin: JSONValue.object(conf).encoded())
+        let e = try JSONDecoder().decode(CNIError.self, from: out)
+        #expect(rc == 1 && e.msg.contains("no address"), "\(e.msg)")
+        #expect(paths.withLock { $0 }.isEmpty, "nothing asked of vrouterd, so nothing to undo")
+        // Numbers out of range in a result are left out, not a crash.
+        let big = try CNIResult.read(
+            JSONValue.parse(
+                Data(
+                    #"{"interfaces":[{"name":"a","mtu":1e300}],"ips":[{"address":"192.0.2.5/24","interface":1e19}]}"#
+                        .utf8
+                )
+            )
+        )
+        #expect(big.interfaces.first?.mtu == nil && big.ips.first?.interface == nil)
+    }
 }

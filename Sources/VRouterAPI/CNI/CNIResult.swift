@@ -81,14 +81,14 @@ public struct CNIResult: Sendable, Equatable {
                     throw CNIError(.decodingFailure, "a result interface has no name")
                 }
                 var itf = Interface(name: name, mac: i["mac"]?.string, sandbox: i["sandbox"]?.string)
-                if case .number(let m)? = i["mtu"] { itf.mtu = Int(m) }
+                if case .number(let m)? = i["mtu"] { itf.mtu = Int(exactly: m) }
                 r.interfaces.append(itf)
             }
         }
         for ip in o["ips"]?.array ?? [] {
             guard let a = ip["address"]?.string else { throw CNIError(.decodingFailure, "a result IP has no address") }
             var x = IP(address: a, gateway: ip["gateway"]?.string)
-            if case .number(let n)? = ip["interface"], n >= 0 { x.interface = Int(n) }
+            if case .number(let n)? = ip["interface"], n >= 0, n < 65536 { x.interface = Int(exactly: n) }
             r.ips.append(x)
         }
         for rt in o["routes"]?.array ?? [] {

@@ -113,6 +113,7 @@ public final class NodeService: @unchecked Sendable {  // Safe: state is in the 
             if let d = config.defaultNetwork { a.pools[d.name] = Self.defaultPools(d, config) }
         }
         attachments = Mutex(a)
+        etcd?.heldHere.withLock { $0 = { [weak self] claim in self?.holdsClaim(claim) ?? true } }
     }
 
     /// Makes the ports and starts the workers. On failure everything made is undone.
@@ -132,9 +133,12 @@ public final class NodeService: @unchecked Sendable {  // Safe: state is in the 
     public func startCluster() {
         guard let etcd, clusterAgent == nil else { return }
         if let dir = persistence?.directory { etcd.restoreLocalState(from: dir) }
+        let local = attachments.withLock { a in a.pods.values.filter { $0.releasing != true } }
+        // Before the control API serves: no ADD can claim meanwhile.
+        etcd.reconcileClaims(of: local)
         let agent = ClusterAgent(service: self, store: etcd, log: log)
         clusterAgent = agent
-        agent.start(localPods: attachments.withLock { a in a.pods.values.filter { $0.releasing != true } })
+        agent.start(localPods: local)
     }
 
     /// Waits for a change's journal record to be durable (a snapshot when the journal has

@@ -135,7 +135,8 @@ struct Capture {
         // and is lost if dumpcap exits now (seen: the last echo request missing).
         usleep(1_500_000)
         child.signal(SIGINT)
-        if child.wait(seconds: 10) == nil { child.end(grace: 1) }
+        // Killed, it would leave a truncated file that tshark cannot read back: give it time.
+        if child.wait(seconds: 30) == nil { child.end(grace: 1) }
         let out = try lab.must(
             [Tool.tshark, "-n", "-r", file, "-d", "udp.port==6635,mpls", "-T", "fields"]
                 + (validatingChecksums

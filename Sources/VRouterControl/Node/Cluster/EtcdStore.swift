@@ -6,7 +6,9 @@
 //   - claim: every address of a pod is claimed cluster-wide before its devices are made (a
 //     requested `ips` outside the node's block included); a refusal or an unreachable store
 //     fails the ADD whole with a clear CNI error (nothing half-made: claims taken are
-//     released again);
+//     released again). A claim of this node that none of its pods holds is stale (a kill
+//     between a DEL's journal record and its release in etcd leaves one): it is taken over,
+//     not a refusal, and a start releases every such claim (`reconcileClaims`);
 //   - publish/withdraw: the pod's endpoints go to the publisher (on the node's lease; queued
 //     while etcd is away and written on its return);
 //   - apply/delete: a network goes through the store's transaction, so an apply on any node
@@ -34,6 +36,9 @@ final class EtcdStore: ClusterStore {
     let publisher: ClusterPublisher
     let keys: ClusterKeys
     let log: Logger
+    /// Whether a pod of this node (attached, or an ADD under way) holds an address claim of
+    /// this node (set by the node; until then every claim counts as held).
+    let heldHere = Mutex<@Sendable (AddressClaim) -> Bool>({ _ in true })
     /// A VRF's VNI as this node decapsulates it (set by the node once its tables exist).
     let vniOfVRF = Mutex<@Sendable (String) -> UInt32?>({ _ in nil })
     /// Address claims of released pods that etcd could not be asked to release (it was away):
@@ -140,7 +145,7 @@ final class EtcdStore: ClusterStore {
         var claimed: [AddressClaim] = []
         for c in addressClaims(pod) {
             let r: VRouterCluster.ClusterStore.Claim<AddressClaim>
-            do { r = try blocking { [store] () async throws(ClusterError) in try await store.claimAddress(c) } } catch {
+            do { r = try claimAddress(c) } catch {
                 errors.add(1, ordering: .relaxed)
                 release(claimed)
                 throw CNIFailure(
@@ -160,6 +165,81 @@ final class EtcdStore: ClusterStore {
                 )
             }
         }
+    }
+
+    /// Claims one address; a stale claim of this node on it is released and the claim made
+    /// again. Stale: no pod of this node holds it, as a kill between a DEL's journaled release
+    /// and its release in etcd leaves it (or a DEL whose release in etcd is still to come).
+    /// Taking it over cannot race the node's own ADDs: the address is reserved for this ADD in
+    /// the node's pool, so no other pod of the node can hold or claim it meanwhile; and the
+    /// release compares pod and interface, so a late release of the stale claim is a no-op.
+    private func claimAddress(_ c: AddressClaim) throws(ClusterError) -> VRouterCluster.ClusterStore.Claim<AddressClaim>
+    {
+        let r = try blocking { [store] () async throws(ClusterError) in try await store.claimAddress(c) }
+        guard case .taken(let by) = r, by.node == nodeName, !heldHere.withLock({ $0 })(by) else { return r }
+        log.info(
+            "stale address claim of this node taken over",
+            metadata: ["network": "\(c.network)", "address": "\(c.address)", "was": "\(by.pod) (\(by.interface))"]
+        )
+        try blocking { [store] () async throws(ClusterError) in
+            do throws(ClusterError) {
+                try await store.releaseAddress(by)
+            } catch .conflict {
+                // Changed since: the claim below says by whom.
+            } catch { throw error }
+        }
+        return try blocking { [store] () async throws(ClusterError) in try await store.claimAddress(c) }
+    }
+
+    /// At start, before the node serves a request: this node's address claims in etcd made
+    /// equal to its pods' (level-triggered, as the agent does with routes). A claim no pod of
+    /// the node holds any more goes (a kill after a DEL was journaled and before etcd was told
+    /// leaves one, and its address would be refused to the next pod offered it); a pod's claim
+    /// that etcd lost is made again. With etcd away it is skipped (logged): `claim` still takes
+    /// a stale claim over when an ADD meets one.
+    func reconcileClaims(of pods: [PodRecord]) {
+        let wanted = Set(pods.flatMap(addressClaims))
+        let held: [AddressClaim]
+        do {
+            held = try blocking { [store] () async throws(ClusterError) in try await store.addressClaims() }
+                .filter { $0.node == nodeName }
+        } catch {
+            errors.add(1, ordering: .relaxed)
+            log.warning("address claims not reconciled (etcd away)", metadata: ["error": "\(error)"])
+            return
+        }
+        let stale = held.filter { !wanted.contains($0) }
+        if !stale.isEmpty {
+            log.info(
+                "address claims of pods no longer on this node released",
+                metadata: ["addresses": "\(stale.map(\.address))"]
+            )
+            release(stale)
+        }
+        for c in wanted.subtracting(held).sorted(by: { $0.address < $1.address }) {
+            do {
+                switch try claimAddress(c) {
+                case .claimed, .alreadyOurs:
+                    log.info(
+                        "address claim of a pod made again",
+                        metadata: ["address": "\(c.address)", "pod": "\(c.pod)"]
+                    )
+                case .taken(let by):
+                    log.error(
+                        "address of a pod of this node claimed by another",
+                        metadata: ["address": "\(c.address)", "pod": "\(c.pod)", "holder": "\(by.pod) on \(by.node)"]
+                    )
+                }
+            } catch {
+                errors.add(1, ordering: .relaxed)
+                log.warning("address claim not made again", metadata: ["address": "\(c.address)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Whether a pod among `pods` holds `claim`.
+    func holds(_ pods: [PodRecord], _ claim: AddressClaim) -> Bool {
+        pods.contains { addressClaims($0).contains(claim) }
     }
 
     // The publisher is an actor: these wait for it (no network) so that a pod's publish and
@@ -213,7 +293,7 @@ final class EtcdStore: ClusterStore {
         PodKey(namespace: pod.pod.namespace ?? "-", name: pod.pod.name ?? pod.containerID)
     }
 
-    private func addressClaims(_ pod: PodRecord) -> [AddressClaim] {
+    func addressClaims(_ pod: PodRecord) -> [AddressClaim] {
         let podKey = Self.podKey(pod)
         return pod.attachments.flatMap { a -> [AddressClaim] in
             guard a.delegate == nil, a.detached != true else { return [] }

@@ -48,6 +48,14 @@ extension NodeService {
         }
     }
 
+    /// Whether a pod of this node, attached or being added, holds an address claim: one
+    /// of this node that none holds is stale (EtcdStore.claim takes it over).
+    func holdsClaim(_ claim: AddressClaim) -> Bool {
+        guard let etcd else { return true }
+        let pods = attachments.withLock { a in Array(a.pods.values) + a.adding.values.map { PodRecord($0) } }
+        return etcd.holds(pods, claim)
+    }
+
     /// The VRF (and its VNI here) that a cluster network maps to on this node, and how
     /// this node tunnels to its pods on other nodes (the network's `vrouter.io/encap`, else
     /// `cluster.encap`); nil when this node does not have the network (its pods are then not
