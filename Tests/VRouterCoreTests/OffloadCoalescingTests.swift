@@ -171,6 +171,17 @@ import Testing
                 Self.segment(spec, 2),
             ]
             #expect(Self.payloadSizes(Self.run(pool, mixed).frames) == [3000, 2000])
+            // Three flows open, the middle one ended by a pure ACK: the other two go on
+            // coalescing, the first one's merged segments included.
+            var third = spec
+            third.sport = 2
+            let three = [
+                Self.segment(spec, 0), Self.segment(spec, 1), Self.segment(other, 0), Self.segment(third, 0),
+                Self.segment(other, 1, size: 0, payloadOffset: 1000), Self.segment(third, 1), Self.segment(spec, 2),
+            ]
+            let r = Self.run(pool, three)
+            #expect(Self.payloadSizes(r.frames) == [3000, 1000, 2000, 0] && r.merged == 3)
+            expectSameBytes(r.frames.first ?? [], Self.segment(spec, 0, size: 3000).frame(partial: true), "first flow")
             // The changed segment comes out unchanged.
             let gap = Self.caseWith { $0.seq &+= 1 }
             expectSameBytes(Self.run(pool, gap).frames[1], gap[2].frame(partial: false), "the changed segment")

@@ -186,12 +186,12 @@ private struct FrameGenerator {
         let kind = active ? int(100) : 100
         switch kind {
         case 0..<45:
-            s.payload = pattern(1000 + int(5000), seed: int(256))
+            // Mostly many segments; now and then less than one segment's worth.
+            s.payload = pattern(chance(20) ? 100 + int(1300) : 1000 + int(5000), seed: int(256))
             o.gsoType = udp ? VirtioNet.gsoUDPL4 : VirtioNet.gsoTCPv4
-            // Segments that fit every tunnel's inner MTU (1450): with larger ones a VXLAN train
-            // of 1522-byte datagrams went to the 1500-byte fabric (PipelineAudit), on both
-            // paths alike; left to the offload work to look into.
-            o.gsoSize = UInt16(400 + int(990))
+            // Segments up to IP 1500 (a UDP superframe's 1472 bytes), often near the
+            // tunnels' inner MTU (1450 VXLAN, 1468 MPLS) or beyond it.
+            o.gsoSize = UInt16(chance(40) ? 1380 + int(93) : 400 + int(1073))
         case 45..<80:
             s.payload = pattern(int(300), seed: int(256))
         case 80..<92:

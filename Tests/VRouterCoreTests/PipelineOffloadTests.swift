@@ -248,6 +248,164 @@ import Testing
         #expect(h.pool.bigAvailable == 16)
     }
 
+    /// Superframes whose segments are as big as a pod's 1500-byte MTU allows (IP 1500:
+    /// 1448 bytes after TCP timestamps, 1472 of UDP), a single segment's worth or less, and
+    /// segments that fit the tunnel, toward one VXLAN tunnel and toward the ECMP prefix (a
+    /// VXLAN and an MPLS-over-UDP member): what the fabric gets, trains cut at their gso
+    /// size or datagrams, fits its 1500-byte MTU, and the inner packets put back together
+    /// give the payload exactly, but for the segments too big for the member with DF, each
+    /// answered with fragmentation-needed instead.
+    @Test(arguments: [false, true])
+    func superframesTowardTunnelsFitTheFabric(trains: Bool) {
+        let h = Self.harness(fabricOffloads: trains)
+        var members: Set<UInt16> = []
+        let vxlan = IPv4Address(192, 0, 2, 130)
+        for dst in [vxlan, IPv4Address(203, 0, 113, 7)] {
+            for sport in UInt16(41000)..<41006 {
+                for (udp, gso) in [(false, 1448), (false, 1386), (true, 1472)] {
+                    for payload in [700, gso, 3 * gso + 500] {
+                        for df in [true, false] {
+                            var s = Self.spec(to: dst, payload: payload, df: df)
+                            s.sport = sport
+                            let what = "\(dst) sport \(sport) \(udp ? "UDP" : "TCP") \(payload)/\(gso) DF \(df)"
+                            let header = udp ? 28 : 52
+                            h.now += 50  // ICMP error tokens refill
+                            let out = h.run(arrivals: [Self.arrival(s, udp: udp, gso: gso)])
+                            let inner = Self.innerPackets(out, what)
+                            if let port = inner.port { members.insert(port) }
+                            // The member's inner MTU: from the tunnel taken, or from the errors
+                            // when every segment was too big for it.
+                            let mtu =
+                                inner.port.map { $0 == UDPPort.vxlan ? 1450 : 1468 }
+                                ?? inner.errors.first.map { Int(be16($0, 14 + 20 + 6)) } ?? 0
+                            #expect(mtu == 1450 || (mtu == 1468 && dst != vxlan), "\(what): MTU \(mtu)")
+                            for e in inner.errors { #expect(Int(be16(e, 14 + 20 + 6)) == mtu, "\(what)") }
+                            // With DF, fragmentation-needed to the pod for each segment too big for
+                            // the member (all but a short last one); the rest goes through.
+                            let tooBig = df && header + min(gso, payload) > mtu ? payload / gso : 0
+                            #expect(inner.errors.count == tooBig, "\(what): \(inner.errors.count) errors")
+                            let got = Self.reassembled(
+                                inner.packets,
+                                udp: udp,
+                                seq: s.seq &+ UInt32(tooBig * gso),
+                                what
+                            )
+                            #expect(
+                                got == Array(s.payload[(tooBig * gso)...]),
+                                "\(what): \(got.count) bytes put back together"
+                            )
+                        }
+                    }
+                }
+            }
+        }
+        // Both kinds of tunnel were taken (the ECMP prefix spreads flows over both members).
+        #expect(members == [UDPPort.vxlan, UDPPort.mplsOverUDP])
+        #expect(h.pool.bigAvailable == 16)
+    }
+
+    /// blue-a's TCP or UDP superframe as its tap hands it over (the port layer's record of
+    /// the virtio-net header).
+    static func arrival(_ s: TCPSpec, udp: Bool, gso: Int) -> PipelineHarness.Arrival {
+        var o = PacketOffload()
+        o.flags = PacketOffload.needsChecksum
+        o.gsoType = udp ? VirtioNet.gsoUDPL4 : VirtioNet.gsoTCPv4
+        o.gsoSize = UInt16(gso)
+        o.checksumStart = UInt16(PacketPool.headroom + 14 + 20)
+        o.checksumOffset = udp ? 6 : 16
+        return PipelineHarness.Arrival(bytes: udp ? s.udpFrame() : s.frame(), port: S.blueA, offload: o)
+    }
+
+    /// What the fabric's MTU must hold, checked on every datagram a frame's output puts on
+    /// the wire (a train as the kernel cuts it: `gsoSize` bytes of UDP payload each but the
+    /// last); returns their inner IP packets, the tunnel's UDP port, and the ICMP errors
+    /// sent back to blue-a.
+    static func innerPackets(
+        _ out: [PipelineHarness.Sent],
+        _ what: String
+    ) -> (packets: [[UInt8]], port: UInt16?, errors: [[UInt8]]) {
+        var packets: [[UInt8]] = []
+        var errors: [[UInt8]] = []
+        var port: UInt16?
+        for o in out {
+            if o.port == S.blueA {
+                #expect(o.bytes[23] == 1 && o.bytes[34] == 3 && o.bytes[35] == 4, "\(what): not frag-needed")
+                errors.append(o.bytes)
+                continue
+            }
+            guard o.port == S.fabricPort, o.bytes.count > 42, be16(o.bytes, 12) == 0x0800 else {
+                Issue.record("\(what): \(o)")
+                continue
+            }
+            let payload = Array(o.bytes[42...])
+            var size = payload.count
+            if o.offload.gsoType == VirtioNet.gsoUDPL4 {
+                size = Int(o.offload.gsoSize)
+                // What the kernel or the NIC makes of the train: datagrams of this size.
+                #expect(28 + size <= 1500, "\(what): a train of \(28 + size)-byte datagrams")
+            } else {
+                #expect(o.offload.gsoType == 0, "\(what): gso type \(o.offload.gsoType)")
+            }
+            guard size > 0 else { continue }
+            let dport = be16(o.bytes, 36)
+            if port == nil { port = dport }
+            #expect(port == dport, "\(what): one flow, one ECMP member")
+            for at in stride(from: 0, to: payload.count, by: size) {
+                let datagram = payload[at..<min(at + size, payload.count)]
+                #expect(28 + datagram.count <= 1500, "\(what): a \(28 + datagram.count)-byte datagram")
+                // VXLAN header and inner Ethernet, or one MPLS label stack entry.
+                let skip = dport == UDPPort.vxlan ? 8 + 14 : 4
+                guard datagram.count > skip + 20 else {
+                    Issue.record("\(what): a datagram of \(datagram.count) bytes")
+                    continue
+                }
+                packets.append(Array(datagram.dropFirst(skip)))
+            }
+        }
+        return (packets, port, errors)
+    }
+
+    /// The payload the inner packets carry, put back together: fragments by identification
+    /// and offset, then TCP segments by sequence number (from `seq`) or UDP datagrams in
+    /// the order sent.
+    static func reassembled(_ packets: [[UInt8]], udp: Bool, seq: UInt32, _ what: String) -> [UInt8] {
+        var order: [UInt16] = []
+        var pieces: [UInt16: [(offset: Int, bytes: ArraySlice<UInt8>)]] = [:]
+        for p in packets {
+            let ihl = Int(p[0] & 0x0F) * 4
+            let total = Int(be16(p, 2))
+            guard total == p.count, ihl == 20 else {
+                Issue.record("\(what): an inner packet of \(p.count) bytes says \(total), header \(ihl)")
+                continue
+            }
+            let id = be16(p, 4)
+            if pieces[id] == nil { order.append(id) }
+            pieces[id, default: []].append((Int(be16(p, 6) & 0x1FFF) * 8, p[ihl...]))
+        }
+        var stream: [UInt32: [UInt8]] = [:]
+        var datagrams: [[UInt8]] = []
+        for id in order {
+            var l4: [UInt8] = []
+            for f in pieces[id]!.sorted(by: { $0.offset < $1.offset }) {
+                #expect(f.offset == l4.count, "\(what): fragment at \(f.offset) after \(l4.count) bytes")
+                l4 += f.bytes
+            }
+            if udp {
+                datagrams.append(Array(l4.dropFirst(8)))
+            } else {
+                let doff = Int(l4[12] >> 4) * 4
+                stream[be32(l4, 4) &- seq] = Array(l4[doff...])
+            }
+        }
+        if udp { return datagrams.flatMap { $0 } }
+        var payload: [UInt8] = []
+        for (offset, bytes) in stream.sorted(by: { $0.key < $1.key }) {
+            #expect(Int(offset) == payload.count, "\(what): a segment at \(offset) after \(payload.count) bytes")
+            payload += bytes
+        }
+        return payload
+    }
+
     @Test func partialChecksumsAreCompletedUnlessTheTapTakesThem() {
         let h = Self.harness(fabricOffloads: true)
         var spec = Self.spec(to: IPv4Address(192, 0, 2, 130), payload: 300)

@@ -290,7 +290,7 @@ public enum Segmentation {
     @inlinable
     public static func segmentsPerTrain(_ sf: Superframe, _ tunnel: SegmentTunnel) -> Int {
         let t = tunnel.template.pointee
-        let datagram = tunnel.perSegment &+ sf.headerLength &+ sf.segmentSize
+        let datagram = tunnel.perSegment &+ sf.segmentIPLength
         let room = 0xFFFF &- t.ipOffset &- 28
         return max(1, min(maxTrainSegments, room / datagram))
     }
@@ -299,8 +299,8 @@ public enum Segmentation {
     /// each holding one outer Ethernet/IPv4/UDP header followed by up to
     /// `segmentsPerTrain` datagram payloads (VXLAN or MPLS, inner headers, segment), all
     /// the same size but the last, each what `segmentAndEncapsulate` would have sent as a
-    /// UDP payload. A train's metadata asks for UDP segmentation: gso UDP_L4, gsoSize one
-    /// datagram's payload, the outer UDP checksum partial (its field holds the
+    /// UDP payload. A train's metadata asks for UDP segmentation: gso UDP_L4, gsoSize the
+    /// first (largest) datagram's payload, the outer UDP checksum partial (its field holds the
     /// pseudo-header sum, the kernel or the NIC completes each datagram's). Frees `idx` on
     /// success; on failure (`.txQueueFull`, `.noMemory`) appends nothing.
     public static func segmentIntoTrains(
@@ -332,7 +332,10 @@ public enum Segmentation {
         let overhead = tunnel.overhead
         let repeated = tunnel.perSegment
         let t = tunnel.template.pointee
-        let datagram = repeated &+ sf.headerLength &+ sf.segmentSize
+        // The largest datagram's UDP payload, the train's gso size: a full segment's, or
+        // the only segment's when the superframe holds less than one (the fabric's MTU was
+        // checked against that one, not against the segment size).
+        let datagram = repeated &+ sf.segmentIPLength
         var k = 0
         for j in 0..<trains {
             let b = out[first &+ j]

@@ -22,7 +22,8 @@ public struct Superframe: Sendable {
     @inlinable public var segments: Int { (payloadLength &+ segmentSize &- 1) / segmentSize }
     /// IP and L4 header bytes every segment repeats.
     @inlinable public var headerLength: Int { payload &- l3 }
-    /// IP length of a full-size segment: what has to fit the path's MTU.
+    /// IP length of the largest segment (a full-size one, or the only one of a superframe
+    /// shorter than a segment): what has to fit the path's MTU.
     @inlinable public var segmentIPLength: Int { headerLength &+ min(segmentSize, payloadLength) }
     /// Payload bytes of segment `k`.
     @inlinable @inline(__always)

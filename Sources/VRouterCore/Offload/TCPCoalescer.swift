@@ -118,9 +118,11 @@ public struct TCPCoalescer: ~Copyable {
         return -1
     }
 
+    /// Takes open flow `f` out of the list, the later ones moving down one place.
     @inline(__always)
     mutating func remove(_ f: Int) {
-        open.update(from: open + (f &+ 1), count: openCount &- f &- 1)
+        // Safe: f < openCount ≤ maxOpen; the ranges overlap, which update(from:) allows.
+        (open + f).update(from: open + (f &+ 1), count: openCount &- f &- 1)
         openCount &-= 1
     }
 
