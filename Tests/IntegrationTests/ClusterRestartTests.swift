@@ -67,11 +67,7 @@ extension ClusterTests {
         let etcd = try EtcdLab(members: 1)
         defer { etcd.cleanup() }
         let (f1, f2) = (lab.name("f1"), lab.name("f2"))
-        try lab.ip("link", "add", f1, "type", "veth", "peer", "name", f2)
-        for f in [f1, f2] {
-            _ = try? lab.run(["/usr/sbin/sysctl", "-qw", "net.ipv6.conf.\(f).disable_ipv6=1"])
-            try lab.ip("link", "set", f, "up")
-        }
+        try Self.fabricVeth(lab, f1, f2)
         let config = try lab.write(
             "n1.yaml",
             Self.config(lab, etcd, node: "n1", device: f1, address: "198.18.0.1", mac: "02:00:00:00:00:01", ttl: 10)

@@ -76,11 +76,7 @@ struct ClusterTests {
             self.lab = lab
             self.etcd = etcd
             let (f1, f2) = (lab.name("f1"), lab.name("f2"))
-            try lab.ip("link", "add", f1, "type", "veth", "peer", "name", f2)
-            for f in [f1, f2] {
-                _ = try? lab.run(["/usr/sbin/sysctl", "-qw", "net.ipv6.conf.\(f).disable_ipv6=1"])
-                try lab.ip("link", "set", f, "up")
-            }
+            try ClusterTests.fabricVeth(lab, f1, f2)
             (pa, pb) = (try lab.namespace("pa"), try lab.namespace("pb"))
             let c1 = try lab.write(
                 "n1.yaml",
@@ -287,6 +283,16 @@ struct ClusterTests {
     }
 
     /// Routes learned and withdrawn since the node started.
+    /// A veth pair for the fabric, both ends up, IPv6 off on them (no router solicitations
+    /// or DAD in a node's fabric counters).
+    static func fabricVeth(_ lab: Lab, _ a: String, _ b: String) throws {
+        try lab.ip("link", "add", a, "type", "veth", "peer", "name", b)
+        for l in [a, b] {
+            _ = try? lab.run(["/usr/sbin/sysctl", "-qw", "net.ipv6.conf.\(l).disable_ipv6=1"])
+            try lab.ip("link", "set", l, "up")
+        }
+    }
+
     static func routeChanges(_ node: Daemon) throws -> (learned: Int, withdrawn: Int) {
         let c = try cluster(node)
         return (c.routesLearned, c.routesWithdrawn)
@@ -375,12 +381,8 @@ struct ClusterTests {
         var nodes: [Daemon] = []
         for i in 1...3 {
             let (f, port) = (lab.name("f\(i)"), lab.name("f\(i)p"))
-            try lab.ip("link", "add", f, "type", "veth", "peer", "name", port)
+            try Self.fabricVeth(lab, f, port)
             try lab.ip("link", "set", port, "master", bridge)
-            for l in [f, port] {
-                _ = try? lab.run(["/usr/sbin/sysctl", "-qw", "net.ipv6.conf.\(l).disable_ipv6=1"])
-                try lab.ip("link", "set", l, "up")
-            }
             let config = try lab.write(
                 "n\(i).yaml",
                 Self.config(
