@@ -445,6 +445,30 @@ extension CNIPodTests {
 /// committed on its own, so they overlap; none shares an address or a label, and DELs at
 /// once leave nothing behind.
 @Suite(.serialized) struct CNIConcurrencyTests {
+    /// Pods ADDed and DELeted again and again leave the tables as they found them: the
+    /// published nexthop table (sized by the highest nexthop id, built again on every change)
+    /// stays its size, as the pod's nexthop id is handed out again (issue 18: it grew by one
+    /// entry per pod ever attached, and the node's heap with it).
+    @Test func podChurnLeavesTheTablesTheirSize() throws {
+        let s = try CNIPodTests().service()
+        defer { s.stop() }
+        _ = try s.applyNetwork(CNIPodTests.nad("left-network", "192.0.2.0/24"))
+        let pod = try CNIPodTests.Netns("n")
+        func cycle(_ i: Int) throws {
+            _ = try CNIPodTests().add(s, "c-n\(i)", pod, pod: "churn", "left-network")
+            #expect(
+                s.cniDel(CNIDelRequest(containerID: "c-n\(i)", netns: pod.path, ifname: "eth0", pod: CNIPod())).found
+            )
+        }
+        try cycle(0)
+        let size = s.publication.current.nexthopCount
+        let ids = Set(s.nexthops().map(\.id))
+        for i in 1...10 { try cycle(i) }
+        #expect(s.publication.current.nexthopCount == size)
+        #expect(Set(s.nexthops().map(\.id)) == ids)
+        #expect(try pod.links() == [])
+    }
+
     @Test func podsAddedAndDeletedAtOnceGetDistinctAddressesAndLeaveNothing() throws {
         let s = try CNIPodTests().service()
         defer { s.stop() }

@@ -130,6 +130,39 @@ import VRouterTestSupport
         #expect(s.nexthops().contains { $0.node == "node-c" && $0.resolved == true })
     }
 
+    /// Nexthop ids of removed nexthops are handed out again: the published nexthop table,
+    /// sized by the highest id, is back to its size after remote nodes came and went (as a
+    /// cluster's nodes do), and a new node takes the lowest free id. With ids never reused it
+    /// grew by one entry per node or pod that ever came (issue 18: a node's heap grew without
+    /// end under cluster churn).
+    @Test func nexthopIDsAreHandedOutAgain() throws {
+        let s = try service(NodeConfig.parse(Self.yaml))
+        defer { s.stop() }
+        func spec(_ i: Int) -> RemoteNodeSpec {
+            RemoteNodeSpec(
+                name: "churn-\(i)",
+                address: "198.18.0.\(10 + i)",
+                encap: "vxlan",
+                mac: "02:00:00:00:01:\(10 + i)"
+            )
+        }
+        let ids = Set(s.nexthops().map(\.id))
+        let size = s.publication.current.nexthopCount
+        for round in 0..<20 {
+            for i in 0..<3 { try s.addRemoteNode(spec(i)) }
+            #expect(s.publication.current.nexthopCount <= size + 3, "round \(round)")
+            for i in 0..<3 { try s.deleteRemoteNode("churn-\(i)") }
+        }
+        #expect(s.publication.current.nexthopCount <= size)
+        #expect(Set(s.nexthops().map(\.id)) == ids)
+        // A hole left by a node that went is filled first.
+        for i in 0..<3 { try s.addRemoteNode(spec(i)) }
+        let middle = try #require(s.nexthops().first { $0.node == "churn-1" }).id
+        try s.deleteRemoteNode("churn-1")
+        try s.addRemoteNode(spec(3))
+        #expect(s.nexthops().first { $0.node == "churn-3" }?.id == middle)
+    }
+
     @Test func stateSurvivesARestart() throws {
         let dir = Scratch.path("state-\(UInt32.random(in: 0...UInt32.max))")
         defer { try? FileManager.default.removeItem(atPath: dir) }

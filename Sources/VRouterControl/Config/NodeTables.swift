@@ -13,7 +13,8 @@ public struct CompiledNode: Sendable {
     public var nodeNexthops: [String: UInt32]
     public var podNexthops: [String: UInt32]
     public var ecmpSets: [[RouteTarget]: UInt32]
-    /// The next nexthop id to hand out (ids are never reused while running).
+    /// Where the search for a free nexthop id starts: every id below it is in use
+    /// (`TableModel.takeNexthop` hands out removed nexthops' ids again).
     public var nextNexthop: UInt32
     public var routeCount: Int
     /// The underlay VRF and the nexthops networks on the fabric use, when the node has them.

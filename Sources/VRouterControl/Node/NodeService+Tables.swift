@@ -114,8 +114,7 @@ extension NodeService {
             // Apply: new ECMP sets, deletes, adds.
             do {
                 for set in newSets where s.compiled.ecmpSets[set] == nil {
-                    let nh = s.compiled.nextNexthop
-                    s.compiled.nextNexthop += 1
+                    let nh = s.takeNexthop()
                     try s.builder.setNexthop(nh, .composite(set))
                     s.compiled.ecmpSets[set] = nh
                 }
@@ -244,14 +243,13 @@ extension NodeService {
             guard let port = s.fabric?.port else {
                 throw .conflict("this node has no fabric interface for tunnels")
             }
-            let nh = s.compiled.nextNexthop
+            let nh = s.takeNexthop()
             do {
                 try s.builder.setNexthop(
                     nh,
                     .tunnel(encap, port: port, destination: addr, underlayMAC: mac ?? .zero, innerMAC: inner)
                 )
             } catch { throw .badRequest("\(error)") }
-            s.compiled.nextNexthop += 1
             s.compiled.nodeNexthops[spec.name] = nh
             s.remoteNodes.append(
                 NodeConfig.RemoteNode(name: spec.name, address: addr, mac: mac, encap: encap, innerMAC: inner)
@@ -264,7 +262,7 @@ extension NodeService {
     public func deleteRemoteNode(_ name: String) throws(APIError) {
         let (_, ticket) = try tables.change(.deleteNode(name)) { s throws(APIError) in
             guard let nh = s.compiled.nodeNexthops[name] else { throw .notFound("no remote node named '\(name)'") }
-            do { try s.builder.removeNexthop(nh) } catch { throw .conflict("remote node '\(name)': \(error)") }
+            do { try s.removeNexthop(nh) } catch { throw .conflict("remote node '\(name)': \(error)") }
             s.compiled.nodeNexthops[name] = nil
             s.remoteNodes.removeAll { $0.name == name }
         }

@@ -42,6 +42,8 @@ extension TableModel {
         guard let itf = setting.fabric, let port = fabric?.port else {
             throw .conflict("this node has no fabric interface")
         }
+        // Numbered above every nexthop in use (ids below `compiled.nextNexthop` stay in use).
+        var next = (builder.nexthops.keys.max() ?? 1) + 1
         do {
             let f = try NodeConfig.makeFabricTables(
                 &builder,
@@ -49,7 +51,7 @@ extension TableModel {
                 fabric: itf,
                 snat: setting.snat,
                 reservedVRFs: [],
-                nextNexthop: &compiled.nextNexthop,
+                nextNexthop: &next,
                 gatewayMAC: { _ in nil }
             )
             compiled.fabric = f

@@ -33,6 +33,24 @@ struct TableModel: Sendable {
         for (id, p) in builder.ports where p.kind == .fabric { return (p.name, id) }
         return nil
     }
+
+    /// An id for a new nexthop: the lowest one no nexthop has (the search starts at
+    /// `compiled.nextNexthop`, below which every id is in use). Ids of removed nexthops are
+    /// handed out again: the tables' nexthop arrays are sized by the highest id and built
+    /// again on every publication, so with ids never reused every pod ADD grew them for good
+    /// (a node under pod churn grew its heap without end, and would have run out of ids).
+    /// A flow that resolved to a removed nexthop cannot meet its successor: removing it
+    /// took away its routes and labels first, which moved their VRFs' generations on.
+    mutating func takeNexthop() -> UInt32 {
+        while builder.nexthops[compiled.nextNexthop] != nil { compiled.nextNexthop += 1 }
+        return compiled.nextNexthop
+    }
+
+    /// Removes a nexthop; its id is free for `takeNexthop`.
+    mutating func removeNexthop(_ id: UInt32) throws(TableError) {
+        try builder.removeNexthop(id)
+        compiled.nextNexthop = min(compiled.nextNexthop, id)
+    }
 }
 
 /// A port being made: its id, VRF, label and where its default route goes.
@@ -174,7 +192,7 @@ final class Tables: @unchecked Sendable {  // Safe: the model is behind `model`;
             for r in ports {
                 m.reserved[r.port.name] = nil
                 let p = r.port
-                let nh = m.compiled.nextNexthop
+                let nh = m.takeNexthop()
                 do {
                     try m.builder.setPort(
                         r.id,
@@ -209,7 +227,6 @@ final class Tables: @unchecked Sendable {  // Safe: the model is behind `model`;
                     for q in ports { m.reserved[q.port.name] = nil }
                     throw APIError(500, "interface '\(p.name)': \(error)")
                 }
-                m.compiled.nextNexthop += 1
                 m.compiled.portIDs[p.name] = r.id
                 m.compiled.podNexthops[p.name] = nh
                 entered.append((r, nh))
@@ -226,7 +243,7 @@ final class Tables: @unchecked Sendable {  // Safe: the model is behind `model`;
         }
         if let a = p.ipv6?.address { try? m.builder.removeRoute(vrf: r.vrf, IPv6Prefix(a, length: 128)!) }
         if let l = r.label, m.builder.labels[l] == nh { try? m.builder.removeLabel(l) }
-        try? m.builder.removeNexthop(nh)
+        try? m.removeNexthop(nh)
         try? m.builder.removePort(r.id)
         m.compiled.portIDs[p.name] = nil
         m.compiled.podNexthops[p.name] = nil
@@ -273,7 +290,7 @@ final class Tables: @unchecked Sendable {  // Safe: the model is behind `model`;
                     }
                     if let a = pc.ipv6 { try m.builder.removeRoute(vrf: pc.vrf, IPv6Prefix(a, length: 128)!) }
                     for (l, target) in m.builder.labels where target == nh { try m.builder.removeLabel(l) }
-                    try m.builder.removeNexthop(nh)
+                    try m.removeNexthop(nh)
                     try m.builder.removePort(port)
                 } catch { throw APIError(500, "interface '\(name)': \(error)") }
                 m.compiled.portIDs[name] = nil
