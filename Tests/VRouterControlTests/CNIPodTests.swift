@@ -461,10 +461,10 @@ extension CNIPodTests {
             )
         }
         try cycle(0)
-        let size = s.publication.current.nexthopCount
+        let size = s.publication.current.view.nexthopCount
         let ids = Set(s.nexthops().map(\.id))
         for i in 1...10 { try cycle(i) }
-        #expect(s.publication.current.nexthopCount == size)
+        #expect(s.publication.current.view.nexthopCount == size)
         #expect(Set(s.nexthops().map(\.id)) == ids)
         #expect(try pod.links() == [])
     }

@@ -103,7 +103,7 @@ public final class NodeService: @unchecked Sendable {  // Safe: state is in the 
         var a = PodAttachments()
         if let settings = config.cluster {
             let etcd = try EtcdStore(settings, node: Self.clusterRecord(config), log: logger)
-            etcd.vniOfVRF.withLock { [tables] in $0 = { vrf in tables.read { $0.vnis[vrf] } } }
+            etcd.vniOfVRF.withLock { [tables] in $0 = Hook { vrf in tables.read { $0.vnis[vrf] } } }
             self.etcd = etcd
             cluster = etcd
             if let d = config.defaultNetwork { a.pools[d.name] = Self.clusterPools(d, etcd, logger) }
@@ -113,7 +113,7 @@ public final class NodeService: @unchecked Sendable {  // Safe: state is in the 
             if let d = config.defaultNetwork { a.pools[d.name] = Self.defaultPools(d, config) }
         }
         attachments = Mutex(a)
-        etcd?.heldHere.withLock { $0 = { [weak self] claim in self?.holdsClaim(claim) ?? true } }
+        etcd?.heldHere.withLock { $0 = Hook { [weak self] claim in self?.holdsClaim(claim) ?? true } }
     }
 
     /// Makes the ports and starts the workers. On failure everything made is undone.

@@ -39,9 +39,9 @@ final class EtcdStore: ClusterStore {
     let log: Logger
     /// Whether a pod of this node (attached, or an ADD under way) holds an address claim of
     /// this node (set by the node; until then every claim counts as held).
-    let heldHere = Mutex<@Sendable (AddressClaim) -> Bool>({ _ in true })
+    let heldHere = Mutex(Hook<AddressClaim, Bool> { _ in true })
     /// A VRF's VNI as this node decapsulates it (set by the node once its tables exist).
-    let vniOfVRF = Mutex<@Sendable (String) -> UInt32?>({ _ in nil })
+    let vniOfVRF = Mutex(Hook<String, UInt32?> { _ in nil })
     /// Address claims of released pods that etcd could not be asked to release (it was away):
     /// released on its return (before the next claim, and by the agent every second).
     let unreleased = Mutex<[AddressClaim]>([])
@@ -180,7 +180,7 @@ final class EtcdStore: ClusterStore {
     private func claimAddress(_ c: AddressClaim) throws(ClusterError) -> VRouterCluster.ClusterStore.Claim<AddressClaim>
     {
         let r = try blocking { [store] () async throws(ClusterError) in try await store.claimAddress(c) }
-        guard case .taken(let by) = r, by.node == nodeName, !heldHere.withLock({ $0 })(by) else { return r }
+        guard case .taken(let by) = r, by.node == nodeName, !heldHere.withLock({ $0 }).call(by) else { return r }
         log.info(
             "stale address claim of this node taken over",
             metadata: ["network": "\(c.network)", "address": "\(c.address)", "was": "\(by.pod) (\(by.interface))"]
@@ -255,7 +255,7 @@ final class EtcdStore: ClusterStore {
         guard staleClaimsUnchecked.load(ordering: .acquiring) else { return }
         let held: [AddressClaim]
         do { held = try await store.addressClaims().filter { $0.node == nodeName } } catch { return }
-        let holds = heldHere.withLock { $0 }
+        let holds = heldHere.withLock { $0 }.call
         let stale = held.filter { !holds($0) }
         if !stale.isEmpty {
             log.info(
@@ -343,7 +343,7 @@ final class EtcdStore: ClusterStore {
     /// The pod's vRouter interfaces as other nodes route to them.
     func endpoints(_ pod: PodRecord) -> [EndpointRecord] {
         let podKey = Self.podKey(pod)
-        let vni = vniOfVRF.withLock { $0 }
+        let vni = vniOfVRF.withLock { $0 }.call
         return pod.attachments.compactMap { a in
             guard a.delegate == nil, a.detached != true, a.interface != nil else { return nil }
             let addresses = [a.ipv4?.address.description, a.ipv6?.address.description].compactMap { $0 }
@@ -467,4 +467,16 @@ struct ClusterLocalState: Codable, Equatable {
     var lease: Int64?
     /// Address claims of released pods that etcd could not be asked to release yet.
     var unreleased: [AddressClaim]
+}
+
+/// A function the node hands the store once its other parts exist, kept in a class so that
+/// the Mutex holds a reference. A function value kept in the Mutex itself came back from
+/// every `withLock { $0 }` wrapped in two more reabstraction thunks (the value goes out
+/// and back through the generic inout), so every pod ADD and DEL made it two calls deeper:
+/// each call recursed through all of them, the request threads' stacks grew without end
+/// (issue 18: the RSS of a node under pod churn rose ~0.4 MiB/min in its thread stacks
+/// alone) and one would have overflowed in the end.
+final class Hook<Argument, Result>: Sendable {
+    let call: @Sendable (Argument) -> Result
+    init(_ call: @escaping @Sendable (Argument) -> Result) { self.call = call }
 }
