@@ -7,11 +7,12 @@ import Testing
 @testable import VRouterCore
 
 @Suite struct OffloadCoalescingTests {
-    /// Port 1 takes superframes, port 2 does not.
+    /// Port 1 takes superframes, port 2 does not; port 3 is a fabric with offloads.
     static let ports: [PortEntry] = [
         .absent,
         PortEntry(kind: .pod, flags: [.up, .offloads], vrf: 1, mtu: 1500, vlan: 0, mac: 0, ipv4: 0, ipv6: 0),
         PortEntry(kind: .pod, flags: [.up], vrf: 1, mtu: 1500, vlan: 0, mac: 0, ipv4: 0, ipv6: 0),
+        PortEntry(kind: .fabric, flags: [.up, .offloads], vrf: 0, mtu: 1500, vlan: 0, mac: 0, ipv4: 0, ipv6: 0),
     ]
 
     /// Segment `k` of a flow: `size` payload bytes at seq base + k × `size` (unless
@@ -229,6 +230,40 @@ import Testing
             #expect(Self.run(pool, specs, txPort: 2).frames.count == 4)
             #expect(Self.run(pool, specs, txPort: 9).frames.count == 4)  // unknown port
             #expect(Self.run(pool, specs, txPort: 1).frames.count == 1)
+            // The fabric takes trains, but GRO is for pods: translated or IP-fabric TCP
+            // toward the world leaves as the pod sent it.
+            #expect(Self.run(pool, specs, txPort: 3).frames.count == 4)
+        }
+    }
+
+    /// Segments toward the fabric take no open-flow slot: eight of them between two
+    /// segments of a pod's flow do not push that flow out (with eight slots they did).
+    @Test func theFabricsPacketsDoNotCrowdOutAPodsFlow() {
+        withBigPool { pool in
+            var spec = TCPSpec()
+            spec.payload = pattern(2000)
+            spec.flags = 0x10  // ACK: a segment that opens a superframe
+            var frame = Frame.allocate(capacity: 16)
+            defer { frame.deallocate() }
+            func load(_ s: TCPSpec, _ tx: UInt16) {
+                let idx = pool.superframe(s.frame(partial: false), gsoType: 0, gsoSize: 0, partial: false, big: false)
+                pool.meta(idx).pointee.txPort = tx
+                pool.meta(idx).pointee.hash = UInt32(s.sport) << 16 | UInt32(s.dport)
+                frame.append(idx)
+            }
+            load(Self.segment(spec, 0), 1)
+            for k in 0..<8 {
+                var other = spec
+                other.sport = 40000 &+ UInt16(k)
+                load(Self.segment(other, 0), 3)
+            }
+            load(Self.segment(spec, 1), 1)
+            var c = TCPCoalescer()
+            let merged = Self.ports.withUnsafeBufferPointer {
+                c.coalesce(pool: pool, &frame, ports: $0.baseAddress!, portCount: $0.count)
+            }
+            #expect(merged == 1 && frame.count == 9)
+            pool.free(&frame)
         }
     }
 

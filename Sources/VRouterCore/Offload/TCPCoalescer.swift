@@ -43,8 +43,7 @@ public struct TCPCoalescer: ~Copyable {
 
     deinit { open.deallocate() }
 
-    /// Coalesces the TCP segments of `frame` whose output port `eligible(txPort)` says
-    /// takes superframes; merged segments leave the frame (their buffers freed) and are
+    /// Coalesces the TCP segments of `frame` bound for a pod port that takes superframes; merged segments leave the frame (their buffers freed) and are
     /// counted in the result. Order among the remaining packets is kept.
     public mutating func coalesce(
         pool: PacketPool,
@@ -60,7 +59,10 @@ public struct TCPCoalescer: ~Copyable {
             let idx = frame[i]
             let m = pool.meta(idx)
             let tx = Int(m.pointee.txPort)
-            guard tx < portCount, ports[tx].flags.contains(.offloads) else { continue }
+            // Toward pods only: a packet for the fabric (a tunnel's, or a translated or
+            // IP-fabric one) is the kernel's to coalesce at its far end; here it would only
+            // take an open-flow slot (tunneled: outer IP ids differ, so it never merges).
+            guard tx < portCount, ports[tx].kind == .pod, ports[tx].flags.contains(.offloads) else { continue }
             let f = openFlow(m.pointee.hash, UInt16(truncatingIfNeeded: tx))
             guard let seg = Segment(pool, idx) else {
                 // Not a candidate (a pure ACK, FIN, SYN...): what is open for its flow goes
