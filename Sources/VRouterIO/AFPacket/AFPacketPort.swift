@@ -56,7 +56,8 @@ public final class AFPacketPort: @unchecked Sendable {
         /// never copies received frames to it). For traffic generators and TX fan-out.
         public var receives: Bool = true
         /// A virtio-net header in front of every ring frame (RX: UDP GSO trains are
-        /// recognised and cut; TX: a zero header).
+        /// recognised and cut; TX: a header with nothing to offload whose hdr_len is the
+        /// frame, so the kernel copies each frame whole into its skb).
         public var vnetHeader: Bool = false
         /// Open the second socket that sends UDP GSO trains (needs `vnetHeader`).
         public var sendsTrains: Bool = false
