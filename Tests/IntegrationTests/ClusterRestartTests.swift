@@ -119,5 +119,23 @@ extension ClusterTests {
         let held = try lab.must(etcdctl + ["get", "--print-value-only", claimKey(next)])
         #expect(held.contains("\"f\"") && !held.contains("ghost"), "claim of \(next): \(held)")
         #expect(try claims() == [d.address, e.address, f.address])
+
+        // Killed with a stale claim left, and started while etcd is away: the start cannot
+        // list the claims; once etcd answers, the stale claim goes with no ADD meeting it.
+        n1.child.signal(SIGKILL)
+        n1.child.wait(seconds: 5)
+        let later = parts.dropLast().joined(separator: ".") + ".\(Int(parts.last!)! + 9)"
+        ghost["address"] = later
+        let laterText = String(
+            decoding: try JSONSerialization.data(withJSONObject: ghost, options: .sortedKeys),
+            as: UTF8.self
+        )
+        _ = try lab.must(etcdctl + ["put", claimKey(later), laterText])
+        try etcd.stopAll()
+        n1 = try Daemon(lab, config: config, name: "vrouterd-n1c", extra: ["--state-dir", state])
+        try n1.waitRunning()
+        try etcd.startAll()
+        let released = Self.within(15) { (try? claims()) == [d.address, e.address, f.address] }
+        #expect(released != nil, "claims once etcd is back: \((try? claims()) ?? [])")
     }
 }

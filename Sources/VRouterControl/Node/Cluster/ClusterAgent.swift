@@ -72,6 +72,7 @@ final class ClusterAgent: @unchecked Sendable {  // Safe: mutable state only on 
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .seconds(1))
                     await store.retryReleases()
+                    await store.releaseStaleClaims()
                     await store.saveLocalState()
                 }
             }

@@ -8,7 +8,8 @@
 //     fails the ADD whole with a clear CNI error (nothing half-made: claims taken are
 //     released again). A claim of this node that none of its pods holds is stale (a kill
 //     between a DEL's journal record and its release in etcd leaves one): it is taken over,
-//     not a refusal, and a start releases every such claim (`reconcileClaims`);
+//     not a refusal, and a start releases every such claim (`reconcileClaims`; a start while
+//     etcd is away, once it answers);
 //   - publish/withdraw: the pod's endpoints go to the publisher (on the node's lease; queued
 //     while etcd is away and written on its return);
 //   - apply/delete: a network goes through the store's transaction, so an apply on any node
@@ -44,6 +45,9 @@ final class EtcdStore: ClusterStore {
     /// Address claims of released pods that etcd could not be asked to release (it was away):
     /// released on its return (before the next claim, and by the agent every second).
     let unreleased = Mutex<[AddressClaim]>([])
+    /// The start could not list this node's claims (etcd away): stale ones wait for
+    /// `releaseStaleClaims`.
+    let staleClaimsUnchecked = Atomic<Bool>(false)
     /// Calls to etcd from the node's requests that failed (claims, releases, networks).
     let errors = Atomic<Int>(0)
     /// The state directory's `cluster.json` (nil without a state directory): the lease and the
@@ -195,8 +199,9 @@ final class EtcdStore: ClusterStore {
     /// equal to its pods' (level-triggered, as the agent does with routes). A claim no pod of
     /// the node holds any more goes (a kill after a DEL was journaled and before etcd was told
     /// leaves one, and its address would be refused to the next pod offered it); a pod's claim
-    /// that etcd lost is made again. With etcd away it is skipped (logged): `claim` still takes
-    /// a stale claim over when an ADD meets one.
+    /// that etcd lost is made again. With etcd away, the release of stale claims is left to
+    /// the agent for when etcd answers (`releaseStaleClaims`); meanwhile `claim` takes a stale
+    /// claim over when an ADD meets one.
     func reconcileClaims(of pods: [PodRecord]) {
         let wanted = Set(pods.flatMap(addressClaims))
         let held: [AddressClaim]
@@ -205,7 +210,11 @@ final class EtcdStore: ClusterStore {
                 .filter { $0.node == nodeName }
         } catch {
             errors.add(1, ordering: .relaxed)
-            log.warning("address claims not reconciled (etcd away)", metadata: ["error": "\(error)"])
+            staleClaimsUnchecked.store(true, ordering: .releasing)
+            log.warning(
+                "address claims not reconciled (etcd away): stale ones are released once it answers",
+                metadata: ["error": "\(error)"]
+            )
             return
         }
         let stale = held.filter { !wanted.contains($0) }
@@ -235,6 +244,27 @@ final class EtcdStore: ClusterStore {
                 log.warning("address claim not made again", metadata: ["address": "\(c.address)", "error": "\(error)"])
             }
         }
+    }
+
+    /// The start's release of stale claims, done late: etcd did not answer at the start
+    /// (the agent calls this every second; it does something only then, and until etcd
+    /// answers). Listed first, checked after: a claim an ADD makes after the listing is not
+    /// in it, and one in it is held by a pod or an ADD under way (`heldHere`) unless stale;
+    /// a release compares pod and interface, so it never takes a claim made since.
+    func releaseStaleClaims() async {
+        guard staleClaimsUnchecked.load(ordering: .acquiring) else { return }
+        let held: [AddressClaim]
+        do { held = try await store.addressClaims().filter { $0.node == nodeName } } catch { return }
+        let holds = heldHere.withLock { $0 }
+        let stale = held.filter { !holds($0) }
+        if !stale.isEmpty {
+            log.info(
+                "address claims of pods no longer on this node released (etcd is back)",
+                metadata: ["addresses": "\(stale.map(\.address))"]
+            )
+            await releaseNow(stale, retrying: false)
+        }
+        staleClaimsUnchecked.store(false, ordering: .releasing)
     }
 
     /// Whether a pod among `pods` holds `claim`.
