@@ -3,7 +3,7 @@
 // (tools/iobench/ref.c). Builds its own namespaces (vrtb…) and removes them.
 //
 //   vrouter-iobench [--seconds 5] [--runs 3] [--cpu 1] [--gen-cpu 0] [--ref PATH] [--reads N] [MODE...]
-//   modes: tap-tx tap-rx tap-reflect af-rx af-tx, and tap-rx-drain tap-reflect-drain
+//   modes: tap-tx tap-rx tap-reflect af-rx af-tx af-tx-vnet, and tap-rx-drain tap-reflect-drain
 //          af-rx-drain   (default: all)
 //
 // tap-tx       the loop writes frames to a tap; the pod's kernel receives (and drops) them
@@ -13,6 +13,9 @@
 // af-rx        generator on one veth end (namespace A), the loop's TPACKET_V3 RX ring on
 //              the other (namespace B)
 // af-tx        the loop's TPACKET_V3 TX ring on one veth end; the peer counts arrivals
+// af-tx-vnet   as af-tx with a virtio-net header on the socket, as vrouterd's fabric has
+//              (each frame copied whole into its skb instead of zero-copy ring pages,
+//              which the veth then copies into a new page); no C reference
 // *-drain      capacity of the measured core alone: the generator first fills the tap's
 //              queue (50k frames) or the RX ring (40k) while the loop does not read, then
 //              the loop drains it; rate and CPU run from "go" to the last frame.
@@ -69,7 +72,7 @@ struct IOBench {
             case "--reads": o.reads = Int(args.popFirst() ?? "") ?? o.reads
             case "-h", "--help":
                 print(
-                    "usage: vrouter-iobench [--seconds S] [--runs N] [--cpu C] [--gen-cpu G] [--ref PATH] [tap-tx tap-rx tap-reflect af-rx af-tx]"
+                    "usage: vrouter-iobench [--seconds S] [--runs N] [--cpu C] [--gen-cpu G] [--ref PATH] [tap-tx tap-rx tap-reflect af-rx af-tx af-tx-vnet]"
                 )
                 return
             default: o.modes.append(a)
@@ -78,6 +81,7 @@ struct IOBench {
         if o.modes.isEmpty {
             o.modes = [
                 "tap-tx", "tap-rx", "tap-reflect", "tap-rx-drain", "tap-reflect-drain", "af-rx", "af-rx-drain", "af-tx",
+                "af-tx-vnet",
             ]
         }
         setvbufLineBuffered()
@@ -85,7 +89,7 @@ struct IOBench {
             "mode               impl  run    Mpps   cpu  ns/pkt(cpu)  enters/pkt  peer-Mpps    packets   seconds  generated"
         )
         for mode in o.modes {
-            for impl in o.ref == nil ? ["swift"] : ["swift", "c"] {
+            for impl in o.ref == nil || mode == "af-tx-vnet" ? ["swift"] : ["swift", "c"] {
                 for run in 1...o.runs {
                     do {
                         let r = try measure(mode, impl: impl, o)
@@ -197,7 +201,7 @@ struct IOBench {
             // Frames we wrote are "received" by the pod's eth0.
             r.peer = after.rxPackets &- before.rxPackets
             return r
-        case "af-rx", "af-tx":
+        case "af-rx", "af-tx", "af-tx-vnet":
             let a = try makeNamespace("A")
             let b = try makeNamespace("B")
             let nlA = try a.netlink()
@@ -231,10 +235,11 @@ struct IOBench {
                     reads: o.reads,
                     seconds: o.seconds,
                     reflect: false,
-                    transmitOnly: mode == "af-tx"
+                    transmitOnly: mode != "af-rx"
                 ) { loop in
                     var c = AFPacketPort.Configuration()
                     c.receives = mode == "af-rx"
+                    c.vnetHeader = mode == "af-tx-vnet"
                     let port = try AFPacketPort.open(interface: "vrtb-b", in: b, configuration: c)
                     try loop.add(port, as: 1)
                 }
@@ -243,7 +248,7 @@ struct IOBench {
             }
             r.generated = generator?.stop() ?? 0
             let after = try nlA.link("vrtb-a").statistics
-            r.peer = mode == "af-tx" ? after.rxPackets &- before.rxPackets : 0
+            r.peer = mode != "af-rx" ? after.rxPackets &- before.rxPackets : 0
             return r
         default:
             throw SystemError(call: "vrouter-iobench", object: "mode \(mode)", errno: EINVAL, detail: "unknown mode")

@@ -187,6 +187,26 @@ import VRouterTestSupport
         }
     }
 
+    /// Found by the config fuzzer: a name holding line breaks (a plain scalar over several
+    /// lines, or escapes) was written into the snapshot's double quotes as it was, and read
+    /// back with each break folded into a space: another node after a restart. Every
+    /// character YAML folds or refuses is written as an escape now.
+    @Test func snapshotsKeepNamesWithLineBreaksAndControlCharacters() throws {
+        let text = #"""
+            interfaces:
+              - { name: fabric0, kind: fabric, address: 198.18.0.1, mac: "04:00:00:00:00:01" }
+            remoteNodes:
+              - { name: "a\rb\nc\td\u0085e\u2028f\u2029g\u0001h\u007Fi\uFEFFj\"k\\l  m\r\n", address: 198.18.0.2, encap: vxlan }
+            """#
+        let parsed = try NodeConfig.parse(text)
+        let name = "a\rb\nc\td\u{85}e\u{2028}f\u{2029}g\u{1}h\u{7F}i\u{FEFF}j\"k\\l  m\r\n"
+        #expect(parsed.remoteNodes.map(\.name) == [name])
+        let written = parsed.yaml(routeFiles: [], journalSequence: 1)
+        let reread = try NodeConfig.parse(written)
+        #expect(reread.remoteNodes.map(\.name) == [name], "\(written)")
+        #expect(reread.yaml(routeFiles: [], journalSequence: 1) == written)
+    }
+
     /// Found by the config fuzzer: the snapshot of a node wrote a relative capture path
     /// resolved against "." ("./in.pcap"), which read back and written again became
     /// "././in.pcap", one more "./" per restart; and a config loaded by a relative path put

@@ -7,9 +7,7 @@ import VRouterCore
 extension NodeConfig {
     /// The config as YAML. VRFs named in `routeFiles` get `routesFile: routes-NAME.txt`.
     public func yaml(routeFiles: Set<String>, journalSequence: Int) -> String {
-        func q(_ s: String) -> String {
-            "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-        }
+        func q(_ s: String) -> String { Self.quoted(s) }
         var y = "# vrouterd state snapshot: the node as it was; restored on start.\n"
         y += "stateVersion: \(Self.stateVersion)\njournalSequence: \(journalSequence)\n"
         y += "node: { name: \(q(name)), routerMAC: \(q(routerMAC.description)) }\n"
@@ -90,5 +88,29 @@ extension NodeConfig {
             y += line + " }\n"
         }
         return y
+    }
+}
+
+extension NodeConfig {
+    /// `s` as a YAML double-quoted scalar that reads back as exactly `s`: backslash and quote
+    /// escaped, and every character YAML would fold or refuse (line breaks, tabs, other
+    /// control characters, NEL and the Unicode line and paragraph separators, a byte-order
+    /// mark) written as an escape. A raw line break inside the quotes read back as a space.
+    static func quoted(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u.value {
+            case 0x5C: out += "\\\\"
+            case 0x22: out += "\\\""
+            case 0x0A: out += "\\n"
+            case 0x0D: out += "\\r"
+            case 0x09: out += "\\t"
+            case 0..<0x20, 0x7F...0x9F, 0x2028, 0x2029, 0xFEFF:
+                let hex = String(u.value, radix: 16, uppercase: true)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
     }
 }

@@ -56,7 +56,8 @@ public final class AFPacketPort: @unchecked Sendable {
         /// never copies received frames to it). For traffic generators and TX fan-out.
         public var receives: Bool = true
         /// A virtio-net header in front of every ring frame (RX: UDP GSO trains are
-        /// recognised and cut; TX: a zero header).
+        /// recognised and cut; TX: a header with nothing to offload whose hdr_len is the
+        /// frame, so the kernel copies each frame whole into its skb).
         public var vnetHeader: Bool = false
         /// Open the second socket that sends UDP GSO trains (needs `vnetHeader`).
         public var sendsTrains: Bool = false
@@ -82,6 +83,9 @@ public final class AFPacketPort: @unchecked Sendable {
 
     /// PACKET_VNET_HDR's header: the 10-byte legacy virtio_net_hdr.
     static let vnetHeaderLength = 10
+    /// PACKET_FANOUT_FLAG_IGNORE_OUTGOING (linux/if_packet.h, 6.2; Debian 12's headers
+    /// predate it).
+    static let fanoutIgnoreOutgoing: Int32 = 0x4000
 
     /// Opens the port on `interface` (in `namespace`; the socket is made there, so it sees
     /// that namespace's device) and maps its rings.
@@ -175,11 +179,38 @@ public final class AFPacketPort: @unchecked Sendable {
             sll.sll_family = UInt16(AF_PACKET)
             sll.sll_protocol = c.receives ? UInt16(ETH_P_ALL).bigEndian : 0
             sll.sll_ifindex = index
+            // Frames sent on the device (the TX rings, the train socket, the kernel's own)
+            // are not received. A lone socket skips only its own; a fanout group skipped
+            // none: with two workers, every frame one sent was handed back to the group and
+            // dropped as not_tunnel (n1 of compare-kernel received as many as it sent).
+            if c.receives {
+                _ = try? Sys.setsockopt(
+                    fd,
+                    SOL_PACKET,
+                    PACKET_IGNORE_OUTGOING,
+                    Int32(1),
+                    call: "PACKET_IGNORE_OUTGOING",
+                    object: object
+                )
+            }
             try Sys.bind(fd, sll, object: object)
             if let group = c.fanoutGroup, c.receives {
                 let mode = c.fanoutSteering == nil ? PACKET_FANOUT_HASH : PACKET_FANOUT_CBPF
+                // PACKET_FANOUT_FLAG_IGNORE_OUTGOING (6.2+); older kernels refuse the flag
+                // and the group is joined without it.
                 let arg = Int32(group) | Int32(mode) << 16
-                try Sys.setsockopt(fd, SOL_PACKET, PACKET_FANOUT, arg, call: "PACKET_FANOUT", object: object)
+                do throws(SystemError) {
+                    try Sys.setsockopt(
+                        fd,
+                        SOL_PACKET,
+                        PACKET_FANOUT,
+                        arg | Self.fanoutIgnoreOutgoing << 16,
+                        call: "PACKET_FANOUT",
+                        object: object
+                    )
+                } catch  where error.errno == EINVAL {
+                    try Sys.setsockopt(fd, SOL_PACKET, PACKET_FANOUT, arg, call: "PACKET_FANOUT", object: object)
+                }
                 if let program = c.fanoutSteering {
                     // Any member may set the group's program; each sets the same one.
                     var filters = program.map { sock_filter(code: $0.code, jt: $0.jt, jf: $0.jf, k: $0.k) }
