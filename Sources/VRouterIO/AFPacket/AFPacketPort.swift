@@ -179,25 +179,14 @@ public final class AFPacketPort: @unchecked Sendable {
             sll.sll_family = UInt16(AF_PACKET)
             sll.sll_protocol = c.receives ? UInt16(ETH_P_ALL).bigEndian : 0
             sll.sll_ifindex = index
-            // Frames sent on the device (the TX rings, the train socket, the kernel's own)
-            // are not received. A lone socket skips only its own; a fanout group skipped
-            // none: with two workers, every frame one sent was handed back to the group and
-            // dropped as not_tunnel (n1 of compare-kernel received as many as it sent).
-            if c.receives {
-                _ = try? Sys.setsockopt(
-                    fd,
-                    SOL_PACKET,
-                    PACKET_IGNORE_OUTGOING,
-                    Int32(1),
-                    call: "PACKET_IGNORE_OUTGOING",
-                    object: object
-                )
-            }
             try Sys.bind(fd, sll, object: object)
             if let group = c.fanoutGroup, c.receives {
                 let mode = c.fanoutSteering == nil ? PACKET_FANOUT_HASH : PACKET_FANOUT_CBPF
-                // PACKET_FANOUT_FLAG_IGNORE_OUTGOING (6.2+); older kernels refuse the flag
-                // and the group is joined without it.
+                // PACKET_IGNORE_OUTGOING (above) covers a lone socket only: a fanout group
+                // handed every frame one member sent back to the group (with two workers,
+                // compare-kernel's n1 received and dropped as not_tunnel as many as it sent),
+                // unless joined with PACKET_FANOUT_FLAG_IGNORE_OUTGOING (6.2+; older kernels
+                // refuse the flag and the group is joined without it).
                 let arg = Int32(group) | Int32(mode) << 16
                 do throws(SystemError) {
                     try Sys.setsockopt(
