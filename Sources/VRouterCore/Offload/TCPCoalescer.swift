@@ -43,8 +43,9 @@ public struct TCPCoalescer: ~Copyable {
 
     deinit { open.deallocate() }
 
-    /// Coalesces the TCP segments of `frame` bound for a pod port that takes superframes; merged segments leave the frame (their buffers freed) and are
-    /// counted in the result. Order among the remaining packets is kept.
+    /// Coalesces the TCP segments of `frame` bound for a pod port that takes superframes;
+    /// merged segments leave the frame (their buffers freed) and are counted in the result.
+    /// Order among the remaining packets is kept.
     public mutating func coalesce(
         pool: PacketPool,
         _ frame: inout Frame,
